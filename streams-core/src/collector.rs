@@ -1,0 +1,14 @@
+//! `RecordCollector`: where sinks and changelogging stores send their records.
+
+use crate::error::Result;
+use crate::record::ProducerRecord;
+
+/// Receives every record a task writes: sink output, repartition and changelog records.
+///
+/// The runtime sends them to Kafka; the test driver keeps them in memory.
+pub trait RecordCollector {
+    /// Sends one record.
+    fn send(&mut self, record: ProducerRecord) -> Result<()>;
+    /// Waits until every record sent so far is acknowledged.
+    fn flush(&mut self) -> Result<()>;
+}

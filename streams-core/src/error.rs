@@ -1,0 +1,139 @@
+//! The crate's error type.
+
+use crate::record::TaskId;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
+
+/// A serializer or deserializer could not convert a value.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SerdeError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl SerdeError {
+    /// An error with a message only.
+    pub fn new(message: impl Into<String>) -> Self {
+        SerdeError { message: message.into(), source: None }
+    }
+
+    /// An error wrapping the codec's own error.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        SerdeError { message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    /// Data was null where the type has no null.
+    pub fn null(type_name: &str) -> Self {
+        SerdeError::new(format!(
+            "null data for non-nullable type {type_name} (use an Option<_> type to accept nulls)"
+        ))
+    }
+}
+
+/// Everything that can go wrong in a topology, a task or a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamsError {
+    /// The topology is malformed; found when it is built or a task is created.
+    #[error("invalid topology: {0}")]
+    Topology(String),
+
+    /// A configuration value is missing or invalid.
+    #[error("invalid config `{key}`: {message}")]
+    Config {
+        /// The config name.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// An input record could not be deserialized and the handler said fail.
+    #[error("deserialization failed for record at {topic}-{partition} offset {offset}: {source}")]
+    Deserialization {
+        /// Topic of the record.
+        topic: String,
+        /// Partition of the record.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+        /// The serde's error.
+        #[source]
+        source: SerdeError,
+    },
+
+    /// A value could not be serialized or deserialized outside the source (sinks, stores).
+    #[error("serde failed in {context}: {source}")]
+    Serde {
+        /// Where: node, store or topic.
+        context: String,
+        /// The serde's error.
+        #[source]
+        source: SerdeError,
+    },
+
+    /// A state store failed.
+    #[error("state store `{store}`: {message}")]
+    Store {
+        /// The store name.
+        store: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// A processor returned an error while processing a record.
+    #[error("task {task} failed in node `{node}`: {message}")]
+    Processing {
+        /// The task.
+        task: TaskId,
+        /// The node that failed.
+        node: String,
+        /// The error message.
+        message: String,
+    },
+
+    /// Sending a record failed.
+    #[error("failed to send a record to topic `{topic}`: {message}")]
+    Send {
+        /// The destination topic.
+        topic: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// An I/O error on the state directory.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A user error from inside a processor, punctuator or callback.
+    #[error("{0}")]
+    User(String),
+}
+
+impl StreamsError {
+    /// A store error.
+    pub fn store(store: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        StreamsError::Store { store: store.into(), message: message.to_string() }
+    }
+
+    /// A serde error with context.
+    pub fn serde(context: impl Into<String>, source: SerdeError) -> Self {
+        StreamsError::Serde { context: context.into(), source }
+    }
+
+    /// An I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        StreamsError::Io { path: path.as_ref().display().to_string(), source }
+    }
+}

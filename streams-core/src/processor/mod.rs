@@ -1,0 +1,195 @@
+//! The Processor API: [`Processor`], [`ProcessorSupplier`] and [`ProcessorContext`].
+
+pub(crate) mod node;
+
+use std::time::Duration;
+
+use crate::error::{Result, StreamsError};
+use crate::record::{Record, RecordContext, TaskId};
+use crate::state::KeyValueStore;
+use crate::task::{Schedule, TaskContext};
+use node::{Child, NodeMeta};
+
+/// A record-at-a-time operator. `KIn`/`VIn` in, `KOut`/`VOut` forwarded to the children.
+///
+/// One instance per task, created by a [`ProcessorSupplier`]; it is never shared between tasks.
+pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn> {
+    /// Called once when the task is created: look up stores and schedule punctuations here.
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Processes one record, forwarding any number of records through `ctx`.
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>, record: Record<KIn, VIn>) -> Result<()>;
+
+    /// Called for each punctuation scheduled with [`ProcessorContext::schedule`].
+    fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>, punctuation: Punctuation) -> Result<()> {
+        let _ = (ctx, punctuation);
+        Ok(())
+    }
+
+    /// Called at each commit, in topological order, before the task's stores are flushed:
+    /// forward what was held back (for example by a store's cache).
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Called when the task closes.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Creates a fresh [`Processor`] for each task. Closures `Fn() -> P` are suppliers.
+pub trait ProcessorSupplier<KIn, VIn, KOut, VOut>: Send + Sync + 'static {
+    /// A new processor instance.
+    fn get(&self) -> Box<dyn Processor<KIn, VIn, KOut, VOut>>;
+}
+
+impl<KIn, VIn, KOut, VOut, F, P> ProcessorSupplier<KIn, VIn, KOut, VOut> for F
+where
+    F: Fn() -> P + Send + Sync + 'static,
+    P: Processor<KIn, VIn, KOut, VOut> + 'static,
+{
+    fn get(&self) -> Box<dyn Processor<KIn, VIn, KOut, VOut>> {
+        Box::new(self())
+    }
+}
+
+/// Which clock drives a punctuation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PunctuationType {
+    /// Fires as stream time (the largest record timestamp seen by the task) advances.
+    StreamTime,
+    /// Fires as the system clock advances.
+    WallClockTime,
+}
+
+/// Identifies a scheduled punctuation, to tell several apart and to cancel one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScheduleId(pub(crate) u64);
+
+/// A punctuation being delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Punctuation {
+    /// Which schedule fired.
+    pub id: ScheduleId,
+    /// Its clock.
+    pub kind: PunctuationType,
+    /// The stream time or system time at which it fired.
+    pub timestamp: i64,
+}
+
+/// What a processor sees of its task: forwarding, stores, time and punctuation.
+pub struct ProcessorContext<'a, K, V> {
+    pub(crate) task: &'a mut TaskContext,
+    pub(crate) node: &'a NodeMeta,
+    pub(crate) children: &'a [Child<K, V>],
+}
+
+impl<K, V> std::fmt::Debug for ProcessorContext<'_, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorContext").field("task", &self.task.task_id).field("node", &self.node.name).finish()
+    }
+}
+
+impl<K: Clone, V: Clone> ProcessorContext<'_, K, V> {
+    /// Sends `record` to every child.
+    pub fn forward(&mut self, record: Record<K, V>) -> Result<()> {
+        let Some((last, rest)) = self.children.split_last() else { return Ok(()) };
+        for child in rest {
+            child.node.borrow_mut().process(self.task, record.clone())?;
+        }
+        last.node.borrow_mut().process(self.task, record)
+    }
+
+    /// Sends `record` to the child named `child` only.
+    pub fn forward_to(&mut self, child: &str, record: Record<K, V>) -> Result<()> {
+        let target = self.children.iter().find(|c| c.name == child).ok_or_else(|| {
+            StreamsError::Topology(format!("node `{}` has no child named `{child}`", self.node.name))
+        })?;
+        target.node.borrow_mut().process(self.task, record)
+    }
+}
+
+impl<K, V> ProcessorContext<'_, K, V> {
+    /// The typed key-value store `name`; the processor must be connected to it in the topology.
+    ///
+    /// A wrong name or type is an error (found in `init`, when the task is built).
+    pub fn get_key_value_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<SK, SV>> {
+        if !self.node.stores.iter().any(|s| s == name) {
+            return Err(StreamsError::Topology(format!(
+                "processor `{}` has no access to state store `{name}`; connect it when adding the processor \
+                 (connected stores: {:?})",
+                self.node.name, self.node.stores
+            )));
+        }
+        self.task.key_value_store(name)
+    }
+
+    /// Schedules [`Processor::punctuate`] every `interval` on the given clock.
+    pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<ScheduleId> {
+        let interval_ms = interval.as_millis() as i64;
+        if interval_ms < 1 {
+            return Err(StreamsError::User("punctuation interval must be at least 1 ms".into()));
+        }
+        // As in Kafka Streams: stream-time schedules align to 0 and fire on the first record;
+        // wall-clock schedules fire one interval from now.
+        let next = match kind {
+            PunctuationType::StreamTime => 0,
+            PunctuationType::WallClockTime => self.task.wall_clock_ms + interval_ms,
+        };
+        let id = ScheduleId(self.task.next_schedule_id);
+        self.task.next_schedule_id += 1;
+        self.task.schedules.push(Schedule {
+            id,
+            node: self.node.index,
+            kind,
+            interval_ms,
+            next,
+        });
+        Ok(id)
+    }
+
+    /// Cancels a punctuation.
+    pub fn cancel(&mut self, id: ScheduleId) {
+        self.task.schedules.retain(|s| s.id != id);
+    }
+
+    /// The task's stream time: the largest record timestamp it has processed.
+    pub fn stream_time(&self) -> i64 {
+        self.task.stream_time
+    }
+
+    /// The system time in milliseconds (mocked by the test driver).
+    pub fn current_system_time_ms(&self) -> i64 {
+        self.task.wall_clock_ms
+    }
+
+    /// Topic, partition, offset and timestamp of the record being processed.
+    pub fn record_context(&self) -> RecordContext {
+        self.task.record_context.borrow().clone()
+    }
+
+    /// The task this processor runs in.
+    pub fn task_id(&self) -> TaskId {
+        self.task.task_id
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        &self.task.application_id
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// Asks for a commit as soon as possible.
+    pub fn commit(&mut self) {
+        self.task.commit_requested = true;
+    }
+}

@@ -1,0 +1,349 @@
+//! Processor nodes inside a task, and the factories that build them.
+//!
+//! The data path is typed: a node holding `Record<K, V>` children calls them directly.
+//! Type erasure happens only in [`NodeFactory::build`], where each parent downcasts its
+//! children's inputs once, when the task is created.
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::{Processor, ProcessorContext, ProcessorSupplier, Punctuation};
+use crate::config::DeserializationHandler;
+use crate::error::{Result, StreamsError};
+use crate::record::{ConsumerRecord, ProducerRecord, Record, RecordContext};
+use crate::serdes::SerdeRef;
+use crate::task::TaskContext;
+use crate::topology::TopicName;
+
+/// A node's identity within the topology.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeMeta {
+    pub(crate) name: String,
+    /// Position in the topology (topological order), used to route punctuations.
+    pub(crate) index: usize,
+    /// Stores the node may access.
+    pub(crate) stores: Vec<String>,
+}
+
+/// A typed input of a node.
+pub(crate) trait Node<K, V> {
+    fn process(&mut self, task: &mut TaskContext, record: Record<K, V>) -> Result<()>;
+}
+
+pub(crate) type NodeRef<K, V> = Rc<RefCell<dyn Node<K, V>>>;
+
+/// A named child edge.
+pub(crate) struct Child<K, V> {
+    pub(crate) name: String,
+    pub(crate) node: NodeRef<K, V>,
+}
+
+/// A node's lifecycle, without its types.
+pub(crate) trait TaskNode {
+    fn init(&mut self, task: &mut TaskContext) -> Result<()>;
+    fn punctuate(&mut self, task: &mut TaskContext, punctuation: Punctuation) -> Result<()>;
+    fn flush(&mut self, task: &mut TaskContext) -> Result<()>;
+    fn close(&mut self) -> Result<()>;
+}
+
+/// The entry of raw records into a task.
+pub(crate) trait SourceNode {
+    fn process_raw(&mut self, task: &mut TaskContext, record: ConsumerRecord) -> Result<()>;
+}
+
+/// The key and value types on one side of a node, for checks and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TypeInfo {
+    id: TypeId,
+    key: &'static str,
+    value: &'static str,
+}
+
+impl TypeInfo {
+    pub(crate) fn of<K: 'static, V: 'static>() -> Self {
+        TypeInfo { id: TypeId::of::<(K, V)>(), key: std::any::type_name::<K>(), value: std::any::type_name::<V>() }
+    }
+}
+
+impl std::fmt::Display for TypeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Record<{}, {}>", self.key, self.value)
+    }
+}
+
+/// What building one node yields.
+pub(crate) struct BuiltNode {
+    /// `NodeRef<K, V>` of the node's input, for its parents (none for sources).
+    pub(crate) input: Option<Rc<dyn Any>>,
+    pub(crate) lifecycle: Rc<RefCell<dyn TaskNode>>,
+    pub(crate) source: Option<Rc<RefCell<dyn SourceNode>>>,
+}
+
+/// Builds one node for a task: the only place types are erased and recovered.
+pub(crate) trait NodeFactory: Send + Sync {
+    fn input_type(&self) -> Option<TypeInfo>;
+    fn output_type(&self) -> Option<TypeInfo>;
+    fn build(&self, meta: NodeMeta, children: Vec<(String, Rc<dyn Any>)>, application_id: &str)
+        -> Result<BuiltNode>;
+}
+
+fn typed_children<K: 'static, V: 'static>(
+    parent: &str,
+    children: Vec<(String, Rc<dyn Any>)>,
+) -> Result<Vec<Child<K, V>>> {
+    children
+        .into_iter()
+        .map(|(name, input)| match input.downcast_ref::<NodeRef<K, V>>() {
+            Some(node) => Ok(Child { name, node: node.clone() }),
+            None => Err(StreamsError::Topology(format!(
+                "node `{parent}` forwards {} but its child `{name}` takes another record type",
+                TypeInfo::of::<K, V>()
+            ))),
+        })
+        .collect()
+}
+
+fn wrap_user_error(err: StreamsError, task: &TaskContext, node: &NodeMeta) -> StreamsError {
+    match err {
+        StreamsError::User(message) => {
+            StreamsError::Processing { task: task.task_id, node: node.name.clone(), message }
+        }
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processor nodes
+
+struct ProcessorNode<KIn, VIn, KOut, VOut> {
+    meta: NodeMeta,
+    processor: Box<dyn Processor<KIn, VIn, KOut, VOut>>,
+    children: Vec<Child<KOut, VOut>>,
+}
+
+impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut> {
+    fn process(&mut self, task: &mut TaskContext, record: Record<KIn, VIn>) -> Result<()> {
+        task.record_context.borrow_mut().timestamp = record.timestamp;
+        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
+        self.processor.process(&mut ctx, record).map_err(|e| wrap_user_error(e, task, &self.meta))
+    }
+}
+
+impl<KIn, VIn, KOut, VOut> TaskNode for ProcessorNode<KIn, VIn, KOut, VOut> {
+    fn init(&mut self, task: &mut TaskContext) -> Result<()> {
+        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
+        self.processor.init(&mut ctx).map_err(|e| wrap_user_error(e, task, &self.meta))
+    }
+    fn punctuate(&mut self, task: &mut TaskContext, punctuation: Punctuation) -> Result<()> {
+        *task.record_context.borrow_mut() =
+            RecordContext { topic: String::new(), partition: -1, offset: -1, timestamp: punctuation.timestamp };
+        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
+        self.processor.punctuate(&mut ctx, punctuation).map_err(|e| wrap_user_error(e, task, &self.meta))
+    }
+    fn flush(&mut self, task: &mut TaskContext) -> Result<()> {
+        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
+        self.processor.flush(&mut ctx).map_err(|e| wrap_user_error(e, task, &self.meta))
+    }
+    fn close(&mut self) -> Result<()> {
+        self.processor.close()
+    }
+}
+
+/// Builds processor nodes from a user's (or the DSL's) supplier.
+pub(crate) struct ProcessorFactory<KIn, VIn, KOut, VOut> {
+    pub(crate) supplier: Arc<dyn ProcessorSupplier<KIn, VIn, KOut, VOut>>,
+}
+
+impl<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static> NodeFactory for ProcessorFactory<KIn, VIn, KOut, VOut> {
+    fn input_type(&self) -> Option<TypeInfo> {
+        Some(TypeInfo::of::<KIn, VIn>())
+    }
+    fn output_type(&self) -> Option<TypeInfo> {
+        Some(TypeInfo::of::<KOut, VOut>())
+    }
+    fn build(&self, meta: NodeMeta, children: Vec<(String, Rc<dyn Any>)>, _: &str) -> Result<BuiltNode> {
+        let children = typed_children::<KOut, VOut>(&meta.name, children)?;
+        let node = Rc::new(RefCell::new(ProcessorNode { meta, processor: self.supplier.get(), children }));
+        let input: NodeRef<KIn, VIn> = node.clone();
+        Ok(BuiltNode { input: Some(Rc::new(input)), lifecycle: node, source: None })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Source nodes
+
+struct SourceNodeImpl<K, V> {
+    meta: NodeMeta,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    skip_null_keys: bool,
+    children: Vec<Child<K, V>>,
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V> {
+    fn process_raw(&mut self, task: &mut TaskContext, raw: ConsumerRecord) -> Result<()> {
+        if self.skip_null_keys && raw.key.is_none() {
+            tracing::warn!(
+                node = %self.meta.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset,
+                "skipping record with null key"
+            );
+            task.metrics.dropped_records += 1;
+            return Ok(());
+        }
+        let decoded = self
+            .key_serde
+            .deserialize(&raw.topic, raw.key.as_deref())
+            .and_then(|k| Ok((k, self.value_serde.deserialize(&raw.topic, raw.value.as_deref())?)));
+        let (key, value) = match decoded {
+            Ok(kv) => kv,
+            Err(source) => {
+                return match task.deserialization_handler {
+                    DeserializationHandler::LogAndFail => {
+                        tracing::error!(
+                            topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %source,
+                            "deserialization failed; stopping (deserialization.exception.handler=log-and-fail)"
+                        );
+                        Err(StreamsError::Deserialization {
+                            topic: raw.topic,
+                            partition: raw.partition,
+                            offset: raw.offset,
+                            source,
+                        })
+                    }
+                    DeserializationHandler::LogAndContinue => {
+                        tracing::warn!(
+                            topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %source,
+                            "skipping record that failed deserialization"
+                        );
+                        task.metrics.dropped_records += 1;
+                        Ok(())
+                    }
+                };
+            }
+        };
+        *task.record_context.borrow_mut() = RecordContext {
+            topic: raw.topic,
+            partition: raw.partition,
+            offset: raw.offset,
+            timestamp: raw.timestamp,
+        };
+        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers };
+        let Some((last, rest)) = self.children.split_last() else { return Ok(()) };
+        for child in rest {
+            child.node.borrow_mut().process(task, record.clone())?;
+        }
+        last.node.borrow_mut().process(task, record)
+    }
+}
+
+impl<K, V> TaskNode for SourceNodeImpl<K, V> {
+    fn init(&mut self, _: &mut TaskContext) -> Result<()> {
+        Ok(())
+    }
+    fn punctuate(&mut self, _: &mut TaskContext, _: Punctuation) -> Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self, _: &mut TaskContext) -> Result<()> {
+        Ok(())
+    }
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds source nodes: raw bytes in, `Record<K, V>` out.
+pub(crate) struct SourceFactory<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) skip_null_keys: bool,
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> NodeFactory for SourceFactory<K, V> {
+    fn input_type(&self) -> Option<TypeInfo> {
+        None
+    }
+    fn output_type(&self) -> Option<TypeInfo> {
+        Some(TypeInfo::of::<K, V>())
+    }
+    fn build(&self, meta: NodeMeta, children: Vec<(String, Rc<dyn Any>)>, _: &str) -> Result<BuiltNode> {
+        let children = typed_children::<K, V>(&meta.name, children)?;
+        let node = Rc::new(RefCell::new(SourceNodeImpl {
+            meta,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            skip_null_keys: self.skip_null_keys,
+            children,
+        }));
+        Ok(BuiltNode { input: None, lifecycle: node.clone(), source: Some(node) })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sink nodes
+
+struct SinkNode<K, V> {
+    meta: NodeMeta,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
+    fn process(&mut self, task: &mut TaskContext, record: Record<K, V>) -> Result<()> {
+        let context = |e| StreamsError::serde(format!("sink `{}` to topic `{}`", self.meta.name, self.topic), e);
+        let key = self.key_serde.serialize(&self.topic, &record.key).map_err(context)?;
+        let value = self.value_serde.serialize(&self.topic, &record.value).map_err(context)?;
+        task.collector.borrow_mut().send(ProducerRecord {
+            topic: self.topic.clone(),
+            partition: None,
+            timestamp: record.timestamp,
+            key,
+            value,
+            headers: record.headers,
+        })
+    }
+}
+
+impl<K, V> TaskNode for SinkNode<K, V> {
+    fn init(&mut self, _: &mut TaskContext) -> Result<()> {
+        Ok(())
+    }
+    fn punctuate(&mut self, _: &mut TaskContext, _: Punctuation) -> Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self, _: &mut TaskContext) -> Result<()> {
+        Ok(())
+    }
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds sink nodes: `Record<K, V>` in, bytes to a topic.
+pub(crate) struct SinkFactory<K, V> {
+    pub(crate) topic: TopicName,
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> NodeFactory for SinkFactory<K, V> {
+    fn input_type(&self) -> Option<TypeInfo> {
+        Some(TypeInfo::of::<K, V>())
+    }
+    fn output_type(&self) -> Option<TypeInfo> {
+        None
+    }
+    fn build(&self, meta: NodeMeta, _: Vec<(String, Rc<dyn Any>)>, application_id: &str) -> Result<BuiltNode> {
+        let topic = self.topic.resolve(application_id);
+        let node = Rc::new(RefCell::new(SinkNode {
+            meta,
+            topic,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }));
+        let input: NodeRef<K, V> = node.clone();
+        Ok(BuiltNode { input: Some(Rc::new(input)), lifecycle: node, source: None })
+    }
+}

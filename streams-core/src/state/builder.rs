@@ -1,0 +1,205 @@
+//! Store suppliers and builders: how a topology declares its stores and how tasks create them.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::caching::{CachingKeyValueStore, ThreadCache};
+use super::in_memory::InMemoryKeyValueStore;
+use super::logging::ChangeLoggingKeyValueStore;
+use super::metered::{KeyValueStore, MeteredKeyValueStore};
+use super::rocksdb::RocksDbKeyValueStore;
+use super::{KeyValueBytesStore, StateStore};
+use crate::collector::RecordCollector;
+use crate::error::Result;
+use crate::record::{RecordContext, TaskId};
+use crate::serdes::{Serde, SerdeRef};
+
+/// What a task gives a store builder (opaque).
+pub struct StoreContext {
+    pub(crate) application_id: String,
+    pub(crate) task_id: TaskId,
+    pub(crate) task_dir: PathBuf,
+    pub(crate) collector: Rc<RefCell<dyn RecordCollector>>,
+    pub(crate) record_context: Rc<RefCell<RecordContext>>,
+    pub(crate) thread_cache: Rc<RefCell<ThreadCache>>,
+}
+
+/// A store created for a task: an erased handle for the task, a typed one for processors (opaque).
+pub struct RegisteredStore {
+    pub(crate) store: Rc<RefCell<dyn StateStore>>,
+    pub(crate) typed: Box<dyn Any>,
+    pub(crate) type_name: String,
+    pub(crate) changelog_topic: Option<String>,
+}
+
+impl fmt::Debug for StoreContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreContext").field("task_id", &self.task_id).field("task_dir", &self.task_dir).finish()
+    }
+}
+
+impl fmt::Debug for RegisteredStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisteredStore").field("type", &self.type_name).finish()
+    }
+}
+
+/// The changelog topic of a store: `<application.id>-<store>-changelog`.
+pub fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
+
+/// Declares a store in a [`Topology`](crate::topology::Topology); each task builds its own instance.
+pub trait StoreBuilder: Send + Sync + 'static {
+    /// The store name, unique in the topology.
+    fn name(&self) -> &str;
+    /// Whether writes go to a changelog topic.
+    fn logging_enabled(&self) -> bool;
+    /// The typed handle's type, for error messages.
+    fn type_name(&self) -> String;
+    /// Creates the store for one task.
+    fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore>;
+}
+
+/// Where a key-value store keeps its bytes.
+#[derive(Debug, Clone)]
+pub struct KeyValueBytesStoreSupplier {
+    name: String,
+    persistent: bool,
+}
+
+impl KeyValueBytesStoreSupplier {
+    /// The store name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
+        Ok(if self.persistent {
+            Box::new(RocksDbKeyValueStore::open(&self.name, &ctx.task_dir)?)
+        } else {
+            Box::new(InMemoryKeyValueStore::new(&self.name))
+        })
+    }
+}
+
+/// Factory functions for stores, as in Kafka Streams' `Stores`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stores;
+
+impl Stores {
+    /// A RocksDB store at `<state.dir>/<application.id>/<task>/rocksdb/<name>`.
+    pub fn persistent_key_value_store(name: impl Into<String>) -> KeyValueBytesStoreSupplier {
+        KeyValueBytesStoreSupplier { name: name.into(), persistent: true }
+    }
+
+    /// A store held in memory (restored from its changelog after a restart).
+    pub fn in_memory_key_value_store(name: impl Into<String>) -> KeyValueBytesStoreSupplier {
+        KeyValueBytesStoreSupplier { name: name.into(), persistent: false }
+    }
+
+    /// A typed key-value store builder: logging on, caching off, as in Kafka Streams.
+    pub fn key_value_store_builder<K, V>(
+        supplier: KeyValueBytesStoreSupplier,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> KeyValueStoreBuilder<K, V> {
+        KeyValueStoreBuilder {
+            supplier,
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+            caching: false,
+            logging: true,
+        }
+    }
+}
+
+/// Builds [`KeyValueStore`]s for each task.
+pub struct KeyValueStoreBuilder<K, V> {
+    supplier: KeyValueBytesStoreSupplier,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    caching: bool,
+    logging: bool,
+}
+
+impl<K, V> fmt::Debug for KeyValueStoreBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValueStoreBuilder")
+            .field("supplier", &self.supplier)
+            .field("caching", &self.caching)
+            .field("logging", &self.logging)
+            .finish()
+    }
+}
+
+impl<K, V> KeyValueStoreBuilder<K, V> {
+    /// From shared serdes.
+    pub fn new(supplier: KeyValueBytesStoreSupplier, key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
+        KeyValueStoreBuilder { supplier, key_serde, value_serde, caching: false, logging: true }
+    }
+    /// Turns on the record cache (`statestore.cache.max.bytes`).
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.caching = true;
+        self
+    }
+    /// Turns off the record cache.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+    /// Logs every write to `<application.id>-<store>-changelog` (the default).
+    pub fn with_logging_enabled(mut self) -> Self {
+        self.logging = true;
+        self
+    }
+    /// No changelog: the store is not restored when its task moves.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+}
+
+impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
+    fn name(&self) -> &str {
+        &self.supplier.name
+    }
+    fn logging_enabled(&self) -> bool {
+        self.logging
+    }
+    fn type_name(&self) -> String {
+        std::any::type_name::<KeyValueStore<K, V>>().to_string()
+    }
+    fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore> {
+        let topic = changelog_topic(&ctx.application_id, &self.supplier.name);
+        let mut bytes = self.supplier.get(ctx)?;
+        if self.logging {
+            bytes = Box::new(ChangeLoggingKeyValueStore::new(
+                bytes,
+                topic.clone(),
+                ctx.task_id.partition,
+                ctx.collector.clone(),
+                ctx.record_context.clone(),
+            ));
+        }
+        if self.caching {
+            bytes = Box::new(CachingKeyValueStore::new(bytes, ctx.thread_cache.clone(), ctx.record_context.clone()));
+        }
+        let typed = KeyValueStore::new(MeteredKeyValueStore::new(
+            bytes,
+            topic.clone(),
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+        ));
+        Ok(RegisteredStore {
+            store: typed.as_state_store(),
+            type_name: self.type_name(),
+            typed: Box::new(typed),
+            changelog_topic: self.logging.then_some(topic),
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! The caching layer: absorbs repeated updates of a key between commits.
+//!
+//! Dirty entries are written down (and, for KTable stores, forwarded) when evicted or when the
+//! task commits, so N updates of one key before a commit reach the changelog and the children once.
+//! All caching stores of a thread share one byte budget, `statestore.cache.max.bytes`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use super::in_memory::bounds;
+use super::{FlushedEntry, KeyValueBytesStore, RestoreRecord};
+use crate::error::Result;
+use crate::record::RecordContext;
+
+/// Per-entry bookkeeping charged against the budget besides key and value bytes.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// The byte budget shared by the caches of one stream thread.
+#[derive(Debug)]
+pub struct ThreadCache {
+    max_bytes: usize,
+    used_bytes: usize,
+}
+
+impl ThreadCache {
+    /// A budget of `max_bytes` (0 disables caching in effect: every write is evicted at once).
+    pub fn new(max_bytes: usize) -> Self {
+        ThreadCache { max_bytes, used_bytes: 0 }
+    }
+
+    /// Bytes in use by all caches.
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    value: Option<Vec<u8>>,
+    dirty: bool,
+    timestamp: i64,
+    seq: u64,
+}
+
+fn entry_size(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+}
+
+/// An LRU cache of entries in front of the inner (change-logging) store.
+pub(crate) struct CachingKeyValueStore {
+    inner: Box<dyn KeyValueBytesStore>,
+    entries: BTreeMap<Vec<u8>, CacheEntry>,
+    lru: BTreeMap<u64, Vec<u8>>,
+    next_seq: u64,
+    own_bytes: usize,
+    thread_cache: Rc<RefCell<ThreadCache>>,
+    record_context: Rc<RefCell<RecordContext>>,
+    forward: bool,
+    flushed: Vec<FlushedEntry>,
+}
+
+impl std::fmt::Debug for CachingKeyValueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachingKeyValueStore")
+            .field("name", &self.inner.name())
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl CachingKeyValueStore {
+    pub(crate) fn new(
+        inner: Box<dyn KeyValueBytesStore>,
+        thread_cache: Rc<RefCell<ThreadCache>>,
+        record_context: Rc<RefCell<RecordContext>>,
+    ) -> Self {
+        CachingKeyValueStore {
+            inner,
+            entries: BTreeMap::new(),
+            lru: BTreeMap::new(),
+            next_seq: 0,
+            own_bytes: 0,
+            thread_cache,
+            record_context,
+            forward: false,
+            flushed: Vec::new(),
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) -> Result<()> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let timestamp = self.record_context.borrow().timestamp;
+        let added = entry_size(key, &value);
+        let entry = CacheEntry { value, dirty, timestamp, seq };
+        if let Some(old) = self.entries.insert(key.to_vec(), entry) {
+            self.lru.remove(&old.seq);
+            self.release(entry_size(key, &old.value));
+            if old.dirty && !dirty {
+                // A clean read never replaces a pending write.
+                let entry = self.entries.get_mut(key).expect("just inserted");
+                entry.dirty = true;
+            }
+        }
+        self.lru.insert(seq, key.to_vec());
+        self.own_bytes += added;
+        self.thread_cache.borrow_mut().used_bytes += added;
+        self.maybe_evict()
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.own_bytes -= bytes;
+        self.thread_cache.borrow_mut().used_bytes -= bytes;
+    }
+
+    fn maybe_evict(&mut self) -> Result<()> {
+        loop {
+            let over = {
+                let cache = self.thread_cache.borrow();
+                cache.used_bytes > cache.max_bytes
+            };
+            if !over {
+                return Ok(());
+            }
+            let Some((_, key)) = self.lru.pop_first() else { return Ok(()) };
+            let entry = self.entries.remove(&key).expect("lru and entries agree");
+            self.release(entry_size(&key, &entry.value));
+            if entry.dirty {
+                self.write_down(key, entry)?;
+            }
+        }
+    }
+
+    fn write_down(&mut self, key: Vec<u8>, entry: CacheEntry) -> Result<()> {
+        let old_value = if self.forward { self.inner.get(&key)? } else { None };
+        let saved = {
+            let mut ctx = self.record_context.borrow_mut();
+            let saved = ctx.timestamp;
+            ctx.timestamp = entry.timestamp;
+            saved
+        };
+        let result = self.inner.put(&key, entry.value.as_deref());
+        self.record_context.borrow_mut().timestamp = saved;
+        result?;
+        if self.forward && (entry.value.is_some() || old_value.is_some()) {
+            self.flushed.push(FlushedEntry {
+                key,
+                new_value: entry.value,
+                old_value,
+                timestamp: entry.timestamp,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl KeyValueBytesStore for CachingKeyValueStore {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(entry) = self.entries.get_mut(key) {
+            // Touch: move to the most recently used end.
+            self.lru.remove(&entry.seq);
+            entry.seq = self.next_seq;
+            self.next_seq += 1;
+            self.lru.insert(entry.seq, key.to_vec());
+            return Ok(entry.value.clone());
+        }
+        let value = self.inner.get(key)?;
+        self.insert(key, value.clone(), false)?;
+        Ok(value)
+    }
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.insert(key, value.map(<[u8]>::to_vec), true)
+    }
+    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.inner.range(from, to)?.into_iter().collect();
+        if from.zip(to).is_some_and(|(f, t)| f > t) {
+            return Ok(Vec::new());
+        }
+        for (key, entry) in self.entries.range::<[u8], _>(bounds(from, to)) {
+            match &entry.value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+    fn approximate_num_entries(&mut self) -> Result<u64> {
+        let dirty = self.entries.values().filter(|e| e.dirty).count() as u64;
+        Ok(self.inner.approximate_num_entries()? + dirty)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.flush_cache()?;
+        self.inner.flush()
+    }
+    fn close(&mut self) -> Result<()> {
+        self.flush_cache()?;
+        let bytes = self.own_bytes;
+        self.release(bytes);
+        self.entries.clear();
+        self.lru.clear();
+        self.inner.close()
+    }
+    fn persistent(&self) -> bool {
+        self.inner.persistent()
+    }
+    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+        for (key, _) in batch {
+            if let Some(entry) = self.entries.remove(key) {
+                self.lru.remove(&entry.seq);
+                self.release(entry_size(key, &entry.value));
+            }
+        }
+        self.inner.restore(batch)
+    }
+    fn enable_flush_forwarding(&mut self) -> bool {
+        self.forward = true;
+        true
+    }
+    fn flush_cache(&mut self) -> Result<()> {
+        // Write dirty entries down in least-recently-used order; keep them cached as clean.
+        let dirty: Vec<Vec<u8>> = self
+            .lru
+            .values()
+            .filter(|k| self.entries.get(*k).is_some_and(|e| e.dirty))
+            .cloned()
+            .collect();
+        for key in dirty {
+            let entry = self.entries.get_mut(&key).expect("lru and entries agree");
+            entry.dirty = false;
+            let snapshot = CacheEntry { value: entry.value.clone(), dirty: true, timestamp: entry.timestamp, seq: entry.seq };
+            self.write_down(key, snapshot)?;
+        }
+        Ok(())
+    }
+    fn take_flushed(&mut self) -> Vec<FlushedEntry> {
+        std::mem::take(&mut self.flushed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::in_memory::InMemoryKeyValueStore;
+
+    fn store(max: usize) -> (CachingKeyValueStore, Rc<RefCell<ThreadCache>>) {
+        let cache = Rc::new(RefCell::new(ThreadCache::new(max)));
+        let ctx = Rc::new(RefCell::new(RecordContext::default()));
+        (CachingKeyValueStore::new(Box::new(InMemoryKeyValueStore::new("s")), cache.clone(), ctx), cache)
+    }
+
+    #[test]
+    fn behaves_as_a_key_value_store() {
+        super::super::check_bytes_store(&mut store(1 << 20).0);
+    }
+
+    #[test]
+    fn repeated_updates_flush_once_with_the_first_old_value() {
+        let (mut s, _) = store(1 << 20);
+        assert!(s.enable_flush_forwarding());
+        s.put(b"k", Some(b"1")).unwrap();
+        s.flush_cache().unwrap();
+        assert_eq!(s.take_flushed().len(), 1);
+        s.put(b"k", Some(b"2")).unwrap();
+        s.put(b"k", Some(b"3")).unwrap();
+        assert!(s.take_flushed().is_empty());
+        s.flush_cache().unwrap();
+        let flushed = s.take_flushed();
+        assert_eq!(flushed.len(), 1);
+        assert_eq!(flushed[0].new_value.as_deref(), Some(&b"3"[..]));
+        assert_eq!(flushed[0].old_value.as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn a_full_budget_evicts_least_recently_used_first() {
+        let (mut s, cache) = store(2 * (ENTRY_OVERHEAD + 2));
+        s.enable_flush_forwarding();
+        s.put(b"a", Some(b"1")).unwrap();
+        s.put(b"b", Some(b"1")).unwrap();
+        s.get(b"a").unwrap();
+        s.put(b"c", Some(b"1")).unwrap();
+        let evicted = s.take_flushed();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].key, b"b".to_vec());
+        assert!(cache.borrow().used_bytes() <= 2 * (ENTRY_OVERHEAD + 2));
+        assert_eq!(s.get(b"b").unwrap(), Some(b"1".to_vec()));
+    }
+}

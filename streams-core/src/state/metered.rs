@@ -1,0 +1,289 @@
+//! The typed outer layer: serdes over a bytes store, and the handle processors use.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use super::{KeyValueBytesStore, RestoreRecord, StateStore};
+use crate::error::{Result, SerdeError, StreamsError};
+use crate::serdes::{Serde, SerdeRef};
+
+/// Typed store state: serdes plus the bytes layers below.
+pub(crate) struct MeteredKeyValueStore<K, V> {
+    name: String,
+    serde_topic: String,
+    inner: Box<dyn KeyValueBytesStore>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> MeteredKeyValueStore<K, V> {
+    pub(crate) fn new(
+        inner: Box<dyn KeyValueBytesStore>,
+        serde_topic: String,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        MeteredKeyValueStore { name: inner.name().to_string(), serde_topic, inner, key_serde, value_serde }
+    }
+
+    fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
+        self.key_serde
+            .serialize(&self.serde_topic, key)
+            .map_err(|e| self.serde_err("key", e))?
+            .ok_or_else(|| StreamsError::store(&self.name, "keys must not serialize to null"))
+    }
+
+    fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
+        self.value_serde.serialize(&self.serde_topic, value).map_err(|e| self.serde_err("value", e))
+    }
+
+    fn key(&self, bytes: &[u8]) -> Result<K> {
+        self.key_serde.deserialize(&self.serde_topic, Some(bytes)).map_err(|e| self.serde_err("key", e))
+    }
+
+    fn value(&self, bytes: Option<&[u8]>) -> Result<Option<V>> {
+        bytes
+            .map(|b| self.value_serde.deserialize(&self.serde_topic, Some(b)))
+            .transpose()
+            .map_err(|e| self.serde_err("value", e))
+    }
+
+    fn serde_err(&self, what: &str, e: SerdeError) -> StreamsError {
+        StreamsError::serde(format!("store `{}` {what}", self.name), e)
+    }
+
+    fn entries(&self, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>> {
+        raw.into_iter()
+            .map(|(k, v)| {
+                let value = self.value(Some(&v))?.expect("present bytes give a value");
+                Ok((self.key(&k)?, value))
+            })
+            .collect()
+    }
+}
+
+impl<K: 'static, V: 'static> StateStore for MeteredKeyValueStore<K, V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
+    }
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
+    fn persistent(&self) -> bool {
+        self.inner.persistent()
+    }
+    fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+        self.inner.restore(batch)
+    }
+}
+
+/// An entry that the store's cache wrote down: what a KTable processor forwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheFlush<K, V> {
+    /// The key.
+    pub key: K,
+    /// The new value (`None` = deleted).
+    pub new_value: Option<V>,
+    /// The value it replaced in the underlying store.
+    pub old_value: Option<V>,
+    /// Timestamp of the record that last wrote the entry.
+    pub timestamp: i64,
+}
+
+/// A typed key-value store, as processors get it from
+/// [`ProcessorContext::get_key_value_store`](crate::processor::ProcessorContext::get_key_value_store).
+///
+/// Cheap to clone: clones share the same store.
+pub struct KeyValueStore<K, V> {
+    inner: Rc<RefCell<MeteredKeyValueStore<K, V>>>,
+}
+
+impl<K, V> Clone for KeyValueStore<K, V> {
+    fn clone(&self) -> Self {
+        KeyValueStore { inner: self.inner.clone() }
+    }
+}
+
+impl<K, V> fmt::Debug for KeyValueStore<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyValueStore<{}, {}>({})", std::any::type_name::<K>(), std::any::type_name::<V>(), self.inner.borrow().name)
+    }
+}
+
+impl<K: 'static, V: 'static> KeyValueStore<K, V> {
+    pub(crate) fn new(inner: MeteredKeyValueStore<K, V>) -> Self {
+        KeyValueStore { inner: Rc::new(RefCell::new(inner)) }
+    }
+
+    pub(crate) fn as_state_store(&self) -> Rc<RefCell<dyn StateStore>> {
+        self.inner.clone()
+    }
+
+    /// The store name.
+    pub fn name(&self) -> String {
+        self.inner.borrow().name.clone()
+    }
+
+    /// The value for `key`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let mut s = self.inner.borrow_mut();
+        let k = s.key_bytes(key)?;
+        let raw = s.inner.get(&k)?;
+        s.value(raw.as_deref())
+    }
+
+    /// Puts `value` under `key`.
+    pub fn put(&self, key: &K, value: &V) -> Result<()> {
+        let mut s = self.inner.borrow_mut();
+        let k = s.key_bytes(key)?;
+        let v = s.value_bytes(value)?;
+        s.inner.put(&k, v.as_deref())
+    }
+
+    /// Puts `value` unless `key` has one; returns the existing value.
+    pub fn put_if_absent(&self, key: &K, value: &V) -> Result<Option<V>> {
+        let existing = self.get(key)?;
+        if existing.is_none() {
+            self.put(key, value)?;
+        }
+        Ok(existing)
+    }
+
+    /// Deletes `key`, returning its old value.
+    pub fn delete(&self, key: &K) -> Result<Option<V>> {
+        let mut s = self.inner.borrow_mut();
+        let k = s.key_bytes(key)?;
+        let old = s.inner.get(&k)?;
+        s.inner.put(&k, None)?;
+        s.value(old.as_deref())
+    }
+
+    /// Entries with `from <= key <= to`, ordered by serialized key bytes.
+    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
+        let mut s = self.inner.borrow_mut();
+        let (f, t) = (s.key_bytes(from)?, s.key_bytes(to)?);
+        let raw = s.inner.range(Some(&f), Some(&t))?;
+        s.entries(raw)
+    }
+
+    /// All entries, ordered by serialized key bytes.
+    pub fn all(&self) -> Result<Vec<(K, V)>> {
+        let mut s = self.inner.borrow_mut();
+        let raw = s.inner.range(None, None)?;
+        s.entries(raw)
+    }
+
+    /// An estimate of the number of entries.
+    pub fn approximate_num_entries(&self) -> Result<u64> {
+        self.inner.borrow_mut().inner.approximate_num_entries()
+    }
+
+    /// Asks the cache (if any) to keep written-down entries for [`take_flushed`](Self::take_flushed).
+    /// Returns whether the store caches; if not, the caller forwards its own updates.
+    pub fn enable_flush_forwarding(&self) -> bool {
+        self.inner.borrow_mut().inner.enable_flush_forwarding()
+    }
+
+    /// Writes the cache's dirty entries down (to the changelog and the inner store).
+    pub fn flush_cache(&self) -> Result<()> {
+        self.inner.borrow_mut().inner.flush_cache()
+    }
+
+    /// The entries the cache wrote down since the last call, with the values they replaced.
+    pub fn take_flushed(&self) -> Result<Vec<CacheFlush<K, V>>> {
+        let mut s = self.inner.borrow_mut();
+        let flushed = s.inner.take_flushed();
+        flushed
+            .into_iter()
+            .map(|e| {
+                Ok(CacheFlush {
+                    key: s.key(&e.key)?,
+                    new_value: s.value(e.new_value.as_deref())?,
+                    old_value: s.value(e.old_value.as_deref())?,
+                    timestamp: e.timestamp,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A value with the timestamp of the record that last updated it (KTable stores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueAndTimestamp<V> {
+    /// The value.
+    pub value: V,
+    /// Timestamp in milliseconds.
+    pub timestamp: i64,
+}
+
+/// A key-value store of [`ValueAndTimestamp`]s, as KTables materialize.
+pub type TimestampedKeyValueStore<K, V> = KeyValueStore<K, ValueAndTimestamp<V>>;
+
+/// Serde for [`ValueAndTimestamp`]: 8-byte big-endian timestamp, then the value bytes.
+pub struct ValueAndTimestampSerde<V>(pub SerdeRef<V>);
+
+impl<V> fmt::Debug for ValueAndTimestampSerde<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ValueAndTimestampSerde")
+    }
+}
+
+impl<V: 'static> Serde<ValueAndTimestamp<V>> for ValueAndTimestampSerde<V> {
+    fn serialize(&self, topic: &str, data: &ValueAndTimestamp<V>) -> Result<Option<Vec<u8>>, SerdeError> {
+        let Some(value) = self.0.serialize(topic, &data.value)? else { return Ok(None) };
+        let mut out = Vec::with_capacity(8 + value.len());
+        out.extend_from_slice(&data.timestamp.to_be_bytes());
+        out.extend_from_slice(&value);
+        Ok(Some(out))
+    }
+    fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> Result<ValueAndTimestamp<V>, SerdeError> {
+        let bytes = data.ok_or_else(|| SerdeError::null("ValueAndTimestamp"))?;
+        if bytes.len() < 8 {
+            return Err(SerdeError::new(format!("ValueAndTimestamp needs at least 8 bytes, got {}", bytes.len())));
+        }
+        let (ts, value) = bytes.split_at(8);
+        let timestamp = i64::from_be_bytes(ts.try_into().expect("split at 8"));
+        Ok(ValueAndTimestamp { value: self.0.deserialize(topic, Some(value))?, timestamp })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serdes::Serdes;
+    use crate::state::in_memory::InMemoryKeyValueStore;
+    use std::sync::Arc;
+
+    #[test]
+    fn typed_operations_round_trip_through_serdes() {
+        let store: KeyValueStore<String, i64> = KeyValueStore::new(MeteredKeyValueStore::new(
+            Box::new(InMemoryKeyValueStore::new("s")),
+            "app-s-changelog".into(),
+            Arc::new(Serdes::string()),
+            Arc::new(Serdes::i64()),
+        ));
+        store.put(&"b".into(), &2).unwrap();
+        assert_eq!(store.put_if_absent(&"b".into(), &5).unwrap(), Some(2));
+        assert_eq!(store.put_if_absent(&"a".into(), &1).unwrap(), None);
+        store.put(&"c".into(), &3).unwrap();
+        assert_eq!(store.range(&"a".into(), &"b".into()).unwrap(), vec![("a".into(), 1), ("b".into(), 2)]);
+        assert_eq!(store.delete(&"c".into()).unwrap(), Some(3));
+        assert_eq!(store.get(&"c".into()).unwrap(), None);
+        assert_eq!(store.all().unwrap().len(), 2);
+        assert_eq!(store.approximate_num_entries().unwrap(), 2);
+        assert!(!store.enable_flush_forwarding());
+    }
+
+    #[test]
+    fn value_and_timestamp_layout() {
+        let serde = ValueAndTimestampSerde(Arc::new(Serdes::i64()) as SerdeRef<i64>);
+        let bytes = serde.serialize("t", &ValueAndTimestamp { value: 7, timestamp: 3 }).unwrap().unwrap();
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(serde.deserialize("t", Some(&bytes)).unwrap(), ValueAndTimestamp { value: 7, timestamp: 3 });
+        assert!(serde.deserialize("t", Some(&[1, 2])).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! State stores, layered as in Kafka Streams:
+//! [`KeyValueStore`] (typed, serde) > caching > change-logging > RocksDB or in-memory bytes.
+
+mod builder;
+mod caching;
+mod in_memory;
+mod logging;
+mod metered;
+mod rocksdb;
+
+pub use builder::{
+    changelog_topic, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, RegisteredStore, StoreBuilder, StoreContext,
+    Stores,
+};
+pub use caching::ThreadCache;
+pub use metered::{CacheFlush, KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
+
+use crate::error::Result;
+
+/// A changelog entry to restore: key bytes and value bytes (`None` = delete).
+pub type RestoreRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// The task's view of any store: lifecycle, flush and restore.
+pub trait StateStore {
+    /// The store name.
+    fn name(&self) -> &str;
+    /// Writes cached entries down and makes buffered writes durable.
+    fn flush(&mut self) -> Result<()>;
+    /// Flushes and releases resources.
+    fn close(&mut self) -> Result<()>;
+    /// Whether the store keeps its data on disk.
+    fn persistent(&self) -> bool;
+    /// Applies changelog records directly to the innermost store, bypassing cache and logging.
+    fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()>;
+}
+
+/// A key-value store of bytes; implemented by each inner layer.
+pub trait KeyValueBytesStore {
+    /// The store name.
+    fn name(&self) -> &str;
+    /// The value for `key`.
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Puts `value` under `key`; `None` deletes.
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
+    /// Entries with `from <= key <= to` in byte order; `None` bounds are open.
+    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// An estimate of the number of entries.
+    fn approximate_num_entries(&mut self) -> Result<u64>;
+    /// Makes writes durable (and writes cached entries down).
+    fn flush(&mut self) -> Result<()>;
+    /// Closes the store.
+    fn close(&mut self) -> Result<()>;
+    /// Whether the data lives on disk.
+    fn persistent(&self) -> bool;
+    /// Applies changelog records to the innermost store.
+    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()>;
+    /// Asks a caching layer to keep what it flushes for [`take_flushed`](Self::take_flushed);
+    /// returns whether this store caches.
+    fn enable_flush_forwarding(&mut self) -> bool {
+        false
+    }
+    /// Writes cached dirty entries down without flushing the inner store.
+    fn flush_cache(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Entries written down by the cache since the last call (evictions and flushes).
+    fn take_flushed(&mut self) -> Vec<FlushedEntry> {
+        Vec::new()
+    }
+}
+
+/// An entry the cache wrote to the inner store, with the value it replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlushedEntry {
+    /// Key bytes.
+    pub key: Vec<u8>,
+    /// The new value bytes (`None` = deleted).
+    pub new_value: Option<Vec<u8>>,
+    /// The value it replaced.
+    pub old_value: Option<Vec<u8>>,
+    /// Timestamp of the record that last wrote the entry.
+    pub timestamp: i64,
+}
+
+/// Shared unit tests that every bytes store must pass.
+#[cfg(test)]
+pub(crate) fn check_bytes_store(store: &mut dyn KeyValueBytesStore) {
+    assert_eq!(store.get(b"a").unwrap(), None);
+    store.put(b"b", Some(b"2")).unwrap();
+    store.put(b"a", Some(b"1")).unwrap();
+    store.put(b"c", Some(b"3")).unwrap();
+    store.put(b"d", Some(b"4")).unwrap();
+    store.put(b"c", None).unwrap();
+    assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(store.get(b"c").unwrap(), None);
+    let range = store.range(Some(b"b"), Some(b"d")).unwrap();
+    assert_eq!(range, vec![(b"b".to_vec(), b"2".to_vec()), (b"d".to_vec(), b"4".to_vec())]);
+    assert_eq!(store.range(None, None).unwrap().len(), 3);
+    store.flush().unwrap();
+    store.restore(&[(b"e".to_vec(), Some(b"5".to_vec())), (b"a".to_vec(), None)]).unwrap();
+    assert_eq!(store.get(b"e").unwrap(), Some(b"5".to_vec()));
+    assert_eq!(store.get(b"a").unwrap(), None);
+    assert!(store.approximate_num_entries().unwrap() >= 1);
+}

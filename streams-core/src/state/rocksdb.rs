@@ -1,0 +1,142 @@
+//! The persistent bytes store: one RocksDB instance per store per task.
+//!
+//! The changelog topic is the store's write-ahead log, so RocksDB's own WAL is off and
+//! memtables are flushed at each commit, before the checkpoint is written.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{Direction, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use super::{KeyValueBytesStore, RestoreRecord};
+use crate::error::{Result, StreamsError};
+
+/// A RocksDB-backed key-value store at `<task dir>/rocksdb/<store>`.
+pub(crate) struct RocksDbKeyValueStore {
+    name: String,
+    path: PathBuf,
+    db: Option<DB>,
+    write_options: WriteOptions,
+}
+
+impl std::fmt::Debug for RocksDbKeyValueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbKeyValueStore").field("name", &self.name).field("path", &self.path).finish()
+    }
+}
+
+impl RocksDbKeyValueStore {
+    /// Opens (creating if needed) the store under `task_dir`.
+    pub(crate) fn open(name: &str, task_dir: &Path) -> Result<Self> {
+        let dir = task_dir.join("rocksdb");
+        std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
+        let path = dir.join(name);
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.set_max_background_jobs(2);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let db = DB::open(&options, &path).map_err(|e| {
+            StreamsError::store(name, format!("cannot open RocksDB at {}: {e}", path.display()))
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        Ok(RocksDbKeyValueStore { name: name.to_string(), path, db: Some(db), write_options })
+    }
+
+    fn db(&self) -> Result<&DB> {
+        self.db.as_ref().ok_or_else(|| StreamsError::store(&self.name, "store is closed"))
+    }
+
+    fn err(&self, op: &str, e: rocksdb::Error) -> StreamsError {
+        StreamsError::store(&self.name, format!("RocksDB {op} failed at {}: {e}", self.path.display()))
+    }
+}
+
+impl KeyValueBytesStore for RocksDbKeyValueStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db()?.get(key).map_err(|e| self.err("get", e))
+    }
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let db = self.db()?;
+        let result = match value {
+            Some(v) => db.put_opt(key, v, &self.write_options),
+            None => db.delete_opt(key, &self.write_options),
+        };
+        result.map_err(|e| self.err("put", e))
+    }
+    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let db = self.db()?;
+        let mode = match from {
+            Some(f) => IteratorMode::From(f, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in db.iterator(mode) {
+            let (key, value) = item.map_err(|e| self.err("iterate", e))?;
+            if to.is_some_and(|t| &*key > t) {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+    fn approximate_num_entries(&mut self) -> Result<u64> {
+        let db = self.db()?;
+        Ok(db
+            .property_int_value("rocksdb.estimate-num-keys")
+            .map_err(|e| self.err("property", e))?
+            .unwrap_or(0))
+    }
+    fn flush(&mut self) -> Result<()> {
+        let db = self.db()?;
+        let mut options = FlushOptions::default();
+        options.set_wait(true);
+        db.flush_opt(&options).map_err(|e| self.err("flush", e))
+    }
+    fn close(&mut self) -> Result<()> {
+        if self.db.is_some() {
+            self.flush()?;
+            self.db = None;
+        }
+        Ok(())
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+        let mut write = WriteBatch::default();
+        for (key, value) in batch {
+            match value {
+                Some(v) => write.put(key, v),
+                None => write.delete(key),
+            }
+        }
+        self.db()?.write_opt(write, &self.write_options).map_err(|e| self.err("restore", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_as_a_key_value_store_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksDbKeyValueStore::open("s", dir.path()).unwrap();
+        super::super::check_bytes_store(&mut store);
+        store.close().unwrap();
+        let mut reopened = RocksDbKeyValueStore::open("s", dir.path()).unwrap();
+        assert_eq!(reopened.get(b"e").unwrap(), Some(b"5".to_vec()));
+        assert!(dir.path().join("rocksdb").join("s").exists());
+    }
+
+    #[test]
+    fn closed_store_errors_instead_of_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksDbKeyValueStore::open("s", dir.path()).unwrap();
+        store.close().unwrap();
+        assert!(store.get(b"a").is_err());
+    }
+}

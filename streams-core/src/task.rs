@@ -1,0 +1,424 @@
+//! `StreamTask`: one partition of one sub-topology, with its nodes, stores and record queues.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tracing::{debug, trace, warn};
+
+use crate::collector::RecordCollector;
+use crate::config::DeserializationHandler;
+use crate::error::{Result, StreamsError};
+use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
+use crate::processor::{Punctuation, PunctuationType, ScheduleId};
+use crate::record::{ConsumerRecord, RecordContext, TaskId};
+use crate::state::{KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache};
+use crate::topology::{NodeKind, Subtopology, Topology};
+
+/// Counters of one task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// Records processed.
+    pub processed_records: u64,
+    /// Records skipped: undeserializable (with log-and-continue), null keys where keys are
+    /// required, or invalid timestamps.
+    pub dropped_records: u64,
+    /// Punctuations delivered.
+    pub punctuations: u64,
+}
+
+impl std::ops::AddAssign for TaskMetrics {
+    fn add_assign(&mut self, other: Self) {
+        self.processed_records += other.processed_records;
+        self.dropped_records += other.dropped_records;
+        self.punctuations += other.punctuations;
+    }
+}
+
+pub(crate) struct Schedule {
+    pub(crate) id: ScheduleId,
+    pub(crate) node: usize,
+    pub(crate) kind: PunctuationType,
+    pub(crate) interval_ms: i64,
+    pub(crate) next: i64,
+}
+
+/// Task-wide state shared by all nodes of a task while they run.
+pub(crate) struct TaskContext {
+    pub(crate) task_id: TaskId,
+    pub(crate) application_id: String,
+    pub(crate) stream_time: i64,
+    pub(crate) wall_clock_ms: i64,
+    pub(crate) record_context: Rc<RefCell<RecordContext>>,
+    pub(crate) collector: Rc<RefCell<dyn RecordCollector>>,
+    pub(crate) stores: BTreeMap<String, RegisteredStore>,
+    pub(crate) schedules: Vec<Schedule>,
+    pub(crate) next_schedule_id: u64,
+    pub(crate) commit_requested: bool,
+    pub(crate) deserialization_handler: DeserializationHandler,
+    pub(crate) metrics: TaskMetrics,
+}
+
+impl TaskContext {
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
+        let entry = self.stores.get(name).ok_or_else(|| {
+            StreamsError::Topology(format!("task {} has no state store named `{name}`", self.task_id))
+        })?;
+        entry.typed.downcast_ref::<KeyValueStore<K, V>>().cloned().ok_or_else(|| {
+            StreamsError::Topology(format!(
+                "state store `{name}` is a {} but was requested as {}",
+                entry.type_name,
+                std::any::type_name::<KeyValueStore<K, V>>()
+            ))
+        })
+    }
+}
+
+/// The lifecycle of a task, as in Kafka Streams.
+///
+/// ```text
+/// Created -> Restoring -> Running -> Suspended -> Restoring | Closed
+///     \-------------------------------------------> Closed
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Built, stores open, not yet restored.
+    Created,
+    /// Restoring stores from changelogs.
+    Restoring,
+    /// Processing records.
+    Running,
+    /// Committed and paused (partitions revoked).
+    Suspended,
+    /// Closed; stores released.
+    Closed,
+}
+
+impl TaskState {
+    fn can_transition_to(self, next: TaskState) -> bool {
+        use TaskState::*;
+        matches!(
+            (self, next),
+            (Created, Restoring)
+                | (Created, Suspended)
+                | (Created, Closed)
+                | (Restoring, Running)
+                | (Restoring, Suspended)
+                | (Running, Suspended)
+                | (Suspended, Restoring)
+                | (Suspended, Closed)
+        )
+    }
+}
+
+/// What a task needs from the thread that runs it.
+#[derive(Clone)]
+pub struct TaskEnv {
+    /// The application id.
+    pub application_id: String,
+    /// `<state.dir>/<application.id>`.
+    pub app_dir: PathBuf,
+    /// Where the task's output goes.
+    pub collector: Rc<RefCell<dyn RecordCollector>>,
+    /// The thread's cache budget.
+    pub thread_cache: Rc<RefCell<ThreadCache>>,
+    /// `deserialization.exception.handler`.
+    pub deserialization_handler: DeserializationHandler,
+}
+
+impl std::fmt::Debug for TaskEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskEnv").field("application_id", &self.application_id).field("app_dir", &self.app_dir).finish()
+    }
+}
+
+/// One partition of one sub-topology: typed nodes, state stores and per-partition record queues.
+pub struct StreamTask {
+    id: TaskId,
+    state: TaskState,
+    ctx: TaskContext,
+    dir: PathBuf,
+    sources: BTreeMap<String, Rc<RefCell<dyn SourceNode>>>,
+    nodes: Vec<(usize, Rc<RefCell<dyn TaskNode>>)>,
+    queues: BTreeMap<(String, i32), VecDeque<ConsumerRecord>>,
+    input_partitions: Vec<(String, i32)>,
+}
+
+impl std::fmt::Debug for StreamTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTask").field("id", &self.id).field("state", &self.state).finish()
+    }
+}
+
+impl StreamTask {
+    /// Builds the task's stores and nodes (children first) and initializes the processors.
+    ///
+    /// Type mismatches and unknown or mistyped stores are reported here, before any record flows.
+    pub fn new(topology: &Topology, subtopology: &Subtopology, partition: i32, env: &TaskEnv) -> Result<Self> {
+        let id = TaskId::new(subtopology.id, partition);
+        let _span = tracing::debug_span!("task", task_id = %id).entered();
+        let dir = env.app_dir.join(id.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
+        let record_context = Rc::new(RefCell::new(RecordContext { partition, ..Default::default() }));
+        let store_ctx = StoreContext {
+            application_id: env.application_id.clone(),
+            task_id: id,
+            task_dir: dir.clone(),
+            collector: env.collector.clone(),
+            record_context: record_context.clone(),
+            thread_cache: env.thread_cache.clone(),
+        };
+        let mut stores = BTreeMap::new();
+        for name in &subtopology.stores {
+            let builder = topology.stores.get(name).ok_or_else(|| {
+                StreamsError::Topology(format!("state store `{name}` is connected but was never added"))
+            })?;
+            stores.insert(name.clone(), builder.build(&store_ctx)?);
+        }
+        let ctx = TaskContext {
+            task_id: id,
+            application_id: env.application_id.clone(),
+            stream_time: -1,
+            wall_clock_ms: 0,
+            record_context,
+            collector: env.collector.clone(),
+            stores,
+            schedules: Vec::new(),
+            next_schedule_id: 0,
+            commit_requested: false,
+            deserialization_handler: env.deserialization_handler,
+            metrics: TaskMetrics::default(),
+        };
+
+        let mut inputs: BTreeMap<usize, Rc<dyn std::any::Any>> = BTreeMap::new();
+        let mut nodes = Vec::new();
+        let mut sources = BTreeMap::new();
+        let mut input_partitions = Vec::new();
+        for &index in subtopology.nodes.iter().rev() {
+            let def = &topology.nodes[index];
+            let children = def
+                .children
+                .iter()
+                .map(|c| {
+                    let input = inputs.get(c).expect("children are built before parents").clone();
+                    (topology.nodes[*c].name.clone(), input)
+                })
+                .collect();
+            let meta = NodeMeta { name: def.name.clone(), index, stores: def.stores.clone() };
+            let built = def.factory.build(meta, children, &env.application_id)?;
+            if let Some(input) = built.input {
+                inputs.insert(index, input);
+            }
+            if let (Some(source), NodeKind::Source { topics }) = (built.source, &def.kind) {
+                for topic in topics {
+                    let name = topic.resolve(&env.application_id);
+                    input_partitions.push((name.clone(), partition));
+                    sources.insert(name, source.clone());
+                }
+            }
+            nodes.push((index, built.lifecycle));
+        }
+        nodes.reverse();
+        input_partitions.sort();
+        let mut task = StreamTask {
+            id,
+            state: TaskState::Created,
+            ctx,
+            dir,
+            sources,
+            nodes,
+            queues: BTreeMap::new(),
+            input_partitions,
+        };
+        for (_, node) in &task.nodes {
+            node.borrow_mut().init(&mut task.ctx)?;
+        }
+        debug!(task_id = %id, "task created");
+        Ok(task)
+    }
+
+    /// The task id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The current state.
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// Moves to `next` if the lifecycle allows it.
+    pub fn transition_to(&mut self, next: TaskState) -> Result<()> {
+        if !self.state.can_transition_to(next) {
+            return Err(StreamsError::Processing {
+                task: self.id,
+                node: String::new(),
+                message: format!("invalid task state transition {:?} -> {:?}", self.state, next),
+            });
+        }
+        self.state = next;
+        Ok(())
+    }
+
+    /// The task's directory, `<state.dir>/<application.id>/<task_id>`.
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The topic partitions this task reads.
+    pub fn input_partitions(&self) -> &[(String, i32)] {
+        &self.input_partitions
+    }
+
+    /// Changelog topic of each logged store.
+    pub fn changelogs(&self) -> Vec<(String, String)> {
+        self.ctx
+            .stores
+            .iter()
+            .filter_map(|(name, s)| s.changelog_topic.clone().map(|t| (name.clone(), t)))
+            .collect()
+    }
+
+    /// The erased store `name`, for restoration.
+    pub fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>> {
+        self.ctx.stores.get(name).map(|s| s.store.clone())
+    }
+
+    /// The typed key-value store `name`.
+    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
+        self.ctx.key_value_store(name)
+    }
+
+    /// Counters since creation.
+    pub fn metrics(&self) -> TaskMetrics {
+        self.ctx.metrics
+    }
+
+    /// The task's stream time (-1 before the first record).
+    pub fn stream_time(&self) -> i64 {
+        self.ctx.stream_time
+    }
+
+    /// Whether a processor asked for a commit.
+    pub fn commit_requested(&self) -> bool {
+        self.ctx.commit_requested
+    }
+
+    /// Queues raw records of one of the task's input partitions.
+    pub fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
+        for record in records {
+            self.queues.entry((record.topic.clone(), record.partition)).or_default().push_back(record);
+        }
+    }
+
+    /// Records queued and not processed yet.
+    pub fn buffered(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Processes the queued record with the lowest timestamp; returns false if none is queued.
+    pub fn process(&mut self, wall_clock_ms: i64) -> Result<bool> {
+        self.ctx.wall_clock_ms = wall_clock_ms;
+        let next = self
+            .queues
+            .iter()
+            .filter_map(|(tp, q)| q.front().map(|r| (r.timestamp, tp)))
+            .min_by_key(|(ts, _)| *ts)
+            .map(|(_, tp)| tp.clone());
+        let Some(tp) = next else { return Ok(false) };
+        let record = self.queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("non-empty queue");
+        if record.timestamp < 0 {
+            warn!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset,
+                timestamp = record.timestamp, "skipping record with invalid (negative) timestamp");
+            self.ctx.metrics.dropped_records += 1;
+            return Ok(true);
+        }
+        let source = self.sources.get(&record.topic).cloned().ok_or_else(|| {
+            StreamsError::Topology(format!("task {} has no source for topic `{}`", self.id, record.topic))
+        })?;
+        trace!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset, "process");
+        self.ctx.stream_time = self.ctx.stream_time.max(record.timestamp);
+        source.borrow_mut().process_raw(&mut self.ctx, record)?;
+        self.ctx.metrics.processed_records += 1;
+        self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time)?;
+        Ok(true)
+    }
+
+    /// Fires wall-clock punctuations due at `now_ms`; returns whether any fired.
+    pub fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<bool> {
+        self.ctx.wall_clock_ms = now_ms;
+        self.punctuate(PunctuationType::WallClockTime, now_ms)
+    }
+
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
+        let mut fired = false;
+        let mut i = 0;
+        while i < self.ctx.schedules.len() {
+            let s = &mut self.ctx.schedules[i];
+            i += 1;
+            if s.kind != kind || s.next > now {
+                continue;
+            }
+            // Missed intervals fire once.
+            let missed = (now - s.next) / s.interval_ms;
+            s.next += (missed + 1) * s.interval_ms;
+            let (id, node_index) = (s.id, s.node);
+            let node = self
+                .nodes
+                .iter()
+                .find(|(index, _)| *index == node_index)
+                .map(|(_, n)| n.clone())
+                .expect("schedules come from the task's nodes");
+            node.borrow_mut().punctuate(&mut self.ctx, Punctuation { id, kind, timestamp: now })?;
+            self.ctx.metrics.punctuations += 1;
+            fired = true;
+        }
+        Ok(fired)
+    }
+
+    /// Flushes processors (in topological order, so caches forward downstream) and then stores.
+    ///
+    /// The caller flushes the record collector and then writes checkpoints and commits offsets.
+    pub fn flush(&mut self) -> Result<()> {
+        for (_, node) in &self.nodes {
+            node.borrow_mut().flush(&mut self.ctx)?;
+        }
+        for store in self.ctx.stores.values() {
+            store.store.borrow_mut().flush()?;
+        }
+        self.ctx.commit_requested = false;
+        Ok(())
+    }
+
+    /// Closes processors and stores. With `clean`, flushes first.
+    pub fn close(&mut self, clean: bool) -> Result<()> {
+        if self.state == TaskState::Closed {
+            return Ok(());
+        }
+        let mut result = if clean { self.flush() } else { Ok(()) };
+        for (_, node) in &self.nodes {
+            if let Err(e) = node.borrow_mut().close() {
+                result = result.and(Err(e));
+            }
+        }
+        for store in self.ctx.stores.values() {
+            if let Err(e) = store.store.borrow_mut().close() {
+                result = result.and(Err(e));
+            }
+        }
+        self.state = TaskState::Closed;
+        debug!(task_id = %self.id, clean, "task closed");
+        result
+    }
+}
+
+impl Drop for StreamTask {
+    fn drop(&mut self) {
+        if self.state != TaskState::Closed {
+            if let Err(e) = self.close(false) {
+                warn!(task_id = %self.id, error = %e, "error closing task");
+            }
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! `TopologyTestDriver`: runs a topology's real `StreamTask`s synchronously, without a broker.
+//!
+//! Topics live in memory. Unlike Kafka Streams' driver, an input topic may have several
+//! partitions (a keyed record goes where Kafka's default partitioner puts it), and records
+//! written to repartition topics are routed to the tasks that read them, so repartitioning
+//! and multi-task topologies are testable.
+//!
+//! Commits (which flush record caches) happen when the mocked wall clock passes
+//! `commit.interval.ms`, or on [`TopologyTestDriver::commit`] and `close`, as in the runtime.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::collector::RecordCollector;
+use crate::config::StreamsConfig;
+use crate::error::{Result, StreamsError};
+use crate::record::{default_partition, ConsumerRecord, Headers, ProducerRecord, TaskId};
+use crate::serdes::{Serde, SerdeRef};
+use crate::state::{KeyValueStore, ThreadCache, TimestampedKeyValueStore};
+use crate::task::{StreamTask, TaskEnv, TaskMetrics};
+use crate::topology::{Subtopology, Topology};
+
+/// A record read from or piped into a test topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRecord<K, V> {
+    /// Key.
+    pub key: K,
+    /// Value.
+    pub value: V,
+    /// Timestamp in milliseconds.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Headers,
+    /// Partition it was written to.
+    pub partition: i32,
+}
+
+/// In-memory topics: the log of every topic and where each reader stands.
+#[derive(Default)]
+struct Topics {
+    partitions: HashMap<String, i32>,
+    logs: HashMap<String, Vec<ConsumerRecord>>,
+    read_positions: HashMap<String, usize>,
+    next_offsets: HashMap<(String, i32), i64>,
+    round_robin: HashMap<String, i32>,
+    /// Records written to topics that a sub-topology reads, waiting to be routed.
+    pending: VecDeque<ConsumerRecord>,
+    source_topics: HashMap<String, u32>,
+}
+
+impl Topics {
+    fn partitions_of(&self, topic: &str) -> i32 {
+        self.partitions.get(topic).copied().unwrap_or(1)
+    }
+
+    fn append(&mut self, record: ProducerRecord) -> Result<ConsumerRecord> {
+        let n = self.partitions_of(&record.topic);
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if (0..n).contains(&p) => p,
+            (Some(p), _) => {
+                return Err(StreamsError::Send {
+                    topic: record.topic,
+                    message: format!("partition {p} does not exist (the topic has {n})"),
+                })
+            }
+            (None, Some(key)) => default_partition(key, n),
+            (None, None) => {
+                let next = self.round_robin.entry(record.topic.clone()).or_insert(0);
+                *next = (*next + 1) % n;
+                *next
+            }
+        };
+        let offset = self.next_offsets.entry((record.topic.clone(), partition)).or_insert(0);
+        let consumed = ConsumerRecord {
+            topic: record.topic,
+            partition,
+            offset: *offset,
+            timestamp: record.timestamp,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+        };
+        *offset += 1;
+        self.logs.entry(consumed.topic.clone()).or_default().push(consumed.clone());
+        if self.source_topics.contains_key(&consumed.topic) {
+            self.pending.push_back(consumed.clone());
+        }
+        Ok(consumed)
+    }
+}
+
+struct DriverCollector(Rc<RefCell<Topics>>);
+
+impl RecordCollector for DriverCollector {
+    fn send(&mut self, record: ProducerRecord) -> Result<()> {
+        self.0.borrow_mut().append(record).map(|_| ())
+    }
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct DriverInner {
+    topics: Rc<RefCell<Topics>>,
+    tasks: BTreeMap<TaskId, StreamTask>,
+    wall_clock_ms: i64,
+    last_commit_ms: i64,
+    commit_interval_ms: i64,
+    closed: bool,
+    _state_dir: tempfile::TempDir,
+}
+
+impl DriverInner {
+    /// Routes pending records to their tasks and processes until every queue is empty.
+    fn run(&mut self) -> Result<()> {
+        loop {
+            self.route();
+            let mut progressed = false;
+            for task in self.tasks.values_mut() {
+                if task.process(self.wall_clock_ms)? {
+                    progressed = true;
+                }
+            }
+            if !progressed && self.topics.borrow().pending.is_empty() {
+                break;
+            }
+        }
+        if self.tasks.values().any(StreamTask::commit_requested) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn route(&mut self) {
+        let mut topics = self.topics.borrow_mut();
+        while let Some(record) = topics.pending.pop_front() {
+            let subtopology = topics.source_topics[&record.topic];
+            if let Some(task) = self.tasks.get_mut(&TaskId::new(subtopology, record.partition)) {
+                task.add_records([record]);
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        // Flushing a task's caches can write to repartition topics read by later tasks; repeat
+        // until nothing moves so a commit leaves every cache and queue drained.
+        loop {
+            for task in self.tasks.values_mut() {
+                task.flush()?;
+            }
+            if self.topics.borrow().pending.is_empty() {
+                break;
+            }
+            self.run_without_commit()?;
+        }
+        self.last_commit_ms = self.wall_clock_ms;
+        Ok(())
+    }
+
+    fn run_without_commit(&mut self) -> Result<()> {
+        loop {
+            self.route();
+            let mut progressed = false;
+            for task in self.tasks.values_mut() {
+                progressed |= task.process(self.wall_clock_ms)?;
+            }
+            if !progressed && self.topics.borrow().pending.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn pipe(&mut self, record: ProducerRecord) -> Result<()> {
+        if self.closed {
+            return Err(StreamsError::User("the test driver is closed".into()));
+        }
+        if !self.topics.borrow().source_topics.contains_key(&record.topic) {
+            return Err(StreamsError::Topology(format!("unknown input topic `{}`: no source reads it", record.topic)));
+        }
+        self.topics.borrow_mut().append(record)?;
+        self.run()
+    }
+}
+
+/// Runs a [`Topology`] with real tasks and stores, synchronously and without a broker.
+pub struct TopologyTestDriver {
+    inner: Rc<RefCell<DriverInner>>,
+    application_id: String,
+}
+
+impl std::fmt::Debug for TopologyTestDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyTestDriver").field("application_id", &self.application_id).finish()
+    }
+}
+
+impl TopologyTestDriver {
+    /// A driver where every topic has one partition.
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        Self::with_partitions(topology, config, &[])
+    }
+
+    /// A driver with the given partition counts for input topics (others have one).
+    /// Repartition topics get the largest partition count of the sub-topology that writes them.
+    pub fn with_partitions(topology: Topology, config: StreamsConfig, partitions: &[(&str, i32)]) -> Result<Self> {
+        topology.validate()?;
+        let application_id =
+            config.get(StreamsConfig::APPLICATION_ID).unwrap_or("topology-test-driver").to_string();
+        let state_dir = tempfile::Builder::new()
+            .prefix("streams-test-driver-")
+            .tempdir()
+            .map_err(|e| StreamsError::io(std::env::temp_dir(), e))?;
+        let mut topics = Topics::default();
+        for (topic, n) in partitions {
+            if *n < 1 {
+                return Err(StreamsError::Config {
+                    key: format!("partitions of {topic}"),
+                    message: "must be at least 1".into(),
+                });
+            }
+            topics.partitions.insert(topic.to_string(), *n);
+        }
+        let subtopologies = topology.subtopologies();
+        let task_counts = task_counts(&subtopologies, &application_id, &mut topics);
+        for sub in &subtopologies {
+            for topic in &sub.source_topics {
+                topics.source_topics.insert(topic.resolve(&application_id), sub.id);
+            }
+        }
+        let topics = Rc::new(RefCell::new(topics));
+        let env = TaskEnv {
+            application_id: application_id.clone(),
+            app_dir: state_dir.path().join(&application_id),
+            collector: Rc::new(RefCell::new(DriverCollector(topics.clone()))),
+            thread_cache: Rc::new(RefCell::new(ThreadCache::new(config.cache_max_bytes()?))),
+            deserialization_handler: config.deserialization_handler()?,
+        };
+        let mut tasks = BTreeMap::new();
+        for sub in &subtopologies {
+            for partition in 0..task_counts[&sub.id] {
+                let mut task = StreamTask::new(&topology, sub, partition, &env)?;
+                task.transition_to(crate::task::TaskState::Restoring)?;
+                task.transition_to(crate::task::TaskState::Running)?;
+                tasks.insert(task.id(), task);
+            }
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let inner = DriverInner {
+            topics,
+            tasks,
+            wall_clock_ms: now,
+            last_commit_ms: now,
+            commit_interval_ms: config.commit_interval()?.as_millis() as i64,
+            closed: false,
+            _state_dir: state_dir,
+        };
+        Ok(TopologyTestDriver { inner: Rc::new(RefCell::new(inner)), application_id })
+    }
+
+    /// An input topic whose records get the driver's wall-clock time as timestamp.
+    pub fn create_input_topic<K, V>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> TestInputTopic<K, V> {
+        let now = self.inner.borrow().wall_clock_ms;
+        self.create_input_topic_with_time(topic, key_serde, value_serde, now, Duration::ZERO)
+    }
+
+    /// An input topic whose record timestamps start at `start_ms` and advance by `auto_advance`.
+    pub fn create_input_topic_with_time<K, V>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        start_ms: i64,
+        auto_advance: Duration,
+    ) -> TestInputTopic<K, V> {
+        TestInputTopic {
+            inner: self.inner.clone(),
+            topic: topic.to_string(),
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+            next_timestamp: start_ms,
+            auto_advance_ms: auto_advance.as_millis() as i64,
+        }
+    }
+
+    /// An output topic (any topic: sinks, repartition and changelog topics alike).
+    pub fn create_output_topic<K, V>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic {
+            inner: self.inner.clone(),
+            topic: topic.to_string(),
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+        }
+    }
+
+    /// Advances the mocked wall clock: fires wall-clock punctuations and commits when due.
+    pub fn advance_wall_clock_time(&self, by: Duration) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        inner.wall_clock_ms += by.as_millis() as i64;
+        let now = inner.wall_clock_ms;
+        for task in inner.tasks.values_mut() {
+            task.punctuate_wall_clock(now)?;
+        }
+        inner.run()?;
+        if now - inner.last_commit_ms >= inner.commit_interval_ms {
+            inner.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Commits every task now: caches flush and forward downstream.
+    pub fn commit(&self) -> Result<()> {
+        self.inner.borrow_mut().commit()
+    }
+
+    /// The store `name`, when exactly one task has it (one partition).
+    pub fn get_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
+        let mut stores = self.get_key_value_stores::<K, V>(name)?;
+        match stores.len() {
+            1 => Ok(stores.remove(0).1),
+            n => Err(StreamsError::User(format!(
+                "state store `{name}` exists in {n} tasks; use get_key_value_stores to read each partition"
+            ))),
+        }
+    }
+
+    /// A KTable's store (values with timestamps), when exactly one task has it.
+    pub fn get_timestamped_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<TimestampedKeyValueStore<K, V>> {
+        self.get_key_value_store(name)
+    }
+
+    /// The store `name` of every task that has it.
+    pub fn get_key_value_stores<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(TaskId, KeyValueStore<K, V>)>> {
+        let inner = self.inner.borrow();
+        let mut out = Vec::new();
+        for (id, task) in &inner.tasks {
+            if task.state_store(name).is_some() {
+                out.push((*id, task.key_value_store(name)?));
+            }
+        }
+        if out.is_empty() {
+            return Err(StreamsError::User(format!("no state store named `{name}` in the topology")));
+        }
+        Ok(out)
+    }
+
+    /// Counters summed over all tasks.
+    pub fn metrics(&self) -> TaskMetrics {
+        let mut total = TaskMetrics::default();
+        for task in self.inner.borrow().tasks.values() {
+            total += task.metrics();
+        }
+        total
+    }
+
+    /// The ids of the driver's tasks.
+    pub fn task_ids(&self) -> Vec<TaskId> {
+        self.inner.borrow().tasks.keys().copied().collect()
+    }
+
+    /// Commits and closes every task.
+    pub fn close(self) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closed {
+            return Ok(());
+        }
+        let committed = inner.commit();
+        inner.closed = true;
+        let mut result = committed;
+        for task in inner.tasks.values_mut() {
+            result = result.and(task.close(true));
+        }
+        result
+    }
+}
+
+/// Number of tasks per sub-topology: the largest partition count among its source topics.
+/// Repartition topics take the task count of the sub-topology that writes them.
+fn task_counts(subs: &[Subtopology], application_id: &str, topics: &mut Topics) -> HashMap<u32, i32> {
+    let mut counts: HashMap<u32, i32> = HashMap::new();
+    // Writers come before readers in most topologies; iterate to a fixed point for the rest.
+    for _ in 0..=subs.len() {
+        for sub in subs {
+            let n = sub
+                .source_topics
+                .iter()
+                .map(|t| topics.partitions_of(&t.resolve(application_id)))
+                .max()
+                .unwrap_or(1);
+            counts.insert(sub.id, n);
+            for sink in sub.sink_topics.iter().filter(|t| t.is_internal()) {
+                topics.partitions.insert(sink.resolve(application_id), n);
+            }
+        }
+    }
+    counts
+}
+
+/// Pipes records into one input topic of a [`TopologyTestDriver`].
+pub struct TestInputTopic<K, V> {
+    inner: Rc<RefCell<DriverInner>>,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    next_timestamp: i64,
+    auto_advance_ms: i64,
+}
+
+impl<K, V> std::fmt::Debug for TestInputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestInputTopic").field("topic", &self.topic).finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestInputTopic<K, V> {
+    fn timestamp(&mut self) -> i64 {
+        let ts = self.next_timestamp;
+        self.next_timestamp += self.auto_advance_ms;
+        ts
+    }
+
+    /// Pipes a record with the topic's next timestamp and processes it (and all it causes).
+    pub fn pipe_input(&mut self, key: K, value: V) -> Result<()> {
+        let ts = self.timestamp();
+        self.pipe_input_at(key, value, ts)
+    }
+
+    /// Pipes a record with the given timestamp.
+    pub fn pipe_input_at(&mut self, key: K, value: V, timestamp: i64) -> Result<()> {
+        let context = |e| StreamsError::serde(format!("test input topic `{}`", self.topic), e);
+        let key = self.key_serde.serialize(&self.topic, &key).map_err(context)?;
+        let value = self.value_serde.serialize(&self.topic, &value).map_err(context)?;
+        self.pipe_raw(key, value, timestamp)
+    }
+
+    /// Pipes a record with a null key.
+    pub fn pipe_value(&mut self, value: V) -> Result<()> {
+        let ts = self.timestamp();
+        let value = self
+            .value_serde
+            .serialize(&self.topic, &value)
+            .map_err(|e| StreamsError::serde(format!("test input topic `{}`", self.topic), e))?;
+        self.pipe_raw(None, value, ts)
+    }
+
+    /// Pipes null-keyed records, one per value.
+    pub fn pipe_value_list(&mut self, values: impl IntoIterator<Item = V>) -> Result<()> {
+        values.into_iter().try_for_each(|v| self.pipe_value(v))
+    }
+
+    /// Pipes keyed records.
+    pub fn pipe_key_value_list(&mut self, records: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        records.into_iter().try_for_each(|(k, v)| self.pipe_input(k, v))
+    }
+
+    /// Pipes raw bytes, as a producer with other serdes (or a broken one) would write them.
+    pub fn pipe_raw(&mut self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, timestamp: i64) -> Result<()> {
+        self.inner.borrow_mut().pipe(ProducerRecord {
+            topic: self.topic.clone(),
+            partition: None,
+            timestamp,
+            key,
+            value,
+            headers: Vec::new(),
+        })
+    }
+
+    /// Sets the timestamp of the next record.
+    pub fn advance_time(&mut self, by: Duration) {
+        self.next_timestamp += by.as_millis() as i64;
+    }
+}
+
+/// Reads what a topology wrote to a topic. Reading consumes: each record is read once.
+pub struct TestOutputTopic<K, V> {
+    inner: Rc<RefCell<DriverInner>>,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K, V> std::fmt::Debug for TestOutputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestOutputTopic").field("topic", &self.topic).finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
+    /// Reads the next record, if any.
+    pub fn read_record(&self) -> Result<Option<TestRecord<K, V>>> {
+        let inner = self.inner.borrow();
+        let mut topics = inner.topics.borrow_mut();
+        let position = topics.read_positions.get(&self.topic).copied().unwrap_or(0);
+        let Some(raw) = topics.logs.get(&self.topic).and_then(|log| log.get(position)).cloned() else {
+            return Ok(None);
+        };
+        topics.read_positions.insert(self.topic.clone(), position + 1);
+        let context = |e| StreamsError::serde(format!("test output topic `{}`", self.topic), e);
+        Ok(Some(TestRecord {
+            key: self.key_serde.deserialize(&self.topic, raw.key.as_deref()).map_err(context)?,
+            value: self.value_serde.deserialize(&self.topic, raw.value.as_deref()).map_err(context)?,
+            timestamp: raw.timestamp,
+            headers: raw.headers,
+            partition: raw.partition,
+        }))
+    }
+
+    /// Reads the next key and value, if any.
+    pub fn read_key_value(&self) -> Result<Option<(K, V)>> {
+        Ok(self.read_record()?.map(|r| (r.key, r.value)))
+    }
+
+    /// Reads the next value, if any.
+    pub fn read_value(&self) -> Result<Option<V>> {
+        Ok(self.read_record()?.map(|r| r.value))
+    }
+
+    /// Reads all remaining records.
+    pub fn read_records_to_list(&self) -> Result<Vec<TestRecord<K, V>>> {
+        std::iter::from_fn(|| self.read_record().transpose()).collect()
+    }
+
+    /// Reads all remaining keys and values.
+    pub fn read_key_values_to_list(&self) -> Result<Vec<(K, V)>> {
+        std::iter::from_fn(|| self.read_key_value().transpose()).collect()
+    }
+
+    /// Reads all remaining values.
+    pub fn read_values_to_list(&self) -> Result<Vec<V>> {
+        std::iter::from_fn(|| self.read_value().transpose()).collect()
+    }
+
+    /// Reads all remaining records into a map: the last value of each key wins.
+    pub fn read_key_values_to_map(&self) -> Result<HashMap<K, V>>
+    where
+        K: Eq + Hash,
+    {
+        std::iter::from_fn(|| self.read_key_value().transpose()).collect()
+    }
+
+    /// Records not read yet.
+    pub fn queue_size(&self) -> usize {
+        let inner = self.inner.borrow();
+        let topics = inner.topics.borrow();
+        let position = topics.read_positions.get(&self.topic).copied().unwrap_or(0);
+        topics.logs.get(&self.topic).map_or(0, |log| log.len().saturating_sub(position))
+    }
+
+    /// Whether every record has been read.
+    pub fn is_empty(&self) -> bool {
+        self.queue_size() == 0
+    }
+}

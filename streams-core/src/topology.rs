@@ -1,0 +1,511 @@
+//! `Topology`: sources, processors, sinks and stores, split into sub-topologies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Result, StreamsError};
+use crate::processor::node::{NodeFactory, ProcessorFactory, SinkFactory, SourceFactory};
+use crate::processor::ProcessorSupplier;
+use crate::serdes::{Serde, SerdeRef};
+use crate::state::StoreBuilder;
+
+/// A topic named in a topology: a user topic, or an internal one that gets the
+/// `<application.id>-` prefix when the application runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicName {
+    name: String,
+    internal: bool,
+}
+
+impl TopicName {
+    /// A user topic, used as named.
+    pub fn external(name: impl Into<String>) -> Self {
+        TopicName { name: name.into(), internal: false }
+    }
+
+    /// An internal topic (repartition), prefixed with the application id at run time.
+    pub fn internal(name: impl Into<String>) -> Self {
+        TopicName { name: name.into(), internal: true }
+    }
+
+    /// Whether it is internal.
+    pub fn is_internal(&self) -> bool {
+        self.internal
+    }
+
+    /// The name as written in the topology (without prefix).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name on the broker.
+    pub fn resolve(&self, application_id: &str) -> String {
+        if self.internal {
+            format!("{application_id}-{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum NodeKind {
+    Source { topics: Vec<TopicName> },
+    Processor,
+    Sink { topic: TopicName },
+}
+
+#[derive(Clone)]
+pub(crate) struct NodeDef {
+    pub(crate) name: String,
+    pub(crate) kind: NodeKind,
+    pub(crate) parents: Vec<usize>,
+    pub(crate) children: Vec<usize>,
+    pub(crate) stores: Vec<String>,
+    pub(crate) factory: Arc<dyn NodeFactory>,
+}
+
+/// One connected part of the topology; each input partition of it is a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subtopology {
+    /// Its index, the first half of task ids.
+    pub id: u32,
+    /// Node indices in topological order.
+    pub(crate) nodes: Vec<usize>,
+    /// Topics read by its sources.
+    pub source_topics: Vec<TopicName>,
+    /// Topics written by its sinks.
+    pub sink_topics: Vec<TopicName>,
+    /// Stores used by its processors.
+    pub stores: Vec<String>,
+}
+
+/// A processing graph. Build one with the DSL (`StreamsBuilder`) or by hand with the Processor API.
+///
+/// Nodes are added parents first, so insertion order is a topological order.
+#[derive(Clone, Default)]
+pub struct Topology {
+    pub(crate) nodes: Vec<NodeDef>,
+    pub(crate) stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl Topology {
+    /// An empty topology.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a source reading `topics` with the given serdes.
+    pub fn add_source<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: &[&str],
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<&mut Self> {
+        let topics = topics.iter().map(|t| TopicName::external(*t)).collect();
+        self.add_source_node(name, topics, Arc::new(key_serde), Arc::new(value_serde), false)
+    }
+
+    /// Adds a source; `skip_null_keys` drops records without a key before deserializing (KTable sources).
+    pub fn add_source_node<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: Vec<TopicName>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        skip_null_keys: bool,
+    ) -> Result<&mut Self> {
+        if topics.is_empty() {
+            return Err(StreamsError::Topology(format!("source `{name}` must read at least one topic")));
+        }
+        for topic in &topics {
+            if let Some(other) = self.source_of(topic) {
+                return Err(StreamsError::Topology(format!(
+                    "topic `{topic}` is already read by source `{other}`; a topic can feed one source only"
+                )));
+            }
+        }
+        let factory = SourceFactory { key_serde, value_serde, skip_null_keys };
+        self.add_node(name, NodeKind::Source { topics }, &[], Arc::new(factory))
+    }
+
+    /// Adds a processor fed by `parents`. Its input types must match the parents' output types.
+    pub fn add_processor<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
+        &mut self,
+        name: &str,
+        supplier: impl ProcessorSupplier<KIn, VIn, KOut, VOut>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        self.add_processor_node(name, Arc::new(supplier), parents)
+    }
+
+    /// [`add_processor`](Self::add_processor) with a shared supplier.
+    pub fn add_processor_node<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
+        &mut self,
+        name: &str,
+        supplier: Arc<dyn ProcessorSupplier<KIn, VIn, KOut, VOut>>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        if parents.is_empty() {
+            return Err(StreamsError::Topology(format!("processor `{name}` must have at least one parent")));
+        }
+        self.add_node(name, NodeKind::Processor, parents, Arc::new(ProcessorFactory { supplier }))
+    }
+
+    /// Adds a sink writing to `topic`.
+    pub fn add_sink<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        self.add_sink_node(name, TopicName::external(topic), Arc::new(key_serde), Arc::new(value_serde), parents)
+    }
+
+    /// [`add_sink`](Self::add_sink) for any topic name, internal or not.
+    pub fn add_sink_node<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: TopicName,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        if parents.is_empty() {
+            return Err(StreamsError::Topology(format!("sink `{name}` must have at least one parent")));
+        }
+        let factory = SinkFactory { topic: topic.clone(), key_serde, value_serde };
+        self.add_node(name, NodeKind::Sink { topic }, parents, Arc::new(factory))
+    }
+
+    /// Adds a store and connects it to `processors`.
+    pub fn add_state_store(&mut self, builder: impl StoreBuilder, processors: &[&str]) -> Result<&mut Self> {
+        let name = builder.name().to_string();
+        if self.stores.contains_key(&name) {
+            return Err(StreamsError::Topology(format!("state store `{name}` is already added")));
+        }
+        self.stores.insert(name.clone(), Arc::new(builder));
+        for processor in processors {
+            self.connect_processor_and_state_store(processor, &name)?;
+        }
+        Ok(self)
+    }
+
+    /// Gives `processor` access to the store `store`.
+    pub fn connect_processor_and_state_store(&mut self, processor: &str, store: &str) -> Result<&mut Self> {
+        if !self.stores.contains_key(store) {
+            return Err(StreamsError::Topology(format!("state store `{store}` is not added to the topology")));
+        }
+        let index = self.index_of(processor)?;
+        let node = &mut self.nodes[index];
+        if !matches!(node.kind, NodeKind::Processor) {
+            return Err(StreamsError::Topology(format!("`{processor}` is not a processor; only processors use stores")));
+        }
+        if !node.stores.iter().any(|s| s == store) {
+            node.stores.push(store.to_string());
+        }
+        Ok(self)
+    }
+
+    /// Whether a node of this name exists.
+    pub fn has_node(&self, name: &str) -> bool {
+        self.nodes.iter().any(|n| n.name == name)
+    }
+
+    /// Whether a store of this name exists.
+    pub fn has_store(&self, name: &str) -> bool {
+        self.stores.contains_key(name)
+    }
+
+    fn source_of(&self, topic: &TopicName) -> Option<&str> {
+        self.nodes.iter().find_map(|n| match &n.kind {
+            NodeKind::Source { topics } if topics.contains(topic) => Some(n.name.as_str()),
+            _ => None,
+        })
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| StreamsError::Topology(format!("no node named `{name}`")))
+    }
+
+    fn add_node(
+        &mut self,
+        name: &str,
+        kind: NodeKind,
+        parents: &[&str],
+        factory: Arc<dyn NodeFactory>,
+    ) -> Result<&mut Self> {
+        if name.is_empty() {
+            return Err(StreamsError::Topology("node names must not be empty".into()));
+        }
+        if self.has_node(name) {
+            return Err(StreamsError::Topology(format!("a node named `{name}` already exists")));
+        }
+        let mut parent_indices = Vec::new();
+        for parent in parents {
+            let input = factory.input_type().expect("nodes with parents have an input type");
+            let index = self.index_of(parent).map_err(|_| {
+                StreamsError::Topology(format!("parent `{parent}` of `{name}` is not in the topology (add it first)"))
+            })?;
+            let parent_def = &self.nodes[index];
+            let Some(output) = parent_def.factory.output_type() else {
+                return Err(StreamsError::Topology(format!("sink `{parent}` cannot be the parent of `{name}`")));
+            };
+            if output != input {
+                return Err(StreamsError::Topology(format!(
+                    "type mismatch: `{parent}` forwards {output} but `{name}` takes {input}"
+                )));
+            }
+            if parent_indices.contains(&index) {
+                return Err(StreamsError::Topology(format!("`{parent}` is listed twice as parent of `{name}`")));
+            }
+            parent_indices.push(index);
+        }
+        let index = self.nodes.len();
+        for &p in &parent_indices {
+            self.nodes[p].children.push(index);
+        }
+        self.nodes.push(NodeDef {
+            name: name.to_string(),
+            kind,
+            parents: parent_indices,
+            children: Vec::new(),
+            stores: Vec::new(),
+            factory,
+        });
+        Ok(self)
+    }
+
+    /// The sub-topologies: nodes connected by edges or by a shared store, numbered by first node.
+    pub fn subtopologies(&self) -> Vec<Subtopology> {
+        let mut root: Vec<usize> = (0..self.nodes.len()).collect();
+        fn find(root: &mut [usize], mut i: usize) -> usize {
+            while root[i] != i {
+                root[i] = root[root[i]];
+                i = root[i];
+            }
+            i
+        }
+        fn union(root: &mut [usize], a: usize, b: usize) {
+            let (ra, rb) = (find(root, a), find(root, b));
+            if ra != rb {
+                root[ra.max(rb)] = ra.min(rb);
+            }
+        }
+        let mut store_user: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &p in &node.parents {
+                union(&mut root, i, p);
+            }
+            for store in &node.stores {
+                match store_user.get(store.as_str()) {
+                    Some(&other) => union(&mut root, i, other),
+                    None => {
+                        store_user.insert(store, i);
+                    }
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..self.nodes.len() {
+            let r = find(&mut root, i);
+            groups.entry(r).or_default().push(i);
+        }
+        groups
+            .into_values()
+            .enumerate()
+            .map(|(id, nodes)| {
+                let mut source_topics = Vec::new();
+                let mut sink_topics = Vec::new();
+                let mut stores = BTreeSet::new();
+                for &i in &nodes {
+                    let node = &self.nodes[i];
+                    match &node.kind {
+                        NodeKind::Source { topics } => source_topics.extend(topics.iter().cloned()),
+                        NodeKind::Sink { topic } => sink_topics.push(topic.clone()),
+                        NodeKind::Processor => {}
+                    }
+                    stores.extend(node.stores.iter().cloned());
+                }
+                Subtopology { id: id as u32, nodes, source_topics, sink_topics, stores: stores.into_iter().collect() }
+            })
+            .collect()
+    }
+
+    /// Checks what can only be checked on the whole graph.
+    pub fn validate(&self) -> Result<()> {
+        if self.nodes.is_empty() {
+            return Err(StreamsError::Topology("the topology has no nodes".into()));
+        }
+        for sub in self.subtopologies() {
+            if sub.source_topics.is_empty() {
+                let names: Vec<&str> = sub.nodes.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+                return Err(StreamsError::Topology(format!("nodes {names:?} are not reachable from any source")));
+            }
+        }
+        for (name, builder) in &self.stores {
+            if !self.nodes.iter().any(|n| n.stores.contains(name)) {
+                tracing::warn!(store = %name, kind = %builder.type_name(), "state store is connected to no processor");
+            }
+        }
+        Ok(())
+    }
+
+    /// Internal topics read by a source (repartition topics).
+    pub fn repartition_topics(&self) -> Vec<TopicName> {
+        let mut topics: Vec<TopicName> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Source { topics } => Some(topics.iter().filter(|t| t.is_internal()).cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// Names of stores that log to a changelog topic.
+    pub fn logged_stores(&self) -> Vec<String> {
+        self.stores.iter().filter(|(_, b)| b.logging_enabled()).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Kafka Streams' description of the topology.
+    pub fn describe(&self) -> TopologyDescription {
+        TopologyDescription { text: self.describe_text() }
+    }
+
+    fn describe_text(&self) -> String {
+        let names = |indices: &[usize]| -> String {
+            if indices.is_empty() {
+                "none".to_string()
+            } else {
+                indices.iter().map(|&i| self.nodes[i].name.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        };
+        let mut out = String::from("Topologies:\n");
+        for (n, sub) in self.subtopologies().iter().enumerate() {
+            if n > 0 {
+                out.push('\n');
+            }
+            out.push_str(&format!("   Sub-topology: {}\n", sub.id));
+            for &i in &sub.nodes {
+                let node = &self.nodes[i];
+                match &node.kind {
+                    NodeKind::Source { topics } => {
+                        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+                        out.push_str(&format!("    Source: {} (topics: [{}])\n", node.name, topics.join(", ")));
+                        out.push_str(&format!("      --> {}\n", names(&node.children)));
+                    }
+                    NodeKind::Processor => {
+                        out.push_str(&format!("    Processor: {} (stores: [{}])\n", node.name, node.stores.join(", ")));
+                        out.push_str(&format!("      --> {}\n", names(&node.children)));
+                        out.push_str(&format!("      <-- {}\n", names(&node.parents)));
+                    }
+                    NodeKind::Sink { topic } => {
+                        out.push_str(&format!("    Sink: {} (topic: {topic})\n", node.name));
+                        out.push_str(&format!("      <-- {}\n", names(&node.parents)));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The printable description returned by [`Topology::describe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyDescription {
+    text: String,
+}
+
+impl fmt::Display for TopologyDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processor::{Processor, ProcessorContext};
+    use crate::record::Record;
+    use crate::serdes::Serdes;
+
+    struct Upper;
+    impl Processor<String, String> for Upper {
+        fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+            let value = r.value.to_uppercase();
+            ctx.forward(r.with_value(value))
+        }
+    }
+
+    #[test]
+    fn describes_like_kafka_streams() {
+        let mut t = Topology::new();
+        t.add_source::<String, String>("src", &["in"], Serdes::string(), Serdes::string()).unwrap();
+        t.add_processor("upper", || Upper, &["src"]).unwrap();
+        t.add_sink::<String, String>("sink", "out", Serdes::string(), Serdes::string(), &["upper"]).unwrap();
+        let expected = "Topologies:\n   Sub-topology: 0\n    Source: src (topics: [in])\n      --> upper\n    \
+Processor: upper (stores: [])\n      --> sink\n      <-- src\n    Sink: sink (topic: out)\n      <-- upper\n";
+        assert_eq!(t.describe().to_string(), expected);
+    }
+
+    #[test]
+    fn type_mismatch_is_found_when_connecting() {
+        let mut t = Topology::new();
+        t.add_source::<String, i64>("src", &["in"], Serdes::string(), Serdes::i64()).unwrap();
+        let err = t.add_processor("upper", || Upper, &["src"]).unwrap_err().to_string();
+        assert!(err.contains("type mismatch") && err.contains("i64"), "{err}");
+    }
+
+    #[test]
+    fn bad_wiring_is_rejected() {
+        let mut t = Topology::new();
+        t.add_source::<String, String>("src", &["in"], Serdes::string(), Serdes::string()).unwrap();
+        assert!(t.add_processor("p", || Upper, &["nope"]).is_err());
+        assert!(t.add_source::<String, String>("src2", &["in"], Serdes::string(), Serdes::string()).is_err());
+        assert!(t.add_source::<String, String>("src", &["other"], Serdes::string(), Serdes::string()).is_err());
+        assert!(t.connect_processor_and_state_store("src", "missing").is_err());
+    }
+
+    #[test]
+    fn stores_join_sub_topologies() {
+        let mut t = Topology::new();
+        t.add_source::<String, String>("a", &["a"], Serdes::string(), Serdes::string()).unwrap();
+        t.add_source::<String, String>("b", &["b"], Serdes::string(), Serdes::string()).unwrap();
+        t.add_processor("pa", || Upper, &["a"]).unwrap();
+        t.add_processor("pb", || Upper, &["b"]).unwrap();
+        assert_eq!(t.subtopologies().len(), 2);
+        let store = crate::state::Stores::key_value_store_builder::<String, String>(
+            crate::state::Stores::in_memory_key_value_store("s"),
+            Serdes::string(),
+            Serdes::string(),
+        );
+        t.add_state_store(store, &["pa", "pb"]).unwrap();
+        let subs = t.subtopologies();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].source_topics.len(), 2);
+    }
+}
