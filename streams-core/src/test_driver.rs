@@ -20,7 +20,7 @@ use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{default_partition, ConsumerRecord, Headers, ProducerRecord, TaskId};
 use crate::serdes::{Serde, SerdeRef};
-use crate::state::{KeyValueStore, ThreadCache, TimestampedKeyValueStore};
+use crate::state::{changelog_topic, KeyValueStore, ThreadCache, TimestampedKeyValueStore};
 use crate::task::{StreamTask, TaskEnv, TaskMetrics};
 use crate::topology::{Subtopology, Topology};
 
@@ -226,9 +226,13 @@ impl TopologyTestDriver {
         }
         let subtopologies = topology.subtopologies();
         let task_counts = task_counts(&subtopologies, &application_id, &mut topics);
+        let logged = topology.logged_stores();
         for sub in &subtopologies {
             for topic in &sub.source_topics {
                 topics.source_topics.insert(topic.resolve(&application_id), sub.id);
+            }
+            for store in sub.stores.iter().filter(|s| logged.contains(s)) {
+                topics.partitions.insert(changelog_topic(&application_id, store), task_counts[&sub.id]);
             }
         }
         let topics = Rc::new(RefCell::new(topics));

@@ -223,6 +223,19 @@ impl Topology {
         Ok(self)
     }
 
+    /// Renames a node that has no children yet (Kafka Streams' `Named` on a DSL operator).
+    pub fn rename_node(&mut self, from: &str, to: &str) -> Result<()> {
+        if self.has_node(to) {
+            return Err(StreamsError::Topology(format!("a node named `{to}` already exists")));
+        }
+        let index = self.index_of(from)?;
+        if !self.nodes[index].children.is_empty() {
+            return Err(StreamsError::Topology(format!("cannot rename `{from}`: it already has children")));
+        }
+        self.nodes[index].name = to.to_string();
+        Ok(())
+    }
+
     /// Whether a node of this name exists.
     pub fn has_node(&self, name: &str) -> bool {
         self.nodes.iter().any(|n| n.name == name)

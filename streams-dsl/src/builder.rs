@@ -1,0 +1,218 @@
+//! `StreamsBuilder`: the entry point of the DSL.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use streams_core::state::{KeyValueBytesStoreSupplier, KeyValueStoreBuilder, ValueAndTimestampSerde};
+use streams_core::{Result, SerdeRef, Serdes, StoreBuilder, StreamsError, TopicName, Topology, ValueAndTimestamp};
+
+use crate::kstream::KStream;
+use crate::ktable::KTable;
+use crate::options::{Consumed, Materialized};
+use crate::processors::table::TableSource;
+
+/// Shared state of one builder: the topology being written and the name counter.
+pub(crate) struct BuilderState {
+    topology: Topology,
+    index: u32,
+    error: Option<StreamsError>,
+}
+
+pub(crate) type Shared = Rc<RefCell<BuilderState>>;
+
+impl BuilderState {
+    /// A generated name, `<PREFIX><10-digit counter>`, e.g. `KSTREAM-FILTER-0000000003`.
+    pub(crate) fn new_name(&mut self, prefix: &str) -> String {
+        let name = format!("{prefix}{:010}", self.index);
+        self.index += 1;
+        name
+    }
+
+    /// Applies a change to the topology, keeping the first error for `build()`.
+    pub(crate) fn apply(&mut self, change: impl FnOnce(&mut Topology) -> Result<()>) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = change(&mut self.topology) {
+            self.error = Some(e);
+        }
+    }
+
+    /// Records an error found while building.
+    pub(crate) fn fail(&mut self, error: StreamsError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+}
+
+/// A serde from the first source that has one, or a build error saying where to give one.
+pub(crate) fn require_serde<T>(
+    state: &Shared,
+    serde: Option<SerdeRef<T>>,
+    what: &str,
+) -> Option<SerdeRef<T>> {
+    if serde.is_none() {
+        state.borrow_mut().fail(StreamsError::Topology(format!(
+            "{what} has no serde for {}: pass one with Consumed, Grouped or Materialized",
+            std::any::type_name::<T>()
+        )));
+    }
+    serde
+}
+
+/// A store builder for a KTable: values with timestamps, caching and logging as configured.
+pub(crate) fn table_store<K: 'static, V: 'static>(
+    state: &Shared,
+    materialized: &Materialized<K, V>,
+    name: &str,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+) -> Option<KeyValueStoreBuilder<K, ValueAndTimestamp<V>>> {
+    let key_serde = require_serde(state, materialized.key_serde.clone().or(key_serde), &format!("store `{name}`"))?;
+    let value_serde =
+        require_serde(state, materialized.value_serde.clone().or(value_serde), &format!("store `{name}`"))?;
+    let supplier: KeyValueBytesStoreSupplier = if materialized.in_memory {
+        streams_core::Stores::in_memory_key_value_store(name)
+    } else {
+        streams_core::Stores::persistent_key_value_store(name)
+    };
+    let mut builder = KeyValueStoreBuilder::new(supplier, key_serde, Arc::new(ValueAndTimestampSerde(value_serde)));
+    builder = if materialized.caching { builder.with_caching_enabled() } else { builder.with_caching_disabled() };
+    builder = if materialized.logging { builder.with_logging_enabled() } else { builder.with_logging_disabled() };
+    Some(builder)
+}
+
+/// Builds a topology with the DSL. Operators write into it as they are called; `build` returns
+/// it, or the first error an operator met.
+pub struct StreamsBuilder {
+    state: Shared,
+}
+
+impl std::fmt::Debug for StreamsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsBuilder").finish()
+    }
+}
+
+impl Default for StreamsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        StreamsBuilder { state: Rc::new(RefCell::new(BuilderState { topology: Topology::new(), index: 0, error: None })) }
+    }
+
+    /// A stream of the records of `topic`.
+    pub fn stream<K: Clone + 'static, V: Clone + 'static>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+        self.stream_from(&[topic], consumed)
+    }
+
+    /// A stream of the records of several topics.
+    pub fn stream_from<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        topics: &[&str],
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let mut state = self.state.borrow_mut();
+        let name = consumed.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SOURCE-"));
+        let topics: Vec<TopicName> = topics.iter().map(|t| TopicName::external(*t)).collect();
+        let (ks, vs) = (consumed.key_serde.clone(), consumed.value_serde.clone());
+        state.apply(|t| t.add_source_node(&name, topics, ks, vs, false).map(drop));
+        drop(state);
+        KStream::new(self.state.clone(), name, Some(consumed.key_serde), Some(consumed.value_serde), false)
+    }
+
+    /// A changelog stream read as a table: a null value deletes its key; records without a key are
+    /// dropped. The table is materialized (a store named by `materialized` or generated).
+    pub fn table<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let mut state = self.state.borrow_mut();
+        let source = consumed.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SOURCE-"));
+        let processor = state.new_name("KTABLE-SOURCE-");
+        let store = match &materialized.store_name {
+            Some(name) => name.clone(),
+            None => state.new_name(&format!("{topic}-STATE-STORE-")),
+        };
+        drop(state);
+        let builder = table_store(
+            &self.state,
+            &materialized,
+            &store,
+            Some(consumed.key_serde.clone()),
+            Some(consumed.value_serde.clone()),
+        );
+        let value_serde: SerdeRef<Option<V>> = Arc::new(Serdes::nullable(consumed.value_serde.clone()));
+        let topics = vec![TopicName::external(topic)];
+        let key_serde = consumed.key_serde.clone();
+        let store_name = store.clone();
+        let mut state = self.state.borrow_mut();
+        state.apply(|t| {
+            t.add_source_node(&source, topics, key_serde, value_serde, true)?;
+            t.add_processor(&processor, move || TableSource::<K, V>::new(&store_name), &[&source])?;
+            if let Some(builder) = builder {
+                t.add_state_store(builder, &[&processor])?;
+            }
+            Ok(())
+        });
+        drop(state);
+        KTable::new(
+            self.state.clone(),
+            processor,
+            Some(consumed.key_serde),
+            Some(consumed.value_serde),
+            Some(store),
+        )
+    }
+
+    /// Adds a store for processors added with [`KStream::process`].
+    pub fn add_state_store(&self, builder: impl StoreBuilder) -> &Self {
+        self.state.borrow_mut().apply(|t| t.add_state_store(builder, &[]).map(drop));
+        self
+    }
+
+    /// The topology, or the first error met while building it.
+    pub fn build(self) -> Result<Topology> {
+        let mut state = self.state.borrow_mut();
+        if let Some(error) = state.error.take() {
+            return Err(error);
+        }
+        state.topology.validate()?;
+        Ok(std::mem::take(&mut state.topology))
+    }
+}
+
+/// Adds a repartition topic after `parent`: a sink to `<base>-repartition` and a source reading
+/// it back, so records are re-distributed by their (new) key. Returns the source's name.
+pub(crate) fn repartition<K: Clone + 'static, V: Clone + 'static>(
+    state: &Shared,
+    parent: &str,
+    base: &str,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+) -> String {
+    let what = format!("repartition topic `{base}-repartition`");
+    let key_serde = require_serde(state, key_serde, &what);
+    let value_serde = require_serde(state, value_serde, &what);
+    let mut state = state.borrow_mut();
+    let sink = state.new_name("KSTREAM-SINK-");
+    let source = state.new_name("KSTREAM-SOURCE-");
+    if let (Some(ks), Some(vs)) = (key_serde, value_serde) {
+        let topic = TopicName::internal(format!("{base}-repartition"));
+        state.apply(|t| {
+            t.add_sink_node(&sink, topic.clone(), ks.clone(), vs.clone(), &[parent])?;
+            t.add_source_node(&source, vec![topic], ks, vs, false)?;
+            Ok(())
+        });
+    }
+    source
+}

@@ -1,0 +1,235 @@
+//! Grouped streams and tables: the aggregations that build KTables.
+
+use std::sync::Arc;
+
+use streams_core::{SerdeRef, Serdes};
+
+use crate::builder::{repartition, table_store, Shared};
+use crate::change::{Change, ChangeSerde};
+use crate::kstream::KStream;
+use crate::ktable::KTable;
+use crate::options::{Grouped, Materialized};
+use crate::processors::aggregate::StreamAggregate;
+use crate::processors::table::TableAggregate;
+
+/// Where a grouping reads from: a node, whether it must repartition first, and its serdes.
+struct Grouping<K, V> {
+    state: Shared,
+    node: String,
+    name: Option<String>,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+    repartition_required: bool,
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> Grouping<K, V> {
+    /// Adds the aggregating processor (and its store, and a repartition topic if needed).
+    fn aggregate<VIn: Clone + 'static, VA: Clone + 'static>(
+        &self,
+        prefix: &str,
+        materialized: Materialized<K, VA>,
+        default_value_serde: Option<SerdeRef<VA>>,
+        value_serde: Option<SerdeRef<VIn>>,
+        processor: impl Fn(&str) -> Box<dyn streams_core::ProcessorSupplier<K, VIn, K, Change<VA>>>,
+    ) -> KTable<K, VA> {
+        let (name, store) = {
+            let mut state = self.state.borrow_mut();
+            let name = state.new_name(prefix);
+            let store = match &materialized.store_name {
+                Some(store) => store.clone(),
+                None => state.new_name(&format!("{prefix}STATE-STORE-")),
+            };
+            (name, store)
+        };
+        let value_serde_for_store = materialized.value_serde.clone().or(default_value_serde);
+        let builder = table_store(&self.state, &materialized, &store, self.key_serde.clone(), value_serde_for_store.clone());
+        let parent = if self.repartition_required {
+            let base = self.name.clone().unwrap_or_else(|| store.clone());
+            repartition(&self.state, &self.node, &base, self.key_serde.clone(), value_serde)
+        } else {
+            self.node.clone()
+        };
+        let supplier = processor(&store);
+        self.state.borrow_mut().apply(|t| {
+            t.add_processor_node(&name, Arc::from(supplier), &[&parent])?;
+            if let Some(builder) = builder {
+                t.add_state_store(builder, &[&name])?;
+            }
+            Ok(())
+        });
+        KTable::new(self.state.clone(), name, self.key_serde.clone(), value_serde_for_store, Some(store))
+    }
+}
+
+/// A stream grouped by key, ready to aggregate into a [`KTable`].
+pub struct KGroupedStream<K, V> {
+    grouping: Grouping<K, V>,
+}
+
+impl<K, V> std::fmt::Debug for KGroupedStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KGroupedStream").field("node", &self.grouping.node).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
+    pub(crate) fn new(stream: &KStream<K, V>, grouped: Grouped<K, V>, repartition_required: bool) -> Self {
+        KGroupedStream {
+            grouping: Grouping {
+                state: stream.state.clone(),
+                node: stream.node.clone(),
+                name: grouped.name,
+                key_serde: grouped.key_serde.or(stream.key_serde.clone()),
+                value_serde: grouped.value_serde.or(stream.value_serde.clone()),
+                repartition_required,
+            },
+        }
+    }
+
+    /// Counts records per key.
+    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
+        let combine = Arc::new(|_: &K, _: V, count: Option<i64>| count.unwrap_or(0) + 1);
+        self.grouping.aggregate("KSTREAM-AGGREGATE-", materialized, Some(serde), self.grouping.value_serde.clone(), move |store| {
+            let combine = combine.clone();
+            let store = store.to_string();
+            Box::new(move || StreamAggregate::new(&store, combine.clone()))
+        })
+    }
+
+    /// Combines the values of each key with `reducer(aggregate, value)`.
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let combine = Arc::new(move |_: &K, value: V, agg: Option<V>| match agg {
+            Some(agg) => reducer(agg, value),
+            None => value,
+        });
+        let serde = self.grouping.value_serde.clone();
+        self.grouping.aggregate("KSTREAM-REDUCE-", materialized, serde.clone(), serde, move |store| {
+            let combine = combine.clone();
+            let store = store.to_string();
+            Box::new(move || StreamAggregate::new(&store, combine.clone()))
+        })
+    }
+
+    /// Folds the values of each key into an aggregate, starting from `initializer()`.
+    pub fn aggregate<VA: Clone + 'static>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        let combine = Arc::new(move |key: &K, value: V, agg: Option<VA>| {
+            aggregator(key, value, agg.unwrap_or_else(&initializer))
+        });
+        self.grouping.aggregate("KSTREAM-AGGREGATE-", materialized, None, self.grouping.value_serde.clone(), move |store| {
+            let combine = combine.clone();
+            let store = store.to_string();
+            Box::new(move || StreamAggregate::new(&store, combine.clone()))
+        })
+    }
+}
+
+/// A table re-grouped by a new key: aggregations add new rows and subtract replaced ones.
+pub struct KGroupedTable<K, V> {
+    grouping: Grouping<K, V>,
+}
+
+impl<K, V> std::fmt::Debug for KGroupedTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KGroupedTable").field("node", &self.grouping.node).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
+    pub(crate) fn new(state: Shared, node: String, grouped: Grouped<K, V>) -> Self {
+        KGroupedTable {
+            grouping: Grouping {
+                state,
+                node,
+                name: grouped.name,
+                key_serde: grouped.key_serde,
+                value_serde: grouped.value_serde,
+                repartition_required: true,
+            },
+        }
+    }
+
+    fn change_serde(&self) -> Option<SerdeRef<Change<V>>> {
+        self.grouping.value_serde.clone().map(|s| Arc::new(ChangeSerde(s)) as SerdeRef<Change<V>>)
+    }
+
+    fn table_aggregate<VA: Clone + 'static>(
+        &self,
+        prefix: &str,
+        materialized: Materialized<K, VA>,
+        default_value_serde: Option<SerdeRef<VA>>,
+        combine: impl Fn(&K, Change<V>, Option<VA>) -> Option<VA> + Send + Sync + 'static,
+    ) -> KTable<K, VA> {
+        let combine = Arc::new(combine);
+        self.grouping.aggregate(prefix, materialized, default_value_serde, self.change_serde(), move |store| {
+            let combine = combine.clone();
+            let store = store.to_string();
+            Box::new(move || TableAggregate::new(&store, combine.clone()))
+        })
+    }
+
+    /// Counts rows per key.
+    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
+        self.table_aggregate("KTABLE-AGGREGATE-", materialized, Some(serde), |_, change, count| {
+            let mut count = count.unwrap_or(0);
+            if change.old_value.is_some() {
+                count -= 1;
+            }
+            if change.new_value.is_some() {
+                count += 1;
+            }
+            Some(count)
+        })
+    }
+
+    /// Combines values with `adder(aggregate, new)` and retracts with `subtractor(aggregate, old)`.
+    pub fn reduce(
+        &self,
+        adder: impl Fn(V, V) -> V + Send + Sync + 'static,
+        subtractor: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let serde = self.grouping.value_serde.clone();
+        self.table_aggregate("KTABLE-REDUCE-", materialized, serde, move |_, change, agg| {
+            let agg = match (agg, change.old_value) {
+                (Some(agg), Some(old)) => Some(subtractor(agg, old)),
+                (agg, _) => agg,
+            };
+            match (agg, change.new_value) {
+                (Some(agg), Some(new)) => Some(adder(agg, new)),
+                (None, new) => new,
+                (agg, None) => agg,
+            }
+        })
+    }
+
+    /// Folds rows into an aggregate per key: `adder` for new rows, `subtractor` for replaced ones.
+    pub fn aggregate<VA: Clone + 'static>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        adder: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        subtractor: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        self.table_aggregate("KTABLE-AGGREGATE-", materialized, None, move |key, change, agg| {
+            let mut agg = agg.unwrap_or_else(&initializer);
+            if let Some(old) = change.old_value {
+                agg = subtractor(key, old, agg);
+            }
+            if let Some(new) = change.new_value {
+                agg = adder(key, new, agg);
+            }
+            Some(agg)
+        })
+    }
+}

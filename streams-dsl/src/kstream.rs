@@ -1,0 +1,322 @@
+//! `KStream<K, V>`: a record stream and its stateless operators.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use streams_core::{ProcessorSupplier, Record, SerdeRef};
+
+use crate::builder::Shared;
+use crate::grouped::KGroupedStream;
+use crate::options::{Branched, Grouped, Named, Produced};
+use crate::processors::stateless;
+
+type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
+
+/// An unbounded stream of `Record<K, V>`: each record is an independent event.
+///
+/// Operators that change the key (`map`, `flat_map`, `select_key`, `group_by`) mark the stream
+/// for repartitioning; a later aggregation then goes through a `-repartition` topic.
+pub struct KStream<K, V> {
+    pub(crate) state: Shared,
+    pub(crate) node: String,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) repartition_required: bool,
+}
+
+impl<K, V> Clone for KStream<K, V> {
+    fn clone(&self) -> Self {
+        KStream {
+            state: self.state.clone(),
+            node: self.node.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            repartition_required: self.repartition_required,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for KStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KStream").field("node", &self.node).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
+    pub(crate) fn new(
+        state: Shared,
+        node: String,
+        key_serde: Option<SerdeRef<K>>,
+        value_serde: Option<SerdeRef<V>>,
+        repartition_required: bool,
+    ) -> Self {
+        KStream { state, node, key_serde, value_serde, repartition_required }
+    }
+
+    /// The name of the node this stream comes out of.
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    fn add<K2: Clone + 'static, V2: Clone + 'static>(
+        &self,
+        prefix: &str,
+        supplier: impl ProcessorSupplier<K, V, K2, V2>,
+        key_serde: Option<SerdeRef<K2>>,
+        value_serde: Option<SerdeRef<V2>>,
+        repartition_required: bool,
+    ) -> KStream<K2, V2> {
+        let mut state = self.state.borrow_mut();
+        let name = state.new_name(prefix);
+        state.apply(|t| t.add_processor(&name, supplier, &[&self.node]).map(drop));
+        drop(state);
+        KStream::new(self.state.clone(), name, key_serde, value_serde, repartition_required)
+    }
+
+    /// Renames the node that produced this stream (Kafka Streams' `Named`).
+    pub fn named(self, name: impl Into<Named>) -> Self {
+        let name = name.into().0;
+        let old = self.node.clone();
+        self.state.borrow_mut().apply(|t| t.rename_node(&old, &name));
+        KStream { node: name, ..self }
+    }
+
+    /// Keeps records for which `predicate` holds.
+    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            if predicate(&r.key, &r.value) {
+                ctx.forward(r)
+            } else {
+                Ok(())
+            }
+        });
+        self.add("KSTREAM-FILTER-", supplier, self.key_serde.clone(), self.value_serde.clone(), self.repartition_required)
+    }
+
+    /// Drops records for which `predicate` holds.
+    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        self.filter(move |k, v| !predicate(k, v))
+    }
+
+    /// Maps each record to a new key and value (marks the stream for repartitioning).
+    pub fn map<K2: Clone + 'static, V2: Clone + 'static>(
+        &self,
+        mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KStream<K2, V2> {
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            let (k, v) = mapper(r.key, r.value);
+            ctx.forward(Record { key: k, value: v, timestamp: r.timestamp, headers: r.headers })
+        });
+        self.add("KSTREAM-MAP-", supplier, None, None, true)
+    }
+
+    /// Maps each value, keeping the key.
+    pub fn map_values<V2: Clone + 'static>(&self, mapper: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            let value = mapper(r.value);
+            ctx.forward(Record { key: r.key, value, timestamp: r.timestamp, headers: r.headers })
+        });
+        self.add("KSTREAM-MAPVALUES-", supplier, self.key_serde.clone(), None, self.repartition_required)
+    }
+
+    /// Maps each record to any number of records (marks the stream for repartitioning).
+    pub fn flat_map<K2: Clone + 'static, V2: Clone + 'static, I>(
+        &self,
+        mapper: impl Fn(K, V) -> I + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            for (key, value) in mapper(r.key, r.value) {
+                ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers.clone() })?;
+            }
+            Ok(())
+        });
+        self.add("KSTREAM-FLATMAP-", supplier, None, None, true)
+    }
+
+    /// Maps each value to any number of values, keeping the key.
+    pub fn flat_map_values<V2: Clone + 'static, I>(
+        &self,
+        mapper: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> KStream<K, V2>
+    where
+        I: IntoIterator<Item = V2>,
+    {
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            for value in mapper(r.value) {
+                ctx.forward(Record { key: r.key.clone(), value, timestamp: r.timestamp, headers: r.headers.clone() })?;
+            }
+            Ok(())
+        });
+        self.add("KSTREAM-FLATMAPVALUES-", supplier, self.key_serde.clone(), None, self.repartition_required)
+    }
+
+    /// Sets a new key computed from each record (marks the stream for repartitioning).
+    pub fn select_key<K2: Clone + 'static>(
+        &self,
+        selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    ) -> KStream<K2, V> {
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            let key = selector(&r.key, &r.value);
+            ctx.forward(r.with_key(key))
+        });
+        self.add("KSTREAM-KEY-SELECT-", supplier, None, self.value_serde.clone(), true)
+    }
+
+    /// Calls `action` on each record and passes it on.
+    pub fn peek(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            action(&r.key, &r.value);
+            ctx.forward(r)
+        });
+        self.add("KSTREAM-PEEK-", supplier, self.key_serde.clone(), self.value_serde.clone(), self.repartition_required)
+    }
+
+    /// Calls `action` on each record (a terminal operation).
+    pub fn foreach(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) {
+        let supplier = stateless(move |_: &mut streams_core::ProcessorContext<'_, K, V>, r: Record<K, V>| {
+            action(&r.key, &r.value);
+            Ok(())
+        });
+        self.add::<K, V>("KSTREAM-FOREACH-", supplier, None, None, false);
+    }
+
+    /// Splits the stream by predicates: each record goes to the first branch that matches.
+    pub fn split(&self) -> BranchedKStream<K, V> {
+        let name = self.state.borrow_mut().new_name("KSTREAM-BRANCH-");
+        BranchedKStream { stream: self.clone(), prefix: format!("{name}-"), name, branches: Vec::new() }
+    }
+
+    /// [`split`](Self::split) with a name, which is also the prefix of the branch names.
+    pub fn split_named(&self, named: impl Into<Named>) -> BranchedKStream<K, V> {
+        let name = named.into().0;
+        BranchedKStream { stream: self.clone(), prefix: name.clone(), name, branches: Vec::new() }
+    }
+
+    /// Merges another stream of the same types into this one.
+    pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
+        let mut state = self.state.borrow_mut();
+        let name = state.new_name("KSTREAM-MERGE-");
+        let supplier = stateless(|ctx, r: Record<K, V>| ctx.forward(r));
+        state.apply(|t| t.add_processor(&name, supplier, &[&self.node, &other.node]).map(drop));
+        drop(state);
+        KStream::new(
+            self.state.clone(),
+            name,
+            self.key_serde.clone().or(other.key_serde.clone()),
+            self.value_serde.clone().or(other.value_serde.clone()),
+            self.repartition_required || other.repartition_required,
+        )
+    }
+
+    /// Writes the stream to `topic`.
+    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        let mut state = self.state.borrow_mut();
+        let name = produced.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SINK-"));
+        let topic = streams_core::TopicName::external(topic);
+        state.apply(|t| {
+            t.add_sink_node(&name, topic, produced.key_serde, produced.value_serde, &[&self.node]).map(drop)
+        });
+    }
+
+    /// Runs a Processor API processor on the stream, with access to the named stores
+    /// (add them with [`StreamsBuilder::add_state_store`]).
+    pub fn process<K2: Clone + 'static, V2: Clone + 'static>(
+        &self,
+        supplier: impl ProcessorSupplier<K, V, K2, V2>,
+        stores: &[&str],
+    ) -> KStream<K2, V2> {
+        let stream = self.add("KSTREAM-PROCESSOR-", supplier, None, None, true);
+        let mut state = self.state.borrow_mut();
+        for store in stores {
+            state.apply(|t| t.connect_processor_and_state_store(&stream.node, store).map(drop));
+        }
+        drop(state);
+        stream
+    }
+
+    /// Groups by the current key, for aggregation.
+    pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
+        KGroupedStream::new(self, grouped, self.repartition_required)
+    }
+
+    /// Groups by a new key (aggregations then read through a repartition topic).
+    pub fn group_by<K2: Clone + 'static>(
+        &self,
+        selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        grouped: Grouped<K2, V>,
+    ) -> KGroupedStream<K2, V> {
+        let keyed = self.select_key(selector);
+        KGroupedStream::new(&keyed, grouped, true)
+    }
+}
+
+/// The builder returned by [`KStream::split`].
+pub struct BranchedKStream<K, V> {
+    stream: KStream<K, V>,
+    name: String,
+    prefix: String,
+    branches: Vec<(String, Predicate<K, V>)>,
+}
+
+impl<K, V> std::fmt::Debug for BranchedKStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BranchedKStream").field("name", &self.name).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
+    /// Adds a branch taking the records that match `predicate` and no earlier branch.
+    pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static, branched: Branched) -> Self {
+        let label = branched.0.unwrap_or_else(|| (self.branches.len() + 1).to_string());
+        self.branches.push((format!("{}{label}", self.prefix), Arc::new(predicate)));
+        self
+    }
+
+    /// Ends the split with a branch for records no predicate matched.
+    pub fn default_branch(self, branched: Branched) -> HashMap<String, KStream<K, V>> {
+        let label = branched.0.unwrap_or_else(|| "0".to_string());
+        let default = format!("{}{label}", self.prefix);
+        self.finish(Some(default))
+    }
+
+    /// Ends the split; records no predicate matched are dropped.
+    pub fn no_default_branch(self) -> HashMap<String, KStream<K, V>> {
+        self.finish(None)
+    }
+
+    fn finish(self, default: Option<String>) -> HashMap<String, KStream<K, V>> {
+        let routes: Vec<(String, Predicate<K, V>)> = self.branches.clone();
+        let fallback = default.clone();
+        let supplier = stateless(move |ctx, r: Record<K, V>| {
+            for (child, predicate) in &routes {
+                if predicate(&r.key, &r.value) {
+                    return ctx.forward_to(child, r);
+                }
+            }
+            match &fallback {
+                Some(child) => ctx.forward_to(child, r),
+                None => Ok(()),
+            }
+        });
+        let state = self.stream.state.clone();
+        state.borrow_mut().apply(|t| t.add_processor(&self.name, supplier, &[&self.stream.node]).map(drop));
+        let mut out = HashMap::new();
+        let names = self.branches.into_iter().map(|(n, _)| n).chain(default);
+        for name in names {
+            let pass = stateless(|ctx, r: Record<K, V>| ctx.forward(r));
+            state.borrow_mut().apply(|t| t.add_processor(&name, pass, &[&self.name]).map(drop));
+            let branch = KStream::new(
+                state.clone(),
+                name.clone(),
+                self.stream.key_serde.clone(),
+                self.stream.value_serde.clone(),
+                self.stream.repartition_required,
+            );
+            out.insert(name, branch);
+        }
+        out
+    }
+}

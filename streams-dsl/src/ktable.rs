@@ -1,0 +1,129 @@
+//! `KTable<K, V>`: a changelog stream seen as a table of the latest value per key.
+
+use std::sync::Arc;
+
+use streams_core::{Record, SerdeRef, Serdes};
+
+use crate::builder::Shared;
+use crate::change::Change;
+use crate::grouped::KGroupedTable;
+use crate::kstream::KStream;
+use crate::options::Grouped;
+use crate::processors::stateless;
+use crate::processors::table::repartition_map;
+
+/// A table: updates of a key replace its value; `None` deletes it.
+///
+/// Between nodes it flows as `Record<K, Change<V>>`, carrying the replaced value too.
+pub struct KTable<K, V> {
+    pub(crate) state: Shared,
+    pub(crate) node: String,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) store_name: Option<String>,
+}
+
+impl<K, V> std::fmt::Debug for KTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KTable").field("node", &self.node).field("store", &self.store_name).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
+    pub(crate) fn new(
+        state: Shared,
+        node: String,
+        key_serde: Option<SerdeRef<K>>,
+        value_serde: Option<SerdeRef<V>>,
+        store_name: Option<String>,
+    ) -> Self {
+        KTable { state, node, key_serde, value_serde, store_name }
+    }
+
+    /// The name of the store that materializes this table, if any (for interactive queries and tests).
+    pub fn queryable_store_name(&self) -> Option<&str> {
+        self.store_name.as_deref()
+    }
+
+    /// The name of the node this table comes out of.
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    fn add<V2: Clone + 'static>(
+        &self,
+        prefix: &str,
+        f: impl Fn(&mut streams_core::ProcessorContext<'_, K, Change<V2>>, Record<K, Change<V>>) -> streams_core::Result<()>
+            + Send
+            + Sync
+            + 'static,
+        value_serde: Option<SerdeRef<V2>>,
+    ) -> KTable<K, V2> {
+        let mut state = self.state.borrow_mut();
+        let name = state.new_name(prefix);
+        state.apply(|t| t.add_processor(&name, stateless(f), &[&self.node]).map(drop));
+        drop(state);
+        KTable::new(self.state.clone(), name, self.key_serde.clone(), value_serde, None)
+    }
+
+    /// The stream of updates: each new value, or `None` for a delete.
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let mut state = self.state.borrow_mut();
+        let name = state.new_name("KTABLE-TOSTREAM-");
+        let supplier = stateless(|ctx, r: Record<K, Change<V>>| {
+            let value = r.value.new_value;
+            ctx.forward(Record { key: r.key, value, timestamp: r.timestamp, headers: r.headers })
+        });
+        state.apply(|t| t.add_processor(&name, supplier, &[&self.node]).map(drop));
+        drop(state);
+        let value_serde = self.value_serde.clone().map(|s| Arc::new(Serdes::nullable(s)) as SerdeRef<Option<V>>);
+        KStream::new(self.state.clone(), name, self.key_serde.clone(), value_serde, false)
+    }
+
+    /// Keeps rows for which `predicate` holds; rows that stop matching are deleted downstream.
+    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+        self.add(
+            "KTABLE-FILTER-",
+            move |ctx, r: Record<K, Change<V>>| {
+                let keep = |v: Option<V>| v.filter(|v| predicate(&r.key, v));
+                let change = Change::new(keep(r.value.new_value.clone()), keep(r.value.old_value.clone()));
+                if change.new_value.is_none() && change.old_value.is_none() {
+                    return Ok(());
+                }
+                ctx.forward(r.with_value(change))
+            },
+            self.value_serde.clone(),
+        )
+    }
+
+    /// Drops rows for which `predicate` holds.
+    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+        self.filter(move |k, v| !predicate(k, v))
+    }
+
+    /// Maps each value.
+    pub fn map_values<V2: Clone + 'static>(&self, mapper: impl Fn(V) -> V2 + Send + Sync + 'static) -> KTable<K, V2> {
+        self.add(
+            "KTABLE-MAPVALUES-",
+            move |ctx, r: Record<K, Change<V>>| {
+                let change = r.value.clone();
+                let change = Change::new(change.new_value.map(&mapper), change.old_value.map(&mapper));
+                ctx.forward(r.with_value(change))
+            },
+            None,
+        )
+    }
+
+    /// Re-groups rows by a new key and value, for aggregation (always through a repartition topic).
+    pub fn group_by<K2: Clone + PartialEq + 'static, V2: Clone + 'static>(
+        &self,
+        selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+        grouped: Grouped<K2, V2>,
+    ) -> KGroupedTable<K2, V2> {
+        let mut state = self.state.borrow_mut();
+        let name = state.new_name("KTABLE-SELECT-");
+        state.apply(|t| t.add_processor(&name, stateless(repartition_map(selector)), &[&self.node]).map(drop));
+        drop(state);
+        KGroupedTable::new(self.state.clone(), name, grouped)
+    }
+}

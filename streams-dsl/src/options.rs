@@ -1,0 +1,241 @@
+//! Operator options, named as in Kafka Streams: `Consumed`, `Produced`, `Grouped`,
+//! `Materialized`, `Named`, `Branched`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use streams_core::{Serde, SerdeRef};
+
+/// How a topic is read: key and value serdes, and optionally the source's name.
+pub struct Consumed<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Consumed<K, V> {
+    /// Reads with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Consumed { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None }
+    }
+
+    /// Names the source node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+impl<K, V> fmt::Debug for Consumed<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumed").field("name", &self.name).finish()
+    }
+}
+
+/// How a stream is written: key and value serdes, and optionally the sink's name.
+pub struct Produced<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Produced<K, V> {
+    /// Writes with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Produced { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None }
+    }
+
+    /// Names the sink node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+impl<K, V> fmt::Debug for Produced<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Produced").field("name", &self.name).finish()
+    }
+}
+
+/// Serdes (and a name, used for the repartition topic) for grouping.
+pub struct Grouped<K, V> {
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Grouped<K, V> {
+    fn default() -> Self {
+        Grouped { key_serde: None, value_serde: None, name: None }
+    }
+}
+
+impl<K, V> Grouped<K, V> {
+    /// Groups with these serdes (needed when the key or value type changed upstream).
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Grouped { key_serde: Some(Arc::new(key_serde)), value_serde: Some(Arc::new(value_serde)), name: None }
+    }
+
+    /// Names the grouping: the repartition topic becomes `<application.id>-<name>-repartition`.
+    pub fn as_(name: impl Into<String>) -> Self {
+        Grouped { name: Some(name.into()), ..Self::default() }
+    }
+
+    /// Sets the name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: impl Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, serde: impl Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+}
+
+impl<K, V> fmt::Debug for Grouped<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grouped").field("name", &self.name).finish()
+    }
+}
+
+/// How a KTable's state store is built: name, serdes, caching, logging, RocksDB or in-memory.
+///
+/// Defaults as in Kafka Streams: a generated name, RocksDB, caching on, logging on.
+pub struct Materialized<K, V> {
+    pub(crate) store_name: Option<String>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) caching: bool,
+    pub(crate) logging: bool,
+    pub(crate) in_memory: bool,
+}
+
+impl<K, V> Default for Materialized<K, V> {
+    fn default() -> Self {
+        Materialized { store_name: None, key_serde: None, value_serde: None, caching: true, logging: true, in_memory: false }
+    }
+}
+
+impl<K, V> Materialized<K, V> {
+    /// Defaults: a generated store name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store with this name (queryable, and named in the changelog topic).
+    pub fn as_(store_name: impl Into<String>) -> Self {
+        Materialized { store_name: Some(store_name.into()), ..Self::default() }
+    }
+
+    /// A store with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Materialized { key_serde: Some(Arc::new(key_serde)), value_serde: Some(Arc::new(value_serde)), ..Self::default() }
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: impl Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, serde: impl Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// Sets the store name.
+    pub fn with_store_name(mut self, name: impl Into<String>) -> Self {
+        self.store_name = Some(name.into());
+        self
+    }
+
+    /// Turns the record cache on (the default): updates of a key between commits emit once.
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.caching = true;
+        self
+    }
+
+    /// Turns the record cache off: every update is emitted.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+
+    /// Logs the store to `<application.id>-<store>-changelog` (the default).
+    pub fn with_logging_enabled(mut self) -> Self {
+        self.logging = true;
+        self
+    }
+
+    /// No changelog.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+
+    /// Keeps the store in memory instead of RocksDB.
+    pub fn in_memory(mut self) -> Self {
+        self.in_memory = true;
+        self
+    }
+}
+
+impl<K, V> fmt::Debug for Materialized<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Materialized")
+            .field("store_name", &self.store_name)
+            .field("caching", &self.caching)
+            .field("logging", &self.logging)
+            .field("in_memory", &self.in_memory)
+            .finish()
+    }
+}
+
+/// A processor name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named(pub(crate) String);
+
+impl Named {
+    /// The name `name`.
+    pub fn as_(name: impl Into<String>) -> Self {
+        Named(name.into())
+    }
+}
+
+impl From<&str> for Named {
+    fn from(name: &str) -> Self {
+        Named(name.to_string())
+    }
+}
+
+impl From<String> for Named {
+    fn from(name: String) -> Self {
+        Named(name)
+    }
+}
+
+/// The name of one branch of [`KStream::split`](crate::KStream::split).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Branched(pub(crate) Option<String>);
+
+impl Branched {
+    /// A branch named `name`; its stream is keyed `<split prefix><name>` in the result.
+    pub fn as_(name: impl Into<String>) -> Self {
+        Branched(Some(name.into()))
+    }
+
+    /// A branch named by its position.
+    pub fn new() -> Self {
+        Branched(None)
+    }
+}

@@ -1,0 +1,172 @@
+//! KTable processors: source, filter, map-values, to-stream, group-by selection, and the
+//! forwarding of materialized updates through the record cache.
+
+use std::marker::PhantomData;
+
+use streams_core::{ProcessorContext, Processor, Record, Result, TimestampedKeyValueStore, ValueAndTimestamp};
+
+use crate::change::Change;
+
+/// Writes KTable updates to a timestamped store and forwards `Change`s: at once without a
+/// cache, or when the cache writes them down (eviction or commit) with one.
+pub(crate) struct TableForwarder<K, V> {
+    store: TimestampedKeyValueStore<K, V>,
+    caching: bool,
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
+    pub(crate) fn init(ctx: &ProcessorContext<'_, K, Change<V>>, store: &str) -> Result<Self> {
+        let store: TimestampedKeyValueStore<K, V> = ctx.get_key_value_store(store)?;
+        let caching = store.enable_flush_forwarding();
+        Ok(TableForwarder { store, caching })
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Result<Option<ValueAndTimestamp<V>>> {
+        self.store.get(key)
+    }
+
+    /// Stores `new_value` (`None` deletes) and forwards the change from `old_value`.
+    pub(crate) fn update(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, ()>,
+        new_value: Option<V>,
+        old_value: Option<V>,
+    ) -> Result<()> {
+        match &new_value {
+            Some(v) => self.store.put(&record.key, &ValueAndTimestamp { value: v.clone(), timestamp: record.timestamp })?,
+            None => {
+                self.store.delete(&record.key)?;
+            }
+        }
+        if self.caching {
+            self.forward_flushed(ctx)
+        } else {
+            ctx.forward(record.with_value(Change::new(new_value, old_value)))
+        }
+    }
+
+    /// Forwards what the cache wrote down.
+    pub(crate) fn forward_flushed(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
+        for entry in self.store.take_flushed()? {
+            let change = Change::new(entry.new_value.map(|v| v.value), entry.old_value.map(|v| v.value));
+            ctx.forward(Record::new(entry.key, change, entry.timestamp))?;
+        }
+        Ok(())
+    }
+
+    /// At commit: write the cache down and forward it.
+    pub(crate) fn flush(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
+        if self.caching {
+            self.store.flush_cache()?;
+            self.forward_flushed(ctx)?;
+        }
+        Ok(())
+    }
+}
+
+/// `KTABLE-SOURCE`: materializes a changelog stream; `None` values delete.
+pub(crate) struct TableSource<K, V> {
+    store_name: String,
+    forwarder: Option<TableForwarder<K, V>>,
+}
+
+impl<K, V> TableSource<K, V> {
+    pub(crate) fn new(store_name: &str) -> Self {
+        TableSource { store_name: store_name.to_string(), forwarder: None }
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
+        self.forwarder = Some(TableForwarder::init(ctx, &self.store_name)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Option<V>>) -> Result<()> {
+        let forwarder = self.forwarder.as_ref().expect("initialized");
+        let old = forwarder.get(&record.key)?.map(|v| v.value);
+        let value = record.value.clone();
+        forwarder.update(ctx, record.with_value(()), value, old)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
+        self.forwarder.as_ref().expect("initialized").flush(ctx)
+    }
+}
+
+/// `KTABLE-SELECT`: re-keys table rows for `group_by`. The old row is retracted from its group
+/// and the new one added to its own; when both land on one key they travel as one change.
+pub(crate) fn repartition_map<K, V, K2, V2, F>(
+    selector: F,
+) -> impl Fn(&mut ProcessorContext<'_, K2, Change<V2>>, Record<K, Change<V>>) -> Result<()> + Send + Sync + 'static
+where
+    K2: Clone + PartialEq + 'static,
+    V2: Clone + 'static,
+    F: Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+{
+    move |ctx, record| {
+        let new = record.value.new_value.as_ref().map(|v| selector(&record.key, v));
+        let old = record.value.old_value.as_ref().map(|v| selector(&record.key, v));
+        let (ts, headers) = (record.timestamp, record.headers);
+        let emit = |ctx: &mut ProcessorContext<'_, K2, Change<V2>>, key: K2, change: Change<V2>| {
+            ctx.forward(Record { key, value: change, timestamp: ts, headers: headers.clone() })
+        };
+        match (new, old) {
+            (Some((nk, nv)), Some((ok, ov))) if nk == ok => emit(ctx, nk, Change::new(Some(nv), Some(ov))),
+            (new, old) => {
+                if let Some((ok, ov)) = old {
+                    emit(ctx, ok, Change::new(None, Some(ov)))?;
+                }
+                if let Some((nk, nv)) = new {
+                    emit(ctx, nk, Change::new(Some(nv), None))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `KTABLE-AGGREGATE` / `KTABLE-REDUCE`: folds changes into a per-key aggregate; `combine`
+/// subtracts the old value and adds the new one, and may delete the row by returning `None`.
+pub(crate) struct TableAggregate<K, V, VA, F> {
+    store_name: String,
+    combine: std::sync::Arc<F>,
+    forwarder: Option<TableForwarder<K, VA>>,
+    _types: PhantomData<fn(V)>,
+}
+
+impl<K, V, VA, F> TableAggregate<K, V, VA, F> {
+    pub(crate) fn new(store_name: &str, combine: std::sync::Arc<F>) -> Self {
+        TableAggregate { store_name: store_name.to_string(), combine, forwarder: None, _types: PhantomData }
+    }
+}
+
+impl<K, V, VA, F> Processor<K, Change<V>, K, Change<VA>> for TableAggregate<K, V, VA, F>
+where
+    K: Clone + 'static,
+    VA: Clone + 'static,
+    F: Fn(&K, Change<V>, Option<VA>) -> Option<VA>,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
+        self.forwarder = Some(TableForwarder::init(ctx, &self.store_name)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>, record: Record<K, Change<V>>) -> Result<()> {
+        if record.value.new_value.is_none() && record.value.old_value.is_none() {
+            return Ok(());
+        }
+        let forwarder = self.forwarder.as_ref().expect("initialized");
+        let old = forwarder.get(&record.key)?;
+        let timestamp = old.as_ref().map_or(record.timestamp, |o| o.timestamp.max(record.timestamp));
+        let old = old.map(|o| o.value);
+        let Record { key, value, headers, .. } = record;
+        let new = (self.combine)(&key, value, old.clone());
+        forwarder.update(ctx, Record { key, value: (), timestamp, headers }, new, old)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
+        self.forwarder.as_ref().expect("initialized").flush(ctx)
+    }
+}
