@@ -155,7 +155,14 @@ impl StreamTask {
     /// Builds the task's stores and nodes (children first) and initializes the processors.
     ///
     /// Type mismatches and unknown or mistyped stores are reported here, before any record flows.
-    pub fn new(topology: &Topology, subtopology: &Subtopology, partition: i32, env: &TaskEnv) -> Result<Self> {
+    /// `now_ms` is the system time, from which wall-clock punctuations are scheduled.
+    pub fn new(
+        topology: &Topology,
+        subtopology: &Subtopology,
+        partition: i32,
+        env: &TaskEnv,
+        now_ms: i64,
+    ) -> Result<Self> {
         let id = TaskId::new(subtopology.id, partition);
         let _span = tracing::debug_span!("task", task_id = %id).entered();
         let dir = env.app_dir.join(id.to_string());
@@ -180,7 +187,7 @@ impl StreamTask {
             task_id: id,
             application_id: env.application_id.clone(),
             stream_time: -1,
-            wall_clock_ms: 0,
+            wall_clock_ms: now_ms,
             record_context,
             collector: env.collector.clone(),
             stores,

@@ -243,16 +243,16 @@ impl TopologyTestDriver {
             thread_cache: Rc::new(RefCell::new(ThreadCache::new(config.cache_max_bytes()?))),
             deserialization_handler: config.deserialization_handler()?,
         };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut tasks = BTreeMap::new();
         for sub in &subtopologies {
             for partition in 0..task_counts[&sub.id] {
-                let mut task = StreamTask::new(&topology, sub, partition, &env)?;
+                let mut task = StreamTask::new(&topology, sub, partition, &env, now)?;
                 task.transition_to(crate::task::TaskState::Restoring)?;
                 task.transition_to(crate::task::TaskState::Running)?;
                 tasks.insert(task.id(), task);
             }
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let inner = DriverInner {
             topics,
             tasks,
