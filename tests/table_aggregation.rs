@@ -87,7 +87,7 @@ fn same_results_with_fewer_updates_when_cached() {
 #[test]
 fn committing_every_record_with_a_cache_emits_at_most_one_update_per_region_and_record() {
     let updates = run(true, true);
-    assert!(updates <= 8 && updates >= 2, "{updates}");
+    assert!((2..=8).contains(&updates), "{updates}");
 }
 
 #[test]

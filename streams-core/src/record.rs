@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
         assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
-        assert_eq!(murmur2(&[b'a', b'b', b'c']) as i32, 479470107);
+        assert_eq!(murmur2(b"abc") as i32, 479470107);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use streams::prelude::*;
 use streams::Topology;
 
 /// Splits a line into lower-case words on runs of non-word characters (Java's `\W+`).
-pub fn words(line: String) -> Vec<String> {
+pub(crate) fn words(line: String) -> Vec<String> {
     line.to_lowercase()
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .filter(|w| !w.is_empty())
@@ -14,7 +14,7 @@ pub fn words(line: String) -> Vec<String> {
 }
 
 /// The Kafka Streams WordCount: `flatMapValues -> groupBy(word) -> count -> toStream -> to`.
-pub fn word_count(materialized: Materialized<String, i64>) -> Topology {
+pub(crate) fn word_count(materialized: Materialized<String, i64>) -> Topology {
     let builder = StreamsBuilder::new();
     builder
         .stream::<Option<String>, String>("streams-plaintext-input", Consumed::with(Serdes::string(), Serdes::string()))
@@ -26,6 +26,6 @@ pub fn word_count(materialized: Materialized<String, i64>) -> Topology {
     builder.build().expect("valid topology")
 }
 
-pub fn config(app: &str) -> StreamsConfig {
+pub(crate) fn config(app: &str) -> StreamsConfig {
     StreamsConfig::new().with(StreamsConfig::APPLICATION_ID, app)
 }

@@ -95,17 +95,23 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V
     }
 }
 
+/// A stateless operator from `Record<K, Change<V>>` to `Change<V2>` records keyed by `K2`.
+pub(crate) type ChangeMapper<K, V, K2, V2> =
+    dyn Fn(&mut ProcessorContext<'_, K2, Change<V2>>, Record<K, Change<V>>) -> Result<()> + Send + Sync;
+
 /// `KTABLE-SELECT`: re-keys table rows for `group_by`. The old row is retracted from its group
 /// and the new one added to its own; when both land on one key they travel as one change.
 pub(crate) fn repartition_map<K, V, K2, V2, F>(
     selector: F,
-) -> impl Fn(&mut ProcessorContext<'_, K2, Change<V2>>, Record<K, Change<V>>) -> Result<()> + Send + Sync + 'static
+) -> Box<ChangeMapper<K, V, K2, V2>>
 where
+    K: 'static,
+    V: 'static,
     K2: Clone + PartialEq + 'static,
     V2: Clone + 'static,
     F: Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
 {
-    move |ctx, record| {
+    Box::new(move |ctx, record| {
         let new = record.value.new_value.as_ref().map(|v| selector(&record.key, v));
         let old = record.value.old_value.as_ref().map(|v| selector(&record.key, v));
         let (ts, headers) = (record.timestamp, record.headers);
@@ -124,7 +130,7 @@ where
                 Ok(())
             }
         }
-    }
+    })
 }
 
 /// `KTABLE-AGGREGATE` / `KTABLE-REDUCE`: folds changes into a per-key aggregate; `combine`

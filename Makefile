@@ -1,0 +1,14 @@
+# The project's commands. `make test` is what CI runs.
+.PHONY: setup test bench
+
+setup:
+	@scripts/setup.sh
+
+## Runs the whole test suite: unit, semantics and doc tests (benches run once as smoke tests).
+test: setup
+	cargo test --workspace --all-targets
+	cargo test --workspace --doc
+
+## Runs the benchmarks and prints records/s and ratios.
+bench: setup
+	cargo bench --bench word_count
