@@ -52,15 +52,7 @@ impl Variant {
             Variant::RocksDbCached => Materialized::as_("counts"),
             Variant::InMemory => Materialized::as_("counts").in_memory().with_caching_disabled(),
         };
-        let builder = StreamsBuilder::new();
-        builder
-            .stream::<Option<String>, String>("lines", Consumed::with(Serdes::string(), Serdes::string()))
-            .flat_map_values(|line| line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
-            .group_by(|_, word| word.clone(), Grouped::with(Serdes::string(), Serdes::string()))
-            .count(materialized)
-            .to_stream()
-            .to("counts", Produced::with(Serdes::string(), Serdes::i64()));
-        builder.build().expect("valid topology")
+        streams::topologies::word_count(materialized)
     }
 }
 
@@ -72,7 +64,7 @@ fn driver(variant: Variant) -> TopologyTestDriver {
 
 /// Pipes the corpus and commits; returns the words counted.
 fn run(driver: &TopologyTestDriver, lines: &[String]) -> u64 {
-    let mut input = driver.create_input_topic::<Option<String>, String>("lines", Serdes::string(), Serdes::string());
+    let mut input = driver.create_input_topic::<Option<String>, String>(streams::topologies::WORD_COUNT_INPUT, Serdes::string(), Serdes::string());
     for line in lines {
         input.pipe_value(line.clone()).expect("pipe");
     }

@@ -18,6 +18,8 @@
 //! println!("{}", builder.build().unwrap().describe());
 //! ```
 
+pub mod topologies;
+
 pub use streams_core::*;
 pub use streams_dsl::*;
 

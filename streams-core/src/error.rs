@@ -116,6 +116,28 @@ pub enum StreamsError {
         source: std::io::Error,
     },
 
+    /// A Kafka client call failed.
+    #[error("kafka {operation} failed: {message}")]
+    Kafka {
+        /// What was being done.
+        operation: String,
+        /// The client's error.
+        message: String,
+    },
+
+    /// A source topic does not exist.
+    #[error("missing source topic(s): {0:?}")]
+    MissingSourceTopics(Vec<String>),
+
+    /// A task's state directory or checkpoint is unusable.
+    #[error("state directory {path}: {message}")]
+    StateDir {
+        /// The file or directory.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A user error from inside a processor, punctuator or callback.
     #[error("{0}")]
     User(String),
@@ -130,6 +152,11 @@ impl StreamsError {
     /// A serde error with context.
     pub fn serde(context: impl Into<String>, source: SerdeError) -> Self {
         StreamsError::Serde { context: context.into(), source }
+    }
+
+    /// A Kafka client error with what was being done.
+    pub fn kafka(operation: impl Into<String>, error: impl std::fmt::Display) -> Self {
+        StreamsError::Kafka { operation: operation.into(), message: error.to_string() }
     }
 
     /// An I/O error with the path it concerns.

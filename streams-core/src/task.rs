@@ -143,6 +143,7 @@ pub struct StreamTask {
     nodes: Vec<(usize, Rc<RefCell<dyn TaskNode>>)>,
     queues: BTreeMap<(String, i32), VecDeque<ConsumerRecord>>,
     input_partitions: Vec<(String, i32)>,
+    consumed: BTreeMap<(String, i32), i64>,
 }
 
 impl std::fmt::Debug for StreamTask {
@@ -237,6 +238,7 @@ impl StreamTask {
             nodes,
             queues: BTreeMap::new(),
             input_partitions,
+            consumed: BTreeMap::new(),
         };
         for (_, node) in &task.nodes {
             node.borrow_mut().init(&mut task.ctx)?;
@@ -319,6 +321,11 @@ impl StreamTask {
         }
     }
 
+    /// The offset of the last record processed from each input partition.
+    pub fn consumed_offsets(&self) -> &BTreeMap<(String, i32), i64> {
+        &self.consumed
+    }
+
     /// Records queued and not processed yet.
     pub fn buffered(&self) -> usize {
         self.queues.values().map(VecDeque::len).sum()
@@ -335,10 +342,12 @@ impl StreamTask {
             .map(|(_, tp)| tp.clone());
         let Some(tp) = next else { return Ok(false) };
         let record = self.queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("non-empty queue");
+        let offset = record.offset;
         if record.timestamp < 0 {
             warn!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset,
                 timestamp = record.timestamp, "skipping record with invalid (negative) timestamp");
             self.ctx.metrics.dropped_records += 1;
+            self.consumed.insert(tp, offset);
             return Ok(true);
         }
         let source = self.sources.get(&record.topic).cloned().ok_or_else(|| {
@@ -347,6 +356,7 @@ impl StreamTask {
         trace!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset, "process");
         self.ctx.stream_time = self.ctx.stream_time.max(record.timestamp);
         source.borrow_mut().process_raw(&mut self.ctx, record)?;
+        self.consumed.insert(tp, offset);
         self.ctx.metrics.processed_records += 1;
         self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time)?;
         Ok(true)

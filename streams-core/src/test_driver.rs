@@ -20,9 +20,9 @@ use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{default_partition, ConsumerRecord, Headers, ProducerRecord, TaskId};
 use crate::serdes::{Serde, SerdeRef};
-use crate::state::{changelog_topic, KeyValueStore, ThreadCache, TimestampedKeyValueStore};
+use crate::state::{KeyValueStore, ThreadCache, TimestampedKeyValueStore};
 use crate::task::{StreamTask, TaskEnv, TaskMetrics};
-use crate::topology::{Subtopology, Topology};
+use crate::topology::Topology;
 
 /// A record read from or piped into a test topic.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,14 +225,12 @@ impl TopologyTestDriver {
             topics.partitions.insert(topic.to_string(), *n);
         }
         let subtopologies = topology.subtopologies();
-        let task_counts = task_counts(&subtopologies, &application_id, &mut topics);
-        let logged = topology.logged_stores();
+        let counts = topology.partition_counts(&application_id, |t| topics.partitions_of(t));
+        topics.partitions.extend(counts.repartition_topics.clone());
+        topics.partitions.extend(counts.changelog_topics.clone());
         for sub in &subtopologies {
             for topic in &sub.source_topics {
                 topics.source_topics.insert(topic.resolve(&application_id), sub.id);
-            }
-            for store in sub.stores.iter().filter(|s| logged.contains(s)) {
-                topics.partitions.insert(changelog_topic(&application_id, store), task_counts[&sub.id]);
             }
         }
         let topics = Rc::new(RefCell::new(topics));
@@ -246,7 +244,7 @@ impl TopologyTestDriver {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut tasks = BTreeMap::new();
         for sub in &subtopologies {
-            for partition in 0..task_counts[&sub.id] {
+            for partition in 0..counts.tasks[&sub.id] {
                 let mut task = StreamTask::new(&topology, sub, partition, &env, now)?;
                 task.transition_to(crate::task::TaskState::Restoring)?;
                 task.transition_to(crate::task::TaskState::Running)?;
@@ -392,28 +390,6 @@ impl TopologyTestDriver {
         }
         result
     }
-}
-
-/// Number of tasks per sub-topology: the largest partition count among its source topics.
-/// Repartition topics take the task count of the sub-topology that writes them.
-fn task_counts(subs: &[Subtopology], application_id: &str, topics: &mut Topics) -> HashMap<u32, i32> {
-    let mut counts: HashMap<u32, i32> = HashMap::new();
-    // Writers come before readers in most topologies; iterate to a fixed point for the rest.
-    for _ in 0..=subs.len() {
-        for sub in subs {
-            let n = sub
-                .source_topics
-                .iter()
-                .map(|t| topics.partitions_of(&t.resolve(application_id)))
-                .max()
-                .unwrap_or(1);
-            counts.insert(sub.id, n);
-            for sink in sub.sink_topics.iter().filter(|t| t.is_internal()) {
-                topics.partitions.insert(sink.resolve(application_id), n);
-            }
-        }
-    }
-    counts
 }
 
 /// Pipes records into one input topic of a [`TopologyTestDriver`].

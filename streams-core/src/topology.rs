@@ -399,6 +399,48 @@ impl Topology {
         topics
     }
 
+    /// Tasks per sub-topology and partitions of every internal topic (repartition and changelog),
+    /// given the partition counts of the user's source topics.
+    ///
+    /// A sub-topology has as many tasks as its largest source topic has partitions; a repartition
+    /// topic gets the task count of the sub-topology that writes it; a changelog the task count
+    /// of the sub-topology that owns the store.
+    pub fn partition_counts(&self, application_id: &str, external: impl Fn(&str) -> i32) -> PartitionCounts {
+        let subs = self.subtopologies();
+        let mut tasks: BTreeMap<u32, i32> = BTreeMap::new();
+        let mut internal: BTreeMap<String, i32> = BTreeMap::new();
+        // Writers usually come before readers; iterate to a fixed point for the rest.
+        for _ in 0..=subs.len() {
+            for sub in &subs {
+                let n = sub
+                    .source_topics
+                    .iter()
+                    .map(|t| {
+                        let name = t.resolve(application_id);
+                        if t.is_internal() {
+                            internal.get(&name).copied().unwrap_or(1)
+                        } else {
+                            external(&name)
+                        }
+                    })
+                    .max()
+                    .unwrap_or(1);
+                tasks.insert(sub.id, n);
+                for sink in sub.sink_topics.iter().filter(|t| t.is_internal()) {
+                    internal.insert(sink.resolve(application_id), n);
+                }
+            }
+        }
+        let logged = self.logged_stores();
+        let mut changelogs = BTreeMap::new();
+        for sub in &subs {
+            for store in sub.stores.iter().filter(|s| logged.contains(s)) {
+                changelogs.insert(crate::state::changelog_topic(application_id, store), tasks[&sub.id]);
+            }
+        }
+        PartitionCounts { tasks, repartition_topics: internal, changelog_topics: changelogs }
+    }
+
     /// Names of stores that log to a changelog topic.
     pub fn logged_stores(&self) -> Vec<String> {
         self.stores.iter().filter(|(_, b)| b.logging_enabled()).map(|(n, _)| n.clone()).collect()
@@ -445,6 +487,17 @@ impl Topology {
         }
         out
     }
+}
+
+/// What [`Topology::partition_counts`] computes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionCounts {
+    /// Tasks (partitions) per sub-topology.
+    pub tasks: BTreeMap<u32, i32>,
+    /// Partitions of each repartition topic, by full name.
+    pub repartition_topics: BTreeMap<String, i32>,
+    /// Partitions of each changelog topic, by full name.
+    pub changelog_topics: BTreeMap<String, i32>,
 }
 
 /// The printable description returned by [`Topology::describe`].

@@ -1,0 +1,319 @@
+//! The Kafka runtime: [`KafkaStreams`] runs a topology on a cluster with N stream threads,
+//! internal topics, changelog-backed stores and restoration after rebalances.
+
+mod changelog_reader;
+mod checkpoint;
+mod collector;
+pub mod embedded;
+pub mod test_utils;
+mod state_directory;
+mod stream_thread;
+mod task_manager;
+mod topics;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use changelog_reader::RestoreEvent;
+pub use checkpoint::{OffsetCheckpoint, Offsets};
+pub use state_directory::{StateDirectory, TaskDirLock};
+
+use crate::config::StreamsConfig;
+use crate::error::{Result, StreamsError};
+use crate::topology::Topology;
+
+/// The client's lifecycle, as in Kafka Streams.
+///
+/// ```text
+/// Created -> Rebalancing <-> Running -> PendingShutdown -> NotRunning
+///                  \-----------\-------> PendingError -> Error
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Built, not started.
+    Created,
+    /// Joining the group, or restoring state.
+    Rebalancing,
+    /// Processing.
+    Running,
+    /// Closing.
+    PendingShutdown,
+    /// Closed.
+    NotRunning,
+    /// A thread failed; closing.
+    PendingError,
+    /// Stopped by an error.
+    Error,
+}
+
+impl State {
+    fn can_transition_to(self, next: State) -> bool {
+        use State::*;
+        matches!(
+            (self, next),
+            (Created, Rebalancing)
+                | (Created, PendingShutdown)
+                | (Rebalancing, Running)
+                | (Rebalancing, PendingShutdown)
+                | (Rebalancing, PendingError)
+                | (Running, Rebalancing)
+                | (Running, PendingShutdown)
+                | (Running, PendingError)
+                | (PendingShutdown, NotRunning)
+                | (PendingError, Error)
+        )
+    }
+
+    /// Whether the client is started and not shutting down.
+    pub fn is_running_or_rebalancing(self) -> bool {
+        matches!(self, State::Running | State::Rebalancing)
+    }
+}
+
+/// Counters of a running client.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Records processed by all tasks.
+    pub processed_records: AtomicU64,
+    /// Changelog records restored into stores.
+    pub restored_records: AtomicU64,
+    /// Commits done.
+    pub commits: AtomicU64,
+}
+
+type StateListener = Box<dyn Fn(State, State) + Send>;
+type RestoreListener = Box<dyn Fn(&RestoreEvent) + Send>;
+
+/// State shared by the client and its threads.
+pub(crate) struct ClientShared {
+    pub(crate) application_id: String,
+    state: Mutex<State>,
+    state_listener: Mutex<Option<StateListener>>,
+    restore_listener: Mutex<Option<RestoreListener>>,
+    rebalancing: Mutex<Vec<bool>>,
+    alive: Mutex<Vec<bool>>,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) metrics: Metrics,
+    error: Mutex<Option<StreamsError>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ClientShared {
+    fn set_state(&self, next: State) -> bool {
+        let mut state = lock(&self.state);
+        let previous = *state;
+        if previous == next || !previous.can_transition_to(next) {
+            return false;
+        }
+        *state = next;
+        drop(state);
+        tracing::info!(from = ?previous, to = ?next, "client state");
+        if let Some(listener) = lock(&self.state_listener).as_ref() {
+            listener(next, previous);
+        }
+        true
+    }
+
+    pub(crate) fn thread_rebalancing(&self, thread: usize, rebalancing: bool) {
+        let any = {
+            let mut flags = lock(&self.rebalancing);
+            flags[thread] = rebalancing;
+            flags.iter().any(|f| *f)
+        };
+        self.set_state(if any { State::Rebalancing } else { State::Running });
+    }
+
+    pub(crate) fn on_restore(&self, event: &RestoreEvent) {
+        self.metrics.restored_records.fetch_add(event.restored, Ordering::Relaxed);
+        if let Some(listener) = lock(&self.restore_listener).as_ref() {
+            listener(event);
+        }
+    }
+
+    pub(crate) fn fail(&self, error: StreamsError) {
+        lock(&self.error).get_or_insert(error);
+        self.set_state(State::PendingError);
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn thread_stopped(&self, thread: usize) {
+        let all_stopped = {
+            let mut alive = lock(&self.alive);
+            alive[thread] = false;
+            alive.iter().all(|a| !a)
+        };
+        if all_stopped && *lock(&self.state) == State::PendingError {
+            self.set_state(State::Error);
+        }
+    }
+}
+
+/// Runs a [`Topology`] against a Kafka cluster.
+///
+/// ```no_run
+/// # use streams_core::{KafkaStreams, StreamsConfig, Topology};
+/// # fn run(topology: Topology) -> streams_core::Result<()> {
+/// let config = StreamsConfig::new()
+///     .with(StreamsConfig::APPLICATION_ID, "word-count")
+///     .with(StreamsConfig::BOOTSTRAP_SERVERS, "localhost:9092");
+/// let mut streams = KafkaStreams::new(topology, config)?;
+/// streams.start()?;
+/// // ...
+/// streams.close(std::time::Duration::from_secs(30));
+/// # Ok(()) }
+/// ```
+pub struct KafkaStreams {
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    shared: Arc<ClientShared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KafkaStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStreams").field("application_id", &self.shared.application_id).field("state", &self.state()).finish()
+    }
+}
+
+impl KafkaStreams {
+    /// A client for `topology`; `application.id` and `bootstrap.servers` are required.
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        topology.validate()?;
+        let application_id = config.application_id()?;
+        if config.get(StreamsConfig::BOOTSTRAP_SERVERS).is_none() {
+            return Err(StreamsError::Config { key: StreamsConfig::BOOTSTRAP_SERVERS.into(), message: "required".into() });
+        }
+        // Check every setting now rather than in the threads.
+        config.commit_interval()?;
+        config.cache_max_bytes()?;
+        config.poll()?;
+        config.deserialization_handler()?;
+        let threads = config.num_stream_threads()?;
+        if threads == 0 {
+            return Err(StreamsError::Config { key: StreamsConfig::NUM_STREAM_THREADS.into(), message: "must be at least 1".into() });
+        }
+        Ok(KafkaStreams {
+            topology: Arc::new(topology),
+            config,
+            shared: Arc::new(ClientShared {
+                application_id,
+                state: Mutex::new(State::Created),
+                state_listener: Mutex::new(None),
+                restore_listener: Mutex::new(None),
+                rebalancing: Mutex::new(vec![false; threads]),
+                alive: Mutex::new(vec![false; threads]),
+                shutdown: AtomicBool::new(false),
+                metrics: Metrics::default(),
+                error: Mutex::new(None),
+            }),
+            threads: Vec::new(),
+        })
+    }
+
+    /// Called with `(new, old)` on each state change.
+    pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + 'static) {
+        *lock(&self.shared.state_listener) = Some(Box::new(listener));
+    }
+
+    /// Called after each store restoration.
+    pub fn set_restore_listener(&self, listener: impl Fn(&RestoreEvent) + Send + 'static) {
+        *lock(&self.shared.restore_listener) = Some(Box::new(listener));
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        *lock(&self.shared.state)
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The error that stopped the client, if any.
+    pub fn take_error(&self) -> Option<StreamsError> {
+        lock(&self.shared.error).take()
+    }
+
+    /// Checks source topics, creates internal topics, and starts the stream threads.
+    pub fn start(&mut self) -> Result<()> {
+        if self.state() != State::Created {
+            return Err(StreamsError::User(format!("cannot start a client in state {:?}", self.state())));
+        }
+        let replication = self
+            .config
+            .get("replication.factor")
+            .map(|r| r.parse::<i32>())
+            .transpose()
+            .map_err(|e| StreamsError::Config { key: "replication.factor".into(), message: e.to_string() })?
+            .unwrap_or(-1);
+        let admin = stream_thread::client_config(&self.config, "admin.");
+        topics::setup(&self.topology, &self.shared.application_id, &admin, replication, Duration::from_secs(30))?;
+        self.shared.set_state(State::Rebalancing);
+        let threads = self.config.num_stream_threads()?;
+        *lock(&self.shared.rebalancing) = vec![true; threads];
+        *lock(&self.shared.alive) = vec![true; threads];
+        for index in 0..threads {
+            let (topology, config, shared) = (self.topology.clone(), self.config.clone(), self.shared.clone());
+            let name = format!("{}-StreamThread-{}", self.shared.application_id, index + 1);
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || stream_thread::run(index, topology, config, shared))
+                .map_err(|e| StreamsError::User(format!("cannot spawn stream thread: {e}")))?;
+            self.threads.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Waits until the client is `Running` (or stopped), at most `timeout`; returns the state.
+    pub fn wait_until_running(&self, timeout: Duration) -> State {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.state() {
+                State::Rebalancing | State::Created => std::thread::sleep(Duration::from_millis(20)),
+                other => return other,
+            }
+        }
+        self.state()
+    }
+
+    /// Stops the threads: each commits, writes checkpoints and leaves the group. Returns
+    /// whether all stopped within `timeout`.
+    pub fn close(&mut self, timeout: Duration) -> bool {
+        self.shared.set_state(State::PendingShutdown);
+        self.shared.shutdown.store(true, Ordering::Release);
+        let deadline = Instant::now() + timeout;
+        while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let all = self.threads.iter().all(JoinHandle::is_finished);
+        if all {
+            for handle in self.threads.drain(..) {
+                let _ = handle.join();
+            }
+            self.shared.set_state(State::NotRunning);
+        }
+        all
+    }
+
+    /// Deletes this application's local state (`<state.dir>/<application.id>`); only before start or after close.
+    pub fn cleanup(&self) -> Result<()> {
+        if self.state().is_running_or_rebalancing() {
+            return Err(StreamsError::User("cleanup() needs a client that is not running".into()));
+        }
+        StateDirectory::new(&self.config.state_dir(), &self.shared.application_id)?.clean()
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.close(Duration::from_secs(60));
+        }
+    }
+}

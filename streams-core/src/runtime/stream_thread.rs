@@ -1,0 +1,231 @@
+//! `StreamThread`: one consumer (a group member) and one producer, running its tasks in a
+//! loop of poll -> restore -> process -> punctuate -> commit.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, ClientContext, Message};
+use tracing::{error, info, warn};
+
+use super::changelog_reader::{is_transient, ChangelogReader};
+use super::collector::KafkaRecordCollector;
+use super::state_directory::StateDirectory;
+use super::task_manager::TaskManager;
+use super::ClientShared;
+use crate::config::StreamsConfig;
+use crate::error::{Result, StreamsError};
+use crate::record::ConsumerRecord;
+use crate::state::ThreadCache;
+use crate::task::TaskEnv;
+use crate::topology::Topology;
+
+thread_local! {
+    /// The task manager of the stream thread running on this OS thread. Rebalance callbacks run
+    /// inside `poll` on this same thread, so they reach the tasks here without sharing them.
+    static TASK_MANAGER: RefCell<Option<TaskManager>> = const { RefCell::new(None) };
+}
+
+fn with_task_manager<R>(f: impl FnOnce(&mut TaskManager) -> R) -> Option<R> {
+    TASK_MANAGER.with(|tm| tm.borrow_mut().as_mut().map(f))
+}
+
+/// Consumer callbacks: commit and close tasks before partitions are revoked, create them on assignment.
+pub(crate) struct StreamsConsumerContext;
+
+impl ClientContext for StreamsConsumerContext {}
+
+impl ConsumerContext for StreamsConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            with_task_manager(|tm| {
+                tm.shared.thread_rebalancing(tm.thread_index, true);
+                if let Err(e) = tm.revoke_all(consumer) {
+                    warn!(error = %e, "commit on revocation failed; the next owner reprocesses uncommitted records");
+                }
+            });
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                with_task_manager(|tm| {
+                    tm.shared.thread_rebalancing(tm.thread_index, true);
+                    if let Err(e) = tm.assign(&partitions) {
+                        tm.callback_error.get_or_insert(e);
+                    }
+                });
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// Client settings shared by every client: `bootstrap.servers` plus `<prefix>`-prefixed settings.
+pub(crate) fn client_config(config: &StreamsConfig, prefix: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    if let Some(servers) = config.get(StreamsConfig::BOOTSTRAP_SERVERS) {
+        client.set("bootstrap.servers", servers);
+    }
+    for (key, value) in config.with_prefix(prefix) {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Runs one stream thread until shutdown or a fatal error.
+pub(crate) fn run(index: usize, topology: Arc<Topology>, config: StreamsConfig, shared: Arc<ClientShared>) {
+    let name = format!("{}-StreamThread-{}", shared.application_id, index + 1);
+    let span = tracing::info_span!("stream-thread", thread = %name);
+    let _entered = span.enter();
+    let result = run_loop(index, &name, topology, &config, &shared);
+    let clean = result.is_ok();
+    if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
+        warn!(error = %e, "error closing tasks");
+    }
+    TASK_MANAGER.with(|tm| tm.borrow_mut().take());
+    match result {
+        Ok(()) => info!("stream thread stopped"),
+        Err(e) => {
+            error!(error = %e, "stream thread failed; shutting down the client");
+            shared.fail(e);
+        }
+    }
+    shared.thread_stopped(index);
+}
+
+fn run_loop(
+    index: usize,
+    name: &str,
+    topology: Arc<Topology>,
+    config: &StreamsConfig,
+    shared: &Arc<ClientShared>,
+) -> Result<()> {
+    let application_id = config.application_id()?;
+    let eos = config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2;
+
+    let mut consumer_config = client_config(config, "consumer.");
+    consumer_config
+        .set("group.id", &application_id)
+        .set("client.id", format!("{name}-consumer"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("allow.auto.create.topics", "false")
+        .set("isolation.level", if eos { "read_committed" } else { "read_uncommitted" });
+    for (key, value) in config.with_prefix("consumer.") {
+        consumer_config.set(key, value);
+    }
+    let consumer: BaseConsumer<StreamsConsumerContext> = consumer_config
+        .create_with_context(StreamsConsumerContext)
+        .map_err(|e| StreamsError::kafka("create consumer", e))?;
+
+    let mut producer_config = client_config(config, "producer.");
+    producer_config
+        .set("client.id", format!("{name}-producer"))
+        .set("partitioner", "murmur2_random")
+        .set("acks", "all")
+        .set("linger.ms", "5");
+    for (key, value) in config.with_prefix("producer.") {
+        producer_config.set(key, value);
+    }
+    let collector = Rc::new(RefCell::new(KafkaRecordCollector::new(&producer_config, Duration::from_secs(60))?));
+
+    let mut restore_config = client_config(config, "restore.consumer.");
+    restore_config.set("client.id", format!("{name}-restore-consumer"));
+    let reader = ChangelogReader::new(&restore_config, Duration::from_secs(300))?;
+
+    let state_dir = StateDirectory::new(&config.state_dir(), &application_id)?;
+    let env = TaskEnv {
+        application_id: application_id.clone(),
+        app_dir: state_dir.app_dir().to_path_buf(),
+        collector: collector.clone(),
+        thread_cache: Rc::new(RefCell::new(ThreadCache::new(
+            config.cache_max_bytes()? / config.num_stream_threads()?.max(1),
+        ))),
+        deserialization_handler: config.deserialization_handler()?,
+    };
+    let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone());
+    let topics = manager.source_topics();
+    TASK_MANAGER.with(|tm| *tm.borrow_mut() = Some(manager));
+
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs).map_err(|e| StreamsError::kafka("subscribe", e))?;
+    info!(topics = ?topics, "subscribed");
+
+    let result = drive(&consumer, config, shared);
+    if result.is_err() {
+        // Close dirty: no commit on the way out (also when leaving the group revokes partitions).
+        with_task_manager(|tm| tm.failed = true);
+    }
+    result
+}
+
+fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, config: &StreamsConfig, shared: &Arc<ClientShared>) -> Result<()> {
+    let poll = config.poll()?;
+    let commit_interval = config.commit_interval()?;
+    let mut last_commit = Instant::now();
+    while !shared.shutdown.load(Ordering::Acquire) {
+        let mut records = Vec::new();
+        let mut timeout = poll;
+        while records.len() < 1000 {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(message)) => records.push(to_record(&message)),
+                Some(Err(e)) if is_transient(&e) => warn!(error = %e, "transient consumer error"),
+                Some(Err(e)) => return Err(StreamsError::kafka("poll", e)),
+            }
+            timeout = Duration::ZERO;
+        }
+        let step = with_task_manager(|tm| -> Result<()> {
+            if let Some(e) = tm.callback_error.take() {
+                return Err(e);
+            }
+            tm.add_records(records);
+            if tm.assignment_pending {
+                tm.restore()?;
+                tm.assignment_pending = false;
+                tm.shared.thread_rebalancing(tm.thread_index, false);
+            }
+            let processed = tm.process()?;
+            tm.shared.metrics.processed_records.fetch_add(processed, Ordering::Relaxed);
+            tm.punctuate()?;
+            if last_commit.elapsed() >= commit_interval || tm.commit_requested() {
+                tm.commit(consumer)?;
+                last_commit = Instant::now();
+            }
+            Ok(())
+        });
+        step.expect("the task manager is installed for the thread's lifetime")?;
+    }
+    info!("shutting down: committing and leaving the group");
+    with_task_manager(|tm| tm.commit(consumer)).expect("installed")?;
+    with_task_manager(|tm| tm.close_all(true)).expect("installed")?;
+    consumer.unsubscribe();
+    Ok(())
+}
+
+fn to_record<M: Message>(message: &M) -> ConsumerRecord {
+    let headers = message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+        .unwrap_or_default();
+    ConsumerRecord {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis().unwrap_or(-1),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}

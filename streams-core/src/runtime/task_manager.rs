@@ -1,0 +1,252 @@
+//! `TaskManager`: the tasks of one stream thread — created on assignment, restored, processed,
+//! committed, and closed on revocation.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
+
+use super::changelog_reader::ChangelogReader;
+use super::checkpoint::{OffsetCheckpoint, Offsets};
+use super::collector::KafkaRecordCollector;
+use super::state_directory::{StateDirectory, TaskDirLock};
+use super::ClientShared;
+use crate::collector::RecordCollector;
+use crate::error::{Result, StreamsError};
+use crate::record::{ConsumerRecord, TaskId};
+use crate::task::{StreamTask, TaskEnv, TaskState};
+use crate::topology::{Subtopology, Topology};
+
+struct ManagedTask {
+    task: StreamTask,
+    checkpoint: Offsets,
+    _lock: TaskDirLock,
+}
+
+/// Everything a stream thread needs to run its tasks.
+pub(crate) struct TaskManager {
+    pub(crate) thread_index: usize,
+    topology: Arc<Topology>,
+    subtopologies: Vec<Subtopology>,
+    source_topics: HashMap<String, u32>,
+    env: TaskEnv,
+    collector: Rc<RefCell<KafkaRecordCollector>>,
+    state_dir: StateDirectory,
+    reader: ChangelogReader,
+    tasks: BTreeMap<TaskId, ManagedTask>,
+    pub(crate) shared: Arc<ClientShared>,
+    /// An error raised inside a rebalance callback, for the thread loop to act on.
+    pub(crate) callback_error: Option<StreamsError>,
+    /// Set after a fatal error: tasks close without committing.
+    pub(crate) failed: bool,
+    /// An assignment arrived; its tasks restore before the thread reports running.
+    pub(crate) assignment_pending: bool,
+}
+
+impl TaskManager {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        thread_index: usize,
+        topology: Arc<Topology>,
+        env: TaskEnv,
+        collector: Rc<RefCell<KafkaRecordCollector>>,
+        state_dir: StateDirectory,
+        reader: ChangelogReader,
+        shared: Arc<ClientShared>,
+    ) -> Self {
+        let subtopologies = topology.subtopologies();
+        let mut source_topics = HashMap::new();
+        for sub in &subtopologies {
+            for topic in &sub.source_topics {
+                source_topics.insert(topic.resolve(&env.application_id), sub.id);
+            }
+        }
+        TaskManager {
+            thread_index,
+            topology,
+            subtopologies,
+            source_topics,
+            env,
+            collector,
+            state_dir,
+            reader,
+            tasks: BTreeMap::new(),
+            shared,
+            callback_error: None,
+            failed: false,
+            assignment_pending: false,
+        }
+    }
+
+    /// All source topics, internal ones with their full names.
+    pub(crate) fn source_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.source_topics.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// Creates the tasks of newly assigned partitions; they restore before processing.
+    pub(crate) fn assign(&mut self, partitions: &[(String, i32)]) -> Result<()> {
+        self.assignment_pending = true;
+        let mut ids: Vec<TaskId> = partitions
+            .iter()
+            .filter_map(|(topic, p)| self.source_topics.get(topic).map(|sub| TaskId::new(*sub, *p)))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        info!(thread = self.thread_index, tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "assigned");
+        let now = now_ms();
+        for id in ids {
+            if self.tasks.contains_key(&id) {
+                continue;
+            }
+            let sub = &self.subtopologies[id.subtopology as usize];
+            let lock = self.state_dir.lock(id, Duration::from_secs(10))?;
+            let task_dir = self.state_dir.task_dir(id);
+            let checkpoint = match OffsetCheckpoint::in_dir(&task_dir).read() {
+                Ok(offsets) => offsets,
+                Err(e) => {
+                    warn!(task_id = %id, error = %e, "unreadable checkpoint; restoring the whole changelog");
+                    Offsets::new()
+                }
+            };
+            let mut task = StreamTask::new(&self.topology, sub, id.partition, &self.env, now)?;
+            task.transition_to(TaskState::Restoring)?;
+            self.tasks.insert(id, ManagedTask { task, checkpoint, _lock: lock });
+        }
+        Ok(())
+    }
+
+    /// Restores every restoring task from its changelogs, then lets it run.
+    pub(crate) fn restore(&mut self) -> Result<()> {
+        for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Restoring) {
+            let events = self.reader.restore(&managed.task, &mut managed.checkpoint)?;
+            for event in &events {
+                self.shared.on_restore(event);
+            }
+            managed.task.transition_to(TaskState::Running)?;
+            debug!(task_id = %managed.task.id(), "task running");
+        }
+        Ok(())
+    }
+
+    /// Queues polled records into their tasks.
+    pub(crate) fn add_records(&mut self, records: Vec<ConsumerRecord>) {
+        for record in records {
+            let Some(&sub) = self.source_topics.get(&record.topic) else { continue };
+            match self.tasks.get_mut(&TaskId::new(sub, record.partition)) {
+                Some(managed) => managed.task.add_records([record]),
+                None => debug!(topic = %record.topic, partition = record.partition, "record for a task not owned"),
+            }
+        }
+    }
+
+    /// Processes everything queued in running tasks; returns the number of records.
+    pub(crate) fn process(&mut self) -> Result<u64> {
+        let now = now_ms();
+        let mut processed = 0;
+        for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
+            let _span = tracing::trace_span!("task", task_id = %managed.task.id()).entered();
+            while managed.task.process(now)? {
+                processed += 1;
+            }
+        }
+        Ok(processed)
+    }
+
+    /// Fires due wall-clock punctuations.
+    pub(crate) fn punctuate(&mut self) -> Result<()> {
+        let now = now_ms();
+        for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
+            managed.task.punctuate_wall_clock(now)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a processor asked for a commit.
+    pub(crate) fn commit_requested(&self) -> bool {
+        self.tasks.values().any(|t| t.task.commit_requested())
+    }
+
+    /// Commits: flush processors and stores, flush the producer, write checkpoints, commit offsets.
+    pub(crate) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let running = |t: &&mut ManagedTask| t.task.state() == TaskState::Running;
+        for managed in self.tasks.values_mut().filter(running) {
+            managed.task.flush()?;
+        }
+        self.collector.borrow_mut().flush()?;
+        let deliveries = self.collector.borrow().deliveries().clone();
+        let mut offsets = TopicPartitionList::new();
+        for managed in self.tasks.values_mut().filter(running) {
+            let partition = managed.task.id().partition;
+            for (_, topic) in managed.task.changelogs() {
+                if let Some(offset) = deliveries.offset(&topic, partition) {
+                    let entry = managed.checkpoint.entry((topic, partition)).or_insert(offset);
+                    *entry = (*entry).max(offset);
+                }
+            }
+            OffsetCheckpoint::in_dir(managed.task.state_dir()).write(&managed.checkpoint)?;
+            for ((topic, p), offset) in managed.task.consumed_offsets() {
+                offsets
+                    .add_partition_offset(topic, *p, Offset::Offset(offset + 1))
+                    .map_err(|e| StreamsError::kafka("build offsets", e))?;
+            }
+        }
+        if offsets.count() > 0 {
+            match consumer.commit(&offsets, CommitMode::Sync) {
+                Ok(()) => {}
+                // The group is rebalancing: the revocation callback commits before partitions
+                // move; if they were lost instead, their new owner reprocesses (at-least-once).
+                Err(e) if is_rebalance_error(&e) => {
+                    debug!(thread = self.thread_index, error = %e, "offset commit skipped during a rebalance");
+                }
+                Err(e) => return Err(StreamsError::kafka("commit offsets", e)),
+            }
+        }
+        self.shared.metrics.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Partitions are being revoked: commit, then close every task cleanly (checkpoints kept).
+    pub(crate) fn revoke_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        if self.failed {
+            return self.close_all(false);
+        }
+        info!(thread = self.thread_index, "partitions revoked: committing and closing tasks");
+        let committed = self.commit(consumer);
+        let closed = self.close_all(committed.is_ok());
+        committed.and(closed)
+    }
+
+    /// Closes every task; a clean close flushes and keeps the checkpoints.
+    pub(crate) fn close_all(&mut self, clean: bool) -> Result<()> {
+        let mut result = Ok(());
+        for (_, mut managed) in std::mem::take(&mut self.tasks) {
+            if let Err(e) = managed.task.close(clean) {
+                warn!(task_id = %managed.task.id(), error = %e, "error closing task");
+                result = result.and(Err(e));
+            }
+        }
+        result
+    }
+}
+
+fn is_rebalance_error(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RebalanceInProgress | IllegalGeneration | UnknownMemberId | FencedInstanceId | AssignmentLost)
+    )
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,159 @@
+//! Producing to and reading from a real (or embedded) cluster in tests and examples, as Kafka
+//! Streams' `IntegrationTestUtils`.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::error::{Result, StreamsError};
+use crate::record::ConsumerRecord;
+
+/// Sends `(key, value)` pairs to `topic` (keys partitioned as the Java client does) and waits for
+/// every acknowledgement.
+pub fn produce(
+    bootstrap_servers: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>,
+) -> Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "10")
+        .create()
+        .map_err(|e| StreamsError::kafka("create producer", e))?;
+    let mut sent = 0;
+    for (key, value) in records {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(k) = &key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &value {
+            record = record.payload(v.as_slice());
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(StreamsError::Send { topic: topic.to_string(), message: e.to_string() }),
+            }
+        }
+        sent += 1;
+    }
+    producer.flush(Duration::from_secs(60)).map_err(|e| StreamsError::kafka("flush producer", e))?;
+    Ok(sent)
+}
+
+/// Reads every partition of `topic` from the beginning until no record arrived for `idle`
+/// after reaching the end of all partitions.
+pub fn read_all(bootstrap_servers: &str, topic: &str, idle: Duration) -> Result<Vec<ConsumerRecord>> {
+    let consumer: BaseConsumer<super::changelog_reader::EndAwareContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", "streams-test-utils-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(super::changelog_reader::EndAwareContext)
+        .map_err(|e| StreamsError::kafka("create consumer", e))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| StreamsError::kafka(format!("metadata of {topic}"), e))?;
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| StreamsError::kafka("assign", e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| StreamsError::kafka("assign", e))?;
+    let mut records = Vec::new();
+    let mut at_end = std::collections::HashSet::new();
+    let mut last = Instant::now();
+    while at_end.len() < partitions || last.elapsed() < idle {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                records.push(ConsumerRecord {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: Vec::new(),
+                });
+                at_end.remove(&m.partition());
+                last = Instant::now();
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "read_all"),
+            None => {}
+        }
+        if last.elapsed() > Duration::from_secs(120) {
+            return Err(StreamsError::kafka(format!("read {topic}"), "no progress for 120 s"));
+        }
+    }
+    Ok(records)
+}
+
+/// Creates `topic` with `partitions` through the admin API unless it exists.
+pub fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .create()
+        .map_err(|e| StreamsError::kafka("create admin client", e))?;
+    let existing = super::topics::topic_partitions(&admin, Duration::from_secs(10))?;
+    if existing.contains_key(topic) {
+        return Ok(());
+    }
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let results = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .map_err(|e| StreamsError::kafka(format!("create topic {topic}"), e))?;
+    for result in results {
+        if let Err((t, code)) = result {
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(StreamsError::kafka(format!("create topic {t}"), code));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records of `topics` that the consumer group `group` has not committed yet.
+pub fn group_lag(bootstrap_servers: &str, group: &str, topics: &[&str]) -> Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| StreamsError::kafka("create consumer", e))?;
+    let timeout = Duration::from_secs(10);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for topic in topics {
+        let metadata =
+            consumer.fetch_metadata(Some(topic), timeout).map_err(|e| StreamsError::kafka(format!("metadata of {topic}"), e))?;
+        for p in 0..metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32 {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, timeout)
+                .map_err(|e| StreamsError::kafka(format!("watermarks of {topic}-{p}"), e))?;
+            tpl.add_partition(topic, p);
+            ends.push(((topic.to_string(), p), high));
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| StreamsError::kafka("committed offsets", e))?;
+    let mut lag = 0;
+    for ((topic, p), high) in ends {
+        let done = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => 0,
+        };
+        lag += (high - done).max(0);
+    }
+    Ok(lag)
+}

@@ -1,0 +1,104 @@
+//! `InternalTopicManager`: checks source topics and creates repartition and changelog topics.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+use crate::error::{Result, StreamsError};
+use crate::topology::{PartitionCounts, Topology};
+
+/// Partition counts of every topic the cluster has.
+pub(crate) fn topic_partitions(admin: &AdminClient<DefaultClientContext>, timeout: Duration) -> Result<BTreeMap<String, i32>> {
+    let metadata = admin.inner().fetch_metadata(None, timeout).map_err(|e| StreamsError::kafka("fetch metadata", e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .collect())
+}
+
+/// Makes sure every topic the topology reads or writes internally exists with the right
+/// partition count; returns the partition counts (tasks per sub-topology).
+pub(crate) fn setup(
+    topology: &Topology,
+    application_id: &str,
+    admin_config: &ClientConfig,
+    replication_factor: i32,
+    timeout: Duration,
+) -> Result<PartitionCounts> {
+    let admin: AdminClient<DefaultClientContext> =
+        admin_config.create().map_err(|e| StreamsError::kafka("create admin client", e))?;
+    let existing = topic_partitions(&admin, timeout)?;
+    let mut missing = Vec::new();
+    for sub in topology.subtopologies() {
+        for topic in sub.source_topics.iter().filter(|t| !t.is_internal()) {
+            if !existing.contains_key(topic.name()) {
+                missing.push(topic.name().to_string());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        return Err(StreamsError::MissingSourceTopics(missing));
+    }
+    let counts = topology.partition_counts(application_id, |t| existing.get(t).copied().unwrap_or(1));
+    let wanted: Vec<(&String, i32, &str)> = counts
+        .repartition_topics
+        .iter()
+        .map(|(t, n)| (t, *n, "delete"))
+        .chain(counts.changelog_topics.iter().map(|(t, n)| (t, *n, "compact")))
+        .collect();
+    let mut to_create = Vec::new();
+    for (topic, partitions, policy) in &wanted {
+        match existing.get(*topic) {
+            Some(n) if n == partitions => {}
+            Some(n) => {
+                return Err(StreamsError::Topology(format!(
+                    "internal topic `{topic}` has {n} partitions but the topology needs {partitions}; \
+                     delete it or reset the application"
+                )))
+            }
+            None => to_create.push(
+                NewTopic::new(topic, *partitions, TopicReplication::Fixed(replication_factor))
+                    .set("cleanup.policy", policy),
+            ),
+        }
+    }
+    if to_create.is_empty() {
+        return Ok(counts);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = futures::executor::block_on(admin.create_topics(&to_create, &options))
+        .map_err(|e| StreamsError::kafka("create internal topics", e))?;
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(topic = %topic, "created internal topic"),
+            Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %topic, "internal topic already exists")
+            }
+            Err((topic, code)) => failures.push(format!("{topic}: {code}")),
+        }
+    }
+    // Wait until the new topics show up in metadata (creation is asynchronous on the broker).
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = topic_partitions(&admin, timeout)?;
+        let absent: Vec<&String> = wanted.iter().map(|(t, _, _)| *t).filter(|t| !now.contains_key(*t)).collect();
+        if absent.is_empty() {
+            return Ok(counts);
+        }
+        if Instant::now() > deadline {
+            return Err(StreamsError::Topology(format!(
+                "internal topics {absent:?} do not exist and could not be created ({}); create them before starting",
+                failures.join("; ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,175 @@
+//! Word count end to end through a broker: exact counts, checkpoints, and restoration from
+//! changelogs. Runs against `STREAMS_BOOTSTRAP_SERVERS` if set, else an embedded broker.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::kafka::{unique, Cluster};
+use streams::prelude::*;
+use streams::runtime::test_utils;
+use streams::topologies::{word_count_between, words};
+use streams::{KafkaStreams, RestoreEvent, Serde, State};
+
+const VOCABULARY: u64 = 500;
+
+fn corpus(lines: usize, seed: u64) -> Vec<String> {
+    let mut state = seed | 1;
+    (0..lines)
+        .map(|_| {
+            (0..10)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    format!("w{}", state % VOCABULARY)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn truth(lines: &[String]) -> HashMap<String, i64> {
+    let mut counts = HashMap::new();
+    for line in lines {
+        for word in words(line.clone()) {
+            *counts.entry(word).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+struct App {
+    input: String,
+    output: String,
+    application_id: String,
+    cluster: Cluster,
+    caching: bool,
+}
+
+impl App {
+    fn new(partitions: i32, caching: bool) -> Self {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        let cluster = Cluster::new();
+        let app = App {
+            input: unique("wc-in"),
+            output: unique("wc-out"),
+            application_id: unique("wc-app"),
+            cluster,
+            caching,
+        };
+        app.cluster.create_topic(&app.input, partitions);
+        app.cluster.create_topic(&app.output, partitions);
+        app.cluster.prepare(&app.topology(), &app.application_id, partitions);
+        app
+    }
+
+    fn topology(&self) -> streams::Topology {
+        let materialized = Materialized::as_("counts");
+        let materialized = if self.caching { materialized } else { materialized.with_caching_disabled() };
+        word_count_between(&self.input, &self.output, materialized)
+    }
+
+    fn produce(&self, lines: &[String]) {
+        let records = lines.iter().map(|l| (None, Some(l.as_bytes().to_vec())));
+        test_utils::produce(&self.cluster.bootstrap_servers(), &self.input, records).unwrap();
+    }
+
+    /// Starts an instance, waits until it has committed everything in its input and repartition
+    /// topics, closes it cleanly; returns what it restored.
+    fn run_to_end(&self, state_dir: &std::path::Path) -> Vec<RestoreEvent> {
+        let config = StreamsConfig::new()
+            .with(StreamsConfig::APPLICATION_ID, &self.application_id)
+            .with(StreamsConfig::BOOTSTRAP_SERVERS, self.cluster.bootstrap_servers())
+            .with(StreamsConfig::NUM_STREAM_THREADS, "2")
+            .with(StreamsConfig::COMMIT_INTERVAL_MS, "200")
+            .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy());
+        let mut streams = KafkaStreams::new(self.topology(), config).unwrap();
+        let restored = Arc::new(Mutex::new(Vec::new()));
+        let sink = restored.clone();
+        streams.set_restore_listener(move |e| sink.lock().unwrap().push(e.clone()));
+        streams.start().unwrap();
+        let state = streams.wait_until_running(Duration::from_secs(60));
+        assert_eq!(state, State::Running, "error: {:?}", streams.take_error());
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let repartition = format!("{}-counts-repartition", self.application_id);
+        loop {
+            let lag = test_utils::group_lag(&self.cluster.bootstrap_servers(), &self.application_id, &[&self.input, &repartition])
+                .unwrap();
+            if lag == 0 {
+                break;
+            }
+            assert!(
+                !matches!(streams.state(), State::Error | State::PendingError),
+                "stopped with {:?}",
+                streams.take_error()
+            );
+            assert!(Instant::now() < deadline, "{lag} records left after {:?} processed", streams.metrics().processed_records);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(streams.close(Duration::from_secs(60)));
+        assert_eq!(streams.state(), State::NotRunning);
+        let events = restored.lock().unwrap().clone();
+        events
+    }
+
+    fn final_counts(&self) -> HashMap<String, i64> {
+        let records = test_utils::read_all(&self.cluster.bootstrap_servers(), &self.output, Duration::from_millis(500)).unwrap();
+        let mut counts = HashMap::new();
+        for r in records {
+            let word: String = Serdes::string().deserialize(&self.output, r.key.as_deref()).unwrap();
+            let count: i64 = Serdes::i64().deserialize(&self.output, r.value.as_deref()).unwrap();
+            counts.insert(word, count);
+        }
+        counts
+    }
+}
+
+
+#[test]
+fn word_count_end_to_end_matches_independent_counts() {
+    let app = App::new(3, true);
+    let lines = corpus(12_000, 7); // 120,000 words
+    app.produce(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let restored = app.run_to_end(dir.path());
+    assert_eq!(restored.iter().map(|e| e.restored).sum::<u64>(), 0, "nothing to restore on a fresh changelog");
+    assert_counts(app.final_counts(), truth(&lines));
+}
+
+fn assert_counts(actual: HashMap<String, i64>, truth: HashMap<String, i64>) {
+    let wrong: Vec<_> = truth.iter().filter(|(w, c)| actual.get(*w) != Some(c)).map(|(w, c)| (w, c, actual.get(w))).collect();
+    assert!(wrong.is_empty() && actual.len() == truth.len(), "{} of {} words wrong (word, truth, actual): {:?}", wrong.len(), truth.len(), &wrong[..wrong.len().min(10)]);
+}
+
+#[test]
+fn restart_restores_only_the_changelog_tail_and_a_wiped_state_dir_restores_all() {
+    let app = App::new(2, false);
+    let lines = corpus(2_000, 11);
+    let (first, second) = lines.split_at(1_000);
+    let words_in = |part: &[String]| part.iter().map(|l| words(l.clone()).len() as u64).sum::<u64>();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+
+    // A processes the first half and closes cleanly: its checkpoints hold the changelog ends.
+    app.produce(first);
+    app.run_to_end(dir_a.path());
+    let checkpoints = std::fs::read_dir(dir_a.path().join(&app.application_id)).unwrap().count();
+    assert!(checkpoints >= 2, "task directories are kept");
+
+    // B, with an empty state dir, restores every changelog record, then processes the second half.
+    app.produce(second);
+    let restored_b = app.run_to_end(dir_b.path());
+    assert_eq!(restored_b.iter().map(|e| e.restored).sum::<u64>(), words_in(first), "full restore: one record per counted word");
+    assert!(restored_b.iter().all(|e| e.start_offset.is_none()));
+
+    // A again, with its state dir intact: only the tail B wrote is restored.
+    let restored_a = app.run_to_end(dir_a.path());
+    assert_eq!(restored_a.iter().map(|e| e.restored).sum::<u64>(), words_in(second), "only the changelog tail");
+    assert!(restored_a.iter().any(|e| e.start_offset.is_some()));
+
+    assert_counts(app.final_counts(), truth(&lines));
+}
