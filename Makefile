@@ -9,6 +9,7 @@ test: setup
 	cargo test --workspace --all-targets
 	cargo test --workspace --doc
 
-## Runs the benchmarks and prints records/s and ratios.
+## Runs the benchmarks and prints records/s and ratios (STREAMS_BOOTSTRAP_SERVERS picks a broker).
 bench: setup
 	cargo bench --bench word_count
+	cargo bench --bench end_to_end

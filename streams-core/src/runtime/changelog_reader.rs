@@ -28,6 +28,8 @@ pub struct RestoreEvent {
     pub start_offset: Option<i64>,
     /// Records applied.
     pub restored: u64,
+    /// Time spent reading and applying them.
+    pub elapsed: Duration,
 }
 
 const BATCH: usize = 1000;
@@ -38,7 +40,9 @@ pub(crate) struct EndAwareContext;
 
 impl rdkafka::ClientContext for EndAwareContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let end = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !end {
             tracing::error!(error = %error, reason, "kafka client error");
         }
     }
@@ -81,7 +85,8 @@ impl ChangelogReader {
             tpl.add_partition_offset(&topic, partition, start.map_or(Offset::Beginning, Offset::Offset))
                 .map_err(|e| StreamsError::kafka("assign changelog", e))?;
             self.consumer.assign(&tpl).map_err(|e| StreamsError::kafka(format!("assign {topic}-{partition}"), e))?;
-            let deadline = Instant::now() + self.timeout;
+            let started = Instant::now();
+            let deadline = started + self.timeout;
             let mut batch: Vec<RestoreRecord> = Vec::with_capacity(BATCH);
             let mut restored = 0u64;
             let mut last = None;
@@ -122,7 +127,8 @@ impl ChangelogReader {
                 checkpoint.insert((topic.clone(), partition), offset);
             }
             tracing::info!(task_id = %task.id(), store = %store_name, topic = %topic, partition, restored, "restored store");
-            events.push(RestoreEvent { task: task.id(), store: store_name, topic, partition, start_offset: start, restored });
+            let elapsed = started.elapsed();
+            events.push(RestoreEvent { task: task.id(), store: store_name, topic, partition, start_offset: start, restored, elapsed });
         }
         self.consumer
             .assign(&TopicPartitionList::new())

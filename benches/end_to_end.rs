@@ -1,0 +1,250 @@
+//! End-to-end throughput on one broker, side by side in one run: a raw rdkafka
+//! consume->produce pipe, a stateless map/filter topology and word count (records/s and ratios
+//! to the raw pipe), then changelog restoration versus a raw consume of the same records.
+//!
+//! Uses `STREAMS_BOOTSTRAP_SERVERS` if set, else the embedded broker (whose 5 MiB partition cap
+//! limits the restore run to fewer records).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use streams::prelude::*;
+use streams::runtime::test_utils;
+use streams::topologies::word_count_between;
+use streams::{EmbeddedKafkaCluster, KafkaStreams, State, Topology};
+
+const PARTITIONS: i32 = 4;
+
+struct Broker {
+    embedded: Option<EmbeddedKafkaCluster>,
+    servers: String,
+}
+
+impl Broker {
+    fn new() -> Self {
+        match std::env::var("STREAMS_BOOTSTRAP_SERVERS") {
+            Ok(servers) if !servers.is_empty() => Broker { embedded: None, servers },
+            _ => {
+                let cluster = EmbeddedKafkaCluster::new(1).expect("embedded broker");
+                Broker { servers: cluster.bootstrap_servers(), embedded: Some(cluster) }
+            }
+        }
+    }
+
+    fn topic(&self, name: &str, partitions: i32) {
+        match &self.embedded {
+            Some(c) => c.create_topic(name, partitions).expect("topic"),
+            None => test_utils::ensure_topic(&self.servers, name, partitions).expect("topic"),
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}", nanos % 1_000_000_000_000)
+}
+
+fn lines(n: usize) -> Vec<String> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            (0..10)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    format!("w{}", state % 5_000)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Consumes every partition of `input` from the start to its end, sending each record to `output`.
+fn raw_pipe(servers: &str, input: &str, output: &str) -> u64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("raw"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", servers).set("linger.ms", "5").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(input, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut done = HashSet::new();
+    let mut n = 0;
+    while done.len() < PARTITIONS as usize {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output).partition(m.partition());
+                if let Some(v) = m.payload() {
+                    record = record.payload(v);
+                }
+                while let Err((_, back)) = producer.send(record) {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+                n += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                done.insert(p);
+            }
+            _ => {}
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    n
+}
+
+/// Runs `topology` until its group has committed everything; returns the seconds from
+/// `Running` to the end (the group join is not measured).
+fn run_topology(broker: &Broker, topology: Topology, app: &str, topics: &[&str]) -> f64 {
+    if let Some(c) = &broker.embedded {
+        c.create_internal_topics(&topology, app, |_| PARTITIONS).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = StreamsConfig::new()
+        .with(StreamsConfig::APPLICATION_ID, app)
+        .with(StreamsConfig::BOOTSTRAP_SERVERS, &broker.servers)
+        .with(StreamsConfig::NUM_STREAM_THREADS, "1")
+        .with(StreamsConfig::COMMIT_INTERVAL_MS, "1000")
+        .with(StreamsConfig::STATE_DIR, dir.path().to_string_lossy());
+    let mut streams = KafkaStreams::new(topology, config).unwrap();
+    let running_at = Arc::new(Mutex::new(None));
+    let mark = running_at.clone();
+    streams.set_state_listener(move |new, _| {
+        if new == State::Running {
+            mark.lock().unwrap().get_or_insert(Instant::now());
+        }
+    });
+    streams.start().unwrap();
+    assert_eq!(streams.wait_until_running(Duration::from_secs(60)), State::Running);
+    while test_utils::group_lag(&broker.servers, app, topics).unwrap() > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = running_at.lock().unwrap().expect("was running").elapsed().as_secs_f64();
+    streams.close(Duration::from_secs(60));
+    elapsed
+}
+
+fn raw_consume(servers: &str, topic: &str) -> (u64, f64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("raw-consume"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => n += 1,
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            _ => {}
+        }
+    }
+    (n, start.elapsed().as_secs_f64())
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // `cargo test --benches`: nothing to smoke-test without a long run
+    }
+    let broker = Broker::new();
+    let n_lines = 20_000;
+    let corpus = lines(n_lines);
+    let words = n_lines * 10;
+
+    let input = unique("bench-in");
+    broker.topic(&input, PARTITIONS);
+    test_utils::produce(&broker.servers, &input, corpus.iter().map(|l| (None, Some(l.as_bytes().to_vec())))).unwrap();
+
+    let raw_out = unique("bench-raw-out");
+    broker.topic(&raw_out, PARTITIONS);
+    let start = Instant::now();
+    let piped = raw_pipe(&broker.servers, &input, &raw_out);
+    let raw_rate = piped as f64 / start.elapsed().as_secs_f64();
+
+    let stateless_out = unique("bench-stateless-out");
+    broker.topic(&stateless_out, PARTITIONS);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<Option<String>, String>(&input, Consumed::with(Serdes::string(), Serdes::string()))
+        .filter(|_, line| !line.is_empty())
+        .map_values(|line| line.to_uppercase())
+        .to(&stateless_out, Produced::with(Serdes::string(), Serdes::string()));
+    let app = unique("bench-stateless");
+    let secs = run_topology(&broker, builder.build().unwrap(), &app, &[&input]);
+    let stateless_rate = n_lines as f64 / secs;
+
+    let wc_out = unique("bench-wc-out");
+    broker.topic(&wc_out, PARTITIONS);
+    let app = unique("bench-wc");
+    let repartition = format!("{app}-counts-repartition");
+    let secs = run_topology(&broker, word_count_between(&input, &wc_out, Materialized::as_("counts")), &app, &[&input, &repartition]);
+    let wc_rate = (n_lines + words) as f64 / secs;
+
+    println!("\nend to end on {} ({} partitions, 1 stream thread):", if broker.embedded.is_some() { "the embedded broker" } else { &broker.servers }, PARTITIONS);
+    println!("  raw consume->produce pipe   {raw_rate:>10.0} records/s   1.00");
+    println!("  map/filter topology         {stateless_rate:>10.0} records/s   {:.2} of raw", stateless_rate / raw_rate);
+    println!("  word count (lines + words)  {wc_rate:>10.0} records/s   {:.2} of raw", wc_rate / raw_rate);
+
+    // Restoration: a changelog partition of N records, restored into RocksDB by a fresh instance.
+    let n_restore: u64 = if broker.embedded.is_some() { 150_000 } else { 1_000_000 };
+    let app = unique("bench-restore");
+    let topology = word_count_between(&input, &wc_out, Materialized::as_("counts"));
+    let changelog = format!("{app}-counts-changelog");
+    broker.topic(&changelog, PARTITIONS);
+    let values = (0..n_restore).map(|i| {
+        let mut v = (i as i64).to_be_bytes().to_vec();
+        v.extend_from_slice(&1i64.to_be_bytes());
+        (Some(format!("key-{i:09}").into_bytes()), Some(v))
+    });
+    // All into partition 0 (the key partitioner would spread them): send explicitly.
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &broker.servers).set("linger.ms", "20").create().unwrap();
+    for (k, v) in values {
+        let mut record = BaseRecord::to(&changelog).partition(0).key(k.as_deref().unwrap()).payload(v.as_deref().unwrap());
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let (consumed, consume_secs) = raw_consume(&broker.servers, &changelog);
+    if let Some(c) = &broker.embedded {
+        c.create_internal_topics(&topology, &app, |_| PARTITIONS).ok();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = StreamsConfig::new()
+        .with(StreamsConfig::APPLICATION_ID, &app)
+        .with(StreamsConfig::BOOTSTRAP_SERVERS, &broker.servers)
+        .with(StreamsConfig::STATE_DIR, dir.path().to_string_lossy());
+    let mut streams = KafkaStreams::new(topology, config).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    streams.set_restore_listener(move |e| sink.lock().unwrap().push(e.clone()));
+    streams.start().unwrap();
+    streams.wait_until_running(Duration::from_secs(300));
+    streams.close(Duration::from_secs(60));
+    let events = events.lock().unwrap();
+    let big = events.iter().max_by_key(|e| e.restored).expect("a restore");
+    let restore_rate = big.restored as f64 / big.elapsed.as_secs_f64();
+    let consume_rate = consumed as f64 / consume_secs;
+    println!("\nchangelog restore of {} records (one partition, RocksDB):", big.restored);
+    println!("  raw consume                 {consume_rate:>10.0} records/s   1.00");
+    println!("  restore into RocksDB        {restore_rate:>10.0} records/s   {:.2} of raw", restore_rate / consume_rate);
+}
