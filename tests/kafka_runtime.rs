@@ -78,9 +78,8 @@ impl App {
         test_utils::produce(&self.cluster.bootstrap_servers(), &self.input, records).unwrap();
     }
 
-    /// Starts an instance, waits until it has committed everything in its input and repartition
-    /// topics, closes it cleanly; returns what it restored.
-    fn run_to_end(&self, state_dir: &std::path::Path, threads: usize) -> Vec<RestoreEvent> {
+    /// Starts an instance and waits until it runs; returns it and what it restores.
+    fn start(&self, state_dir: &std::path::Path, threads: usize) -> (KafkaStreams, Arc<Mutex<Vec<RestoreEvent>>>) {
         let config = StreamsConfig::new()
             .with(StreamsConfig::APPLICATION_ID, &self.application_id)
             .with(StreamsConfig::BOOTSTRAP_SERVERS, self.cluster.bootstrap_servers())
@@ -98,6 +97,11 @@ impl App {
         streams.start().unwrap();
         let state = streams.wait_until_running(Duration::from_secs(60));
         assert_eq!(state, State::Running, "error: {:?}", streams.take_error());
+        (streams, restored)
+    }
+
+    /// Waits until the group has committed everything in the input and repartition topics.
+    fn wait_for_end(&self, instances: &[&KafkaStreams]) {
         let deadline = Instant::now() + Duration::from_secs(180);
         let repartition = format!("{}-counts-repartition", self.application_id);
         loop {
@@ -106,14 +110,23 @@ impl App {
             if lag == 0 {
                 break;
             }
-            assert!(
-                !matches!(streams.state(), State::Error | State::PendingError),
-                "stopped with {:?}",
-                streams.take_error()
-            );
-            assert!(Instant::now() < deadline, "{lag} records left after {:?} processed", streams.metrics().processed_records);
+            for streams in instances {
+                assert!(
+                    !matches!(streams.state(), State::Error | State::PendingError),
+                    "stopped with {:?}",
+                    streams.take_error()
+                );
+            }
+            assert!(Instant::now() < deadline, "{lag} records left");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Starts an instance, waits until it has committed everything, closes it cleanly;
+    /// returns what it restored.
+    fn run_to_end(&self, state_dir: &std::path::Path, threads: usize) -> Vec<RestoreEvent> {
+        let (mut streams, restored) = self.start(state_dir, threads);
+        self.wait_for_end(&[&streams]);
         assert!(streams.close(Duration::from_secs(60)));
         assert_eq!(streams.state(), State::NotRunning);
         let events = restored.lock().unwrap().clone();
@@ -177,5 +190,30 @@ fn restart_restores_only_the_changelog_tail_and_a_wiped_state_dir_restores_all()
     assert_eq!(restored_a.iter().map(|e| e.restored).sum::<u64>(), words_in(second), "only the changelog tail");
     assert!(restored_a.iter().any(|e| e.start_offset.is_some()));
 
+    assert_counts(app.final_counts(), truth(&lines));
+}
+
+#[test]
+fn tasks_moved_by_a_rebalance_restore_their_stores_and_counts_stay_exact() {
+    let app = App::new(4, false);
+    let lines = corpus(4_000, 23);
+    let (first, second) = lines.split_at(2_000);
+    let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    app.produce(first);
+    let (mut one, restored_1) = app.start(dir_1.path(), 1);
+    app.wait_for_end(&[&one]);
+    assert_eq!(restored_1.lock().unwrap().iter().map(|e| e.restored).sum::<u64>(), 0);
+
+    // A second instance joins: half the tasks move to it and restore from their changelogs.
+    app.produce(second);
+    let (mut two, restored_2) = app.start(dir_2.path(), 1);
+    app.wait_for_end(&[&one, &two]);
+    let moved: Vec<RestoreEvent> = restored_2.lock().unwrap().clone();
+    assert!(!moved.is_empty(), "the new instance took over tasks");
+    assert!(moved.iter().all(|e| e.start_offset.is_none()), "its state dir was empty");
+    assert!(moved.iter().map(|e| e.restored).sum::<u64>() > 0, "moved tasks restored the first half's counts");
+
+    assert!(one.close(Duration::from_secs(60)) && two.close(Duration::from_secs(60)));
     assert_counts(app.final_counts(), truth(&lines));
 }
