@@ -42,6 +42,19 @@ fn truth(lines: &[String]) -> HashMap<String, i64> {
     counts
 }
 
+fn config(application_id: &str, servers: &str, state_dir: &std::path::Path, threads: usize) -> StreamsConfig {
+    StreamsConfig::new()
+        .with(StreamsConfig::APPLICATION_ID, application_id)
+        .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
+        .with(StreamsConfig::NUM_STREAM_THREADS, threads.to_string())
+        .with(StreamsConfig::COMMIT_INTERVAL_MS, "200")
+        .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy())
+        // A short session timeout: a killed member's partitions move within seconds. It also
+        // works around tansu keeping a stale leader when all members of a group left at once.
+        .with("consumer.session.timeout.ms", "6000")
+        .with("consumer.heartbeat.interval.ms", "500")
+}
+
 struct App {
     input: String,
     output: String,
@@ -80,16 +93,7 @@ impl App {
 
     /// Starts an instance and waits until it runs; returns it and what it restores.
     fn start(&self, state_dir: &std::path::Path, threads: usize) -> (KafkaStreams, Arc<Mutex<Vec<RestoreEvent>>>) {
-        let config = StreamsConfig::new()
-            .with(StreamsConfig::APPLICATION_ID, &self.application_id)
-            .with(StreamsConfig::BOOTSTRAP_SERVERS, self.cluster.bootstrap_servers())
-            .with(StreamsConfig::NUM_STREAM_THREADS, threads.to_string())
-            .with(StreamsConfig::COMMIT_INTERVAL_MS, "200")
-            .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy())
-            // Workaround for tansu: a group whose members all left at once can keep a stale
-            // leader; a short session timeout lets the next instance's join get past it.
-            .with("consumer.session.timeout.ms", "6000")
-            .with("consumer.heartbeat.interval.ms", "500");
+        let config = config(&self.application_id, &self.cluster.bootstrap_servers(), state_dir, threads);
         let mut streams = KafkaStreams::new(self.topology(), config).unwrap();
         let restored = Arc::new(Mutex::new(Vec::new()));
         let sink = restored.clone();
@@ -216,4 +220,60 @@ fn tasks_moved_by_a_rebalance_restore_their_stores_and_counts_stay_exact() {
 
     assert!(one.close(Duration::from_secs(60)) && two.close(Duration::from_secs(60)));
     assert_counts(app.final_counts(), truth(&lines));
+}
+
+/// The child process of `a_killed_instance_loses_no_counts`: one instance, until SIGKILL.
+/// A no-op in normal test runs (no `WC_CHILD_*` variables).
+#[test]
+fn child_instance() {
+    let var = |k: &str| std::env::var(format!("WC_CHILD_{k}")).ok();
+    let (Some(app), Some(input), Some(output), Some(servers), Some(dir)) =
+        (var("APP"), var("INPUT"), var("OUTPUT"), var("SERVERS"), var("DIR"))
+    else {
+        return;
+    };
+    let topology = word_count_between(&input, &output, Materialized::as_("counts").with_caching_disabled());
+    let mut streams = KafkaStreams::new(topology, config(&app, &servers, std::path::Path::new(&dir), 1)).unwrap();
+    streams.start().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_killed_instance_loses_no_counts() {
+    let app = App::new(4, false);
+    let lines = corpus(6_000, 31);
+    app.produce(&lines);
+    let child_dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_instance", "--test-threads=1"])
+        .env("WC_CHILD_APP", &app.application_id)
+        .env("WC_CHILD_INPUT", &app.input)
+        .env("WC_CHILD_OUTPUT", &app.output)
+        .env("WC_CHILD_SERVERS", app.cluster.bootstrap_servers())
+        .env("WC_CHILD_DIR", child_dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The child works alone until it has committed a third of the input...
+    let servers = app.cluster.bootstrap_servers();
+    let started = Instant::now();
+    while test_utils::group_lag(&servers, &app.application_id, &[&app.input]).unwrap() > 4_000 {
+        assert!(started.elapsed() < Duration::from_secs(90), "the child instance made no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...then a second instance joins, and the child is killed without a chance to commit or leave.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut survivor, restored) = app.start(dir.path(), 1);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    app.wait_for_end(&[&survivor]);
+    assert!(survivor.close(Duration::from_secs(60)));
+    let taken_over: u64 = restored.lock().unwrap().iter().map(|e| e.restored).sum();
+    assert!(taken_over > 0, "the survivor restored the killed instance's stores from their changelogs");
+    let counts = app.final_counts();
+    let truth = truth(&lines);
+    let low: Vec<_> = truth.iter().filter(|(w, c)| counts.get(*w).copied().unwrap_or(0) < **c).collect();
+    assert!(low.is_empty(), "at-least-once: no count below the truth, but {} are: {:?}", low.len(), &low[..low.len().min(5)]);
 }
