@@ -1,5 +1,5 @@
 # The project's commands. `make test` is what CI runs.
-.PHONY: setup test bench
+.PHONY: setup test bench word-count
 
 setup:
 	@scripts/setup.sh
@@ -13,3 +13,7 @@ test: setup
 bench: setup
 	cargo bench --bench word_count
 	cargo bench --bench end_to_end
+
+## Runs the word count example on an embedded broker (pass ARGS="--bootstrap-servers host:port" for a real one).
+word-count: setup
+	cargo run --example word_count -- $(ARGS)

@@ -30,7 +30,7 @@ struct Args {
     #[arg(long)]
     input: Option<String>,
     /// Stream threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     threads: usize,
     /// How many words to print.
     #[arg(long, default_value_t = 20)]
@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     let text = match args.input.as_deref() {
-        None => SAMPLE.repeat(200),
+        None => vec![SAMPLE; 200].join("\n"),
         Some("-") => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text)?;
