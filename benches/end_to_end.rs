@@ -50,20 +50,7 @@ fn unique(prefix: &str) -> String {
 }
 
 fn lines(n: usize) -> Vec<String> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..n)
-        .map(|_| {
-            (0..10)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    format!("w{}", state % 5_000)
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
+    streams::topologies::random_lines(n, 5_000, 0x9e37_79b9_7f4a_7c15)
 }
 
 /// Consumes every partition of `input` from the start to its end, sending each record to `output`.

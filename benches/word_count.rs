@@ -10,24 +10,11 @@ use streams::prelude::*;
 use streams::Topology;
 
 const LINES: usize = 2_000;
-const WORDS_PER_LINE: usize = 10;
+const WORDS_PER_LINE: usize = 10; // as random_lines makes them
 const VOCABULARY: u64 = 1_000;
 
 fn corpus() -> Vec<String> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..LINES)
-        .map(|_| {
-            (0..WORDS_PER_LINE)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    format!("word{}", state % VOCABULARY)
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
+    streams::topologies::random_lines(LINES, VOCABULARY, 0x9e37_79b9_7f4a_7c15)
 }
 
 #[derive(Clone, Copy)]

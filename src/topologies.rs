@@ -37,6 +37,19 @@ pub fn word_count_between(input: &str, output: &str, materialized: Materialized<
     builder.build().expect("the word count topology is valid")
 }
 
+/// `n` lines of ten words `w<i>` drawn from a vocabulary of `vocabulary` words by a seeded
+/// xorshift generator: reproducible test and benchmark input.
+pub fn random_lines(n: usize, vocabulary: u64, seed: u64) -> Vec<String> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..n).map(|_| (0..10).map(|_| format!("w{}", next() % vocabulary)).collect::<Vec<_>>().join(" ")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -40,12 +40,20 @@ pub(crate) struct Child<K, V> {
     pub(crate) node: NodeRef<K, V>,
 }
 
-/// A node's lifecycle, without its types.
+/// A node's lifecycle, without its types. Sources and sinks keep the no-op defaults.
 pub(crate) trait TaskNode {
-    fn init(&mut self, task: &mut TaskContext) -> Result<()>;
-    fn punctuate(&mut self, task: &mut TaskContext, punctuation: Punctuation) -> Result<()>;
-    fn flush(&mut self, task: &mut TaskContext) -> Result<()>;
-    fn close(&mut self) -> Result<()>;
+    fn init(&mut self, _task: &mut TaskContext) -> Result<()> {
+        Ok(())
+    }
+    fn punctuate(&mut self, _task: &mut TaskContext, _punctuation: Punctuation) -> Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self, _task: &mut TaskContext) -> Result<()> {
+        Ok(())
+    }
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The entry of raw records into a task.
@@ -238,20 +246,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
     }
 }
 
-impl<K, V> TaskNode for SourceNodeImpl<K, V> {
-    fn init(&mut self, _: &mut TaskContext) -> Result<()> {
-        Ok(())
-    }
-    fn punctuate(&mut self, _: &mut TaskContext, _: Punctuation) -> Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self, _: &mut TaskContext) -> Result<()> {
-        Ok(())
-    }
-    fn close(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
+impl<K, V> TaskNode for SourceNodeImpl<K, V> {}
 
 /// Builds source nodes: raw bytes in, `Record<K, V>` out.
 pub(crate) struct SourceFactory<K, V> {
@@ -306,20 +301,7 @@ impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
     }
 }
 
-impl<K, V> TaskNode for SinkNode<K, V> {
-    fn init(&mut self, _: &mut TaskContext) -> Result<()> {
-        Ok(())
-    }
-    fn punctuate(&mut self, _: &mut TaskContext, _: Punctuation) -> Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self, _: &mut TaskContext) -> Result<()> {
-        Ok(())
-    }
-    fn close(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
+impl<K, V> TaskNode for SinkNode<K, V> {}
 
 /// Builds sink nodes: `Record<K, V>` in, bytes to a topic.
 pub(crate) struct SinkFactory<K, V> {

@@ -214,7 +214,8 @@ fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, config: &StreamsConfig
     Ok(())
 }
 
-fn to_record<M: Message>(message: &M) -> ConsumerRecord {
+/// Copies a consumed message into a [`ConsumerRecord`].
+pub(crate) fn to_record<M: Message>(message: &M) -> ConsumerRecord {
     let headers = message
         .headers()
         .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())

@@ -76,15 +76,7 @@ pub fn read_all(bootstrap_servers: &str, topic: &str, idle: Duration) -> Result<
     while at_end.len() < partitions || last.elapsed() < idle {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => {
-                records.push(ConsumerRecord {
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers: Vec::new(),
-                });
+                records.push(super::stream_thread::to_record(&m));
                 at_end.remove(&m.partition());
                 last = Instant::now();
             }
