@@ -225,6 +225,7 @@ impl TopologyTestDriver {
             topics.partitions.insert(topic.to_string(), *n);
         }
         let subtopologies = topology.subtopologies();
+        topology.check_copartitioning(&application_id, |t| topics.partitions_of(t))?;
         let counts = topology.partition_counts(&application_id, |t| topics.partitions_of(t));
         topics.partitions.extend(counts.repartition_topics.clone());
         topics.partitions.extend(counts.changelog_topics.clone());

@@ -94,6 +94,7 @@ pub struct Subtopology {
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
+    copartition_groups: Vec<Vec<TopicName>>,
 }
 
 impl fmt::Debug for Topology {
@@ -441,6 +442,26 @@ impl Topology {
         PartitionCounts { tasks, repartition_topics: internal, changelog_topics: changelogs }
     }
 
+    /// Declares that `topics` must have the same partition count, as the inputs of a join must:
+    /// records with one key then meet in one task.
+    pub fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self {
+        self.copartition_groups.push(topics.to_vec());
+        self
+    }
+
+    /// Checks every co-partition group against the partition counts of existing topics.
+    pub fn check_copartitioning(&self, application_id: &str, partitions: impl Fn(&str) -> i32) -> Result<()> {
+        for group in &self.copartition_groups {
+            let names: Vec<String> = group.iter().map(|t| t.resolve(application_id)).collect();
+            let counts: BTreeSet<i32> = names.iter().map(|t| partitions(t)).collect();
+            if counts.len() > 1 {
+                let detail: Vec<String> = names.iter().map(|t| format!("{t} ({})", partitions(t))).collect();
+                return Err(StreamsError::Topology(format!("Topics not co-partitioned: [{}]", detail.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
     /// Names of stores that log to a changelog topic.
     pub fn logged_stores(&self) -> Vec<String> {
         self.stores.iter().filter(|(_, b)| b.logging_enabled()).map(|(n, _)| n.clone()).collect()
@@ -554,6 +575,15 @@ Processor: upper (stores: [])\n      --> sink\n      <-- src\n    Sink: sink (to
         assert!(t.add_source::<String, String>("src2", &["in"], Serdes::string(), Serdes::string()).is_err());
         assert!(t.add_source::<String, String>("src", &["other"], Serdes::string(), Serdes::string()).is_err());
         assert!(t.connect_processor_and_state_store("src", "missing").is_err());
+    }
+
+    #[test]
+    fn copartition_groups_need_equal_partition_counts() {
+        let mut t = Topology::new();
+        t.add_copartition_group(&[TopicName::external("a"), TopicName::external("b")]);
+        assert!(t.check_copartitioning("app", |_| 4).is_ok());
+        let err = t.check_copartitioning("app", |t| if t == "a" { 4 } else { 2 }).unwrap_err().to_string();
+        assert!(err.contains("Topics not co-partitioned: [a (4), b (2)]"), "{err}");
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub(crate) fn setup(
         missing.dedup();
         return Err(StreamsError::MissingSourceTopics(missing));
     }
-    let counts = topology.partition_counts(application_id, |t| existing.get(t).copied().unwrap_or(1));
+    let partitions = |t: &str| existing.get(t).copied().unwrap_or(1);
+    topology.check_copartitioning(application_id, partitions)?;
+    let counts = topology.partition_counts(application_id, partitions);
     let wanted: Vec<(&String, i32, &str)> = counts
         .repartition_topics
         .iter()
