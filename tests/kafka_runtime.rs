@@ -275,3 +275,36 @@ fn a_killed_instance_loses_no_counts() {
     let low: Vec<_> = truth.iter().filter(|(w, c)| counts.get(*w).copied().unwrap_or(0) < **c).collect();
     assert!(low.is_empty(), "at-least-once: no count below the truth, but {} are: {:?}", low.len(), &low[..low.len().min(5)]);
 }
+
+#[test]
+fn missing_source_topics_and_bad_config_are_clear_errors() {
+    let cluster = Cluster::new();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = unique("missing");
+    let topology = word_count_between(&missing, &unique("out"), Materialized::as_("counts"));
+    let mut streams =
+        KafkaStreams::new(topology.clone(), config(&unique("app"), &cluster.bootstrap_servers(), dir.path(), 1)).unwrap();
+    let err = streams.start().unwrap_err().to_string();
+    assert!(err.contains("missing source topic") && err.contains(&missing), "{err}");
+    assert_eq!(streams.state(), State::Created);
+
+    let no_servers = StreamsConfig::new().with(StreamsConfig::APPLICATION_ID, "a");
+    assert!(KafkaStreams::new(topology.clone(), no_servers).unwrap_err().to_string().contains("bootstrap.servers"));
+    let bad = config("a", "localhost:1", dir.path(), 1).with(StreamsConfig::COMMIT_INTERVAL_MS, "often");
+    assert!(KafkaStreams::new(topology, bad).unwrap_err().to_string().contains("commit.interval.ms"));
+}
+
+#[test]
+fn cleanup_removes_the_application_state_dir() {
+    let app = App::new(1, true);
+    app.produce(&corpus(10, 3));
+    let dir = tempfile::tempdir().unwrap();
+    app.run_to_end(dir.path(), 1);
+    let app_dir = dir.path().join(&app.application_id);
+    assert!(app_dir.join("1_0").join("rocksdb").join("counts").exists());
+    assert!(app_dir.join("1_0").join(".checkpoint").exists());
+    let streams =
+        KafkaStreams::new(app.topology(), config(&app.application_id, &app.cluster.bootstrap_servers(), dir.path(), 1)).unwrap();
+    streams.cleanup().unwrap();
+    assert!(!app_dir.exists());
+}
