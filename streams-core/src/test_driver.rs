@@ -115,20 +115,9 @@ struct DriverInner {
 }
 
 impl DriverInner {
-    /// Routes pending records to their tasks and processes until every queue is empty.
+    /// Processes until every queue is empty; commits if a processor asked for it.
     fn run(&mut self) -> Result<()> {
-        loop {
-            self.route();
-            let mut progressed = false;
-            for task in self.tasks.values_mut() {
-                if task.process(self.wall_clock_ms)? {
-                    progressed = true;
-                }
-            }
-            if !progressed && self.topics.borrow().pending.is_empty() {
-                break;
-            }
-        }
+        self.run_without_commit()?;
         if self.tasks.values().any(StreamTask::commit_requested) {
             self.commit()?;
         }
@@ -161,6 +150,7 @@ impl DriverInner {
         Ok(())
     }
 
+    /// Routes pending records to their tasks and processes until every queue is empty.
     fn run_without_commit(&mut self) -> Result<()> {
         loop {
             self.route();

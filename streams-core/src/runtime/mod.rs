@@ -252,7 +252,7 @@ impl KafkaStreams {
             .transpose()
             .map_err(|e| StreamsError::Config { key: "replication.factor".into(), message: e.to_string() })?
             .unwrap_or(-1);
-        let admin = stream_thread::client_config(&self.config, "admin.");
+        let admin = stream_thread::client_config(&self.config, "admin.", &[]);
         topics::setup(&self.topology, &self.shared.application_id, &admin, replication, Duration::from_secs(30))?;
         self.shared.set_state(State::Rebalancing);
         let threads = self.config.num_stream_threads()?;

@@ -69,11 +69,15 @@ impl ConsumerContext for StreamsConsumerContext {
     }
 }
 
-/// Client settings shared by every client: `bootstrap.servers` plus `<prefix>`-prefixed settings.
-pub(crate) fn client_config(config: &StreamsConfig, prefix: &str) -> ClientConfig {
+/// A client's settings: `bootstrap.servers`, then `defaults`, then the user's `<prefix>`-prefixed
+/// settings, which win.
+pub(crate) fn client_config(config: &StreamsConfig, prefix: &str, defaults: &[(&str, String)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     if let Some(servers) = config.get(StreamsConfig::BOOTSTRAP_SERVERS) {
         client.set("bootstrap.servers", servers);
+    }
+    for (key, value) in defaults {
+        client.set(*key, value);
     }
     for (key, value) in config.with_prefix(prefix) {
         client.set(key, value);
@@ -112,36 +116,38 @@ fn run_loop(
     let application_id = config.application_id()?;
     let eos = config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2;
 
-    let mut consumer_config = client_config(config, "consumer.");
-    consumer_config
-        .set("group.id", &application_id)
-        .set("client.id", format!("{name}-consumer"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range")
-        .set("allow.auto.create.topics", "false")
-        .set("isolation.level", if eos { "read_committed" } else { "read_uncommitted" });
-    for (key, value) in config.with_prefix("consumer.") {
-        consumer_config.set(key, value);
-    }
+    let consumer_config = client_config(
+        config,
+        "consumer.",
+        &[
+            ("group.id", application_id.clone()),
+            ("client.id", format!("{name}-consumer")),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("auto.offset.reset", "earliest".into()),
+            ("partition.assignment.strategy", "range".into()),
+            ("allow.auto.create.topics", "false".into()),
+            ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
+        ],
+    );
     let consumer: BaseConsumer<StreamsConsumerContext> = consumer_config
         .create_with_context(StreamsConsumerContext)
         .map_err(|e| StreamsError::kafka("create consumer", e))?;
 
-    let mut producer_config = client_config(config, "producer.");
-    producer_config
-        .set("client.id", format!("{name}-producer"))
-        .set("partitioner", "murmur2_random")
-        .set("acks", "all")
-        .set("linger.ms", "5");
-    for (key, value) in config.with_prefix("producer.") {
-        producer_config.set(key, value);
-    }
+    let producer_config = client_config(
+        config,
+        "producer.",
+        &[
+            ("client.id", format!("{name}-producer")),
+            ("partitioner", "murmur2_random".into()),
+            ("acks", "all".into()),
+            ("linger.ms", "5".into()),
+        ],
+    );
     let collector = Rc::new(RefCell::new(KafkaRecordCollector::new(&producer_config, Duration::from_secs(60))?));
 
-    let mut restore_config = client_config(config, "restore.consumer.");
-    restore_config.set("client.id", format!("{name}-restore-consumer"));
+    let restore_config =
+        client_config(config, "restore.consumer.", &[("client.id", format!("{name}-restore-consumer"))]);
     let reader = ChangelogReader::new(&restore_config, Duration::from_secs(300))?;
 
     let state_dir = StateDirectory::new(&config.state_dir(), &application_id)?;
