@@ -82,12 +82,14 @@ impl KafkaRecordCollector {
 impl RecordCollector for KafkaRecordCollector {
     fn send(&mut self, record: ProducerRecord) -> Result<()> {
         self.check()?;
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header { key, value: value.as_deref() });
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).timestamp(record.timestamp);
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header { key, value: value.as_deref() });
+            }
+            base = base.headers(headers);
         }
-        let mut base: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&record.topic).timestamp(record.timestamp).headers(headers);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
