@@ -291,7 +291,9 @@ fn missing_source_topics_and_bad_config_are_clear_errors() {
     let no_servers = StreamsConfig::new().with(StreamsConfig::APPLICATION_ID, "a");
     assert!(KafkaStreams::new(topology.clone(), no_servers).unwrap_err().to_string().contains("bootstrap.servers"));
     let bad = config("a", "localhost:1", dir.path(), 1).with(StreamsConfig::COMMIT_INTERVAL_MS, "often");
-    assert!(KafkaStreams::new(topology, bad).unwrap_err().to_string().contains("commit.interval.ms"));
+    assert!(KafkaStreams::new(topology.clone(), bad).unwrap_err().to_string().contains("commit.interval.ms"));
+    let eos = config("a", "localhost:1", dir.path(), 1).with(StreamsConfig::PROCESSING_GUARANTEE, "exactly_once_v2");
+    assert!(KafkaStreams::new(topology, eos).unwrap_err().to_string().contains("exactly_once_v2"), "no silent downgrade");
 }
 
 #[test]

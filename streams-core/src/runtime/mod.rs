@@ -189,6 +189,12 @@ impl KafkaStreams {
             return Err(StreamsError::Config { key: StreamsConfig::BOOTSTRAP_SERVERS.into(), message: "required".into() });
         }
         // Check every setting now rather than in the threads.
+        if config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2 {
+            return Err(StreamsError::Config {
+                key: StreamsConfig::PROCESSING_GUARANTEE.into(),
+                message: "exactly_once_v2 is not supported by this version; use at_least_once".into(),
+            });
+        }
         config.commit_interval()?;
         config.cache_max_bytes()?;
         config.poll()?;
