@@ -139,11 +139,17 @@ pub struct StreamTask {
     state: TaskState,
     ctx: TaskContext,
     dir: PathBuf,
-    sources: BTreeMap<String, Rc<RefCell<dyn SourceNode>>>,
     nodes: Vec<(usize, Rc<RefCell<dyn TaskNode>>)>,
-    queues: BTreeMap<(String, i32), VecDeque<ConsumerRecord>>,
-    input_partitions: Vec<(String, i32)>,
-    consumed: BTreeMap<(String, i32), i64>,
+    queues: Vec<RecordQueue>,
+}
+
+/// The records buffered for one input partition, its source node, and the last offset processed.
+struct RecordQueue {
+    topic: String,
+    partition: i32,
+    source: Rc<RefCell<dyn SourceNode>>,
+    records: VecDeque<ConsumerRecord>,
+    consumed: Option<i64>,
 }
 
 impl std::fmt::Debug for StreamTask {
@@ -201,8 +207,7 @@ impl StreamTask {
 
         let mut inputs: BTreeMap<usize, Rc<dyn std::any::Any>> = BTreeMap::new();
         let mut nodes = Vec::new();
-        let mut sources = BTreeMap::new();
-        let mut input_partitions = Vec::new();
+        let mut queues = Vec::new();
         for &index in subtopology.nodes.iter().rev() {
             let def = &topology.nodes[index];
             let children = def
@@ -220,25 +225,26 @@ impl StreamTask {
             }
             if let (Some(source), NodeKind::Source { topics }) = (built.source, &def.kind) {
                 for topic in topics {
-                    let name = topic.resolve(&env.application_id);
-                    input_partitions.push((name.clone(), partition));
-                    sources.insert(name, source.clone());
+                    queues.push(RecordQueue {
+                        topic: topic.resolve(&env.application_id),
+                        partition,
+                        source: source.clone(),
+                        records: VecDeque::new(),
+                        consumed: None,
+                    });
                 }
             }
             nodes.push((index, built.lifecycle));
         }
         nodes.reverse();
-        input_partitions.sort();
+        queues.sort_by(|a, b| a.topic.cmp(&b.topic));
         let mut task = StreamTask {
             id,
             state: TaskState::Created,
             ctx,
             dir,
-            sources,
             nodes,
-            queues: BTreeMap::new(),
-            input_partitions,
-            consumed: BTreeMap::new(),
+            queues,
         };
         for (_, node) in &task.nodes {
             node.borrow_mut().init(&mut task.ctx)?;
@@ -276,8 +282,8 @@ impl StreamTask {
     }
 
     /// The topic partitions this task reads.
-    pub fn input_partitions(&self) -> &[(String, i32)] {
-        &self.input_partitions
+    pub fn input_partitions(&self) -> Vec<(String, i32)> {
+        self.queues.iter().map(|q| (q.topic.clone(), q.partition)).collect()
     }
 
     /// Changelog topic of each logged store.
@@ -317,18 +323,22 @@ impl StreamTask {
     /// Queues raw records of one of the task's input partitions.
     pub fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
         for record in records {
-            self.queues.entry((record.topic.clone(), record.partition)).or_default().push_back(record);
+            match self.queues.iter_mut().find(|q| q.partition == record.partition && q.topic == record.topic) {
+                Some(queue) => queue.records.push_back(record),
+                None => warn!(task_id = %self.id, topic = %record.topic, partition = record.partition,
+                    "dropping a record of a partition this task does not read"),
+            }
         }
     }
 
-    /// The offset of the last record processed from each input partition.
-    pub fn consumed_offsets(&self) -> &BTreeMap<(String, i32), i64> {
-        &self.consumed
+    /// The offset of the last record processed from each input partition: `(topic, partition, offset)`.
+    pub fn consumed_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
+        self.queues.iter().filter_map(|q| q.consumed.map(|o| (q.topic.as_str(), q.partition, o)))
     }
 
     /// Records queued and not processed yet.
     pub fn buffered(&self) -> usize {
-        self.queues.values().map(VecDeque::len).sum()
+        self.queues.iter().map(|q| q.records.len()).sum()
     }
 
     /// Processes the queued record with the lowest timestamp; returns false if none is queued.
@@ -337,26 +347,26 @@ impl StreamTask {
         let next = self
             .queues
             .iter()
-            .filter_map(|(tp, q)| q.front().map(|r| (r.timestamp, tp)))
+            .enumerate()
+            .filter_map(|(i, q)| q.records.front().map(|r| (r.timestamp, i)))
             .min_by_key(|(ts, _)| *ts)
-            .map(|(_, tp)| tp.clone());
-        let Some(tp) = next else { return Ok(false) };
-        let record = self.queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("non-empty queue");
+            .map(|(_, i)| i);
+        let Some(index) = next else { return Ok(false) };
+        let queue = &mut self.queues[index];
+        let record = queue.records.pop_front().expect("non-empty queue");
         let offset = record.offset;
         if record.timestamp < 0 {
             warn!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset,
                 timestamp = record.timestamp, "skipping record with invalid (negative) timestamp");
             self.ctx.metrics.dropped_records += 1;
-            self.consumed.insert(tp, offset);
+            queue.consumed = Some(offset);
             return Ok(true);
         }
-        let source = self.sources.get(&record.topic).cloned().ok_or_else(|| {
-            StreamsError::Topology(format!("task {} has no source for topic `{}`", self.id, record.topic))
-        })?;
+        let source = queue.source.clone();
         trace!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset, "process");
         self.ctx.stream_time = self.ctx.stream_time.max(record.timestamp);
         source.borrow_mut().process_raw(&mut self.ctx, record)?;
-        self.consumed.insert(tp, offset);
+        self.queues[index].consumed = Some(offset);
         self.ctx.metrics.processed_records += 1;
         self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time)?;
         Ok(true)

@@ -191,9 +191,9 @@ impl TaskManager {
                 }
             }
             OffsetCheckpoint::in_dir(managed.task.state_dir()).write(&managed.checkpoint)?;
-            for ((topic, p), offset) in managed.task.consumed_offsets() {
+            for (topic, p, offset) in managed.task.consumed_offsets() {
                 offsets
-                    .add_partition_offset(topic, *p, Offset::Offset(offset + 1))
+                    .add_partition_offset(topic, p, Offset::Offset(offset + 1))
                     .map_err(|e| StreamsError::kafka("build offsets", e))?;
             }
         }
