@@ -148,6 +148,15 @@ fn word_count_end_to_end_matches_independent_counts() {
     assert_counts(app.final_counts(), truth(&lines));
 }
 
+/// Tests that need two group members at once run only against a real broker.
+fn skip_without_several_members(app: &App) -> bool {
+    let skip = !app.cluster.supports_several_members();
+    if skip {
+        eprintln!("skipped: needs two group members at once, which the embedded broker cannot run; set STREAMS_BOOTSTRAP_SERVERS");
+    }
+    skip
+}
+
 fn assert_counts(actual: HashMap<String, i64>, truth: HashMap<String, i64>) {
     let wrong: Vec<_> = truth.iter().filter(|(w, c)| actual.get(*w) != Some(c)).map(|(w, c)| (w, c, actual.get(w))).collect();
     assert!(wrong.is_empty() && actual.len() == truth.len(), "{} of {} words wrong (word, truth, actual): {:?}", wrong.len(), truth.len(), &wrong[..wrong.len().min(10)]);
@@ -187,8 +196,7 @@ fn restart_restores_only_the_changelog_tail_and_a_wiped_state_dir_restores_all()
 #[test]
 fn tasks_moved_by_a_rebalance_restore_their_stores_and_counts_stay_exact() {
     let app = App::new(4, false);
-    if !app.cluster.supports_several_members() {
-        eprintln!("skipped: needs two group members at once, which the embedded broker cannot run; set STREAMS_BOOTSTRAP_SERVERS");
+    if skip_without_several_members(&app) {
         return;
     }
     let lines = corpus(4_000, 23);
@@ -234,8 +242,7 @@ fn child_instance() {
 #[test]
 fn a_killed_instance_loses_no_counts() {
     let app = App::new(4, false);
-    if !app.cluster.supports_several_members() {
-        eprintln!("skipped: needs two group members at once, which the embedded broker cannot run; set STREAMS_BOOTSTRAP_SERVERS");
+    if skip_without_several_members(&app) {
         return;
     }
     let lines = corpus(6_000, 31);

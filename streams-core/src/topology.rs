@@ -384,22 +384,6 @@ impl Topology {
         Ok(())
     }
 
-    /// Internal topics read by a source (repartition topics).
-    pub fn repartition_topics(&self) -> Vec<TopicName> {
-        let mut topics: Vec<TopicName> = self
-            .nodes
-            .iter()
-            .filter_map(|n| match &n.kind {
-                NodeKind::Source { topics } => Some(topics.iter().filter(|t| t.is_internal()).cloned()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        topics.sort();
-        topics.dedup();
-        topics
-    }
-
     /// Tasks per sub-topology and partitions of every internal topic (repartition and changelog),
     /// given the partition counts of the user's source topics.
     ///

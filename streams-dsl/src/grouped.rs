@@ -86,15 +86,28 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         }
     }
 
-    /// Counts records per key.
-    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
-        let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
-        let combine = Arc::new(|_: &K, _: V, count: Option<i64>| count.unwrap_or(0) + 1);
-        self.grouping.aggregate("KSTREAM-AGGREGATE-", materialized, Some(serde), self.grouping.value_serde.clone(), move |store| {
+    /// A `KSTREAM-AGGREGATE`/`-REDUCE` node folding each record into its key's aggregate.
+    fn stream_aggregate<VA: Clone + 'static>(
+        &self,
+        prefix: &str,
+        materialized: Materialized<K, VA>,
+        default_value_serde: Option<SerdeRef<VA>>,
+        combine: impl Fn(&K, V, Option<VA>) -> VA + Send + Sync + 'static,
+    ) -> KTable<K, VA> {
+        let combine = Arc::new(combine);
+        let input_serde = self.grouping.value_serde.clone();
+        self.grouping.aggregate(prefix, materialized, default_value_serde, input_serde, move |store| {
             let combine = combine.clone();
             let store = store.to_string();
             Box::new(move || StreamAggregate::new(&store, combine.clone()))
         })
+    }
+
+    /// Counts records per key.
+    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
+        let combine = |_: &K, _: V, count: Option<i64>| count.unwrap_or(0) + 1;
+        self.stream_aggregate("KSTREAM-AGGREGATE-", materialized, Some(serde), combine)
     }
 
     /// Combines the values of each key with `reducer(aggregate, value)`.
@@ -103,16 +116,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized<K, V>,
     ) -> KTable<K, V> {
-        let combine = Arc::new(move |_: &K, value: V, agg: Option<V>| match agg {
+        let combine = move |_: &K, value: V, agg: Option<V>| match agg {
             Some(agg) => reducer(agg, value),
             None => value,
-        });
-        let serde = self.grouping.value_serde.clone();
-        self.grouping.aggregate("KSTREAM-REDUCE-", materialized, serde.clone(), serde, move |store| {
-            let combine = combine.clone();
-            let store = store.to_string();
-            Box::new(move || StreamAggregate::new(&store, combine.clone()))
-        })
+        };
+        self.stream_aggregate("KSTREAM-REDUCE-", materialized, self.grouping.value_serde.clone(), combine)
     }
 
     /// Folds the values of each key into an aggregate, starting from `initializer()`.
@@ -122,14 +130,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<K, VA> {
-        let combine = Arc::new(move |key: &K, value: V, agg: Option<VA>| {
-            aggregator(key, value, agg.unwrap_or_else(&initializer))
-        });
-        self.grouping.aggregate("KSTREAM-AGGREGATE-", materialized, None, self.grouping.value_serde.clone(), move |store| {
-            let combine = combine.clone();
-            let store = store.to_string();
-            Box::new(move || StreamAggregate::new(&store, combine.clone()))
-        })
+        let combine = move |key: &K, value: V, agg: Option<VA>| aggregator(key, value, agg.unwrap_or_else(&initializer));
+        self.stream_aggregate("KSTREAM-AGGREGATE-", materialized, None, combine)
     }
 }
 
