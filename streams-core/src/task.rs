@@ -61,15 +61,16 @@ pub(crate) struct TaskContext {
 }
 
 impl TaskContext {
-    pub(crate) fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
+    /// The typed handle of store `name` (a `KeyValueStore`, `WindowStore` or `SessionStore`).
+    pub(crate) fn state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         let entry = self.stores.get(name).ok_or_else(|| {
             StreamsError::Topology(format!("task {} has no state store named `{name}`", self.task_id))
         })?;
-        entry.typed.downcast_ref::<KeyValueStore<K, V>>().cloned().ok_or_else(|| {
+        entry.typed.downcast_ref::<S>().cloned().ok_or_else(|| {
             StreamsError::Topology(format!(
                 "state store `{name}` is a {} but was requested as {}",
                 entry.type_name,
-                std::any::type_name::<KeyValueStore<K, V>>()
+                std::any::type_name::<S>()
             ))
         })
     }
@@ -141,6 +142,9 @@ pub struct StreamTask {
     dir: PathBuf,
     nodes: Vec<(usize, Rc<RefCell<dyn TaskNode>>)>,
     queues: Vec<RecordQueue>,
+    /// Whether the processors' `init` ran (on the first move to Running, after restoration,
+    /// so processors that read their stores in `init` see the restored state).
+    initialized: bool,
 }
 
 /// The records buffered for one input partition, its source node, and the last offset processed.
@@ -238,17 +242,15 @@ impl StreamTask {
         }
         nodes.reverse();
         queues.sort_by(|a, b| a.topic.cmp(&b.topic));
-        let mut task = StreamTask {
+        let task = StreamTask {
             id,
             state: TaskState::Created,
             ctx,
             dir,
             nodes,
             queues,
+            initialized: false,
         };
-        for (_, node) in &task.nodes {
-            node.borrow_mut().init(&mut task.ctx)?;
-        }
         debug!(task_id = %id, "task created");
         Ok(task)
     }
@@ -271,6 +273,12 @@ impl StreamTask {
                 node: String::new(),
                 message: format!("invalid task state transition {:?} -> {:?}", self.state, next),
             });
+        }
+        if next == TaskState::Running && !self.initialized {
+            for (_, node) in &self.nodes {
+                node.borrow_mut().init(&mut self.ctx)?;
+            }
+            self.initialized = true;
         }
         self.state = next;
         Ok(())
@@ -302,7 +310,12 @@ impl StreamTask {
 
     /// The typed key-value store `name`.
     pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
-        self.ctx.key_value_store(name)
+        self.ctx.state_store(name)
+    }
+
+    /// The typed handle of any store of this task (`KeyValueStore`, `WindowStore`, `SessionStore`).
+    pub fn typed_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
+        self.ctx.state_store(name)
     }
 
     /// Counters since creation.

@@ -20,7 +20,7 @@ use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{default_partition, ConsumerRecord, Headers, ProducerRecord, TaskId};
 use crate::serdes::{Serde, SerdeRef};
-use crate::state::{KeyValueStore, ThreadCache, TimestampedKeyValueStore};
+use crate::state::{KeyValueStore, SessionStore, ThreadCache, TimestampedKeyValueStore, WindowStore};
 use crate::task::{StreamTask, TaskEnv, TaskMetrics};
 use crate::topology::Topology;
 
@@ -321,13 +321,7 @@ impl TopologyTestDriver {
 
     /// The store `name`, when exactly one task has it (one partition).
     pub fn get_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
-        let mut stores = self.get_key_value_stores::<K, V>(name)?;
-        match stores.len() {
-            1 => Ok(stores.remove(0).1),
-            n => Err(StreamsError::User(format!(
-                "state store `{name}` exists in {n} tasks; use get_key_value_stores to read each partition"
-            ))),
-        }
+        self.get_state_store(name)
     }
 
     /// A KTable's store (values with timestamps), when exactly one task has it.
@@ -335,16 +329,42 @@ impl TopologyTestDriver {
         &self,
         name: &str,
     ) -> Result<TimestampedKeyValueStore<K, V>> {
-        self.get_key_value_store(name)
+        self.get_state_store(name)
+    }
+
+    /// A window store, when exactly one task has it.
+    pub fn get_window_store<K: 'static, V: 'static>(&self, name: &str) -> Result<WindowStore<K, V>> {
+        self.get_state_store(name)
+    }
+
+    /// A session store, when exactly one task has it.
+    pub fn get_session_store<K: 'static, V: 'static>(&self, name: &str) -> Result<SessionStore<K, V>> {
+        self.get_state_store(name)
+    }
+
+    /// The typed handle of store `name` (key-value, window or session), when exactly one task has it.
+    pub fn get_state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
+        let mut stores = self.get_state_stores::<S>(name)?;
+        match stores.len() {
+            1 => Ok(stores.remove(0).1),
+            n => Err(StreamsError::User(format!(
+                "state store `{name}` exists in {n} tasks; use get_state_stores to read each partition"
+            ))),
+        }
     }
 
     /// The store `name` of every task that has it.
     pub fn get_key_value_stores<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(TaskId, KeyValueStore<K, V>)>> {
+        self.get_state_stores(name)
+    }
+
+    /// The typed store `name` of every task that has it.
+    pub fn get_state_stores<S: Clone + 'static>(&self, name: &str) -> Result<Vec<(TaskId, S)>> {
         let inner = self.inner.borrow();
         let mut out = Vec::new();
         for (id, task) in &inner.tasks {
             if task.state_store(name).is_some() {
-                out.push((*id, task.key_value_store(name)?));
+                out.push((*id, task.typed_store(name)?));
             }
         }
         if out.is_empty() {

@@ -415,6 +415,20 @@ impl Topology {
                     internal.insert(sink.resolve(application_id), n);
                 }
             }
+            // A repartition topic joined with user topics takes their partition count, so the
+            // join's inputs are co-partitioned.
+            for group in &self.copartition_groups {
+                let external_max = group
+                    .iter()
+                    .filter(|t| !t.is_internal())
+                    .map(|t| external(&t.resolve(application_id)))
+                    .max();
+                if let Some(n) = external_max {
+                    for t in group.iter().filter(|t| t.is_internal()) {
+                        internal.insert(t.resolve(application_id), n);
+                    }
+                }
+            }
         }
         let logged = self.logged_stores();
         let mut changelogs = BTreeMap::new();
@@ -433,10 +447,34 @@ impl Topology {
         self
     }
 
+    /// The source topics that feed `node`, directly or through its ancestors.
+    pub fn source_topics_of(&self, node: &str) -> Result<Vec<TopicName>> {
+        let start = self
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| StreamsError::Topology(format!("no node named `{node}`")))?;
+        let mut topics = Vec::new();
+        let mut stack = vec![start];
+        let mut seen = BTreeSet::new();
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            if let NodeKind::Source { topics: t } = &self.nodes[i].kind {
+                topics.extend(t.iter().cloned());
+            }
+            stack.extend(&self.nodes[i].parents);
+        }
+        Ok(topics)
+    }
+
     /// Checks every co-partition group against the partition counts of existing topics.
     pub fn check_copartitioning(&self, application_id: &str, partitions: impl Fn(&str) -> i32) -> Result<()> {
         for group in &self.copartition_groups {
-            let names: Vec<String> = group.iter().map(|t| t.resolve(application_id)).collect();
+            // Repartition topics are created with the count of the user topics they join.
+            let names: Vec<String> =
+                group.iter().filter(|t| !t.is_internal()).map(|t| t.resolve(application_id)).collect();
             let counts: BTreeSet<i32> = names.iter().map(|t| partitions(t)).collect();
             if counts.len() > 1 {
                 let detail: Vec<String> = names.iter().map(|t| format!("{t} ({})", partitions(t))).collect();
@@ -444,6 +482,15 @@ impl Topology {
             }
         }
         Ok(())
+    }
+
+    /// Topic configs of each changelog topic, by full name.
+    pub fn changelog_configs(&self, application_id: &str) -> BTreeMap<String, Vec<(String, String)>> {
+        self.stores
+            .iter()
+            .filter(|(_, b)| b.logging_enabled())
+            .map(|(name, b)| (crate::state::changelog_topic(application_id, name), b.changelog_config()))
+            .collect()
     }
 
     /// Names of stores that log to a changelog topic.

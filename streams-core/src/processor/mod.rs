@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordContext, TaskId};
-use crate::state::KeyValueStore;
+use crate::state::{KeyValueStore, SessionStore, WindowStore};
 use crate::task::{Schedule, TaskContext};
 use node::{Child, NodeMeta};
 
@@ -119,6 +119,21 @@ impl<K, V> ProcessorContext<'_, K, V> {
     ///
     /// A wrong name or type is an error (found in `init`, when the task is built).
     pub fn get_key_value_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<SK, SV>> {
+        self.get_state_store(name)
+    }
+
+    /// The typed window store `name`.
+    pub fn get_window_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<WindowStore<SK, SV>> {
+        self.get_state_store(name)
+    }
+
+    /// The typed session store `name`.
+    pub fn get_session_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<SessionStore<SK, SV>> {
+        self.get_state_store(name)
+    }
+
+    /// The typed handle of store `name`: a [`KeyValueStore`], [`WindowStore`] or [`SessionStore`].
+    pub fn get_state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         if !self.node.stores.iter().any(|s| s == name) {
             return Err(StreamsError::Topology(format!(
                 "processor `{}` has no access to state store `{name}`; connect it when adding the processor \
@@ -126,7 +141,7 @@ impl<K, V> ProcessorContext<'_, K, V> {
                 self.node.name, self.node.stores
             )));
         }
-        self.task.key_value_store(name)
+        self.task.state_store(name)
     }
 
     /// Schedules [`Processor::punctuate`] every `interval` on the given clock.
@@ -186,6 +201,12 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// This node's name.
     pub fn node_name(&self) -> &str {
         &self.node.name
+    }
+
+    /// Counts a record the processor dropped (late, or without a usable key) in the task's
+    /// `dropped_records` metric.
+    pub fn record_dropped(&mut self) {
+        self.task.metrics.dropped_records += 1;
     }
 
     /// Asks for a commit as soon as possible.

@@ -80,7 +80,9 @@ impl ChangelogReader {
         let mut events = Vec::new();
         for (store_name, topic) in task.changelogs() {
             let store = task.state_store(&store_name).expect("changelogs name the task's stores");
-            let start = checkpoint.get(&(topic.clone(), partition)).map(|o| o + 1);
+            // An in-memory store starts empty: it restores its whole changelog.
+            let persistent = store.borrow().persistent();
+            let start = checkpoint.get(&(topic.clone(), partition)).filter(|_| persistent).map(|o| o + 1);
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&topic, partition, start.map_or(Offset::Beginning, Offset::Offset))
                 .map_err(|e| StreamsError::kafka("assign changelog", e))?;

@@ -184,7 +184,12 @@ impl TaskManager {
         let mut offsets = TopicPartitionList::new();
         for managed in self.tasks.values_mut().filter(running) {
             let partition = managed.task.id().partition;
-            for (_, topic) in managed.task.changelogs() {
+            for (store, topic) in managed.task.changelogs() {
+                // Only stores on disk keep what they held: in-memory ones restore in full.
+                let persistent = managed.task.state_store(&store).is_some_and(|s| s.borrow().persistent());
+                if !persistent {
+                    continue;
+                }
                 if let Some(offset) = deliveries.offset(&topic, partition) {
                     let entry = managed.checkpoint.entry((topic, partition)).or_insert(offset);
                     *entry = (*entry).max(offset);

@@ -20,6 +20,15 @@ pub fn produce(
     topic: &str,
     records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>,
 ) -> Result<u64> {
+    produce_at(bootstrap_servers, topic, records.into_iter().map(|(k, v)| (k, v, None)))
+}
+
+/// As [`produce`], with record timestamps (`None`, and also `Some(0)`, mean the producer's clock).
+pub fn produce_at(
+    bootstrap_servers: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)>,
+) -> Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
         .set("partitioner", "murmur2_random")
@@ -27,8 +36,11 @@ pub fn produce(
         .create()
         .map_err(|e| StreamsError::kafka("create producer", e))?;
     let mut sent = 0;
-    for (key, value) in records {
+    for (key, value, timestamp) in records {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(ts) = timestamp {
+            record = record.timestamp(ts);
+        }
         if let Some(k) = &key {
             record = record.key(k.as_slice());
         }

@@ -49,14 +49,16 @@ pub(crate) fn setup(
     let partitions = |t: &str| existing.get(t).copied().unwrap_or(1);
     topology.check_copartitioning(application_id, partitions)?;
     let counts = topology.partition_counts(application_id, partitions);
-    let wanted: Vec<(&String, i32, &str)> = counts
+    let changelog_configs = topology.changelog_configs(application_id);
+    let delete = vec![("cleanup.policy".to_string(), "delete".to_string())];
+    let wanted: Vec<(&String, i32, &Vec<(String, String)>)> = counts
         .repartition_topics
         .iter()
-        .map(|(t, n)| (t, *n, "delete"))
-        .chain(counts.changelog_topics.iter().map(|(t, n)| (t, *n, "compact")))
+        .map(|(t, n)| (t, *n, &delete))
+        .chain(counts.changelog_topics.iter().map(|(t, n)| (t, *n, &changelog_configs[t])))
         .collect();
     let mut to_create = Vec::new();
-    for (topic, partitions, policy) in &wanted {
+    for (topic, partitions, configs) in &wanted {
         match existing.get(*topic) {
             Some(n) if n == partitions => {}
             Some(n) => {
@@ -66,8 +68,11 @@ pub(crate) fn setup(
                 )))
             }
             None => to_create.push(
-                NewTopic::new(topic, *partitions, TopicReplication::Fixed(replication_factor))
-                    .set("cleanup.policy", policy),
+                configs
+                    .iter()
+                    .fold(NewTopic::new(topic, *partitions, TopicReplication::Fixed(replication_factor)), |t, (k, v)| {
+                        t.set(k, v)
+                    }),
             ),
         }
     }

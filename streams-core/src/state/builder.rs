@@ -12,6 +12,8 @@ use super::in_memory::InMemoryKeyValueStore;
 use super::logging::ChangeLoggingKeyValueStore;
 use super::metered::{KeyValueStore, MeteredKeyValueStore};
 use super::rocksdb::RocksDbKeyValueStore;
+use super::segmented::{segments_dir, KeySchema, SegmentLocation, SegmentedBytesStore};
+use super::window::{SessionStore, WindowStore};
 use super::{KeyValueBytesStore, StateStore};
 use crate::collector::RecordCollector;
 use crate::error::Result;
@@ -63,6 +65,10 @@ pub trait StoreBuilder: Send + Sync + 'static {
     fn type_name(&self) -> String;
     /// Creates the store for one task.
     fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore>;
+    /// Topic configs of the changelog (compacted by default).
+    fn changelog_config(&self) -> Vec<(String, String)> {
+        vec![("cleanup.policy".into(), "compact".into())]
+    }
 }
 
 /// Where a key-value store keeps its bytes.
@@ -176,19 +182,7 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
     }
     fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore> {
         let topic = changelog_topic(&ctx.application_id, &self.supplier.name);
-        let mut bytes = self.supplier.get(ctx)?;
-        if self.logging {
-            bytes = Box::new(ChangeLoggingKeyValueStore::new(
-                bytes,
-                topic.clone(),
-                ctx.task_id.partition,
-                ctx.collector.clone(),
-                ctx.record_context.clone(),
-            ));
-        }
-        if self.caching {
-            bytes = Box::new(CachingKeyValueStore::new(bytes, ctx.thread_cache.clone(), ctx.record_context.clone()));
-        }
+        let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching);
         let typed = KeyValueStore::new(MeteredKeyValueStore::new(
             bytes,
             topic.clone(),
@@ -201,5 +195,200 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
             typed: Box::new(typed),
             changelog_topic: self.logging.then_some(topic),
         })
+    }
+}
+
+/// Wraps a bytes store in change-logging and caching, as configured.
+fn layered(
+    mut bytes: Box<dyn KeyValueBytesStore>,
+    ctx: &StoreContext,
+    topic: &str,
+    logging: bool,
+    caching: bool,
+) -> Box<dyn KeyValueBytesStore> {
+    if logging {
+        bytes = Box::new(ChangeLoggingKeyValueStore::new(
+            bytes,
+            topic.to_string(),
+            ctx.task_id.partition,
+            ctx.collector.clone(),
+            ctx.record_context.clone(),
+        ));
+    }
+    if caching {
+        bytes = Box::new(CachingKeyValueStore::new(bytes, ctx.thread_cache.clone(), ctx.record_context.clone()));
+    }
+    bytes
+}
+
+/// Extra retention of window and session changelogs beyond the store's own, as Kafka
+/// Streams' `windowstore.changelog.additional.retention.ms` default (one day).
+const CHANGELOG_ADDITIONAL_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Where a window or session store keeps its bytes, and for how long.
+#[derive(Debug, Clone)]
+pub struct SegmentedBytesStoreSupplier {
+    name: String,
+    persistent: bool,
+    retention_ms: i64,
+    window_size_ms: i64,
+    schema: KeySchema,
+}
+
+impl SegmentedBytesStoreSupplier {
+    /// The store name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long entries are kept, in ms of stream time.
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
+    fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
+        let location = if self.persistent {
+            SegmentLocation::RocksDb(segments_dir(&ctx.task_dir, &self.name))
+        } else {
+            SegmentLocation::InMemory
+        };
+        Ok(Box::new(SegmentedBytesStore::open(&self.name, self.schema, self.retention_ms, location)?))
+    }
+
+    fn changelog_config(&self) -> Vec<(String, String)> {
+        vec![
+            ("cleanup.policy".into(), "compact,delete".into()),
+            ("retention.ms".into(), (self.retention_ms + CHANGELOG_ADDITIONAL_RETENTION_MS).to_string()),
+        ]
+    }
+}
+
+impl Stores {
+    /// A RocksDB window store: windows of `window_size_ms` kept for `retention_ms` of stream
+    /// time; `retain_duplicates` keeps every put (join buffers).
+    pub fn persistent_window_store(
+        name: impl Into<String>,
+        retention_ms: i64,
+        window_size_ms: i64,
+        retain_duplicates: bool,
+    ) -> SegmentedBytesStoreSupplier {
+        SegmentedBytesStoreSupplier {
+            name: name.into(),
+            persistent: true,
+            retention_ms,
+            window_size_ms,
+            schema: KeySchema::Window { retain_duplicates },
+        }
+    }
+
+    /// A window store held in memory.
+    pub fn in_memory_window_store(
+        name: impl Into<String>,
+        retention_ms: i64,
+        window_size_ms: i64,
+        retain_duplicates: bool,
+    ) -> SegmentedBytesStoreSupplier {
+        SegmentedBytesStoreSupplier { persistent: false, ..Self::persistent_window_store(name, retention_ms, window_size_ms, retain_duplicates) }
+    }
+
+    /// A RocksDB session store keeping sessions for `retention_ms` of stream time after they end.
+    pub fn persistent_session_store(name: impl Into<String>, retention_ms: i64) -> SegmentedBytesStoreSupplier {
+        SegmentedBytesStoreSupplier {
+            name: name.into(),
+            persistent: true,
+            retention_ms,
+            window_size_ms: 0,
+            schema: KeySchema::Session,
+        }
+    }
+
+    /// A session store held in memory.
+    pub fn in_memory_session_store(name: impl Into<String>, retention_ms: i64) -> SegmentedBytesStoreSupplier {
+        SegmentedBytesStoreSupplier { persistent: false, ..Self::persistent_session_store(name, retention_ms) }
+    }
+
+    /// A typed window store builder (logging on, caching off).
+    pub fn window_store_builder<K, V>(
+        supplier: SegmentedBytesStoreSupplier,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> WindowStoreBuilder<K, V> {
+        WindowStoreBuilder { supplier, key_serde, value_serde, caching: false, logging: true }
+    }
+
+    /// A typed session store builder (logging on, caching off).
+    pub fn session_store_builder<K, V>(
+        supplier: SegmentedBytesStoreSupplier,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> WindowStoreBuilder<K, V> {
+        Self::window_store_builder(supplier, key_serde, value_serde)
+    }
+}
+
+/// Builds [`WindowStore`]s (from a window supplier) or [`SessionStore`]s (from a session
+/// supplier) for each task.
+pub struct WindowStoreBuilder<K, V> {
+    supplier: SegmentedBytesStoreSupplier,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    caching: bool,
+    logging: bool,
+}
+
+impl<K, V> fmt::Debug for WindowStoreBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WindowStoreBuilder")
+            .field("supplier", &self.supplier)
+            .field("caching", &self.caching)
+            .field("logging", &self.logging)
+            .finish()
+    }
+}
+
+impl<K, V> WindowStoreBuilder<K, V> {
+    /// Turns the record cache on or off.
+    pub fn with_caching(mut self, enabled: bool) -> Self {
+        self.caching = enabled;
+        self
+    }
+    /// Turns the changelog on (the default) or off.
+    pub fn with_logging(mut self, enabled: bool) -> Self {
+        self.logging = enabled;
+        self
+    }
+}
+
+impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
+    fn name(&self) -> &str {
+        &self.supplier.name
+    }
+    fn logging_enabled(&self) -> bool {
+        self.logging
+    }
+    fn changelog_config(&self) -> Vec<(String, String)> {
+        self.supplier.changelog_config()
+    }
+    fn type_name(&self) -> String {
+        match self.supplier.schema {
+            KeySchema::Session => std::any::type_name::<SessionStore<K, V>>().to_string(),
+            KeySchema::Window { .. } => std::any::type_name::<WindowStore<K, V>>().to_string(),
+        }
+    }
+    fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore> {
+        let topic = changelog_topic(&ctx.application_id, &self.supplier.name);
+        let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching);
+        let metered = MeteredKeyValueStore::new(bytes, topic.clone(), self.key_serde.clone(), self.value_serde.clone());
+        let (store, typed): (_, Box<dyn Any>) = match self.supplier.schema {
+            KeySchema::Session => {
+                let typed = SessionStore::new(metered);
+                (typed.as_state_store(), Box::new(typed))
+            }
+            KeySchema::Window { retain_duplicates } => {
+                let typed = WindowStore::new(metered, self.supplier.window_size_ms, retain_duplicates);
+                (typed.as_state_store(), Box::new(typed))
+            }
+        };
+        Ok(RegisteredStore { store, typed, type_name: self.type_name(), changelog_topic: self.logging.then_some(topic) })
     }
 }

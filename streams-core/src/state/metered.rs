@@ -10,9 +10,9 @@ use crate::serdes::{Serde, SerdeRef};
 
 /// Typed store state: serdes plus the bytes layers below.
 pub(crate) struct MeteredKeyValueStore<K, V> {
-    name: String,
+    pub(crate) name: String,
     serde_topic: String,
-    inner: Box<dyn KeyValueBytesStore>,
+    pub(crate) inner: Box<dyn KeyValueBytesStore>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
 }
@@ -27,22 +27,22 @@ impl<K: 'static, V: 'static> MeteredKeyValueStore<K, V> {
         MeteredKeyValueStore { name: inner.name().to_string(), serde_topic, inner, key_serde, value_serde }
     }
 
-    fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
+    pub(crate) fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
         self.key_serde
             .serialize(&self.serde_topic, key)
             .map_err(|e| self.serde_err("key", e))?
             .ok_or_else(|| StreamsError::store(&self.name, "keys must not serialize to null"))
     }
 
-    fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
         self.value_serde.serialize(&self.serde_topic, value).map_err(|e| self.serde_err("value", e))
     }
 
-    fn key(&self, bytes: &[u8]) -> Result<K> {
+    pub(crate) fn key(&self, bytes: &[u8]) -> Result<K> {
         self.key_serde.deserialize(&self.serde_topic, Some(bytes)).map_err(|e| self.serde_err("key", e))
     }
 
-    fn value(&self, bytes: Option<&[u8]>) -> Result<Option<V>> {
+    pub(crate) fn value(&self, bytes: Option<&[u8]>) -> Result<Option<V>> {
         bytes
             .map(|b| self.value_serde.deserialize(&self.serde_topic, Some(b)))
             .transpose()

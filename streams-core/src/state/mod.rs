@@ -1,5 +1,6 @@
 //! State stores, layered as in Kafka Streams:
-//! [`KeyValueStore`] (typed, serde) > caching > change-logging > RocksDB or in-memory bytes.
+//! [`KeyValueStore`], [`WindowStore`], [`SessionStore`] (typed, serde) > caching > change-logging >
+//! RocksDB or in-memory bytes (time-segmented for window and session stores).
 
 mod builder;
 mod caching;
@@ -7,12 +8,15 @@ mod in_memory;
 mod logging;
 mod metered;
 mod rocksdb;
+mod segmented;
+mod window;
 
 pub use builder::{
-    changelog_topic, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, RegisteredStore, StoreBuilder, StoreContext,
-    Stores,
+    changelog_topic, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, RegisteredStore, SegmentedBytesStoreSupplier,
+    StoreBuilder, StoreContext, Stores, WindowStoreBuilder,
 };
 pub use caching::ThreadCache;
+pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
 pub use metered::{CacheFlush, KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
 
 use crate::error::Result;

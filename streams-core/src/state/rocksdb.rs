@@ -27,9 +27,15 @@ impl std::fmt::Debug for RocksDbKeyValueStore {
 impl RocksDbKeyValueStore {
     /// Opens (creating if needed) the store under `task_dir`.
     pub(crate) fn open(name: &str, task_dir: &Path) -> Result<Self> {
-        let dir = task_dir.join("rocksdb");
-        std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
-        let path = dir.join(name);
+        Self::open_at(name, &task_dir.join("rocksdb").join(name))
+    }
+
+    /// Opens (creating if needed) the store `name` at `path`.
+    pub(crate) fn open_at(name: &str, path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StreamsError::io(dir, e))?;
+        }
+        let path = path.to_path_buf();
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_max_background_jobs(2);

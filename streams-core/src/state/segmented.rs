@@ -1,0 +1,349 @@
+//! Time-segmented bytes stores under window and session stores.
+//!
+//! Keys are composite: the record key's bytes, then big-endian timestamps (see [`KeySchema`]), so
+//! one key's windows sit together in time order and a range scan finds them. Entries are spread
+//! over segments of `segment_interval` ms by their timestamp; when stream time passes a
+//! segment's end plus the retention period, the whole segment is dropped (for RocksDB, its
+//! directory is deleted), as Kafka Streams' segmented stores do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::in_memory::InMemoryKeyValueStore;
+use super::rocksdb::RocksDbKeyValueStore;
+use super::{KeyValueBytesStore, RestoreRecord};
+use crate::error::{Result, StreamsError};
+
+const TS: usize = 8;
+const SEQ: usize = 4;
+
+/// How a window or session store lays out its composite keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeySchema {
+    /// `[key][window start]`, plus a 4-byte sequence number when duplicates are retained.
+    Window {
+        /// Whether each put gets its own entry (stream-stream join buffers).
+        retain_duplicates: bool,
+    },
+    /// `[key][session end][session start]`.
+    Session,
+}
+
+impl KeySchema {
+    fn suffix_len(self) -> usize {
+        match self {
+            KeySchema::Window { retain_duplicates: false } => TS,
+            KeySchema::Window { retain_duplicates: true } => TS + SEQ,
+            KeySchema::Session => 2 * TS,
+        }
+    }
+
+    /// The record key's bytes of a composite key.
+    pub(crate) fn key_of(self, bytes: &[u8]) -> Option<&[u8]> {
+        bytes.len().checked_sub(self.suffix_len()).map(|n| &bytes[..n])
+    }
+
+    /// Window start (windows) or `(start, end)` of the session (sessions).
+    pub(crate) fn times_of(self, bytes: &[u8]) -> Option<(i64, i64)> {
+        let n = bytes.len().checked_sub(self.suffix_len())?;
+        let first = read_ts(&bytes[n..n + TS]);
+        match self {
+            KeySchema::Window { .. } => Some((first, first)),
+            KeySchema::Session => Some((read_ts(&bytes[n + TS..n + 2 * TS]), first)),
+        }
+    }
+
+    /// The timestamp that places an entry in a segment: window start, or session end.
+    fn segment_time(self, bytes: &[u8]) -> Option<i64> {
+        let n = bytes.len().checked_sub(self.suffix_len())?;
+        Some(read_ts(&bytes[n..n + TS]))
+    }
+}
+
+fn read_ts(bytes: &[u8]) -> i64 {
+    i64::from_be_bytes(bytes.try_into().expect("8 bytes"))
+}
+
+/// `[key][start]` (+ `[seq]`).
+pub(crate) fn window_key(key: &[u8], start: i64, seq: Option<u32>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + TS + SEQ);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&start.to_be_bytes());
+    if let Some(seq) = seq {
+        out.extend_from_slice(&seq.to_be_bytes());
+    }
+    out
+}
+
+/// `[key][end][start]`.
+pub(crate) fn session_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 2 * TS);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&end.to_be_bytes());
+    out.extend_from_slice(&start.to_be_bytes());
+    out
+}
+
+/// Where segments live: in memory, or one RocksDB instance per segment under a directory.
+#[derive(Debug, Clone)]
+pub(crate) enum SegmentLocation {
+    InMemory,
+    RocksDb(PathBuf),
+}
+
+/// A key-value bytes store over time segments; see the module docs.
+pub(crate) struct SegmentedBytesStore {
+    name: String,
+    schema: KeySchema,
+    retention_ms: i64,
+    segment_interval_ms: i64,
+    location: SegmentLocation,
+    segments: BTreeMap<i64, Box<dyn KeyValueBytesStore>>,
+    observed_stream_time: i64,
+    expired_records: u64,
+}
+
+impl std::fmt::Debug for SegmentedBytesStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentedBytesStore")
+            .field("name", &self.name)
+            .field("schema", &self.schema)
+            .field("segments", &self.segments.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SegmentedBytesStore {
+    /// Opens the store, picking up segments already on disk.
+    pub(crate) fn open(
+        name: &str,
+        schema: KeySchema,
+        retention_ms: i64,
+        location: SegmentLocation,
+    ) -> Result<Self> {
+        let segment_interval_ms = (retention_ms / 2).max(60_000);
+        let mut store = SegmentedBytesStore {
+            name: name.to_string(),
+            schema,
+            retention_ms,
+            segment_interval_ms,
+            location,
+            segments: BTreeMap::new(),
+            observed_stream_time: i64::MIN,
+            expired_records: 0,
+        };
+        if let SegmentLocation::RocksDb(dir) = &store.location {
+            let dir = dir.clone();
+            std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
+            for entry in std::fs::read_dir(&dir).map_err(|e| StreamsError::io(&dir, e))? {
+                let entry = entry.map_err(|e| StreamsError::io(&dir, e))?;
+                let file_name = entry.file_name();
+                let Some(id) = file_name.to_str().and_then(|n| store.segment_id_of_dir(n)) else { continue };
+                let segment = store.create_segment(id)?;
+                store.segments.insert(id, segment);
+            }
+            // Resume expiry where it was: the newest entry bounds stream time from below.
+            let newest = store.segments.values_mut().next_back().map(|s| s.range(None, None)).transpose()?;
+            if let Some(entries) = newest {
+                for (key, _) in entries {
+                    if let Some(ts) = schema.segment_time(&key) {
+                        store.observed_stream_time = store.observed_stream_time.max(ts);
+                    }
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    fn segment_dir_name(&self, id: i64) -> String {
+        format!("{}.{}", self.name, id * self.segment_interval_ms)
+    }
+
+    fn segment_id_of_dir(&self, dir_name: &str) -> Option<i64> {
+        let start: i64 = dir_name.strip_prefix(&self.name)?.strip_prefix('.')?.parse().ok()?;
+        (start % self.segment_interval_ms == 0).then_some(start / self.segment_interval_ms)
+    }
+
+    fn create_segment(&self, id: i64) -> Result<Box<dyn KeyValueBytesStore>> {
+        Ok(match &self.location {
+            SegmentLocation::InMemory => Box::new(InMemoryKeyValueStore::new(&self.name)),
+            SegmentLocation::RocksDb(dir) => {
+                Box::new(RocksDbKeyValueStore::open_at(&self.name, &dir.join(self.segment_dir_name(id)))?)
+            }
+        })
+    }
+
+    fn segment_id(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.segment_interval_ms)
+    }
+
+    fn min_live_segment(&self) -> i64 {
+        if self.observed_stream_time == i64::MIN {
+            return i64::MIN;
+        }
+        self.segment_id(self.observed_stream_time.saturating_sub(self.retention_ms))
+    }
+
+    /// Advances stream time and drops segments that fell out of retention.
+    fn observe(&mut self, ts: i64) -> Result<()> {
+        if ts <= self.observed_stream_time {
+            return Ok(());
+        }
+        self.observed_stream_time = ts;
+        let min_live = self.min_live_segment();
+        let expired: Vec<i64> = self.segments.range(..min_live).map(|(id, _)| *id).collect();
+        for id in expired {
+            let mut segment = self.segments.remove(&id).expect("listed");
+            segment.close()?;
+            if let SegmentLocation::RocksDb(dir) = &self.location {
+                let path = dir.join(self.segment_dir_name(id));
+                std::fs::remove_dir_all(&path).map_err(|e| StreamsError::io(&path, e))?;
+            }
+            tracing::debug!(store = %self.name, segment = id, "dropped expired segment");
+        }
+        Ok(())
+    }
+
+    /// The live segment for a composite key, created if needed; `None` if it expired.
+    fn segment_for(&mut self, key: &[u8]) -> Result<Option<&mut Box<dyn KeyValueBytesStore>>> {
+        let ts = self.schema.segment_time(key).ok_or_else(|| {
+            StreamsError::store(&self.name, format!("composite key of {} bytes is too short", key.len()))
+        })?;
+        self.observe(ts)?;
+        let id = self.segment_id(ts);
+        if id < self.min_live_segment() {
+            self.expired_records += 1;
+            return Ok(None);
+        }
+        if !self.segments.contains_key(&id) {
+            let segment = self.create_segment(id)?;
+            self.segments.insert(id, segment);
+        }
+        Ok(self.segments.get_mut(&id))
+    }
+
+    /// Writes dropped because their segment had expired.
+    #[cfg(test)]
+    pub(crate) fn expired_records(&self) -> u64 {
+        self.expired_records
+    }
+}
+
+impl KeyValueBytesStore for SegmentedBytesStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(ts) = self.schema.segment_time(key) else { return Ok(None) };
+        let id = self.segment_id(ts);
+        match self.segments.get_mut(&id) {
+            Some(segment) => segment.get(key),
+            None => Ok(None),
+        }
+    }
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        match self.segment_for(key)? {
+            Some(segment) => segment.put(key, value),
+            None => {
+                tracing::debug!(store = %self.name, "skipping a write to an expired segment");
+                Ok(())
+            }
+        }
+    }
+    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged = BTreeMap::new();
+        for segment in self.segments.values_mut() {
+            merged.extend(segment.range(from, to)?);
+        }
+        Ok(merged.into_iter().collect())
+    }
+    fn approximate_num_entries(&mut self) -> Result<u64> {
+        let mut total = 0;
+        for segment in self.segments.values_mut() {
+            total += segment.approximate_num_entries()?;
+        }
+        Ok(total)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.segments.values_mut().try_for_each(|s| s.flush())
+    }
+    fn close(&mut self) -> Result<()> {
+        let result = self.segments.values_mut().try_for_each(|s| s.close());
+        self.segments.clear();
+        result
+    }
+    fn persistent(&self) -> bool {
+        matches!(self.location, SegmentLocation::RocksDb(_))
+    }
+    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+        for (key, value) in batch {
+            self.put(key, value.as_deref())?;
+        }
+        Ok(())
+    }
+}
+
+/// The directory of a segmented RocksDB store: `<task dir>/rocksdb/<store>`.
+pub(crate) fn segments_dir(task_dir: &Path, store: &str) -> PathBuf {
+    task_dir.join("rocksdb").join(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn schema() -> KeySchema {
+        KeySchema::Window { retain_duplicates: false }
+    }
+
+    #[test]
+    fn composite_keys_sort_by_key_then_time() {
+        let a1 = window_key(b"a", 1, None);
+        let a2 = window_key(b"a", 300, None);
+        let b0 = window_key(b"b", 0, None);
+        assert!(a1 < a2 && a2 < b0);
+        assert_eq!(schema().key_of(&a2), Some(&b"a"[..]));
+        assert_eq!(schema().times_of(&a2), Some((300, 300)));
+        let s = session_key(b"k", 5, 9);
+        assert_eq!(KeySchema::Session.times_of(&s), Some((5, 9)));
+        assert_eq!(KeySchema::Session.key_of(&s), Some(&b"k"[..]));
+        assert_eq!(KeySchema::Session.key_of(b"short"), None);
+    }
+
+    #[test]
+    fn old_segments_expire_with_stream_time() {
+        let mut store = SegmentedBytesStore::open("w", schema(), MIN, SegmentLocation::InMemory).unwrap();
+        store.put(&window_key(b"k", 0, None), Some(b"0")).unwrap();
+        store.put(&window_key(b"k", MIN, None), Some(b"1")).unwrap();
+        assert_eq!(store.range(None, None).unwrap().len(), 2);
+        // Stream time 3 min: segment [0, 1 min) is older than retention (1 min) and goes.
+        store.put(&window_key(b"k", 3 * MIN, None), Some(b"3")).unwrap();
+        assert_eq!(store.get(&window_key(b"k", 0, None)).unwrap(), None);
+        // A write into an expired segment is skipped.
+        store.put(&window_key(b"k", 10, None), Some(b"late")).unwrap();
+        assert_eq!(store.expired_records(), 1);
+        assert_eq!(store.get(&window_key(b"k", 10, None)).unwrap(), None);
+        assert_eq!(store.get(&window_key(b"k", 3 * MIN, None)).unwrap(), Some(b"3".to_vec()));
+    }
+
+    #[test]
+    fn rocksdb_segments_reopen_and_expired_ones_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = SegmentLocation::RocksDb(segments_dir(dir.path(), "w"));
+        let mut store = SegmentedBytesStore::open("w", schema(), MIN, location.clone()).unwrap();
+        store.put(&window_key(b"k", 0, None), Some(b"0")).unwrap();
+        store.put(&window_key(b"k", MIN, None), Some(b"1")).unwrap();
+        store.close().unwrap();
+        let mut store = SegmentedBytesStore::open("w", schema(), MIN, location).unwrap();
+        assert_eq!(store.range(None, None).unwrap().len(), 2);
+        store.put(&window_key(b"k", 3 * MIN, None), Some(b"3")).unwrap();
+        let dirs: Vec<String> = std::fs::read_dir(segments_dir(dir.path(), "w"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!dirs.contains(&"w.0".to_string()), "{dirs:?}");
+        assert!(dirs.contains(&format!("w.{}", 3 * MIN)), "{dirs:?}");
+    }
+}
