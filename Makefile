@@ -12,6 +12,7 @@ test: setup
 ## Runs the benchmarks and prints records/s and ratios (STREAMS_BOOTSTRAP_SERVERS picks a broker).
 bench: setup
 	cargo bench --bench word_count
+	cargo bench --bench windows_joins
 	cargo bench --bench end_to_end
 
 ## Runs the word count example on an embedded broker (pass ARGS="--bootstrap-servers host:port" for a real one).

@@ -16,7 +16,8 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use streams::prelude::*;
 use streams::runtime::test_utils;
 use streams::topologies::word_count_between;
-use streams::{EmbeddedKafkaCluster, KafkaStreams, State, Topology};
+use streams::state::WindowedSerde;
+use streams::{EmbeddedKafkaCluster, JoinWindows, KafkaStreams, State, StreamJoined, TimeWindows, Topology};
 
 const PARTITIONS: i32 = 4;
 
@@ -189,6 +190,46 @@ fn main() {
     let secs = run_topology(&broker, word_count_between(&input, &wc_out, Materialized::as_("counts")), &app, &[&input, &repartition]);
     let wc_rate = (n_lines + words) as f64 / secs;
 
+    // Windowed word count: words per one-minute window (records carry the producer's clock).
+    let ww_out = unique("bench-ww-out");
+    broker.topic(&ww_out, PARTITIONS);
+    let app = unique("bench-ww");
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<Option<String>, String>(&input, Consumed::with(Serdes::string(), Serdes::string()))
+        .flat_map_values(streams::topologies::words)
+        .group_by(|_, word| word.clone(), Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .to(&ww_out, Produced::with(WindowedSerde::time(Arc::new(Serdes::string()), 60_000), Serdes::i64()));
+    let repartition = format!("{app}-counts-repartition");
+    let secs = run_topology(&broker, builder.build().unwrap(), &app, &[&input, &repartition]);
+    let ww_rate = (n_lines + words) as f64 / secs;
+
+    // Stream-stream join: every line of `input` keyed by its index meets one record of `right`.
+    let (left, right, join_out) = (unique("bench-join-l"), unique("bench-join-r"), unique("bench-join-out"));
+    for topic in [&left, &right, &join_out] {
+        broker.topic(topic, PARTITIONS);
+    }
+    let keyed = |v: &'static str| (0..n_lines / 2).map(move |i| (Some(format!("{i}").into_bytes()), Some(v.as_bytes().to_vec())));
+    test_utils::produce(&broker.servers, &left, keyed("left-value")).unwrap();
+    test_utils::produce(&broker.servers, &right, keyed("right-value")).unwrap();
+    let builder = StreamsBuilder::new();
+    let consumed = || Consumed::<String, String>::with(Serdes::string(), Serdes::string());
+    builder
+        .stream(&left, consumed())
+        .join(
+            &builder.stream(&right, consumed()),
+            |l, r| format!("{l}+{r}"),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(300)),
+            StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string()),
+        )
+        .to(&join_out, Produced::with(Serdes::string(), Serdes::string()));
+    let app = unique("bench-join");
+    let secs = run_topology(&broker, builder.build().unwrap(), &app, &[&left, &right]);
+    let join_rate = n_lines as f64 / secs;
+
     println!(
         "\nend to end on {} ({} partitions, 1 stream thread, {n_lines} lines of 10 words):",
         if broker.embedded.is_some() { "the embedded broker" } else { &broker.servers },
@@ -197,6 +238,8 @@ fn main() {
     println!("  raw consume->produce pipe   {raw_rate:>10.0} records/s   1.00");
     println!("  map/filter topology         {stateless_rate:>10.0} records/s   {:.2} of raw", stateless_rate / raw_rate);
     println!("  word count (lines + words)  {wc_rate:>10.0} records/s   {:.2} of raw", wc_rate / raw_rate);
+    println!("  windowed word count (1 min) {ww_rate:>10.0} records/s   {:.2} of raw", ww_rate / raw_rate);
+    println!("  stream-stream join (2 x {}) {join_rate:>10.0} records/s   {:.2} of raw", n_lines / 2, join_rate / raw_rate);
 
     // Restoration: a changelog partition of N records, restored into RocksDB by a fresh instance.
     let n_restore: u64 = if broker.embedded.is_some() { 150_000 } else { 1_000_000 };

@@ -131,3 +131,39 @@ fn table_count_reduce_filter_and_map_values() {
         ]
     );
 }
+
+#[test]
+fn cogroup_folds_streams_of_different_types_into_one_table() {
+    let builder = StreamsBuilder::new();
+    let clicks = builder
+        .stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()));
+    let purchases = builder
+        .stream::<String, i64>("purchases", Consumed::with(Serdes::string(), Serdes::i64()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::i64()));
+    clicks
+        .cogroup(|_, _page: String, (n, total): (i64, i64)| (n + 1, total))
+        .cogroup(&purchases, |_, amount, (n, total)| (n, total + amount))
+        .aggregate(|| (0, 0), Materialized::as_("activity").with_value_serde(Serdes::json()).with_caching_disabled())
+        .to_stream()
+        .to("activity", Produced::with(Serdes::string(), Serdes::json()));
+    let topology = builder.build().unwrap();
+    assert_eq!(topology.subtopologies().len(), 1, "one store, one task per partition");
+    let driver = TopologyTestDriver::new(topology, config("cogroup")).unwrap();
+    let mut clicks = driver.create_input_topic::<String, String>("clicks", Serdes::string(), Serdes::string());
+    let mut purchases = driver.create_input_topic::<String, i64>("purchases", Serdes::string(), Serdes::i64());
+    let out = driver.create_output_topic::<String, Option<(i64, i64)>>("activity", Serdes::string(), Serdes::json());
+    clicks.pipe_input_at("ann".into(), "/home".into(), 1).unwrap();
+    purchases.pipe_input_at("ann".into(), 30, 2).unwrap();
+    clicks.pipe_input_at("ann".into(), "/cart".into(), 3).unwrap();
+    purchases.pipe_input_at("bo".into(), 5, 4).unwrap();
+    assert_eq!(
+        out.read_key_values_to_list().unwrap(),
+        vec![
+            ("ann".to_string(), Some((1, 0))),
+            ("ann".to_string(), Some((1, 30))),
+            ("ann".to_string(), Some((2, 30))),
+            ("bo".to_string(), Some((0, 5))),
+        ]
+    );
+}

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use streams_core::{SerdeRef, Serdes};
+use streams_core::state::KeyValueStoreBuilder;
+use streams_core::{ProcessorSupplier, SerdeRef, Serdes, StoreBuilder, ValueAndTimestamp};
 
 use crate::builder::{repartition, table_store, Shared};
 use crate::change::{Change, ChangeSerde};
@@ -10,19 +11,69 @@ use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
 use crate::processors::aggregate::StreamAggregate;
+use crate::processors::stateless;
 use crate::processors::table::TableAggregate;
+use crate::windowed::{SessionWindowedKStream, TimeWindowedKStream};
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 /// Where a grouping reads from: a node, whether it must repartition first, and its serdes.
-struct Grouping<K, V> {
-    state: Shared,
+pub(crate) struct Grouping<K, V> {
+    pub(crate) state: Shared,
     node: String,
     name: Option<String>,
-    key_serde: Option<SerdeRef<K>>,
-    value_serde: Option<SerdeRef<V>>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
     repartition_required: bool,
 }
 
+impl<K, V> Clone for Grouping<K, V> {
+    fn clone(&self) -> Self {
+        Grouping {
+            state: self.state.clone(),
+            node: self.node.clone(),
+            name: self.name.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            repartition_required: self.repartition_required,
+        }
+    }
+}
+
 impl<K: Clone + 'static, V: Clone + 'static> Grouping<K, V> {
+    /// Adds an aggregating processor and its store after the grouped records (through a
+    /// repartition topic first if the key changed). Returns the processor's and the store's names.
+    pub(crate) fn add_aggregate<VIn: Clone + 'static, KOut: 'static, VOut: 'static, B: StoreBuilder>(
+        &self,
+        prefix: &str,
+        store_name: Option<String>,
+        input_serde: Option<SerdeRef<VIn>>,
+        store: impl FnOnce(&str) -> Option<B>,
+        processor: impl FnOnce(&str) -> Box<dyn ProcessorSupplier<K, VIn, KOut, VOut>>,
+    ) -> (String, String) {
+        let (name, store_name) = {
+            let mut state = self.state.borrow_mut();
+            let name = state.new_name(prefix);
+            let store = store_name.unwrap_or_else(|| state.new_name(&format!("{prefix}STATE-STORE-")));
+            (name, store)
+        };
+        let builder = store(&store_name);
+        let parent = if self.repartition_required {
+            let base = self.name.clone().unwrap_or_else(|| store_name.clone());
+            repartition(&self.state, &self.node, &base, self.key_serde.clone(), input_serde)
+        } else {
+            self.node.clone()
+        };
+        let supplier = processor(&store_name);
+        self.state.borrow_mut().apply(|t| {
+            t.add_processor_node(&name, Arc::from(supplier), &[&parent])?;
+            if let Some(builder) = builder {
+                t.add_state_store(builder, &[&name])?;
+            }
+            Ok(())
+        });
+        (name, store_name)
+    }
+
     /// Adds the aggregating processor (and its store, and a repartition topic if needed).
     fn aggregate<VIn: Clone + 'static, VA: Clone + 'static>(
         &self,
@@ -32,31 +83,14 @@ impl<K: Clone + 'static, V: Clone + 'static> Grouping<K, V> {
         value_serde: Option<SerdeRef<VIn>>,
         processor: impl Fn(&str) -> Box<dyn streams_core::ProcessorSupplier<K, VIn, K, Change<VA>>>,
     ) -> KTable<K, VA> {
-        let (name, store) = {
-            let mut state = self.state.borrow_mut();
-            let name = state.new_name(prefix);
-            let store = match &materialized.store_name {
-                Some(store) => store.clone(),
-                None => state.new_name(&format!("{prefix}STATE-STORE-")),
-            };
-            (name, store)
-        };
         let value_serde_for_store = materialized.value_serde.clone().or(default_value_serde);
-        let builder = table_store(&self.state, &materialized, &store, self.key_serde.clone(), value_serde_for_store.clone());
-        let parent = if self.repartition_required {
-            let base = self.name.clone().unwrap_or_else(|| store.clone());
-            repartition(&self.state, &self.node, &base, self.key_serde.clone(), value_serde)
-        } else {
-            self.node.clone()
-        };
-        let supplier = processor(&store);
-        self.state.borrow_mut().apply(|t| {
-            t.add_processor_node(&name, Arc::from(supplier), &[&parent])?;
-            if let Some(builder) = builder {
-                t.add_state_store(builder, &[&name])?;
-            }
-            Ok(())
-        });
+        let (name, store) = self.add_aggregate(
+            prefix,
+            materialized.store_name.clone(),
+            value_serde,
+            |store| table_store(&self.state, &materialized, store, self.key_serde.clone(), value_serde_for_store.clone()),
+            processor,
+        );
         KTable::new(self.state.clone(), name, self.key_serde.clone(), value_serde_for_store, Some(store))
     }
 }
@@ -101,6 +135,21 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             let store = store.to_string();
             Box::new(move || StreamAggregate::new(&store, combine.clone()))
         })
+    }
+
+    /// Aggregates per key and time window (tumbling or hopping).
+    pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream::new(self.grouping.clone(), windows)
+    }
+
+    /// Aggregates per key and sliding window.
+    pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream::sliding(self.grouping.clone(), windows)
+    }
+
+    /// Aggregates per key and session.
+    pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
+        SessionWindowedKStream::new(self.grouping.clone(), windows)
     }
 
     /// Counts records per key.
@@ -233,5 +282,97 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
             }
             Some(agg)
         })
+    }
+}
+
+/// Adds one input's aggregating processor for a shared store; returns the processor's name.
+type CogroupInput<VA> = Box<dyn FnOnce(&str, &Arc<dyn Fn() -> VA + Send + Sync>) -> String>;
+
+/// Several grouped streams folded into one table with one aggregator each (Kafka Streams'
+/// `cogroup`): one store, no intermediate tables.
+pub struct CogroupedKStream<K, VA> {
+    state: Shared,
+    key_serde: Option<SerdeRef<K>>,
+    inputs: Vec<CogroupInput<VA>>,
+}
+
+impl<K, VA> std::fmt::Debug for CogroupedKStream<K, VA> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CogroupedKStream").field("inputs", &self.inputs.len()).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
+    /// Starts a cogroup: this stream folded into the aggregate with `aggregator`.
+    pub fn cogroup<VA: Clone + 'static>(
+        &self,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> CogroupedKStream<K, VA> {
+        let cogrouped = CogroupedKStream { state: self.grouping.state.clone(), key_serde: self.grouping.key_serde.clone(), inputs: Vec::new() };
+        cogrouped.cogroup(self, aggregator)
+    }
+}
+
+impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
+    /// Adds another grouped stream (of any value type) with its own aggregator.
+    pub fn cogroup<V: Clone + 'static>(
+        mut self,
+        grouped: &KGroupedStream<K, V>,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> Self {
+        let grouping = grouped.grouping.clone();
+        self.key_serde = self.key_serde.or(grouping.key_serde.clone());
+        let aggregator = Arc::new(aggregator);
+        self.inputs.push(Box::new(move |store, initializer| {
+            let initializer = initializer.clone();
+            let combine = Arc::new(move |key: &K, value: V, agg: Option<VA>| {
+                aggregator(key, value, agg.unwrap_or_else(|| initializer()))
+            });
+            let (node, _) = grouping.add_aggregate(
+                "COGROUPKSTREAM-AGGREGATE-",
+                Some(store.to_string()),
+                grouping.value_serde.clone(),
+                |_| None::<KeyValueStoreBuilder<K, ValueAndTimestamp<VA>>>,
+                |store| {
+                    let store = store.to_string();
+                    Box::new(move || StreamAggregate::new(&store, combine.clone()))
+                },
+            );
+            node
+        }));
+        self
+    }
+
+    /// Folds every input into one aggregate per key, starting at `initializer()`.
+    pub fn aggregate(
+        self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        let initializer: Arc<dyn Fn() -> VA + Send + Sync> = Arc::new(initializer);
+        let (store, merge) = {
+            let mut state = self.state.borrow_mut();
+            let store = materialized
+                .store_name
+                .clone()
+                .unwrap_or_else(|| state.new_name("COGROUPKSTREAM-AGGREGATE-STATE-STORE-"));
+            (store, state.new_name("COGROUPKSTREAM-MERGE-"))
+        };
+        let nodes: Vec<String> = self.inputs.into_iter().map(|input| input(&store, &initializer)).collect();
+        let builder = table_store(&self.state, &materialized, &store, self.key_serde.clone(), materialized.value_serde.clone());
+        self.state.borrow_mut().apply(|t| {
+            let parents: Vec<&str> = nodes.iter().map(String::as_str).collect();
+            if let Some(builder) = builder {
+                t.add_state_store(builder, &parents)?;
+            }
+            t.add_processor(&merge, stateless(|ctx, r: streams_core::Record<K, Change<VA>>| ctx.forward(r)), &parents)?;
+            let mut topics = Vec::new();
+            for node in &parents {
+                topics.extend(t.source_topics_of(node)?);
+            }
+            t.add_copartition_group(&topics);
+            Ok(())
+        });
+        KTable::new(self.state.clone(), merge, self.key_serde, materialized.value_serde, Some(store))
     }
 }

@@ -4,7 +4,12 @@ use std::sync::Arc;
 
 use streams_core::{Record, SerdeRef, Serdes};
 
-use crate::builder::Shared;
+use streams_core::state::{KeyValueStoreBuilder, Windowed};
+use streams_core::{StreamsError, Stores};
+
+use crate::builder::{require_serde, Shared};
+use crate::change::ChangeSerde;
+use crate::suppress::{Buffered, BufferedSerde, BufferTime, SuppressProcessor, Suppressed};
 use crate::change::Change;
 use crate::grouped::KGroupedTable;
 use crate::kstream::KStream;
@@ -21,6 +26,20 @@ pub struct KTable<K, V> {
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
     pub(crate) store_name: Option<String>,
+    /// Set on windowed tables: when a key's window closes.
+    pub(crate) windowing: Option<Windowing<K>>,
+}
+
+/// How a windowed table's windows close: at the key's window end plus the grace period.
+pub(crate) struct Windowing<K> {
+    grace_ms: i64,
+    end: Arc<dyn Fn(&K) -> i64 + Send + Sync>,
+}
+
+impl<K> Clone for Windowing<K> {
+    fn clone(&self) -> Self {
+        Windowing { grace_ms: self.grace_ms, end: self.end.clone() }
+    }
 }
 
 impl<K, V> std::fmt::Debug for KTable<K, V> {
@@ -37,7 +56,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         value_serde: Option<SerdeRef<V>>,
         store_name: Option<String>,
     ) -> Self {
-        KTable { state, node, key_serde, value_serde, store_name }
+        KTable { state, node, key_serde, value_serde, store_name, windowing: None }
     }
 
     /// The name of the store that materializes this table, if any (for interactive queries and tests).
@@ -114,6 +133,52 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         )
     }
 
+    /// Holds updates back and emits them later: each window's final result when it closes, or
+    /// the latest update of a key after a time limit. The buffer is change-logged.
+    pub fn suppress(&self, suppressed: Suppressed) -> KTable<K, V> {
+        let waits_for_windows = SuppressProcessor::<K, V>::waits_for_windows(&suppressed);
+        let (buffer_time, grace_ms): (BufferTime<K>, i64) = match (&self.windowing, waits_for_windows) {
+            (Some(w), true) => {
+                let end = w.end.clone();
+                (Arc::new(move |k: &K, _| end(k)), w.grace_ms)
+            }
+            (None, true) => {
+                self.state.borrow_mut().fail(StreamsError::Topology(format!(
+                    "suppress(until_window_closes) after `{}`, which is not a windowed aggregation",
+                    self.node
+                )));
+                return KTable::new(self.state.clone(), self.node.clone(), None, None, None);
+            }
+            (_, false) => (Arc::new(|_: &K, ts| ts), 0),
+        };
+        let name = {
+            let mut state = self.state.borrow_mut();
+            suppressed.name.clone().unwrap_or_else(|| state.new_name("KTABLE-SUPPRESS-"))
+        };
+        let store = format!("{name}-store");
+        let what = format!("suppression buffer `{store}`");
+        let key_serde = require_serde(&self.state, self.key_serde.clone(), &what);
+        let value_serde = require_serde(&self.state, self.value_serde.clone(), &what);
+        if let (Some(ks), Some(vs)) = (key_serde, value_serde) {
+            let builder = KeyValueStoreBuilder::new(
+                Stores::in_memory_key_value_store(&store),
+                ks,
+                Arc::new(BufferedSerde(ChangeSerde(vs))) as SerdeRef<Buffered<V>>,
+            );
+            let store_name = store.clone();
+            self.state.borrow_mut().apply(|t| {
+                let supplier =
+                    move || SuppressProcessor::<K, V>::new(&store_name, &suppressed, buffer_time.clone(), grace_ms);
+                t.add_processor(&name, supplier, &[&self.node])?;
+                t.add_state_store(builder, &[&name])?;
+                Ok(())
+            });
+        }
+        let mut table = KTable::new(self.state.clone(), name, self.key_serde.clone(), self.value_serde.clone(), None);
+        table.windowing = self.windowing.clone();
+        table
+    }
+
     /// Re-groups rows by a new key and value, for aggregation (always through a repartition topic).
     pub fn group_by<K2: Clone + PartialEq + 'static, V2: Clone + 'static>(
         &self,
@@ -125,5 +190,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         state.apply(|t| t.add_processor(&name, stateless(repartition_map(selector)), &[&self.node]).map(drop));
         drop(state);
         KGroupedTable::new(self.state.clone(), name, grouped)
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KTable<Windowed<K>, V> {
+    /// Marks the table as the result of a windowed aggregation with this grace period.
+    pub(crate) fn with_window_grace(mut self, grace_ms: i64) -> Self {
+        self.windowing = Some(Windowing { grace_ms, end: Arc::new(|k: &Windowed<K>| k.window.end) });
+        self
     }
 }

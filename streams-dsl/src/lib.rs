@@ -26,14 +26,22 @@
 mod builder;
 mod change;
 mod grouped;
+mod join;
 mod kstream;
 mod ktable;
 mod options;
 mod processors;
+mod suppress;
+mod windowed;
+mod windows;
 
 pub use builder::StreamsBuilder;
 pub use change::{Change, ChangeSerde};
-pub use grouped::{KGroupedStream, KGroupedTable};
+pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Named, Produced};
+pub use join::StreamJoined;
+pub use suppress::{BufferConfig, Suppressed};
+pub use windowed::{EmitStrategy, SessionWindowedKStream, TimeWindowedKStream};
+pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};

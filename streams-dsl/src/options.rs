@@ -117,11 +117,20 @@ pub struct Materialized<K, V> {
     pub(crate) caching: bool,
     pub(crate) logging: bool,
     pub(crate) in_memory: bool,
+    pub(crate) retention_ms: Option<i64>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
     fn default() -> Self {
-        Materialized { store_name: None, key_serde: None, value_serde: None, caching: true, logging: true, in_memory: false }
+        Materialized {
+            store_name: None,
+            key_serde: None,
+            value_serde: None,
+            caching: true,
+            logging: true,
+            in_memory: false,
+            retention_ms: None,
+        }
     }
 }
 
@@ -186,6 +195,13 @@ impl<K, V> Materialized<K, V> {
     /// Keeps the store in memory instead of RocksDB.
     pub fn in_memory(mut self) -> Self {
         self.in_memory = true;
+        self
+    }
+
+    /// How long a window or session store keeps windows, in stream time (default: window size
+    /// plus grace); at least that, so interactive queries can read older windows.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention_ms = Some(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         self
     }
 }

@@ -1,7 +1,9 @@
 //! The DSL's processors, written against the core Processor API.
 
 pub(crate) mod aggregate;
+pub(crate) mod join;
 pub(crate) mod table;
+pub(crate) mod window;
 
 use std::marker::PhantomData;
 use std::sync::Arc;

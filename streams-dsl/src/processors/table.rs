@@ -3,7 +3,8 @@
 
 use std::marker::PhantomData;
 
-use streams_core::{ProcessorContext, Processor, Record, Result, TimestampedKeyValueStore, ValueAndTimestamp};
+use streams_core::state::CacheFlush;
+use streams_core::{Processor, ProcessorContext, Record, Result, TimestampedKeyValueStore, ValueAndTimestamp};
 
 use crate::change::Change;
 
@@ -48,11 +49,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
 
     /// Forwards what the cache wrote down.
     pub(crate) fn forward_flushed(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        for entry in self.store.take_flushed()? {
-            let change = Change::new(entry.new_value.map(|v| v.value), entry.old_value.map(|v| v.value));
-            ctx.forward(Record::new(entry.key, change, entry.timestamp))?;
-        }
-        Ok(())
+        forward_flushes(ctx, super::window::timestamped(self.store.take_flushed()?))
     }
 
     /// At commit: write the cache down and forward it.
@@ -63,6 +60,17 @@ impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
         }
         Ok(())
     }
+}
+
+/// Forwards entries a store's cache wrote down as table changes.
+pub(crate) fn forward_flushes<K: Clone, V: Clone>(
+    ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    flushed: impl IntoIterator<Item = CacheFlush<K, V>>,
+) -> Result<()> {
+    for entry in flushed {
+        ctx.forward(Record::new(entry.key, Change::new(entry.new_value, entry.old_value), entry.timestamp))?;
+    }
+    Ok(())
 }
 
 /// `KTABLE-SOURCE`: materializes a changelog stream; `None` values delete.
@@ -88,6 +96,34 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V
         let old = forwarder.get(&record.key)?.map(|v| v.value);
         let value = record.value.clone();
         forwarder.update(ctx, record.with_value(()), value, old)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
+        self.forwarder.as_ref().expect("initialized").flush(ctx)
+    }
+}
+
+/// `KTABLE-MATERIALIZE`: writes a table's changes into a store (for joins) and passes them on.
+pub(crate) struct TableMaterialize<K, V> {
+    store_name: String,
+    forwarder: Option<TableForwarder<K, V>>,
+}
+
+impl<K, V> TableMaterialize<K, V> {
+    pub(crate) fn new(store_name: &str) -> Self {
+        TableMaterialize { store_name: store_name.to_string(), forwarder: None }
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V>> for TableMaterialize<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
+        self.forwarder = Some(TableForwarder::init(ctx, &self.store_name)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Change<V>>) -> Result<()> {
+        let Change { new_value, old_value } = record.value.clone();
+        self.forwarder.as_ref().expect("initialized").update(ctx, record.with_value(()), new_value, old_value)
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {

@@ -1,0 +1,331 @@
+//! Join processors: stream-stream (windowed), stream-table and table-table.
+
+use std::sync::Arc;
+
+use streams_core::state::WindowStore;
+use streams_core::{
+    KeyValueStore, Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, TimestampedKeyValueStore,
+};
+use tracing::debug;
+
+use crate::change::Change;
+use crate::windows::JoinWindows;
+
+/// The joiner of a join, on (left, right) with `None` for a missing side.
+pub(crate) type Joiner<K, V1, V2, VOut> = Arc<dyn Fn(&K, Option<&V1>, Option<&V2>) -> VOut + Send + Sync>;
+
+/// Puts a processor's (this, other) values in (left, right) order.
+pub(crate) type Arrange<VT, VO, V1, V2> = fn(Option<VT>, Option<VO>) -> (Option<V1>, Option<V2>);
+
+/// `Arrange` for the left side.
+pub(crate) fn as_left<A, B>(this: Option<A>, other: Option<B>) -> (Option<A>, Option<B>) {
+    (this, other)
+}
+
+/// `Arrange` for the right side.
+pub(crate) fn as_right<A, B>(this: Option<A>, other: Option<B>) -> (Option<B>, Option<A>) {
+    (other, this)
+}
+
+/// A key in the buffer of not-yet-joined records of left and outer joins: ordered by
+/// timestamp, so records whose window closed are found by one range scan.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OuterKey<K> {
+    timestamp: i64,
+    /// 0 = left, 1 = right.
+    side: u8,
+    seq: u64,
+    key: Option<K>,
+}
+
+/// Serde of [`OuterKey`]: timestamp (8 bytes big-endian), side, sequence (8 bytes), key bytes.
+pub(crate) struct OuterKeySerde<K>(pub(crate) SerdeRef<K>);
+
+impl<K: 'static> Serde<OuterKey<K>> for OuterKeySerde<K> {
+    fn serialize(&self, topic: &str, data: &OuterKey<K>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
+        let mut out = Vec::with_capacity(17 + 16);
+        out.extend_from_slice(&data.timestamp.to_be_bytes());
+        out.push(data.side);
+        out.extend_from_slice(&data.seq.to_be_bytes());
+        if let Some(key) = &data.key {
+            out.extend(self.0.serialize(topic, key)?.ok_or_else(|| SerdeError::null("join key"))?);
+        }
+        Ok(Some(out))
+    }
+
+    fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<OuterKey<K>, SerdeError> {
+        let bytes = data.ok_or_else(|| SerdeError::null("outer join key"))?;
+        if bytes.len() < 17 {
+            return Err(SerdeError::new(format!("outer join key of {} bytes", bytes.len())));
+        }
+        Ok(OuterKey {
+            timestamp: i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            side: bytes[8],
+            seq: u64::from_be_bytes(bytes[9..17].try_into().expect("8 bytes")),
+            key: Some(self.0.deserialize(topic, Some(&bytes[17..]))?),
+        })
+    }
+}
+
+/// Serde of a buffered left or right value: a tag byte (0 left, 1 right), then the value.
+pub(crate) struct LeftOrRightSerde<V1, V2>(pub(crate) SerdeRef<V1>, pub(crate) SerdeRef<V2>);
+
+impl<V1: 'static, V2: 'static> Serde<(Option<V1>, Option<V2>)> for LeftOrRightSerde<V1, V2> {
+    fn serialize(&self, topic: &str, data: &(Option<V1>, Option<V2>)) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
+        let (tag, bytes) = match data {
+            (Some(l), None) => (0u8, self.0.serialize(topic, l)?),
+            (None, Some(r)) => (1u8, self.1.serialize(topic, r)?),
+            _ => return Err(SerdeError::new("a buffered join value has exactly one side")),
+        };
+        let mut out = vec![tag];
+        out.extend(bytes.unwrap_or_default());
+        Ok(Some(out))
+    }
+
+    fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<(Option<V1>, Option<V2>), SerdeError> {
+        match data.and_then(<[u8]>::split_first) {
+            Some((0, rest)) => Ok((Some(self.0.deserialize(topic, Some(rest))?), None)),
+            Some((1, rest)) => Ok((None, Some(self.1.deserialize(topic, Some(rest))?))),
+            _ => Err(SerdeError::new("bad buffered join value")),
+        }
+    }
+}
+
+/// Store names and settings of one side of a stream-stream join.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamJoinSpec {
+    pub(crate) this_store: String,
+    pub(crate) other_store: String,
+    /// The buffer of unmatched records (left and outer joins).
+    pub(crate) outer_store: Option<String>,
+    /// The window from this side's point of view.
+    pub(crate) windows: JoinWindows,
+    /// 0 = left, 1 = right.
+    pub(crate) side: u8,
+    /// Whether unmatched records of this side are emitted (left side of left joins, both of outer).
+    pub(crate) this_unmatched: bool,
+    /// Whether unmatched records of the other side are emitted.
+    pub(crate) other_unmatched: bool,
+}
+
+/// `KSTREAM-JOINTHIS` / `KSTREAM-JOINOTHER`: one side of a windowed stream-stream join.
+pub(crate) struct StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
+    spec: StreamJoinSpec,
+    arrange: Arrange<VT, VO, V1, V2>,
+    joiner: Joiner<K, V1, V2, VOut>,
+    this: Option<WindowStore<K, VT>>,
+    other: Option<WindowStore<K, VO>>,
+    outer: Option<KeyValueStore<OuterKey<K>, (Option<V1>, Option<V2>)>>,
+    next_seq: u64,
+}
+
+impl<K, VT, VO, V1, V2, VOut> StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
+    pub(crate) fn new(spec: StreamJoinSpec, arrange: Arrange<VT, VO, V1, V2>, joiner: Joiner<K, V1, V2, VOut>) -> Self {
+        StreamStreamJoin { spec, arrange, joiner, this: None, other: None, outer: None, next_seq: 0 }
+    }
+}
+
+impl<K, VT, VO, V1, V2, VOut> StreamStreamJoin<K, VT, VO, V1, V2, VOut>
+where
+    K: Clone + PartialEq + 'static,
+    VT: Clone + 'static,
+    VO: Clone + 'static,
+    V1: Clone + 'static,
+    V2: Clone + 'static,
+    VOut: Clone + 'static,
+{
+    /// Forgets the buffered unmatched record of the other side at `timestamp` for `key`.
+    fn matched(&self, key: &K, timestamp: i64) -> Result<()> {
+        let Some(outer) = &self.outer else { return Ok(()) };
+        let side = 1 - self.spec.side;
+        let bound = |seq| OuterKey { timestamp, side, seq, key: None };
+        for (k, _) in outer.range(&bound(0), &bound(u64::MAX))? {
+            if k.key.as_ref() == Some(key) {
+                outer.delete(&k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits buffered unmatched records whose join window has closed.
+    fn emit_closed(&self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
+        let Some(outer) = &self.outer else { return Ok(()) };
+        let w = self.spec.windows;
+        let stream_time = ctx.stream_time();
+        // This side's records wait `after`, the other side's `before`.
+        let close = |side: u8, ts: i64| ts + w.grace_ms + if side == self.spec.side { w.after_ms } else { w.before_ms };
+        let horizon = stream_time - w.grace_ms - w.after_ms.min(w.before_ms);
+        if horizon < 0 {
+            return Ok(());
+        }
+        let from = OuterKey { timestamp: 0, side: 0, seq: 0, key: None };
+        let to = OuterKey { timestamp: horizon, side: 1, seq: u64::MAX, key: None };
+        for (k, (left, right)) in outer.range(&from, &to)? {
+            if close(k.side, k.timestamp) > stream_time {
+                continue;
+            }
+            outer.delete(&k)?;
+            let key = k.key.expect("stored keys are present");
+            let value = (self.joiner)(&key, left.as_ref(), right.as_ref());
+            ctx.forward(Record::new(key, value, k.timestamp))?;
+        }
+        Ok(())
+    }
+}
+
+impl<K, VT, VO, V1, V2, VOut> Processor<K, VT, K, VOut> for StreamStreamJoin<K, VT, VO, V1, V2, VOut>
+where
+    K: Clone + PartialEq + 'static,
+    VT: Clone + 'static,
+    VO: Clone + 'static,
+    V1: Clone + 'static,
+    V2: Clone + 'static,
+    VOut: Clone + 'static,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
+        self.this = Some(ctx.get_window_store(&self.spec.this_store)?);
+        self.other = Some(ctx.get_window_store(&self.spec.other_store)?);
+        if let Some(name) = &self.spec.outer_store {
+            let outer: KeyValueStore<OuterKey<K>, (Option<V1>, Option<V2>)> = ctx.get_key_value_store(name)?;
+            self.next_seq = outer.all()?.iter().map(|(k, _)| k.seq + 1).max().unwrap_or(0);
+            self.outer = Some(outer);
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, VT>) -> Result<()> {
+        let w = self.spec.windows;
+        let t = record.timestamp;
+        if t + w.after_ms + w.grace_ms < ctx.stream_time() {
+            debug!(node = %ctx.node_name(), timestamp = t, "dropping late record: its join window has closed");
+            ctx.record_dropped();
+            return Ok(());
+        }
+        self.this.as_ref().expect("initialized").put(&record.key, Some(&record.value), t)?;
+        let matches = self.other.as_ref().expect("initialized").fetch_range(&record.key, t - w.before_ms, t + w.after_ms)?;
+        for (other_ts, other) in &matches {
+            let (left, right) = (self.arrange)(Some(record.value.clone()), Some(other.clone()));
+            let value = (self.joiner)(&record.key, left.as_ref(), right.as_ref());
+            ctx.forward(Record { key: record.key.clone(), value, timestamp: t.max(*other_ts), headers: record.headers.clone() })?;
+            if self.spec.other_unmatched {
+                self.matched(&record.key, *other_ts)?;
+            }
+        }
+        if matches.is_empty() && self.spec.this_unmatched {
+            let outer = self.outer.as_ref().expect("left and outer joins have a buffer");
+            let key = OuterKey { timestamp: t, side: self.spec.side, seq: self.next_seq, key: Some(record.key.clone()) };
+            self.next_seq += 1;
+            outer.put(&key, &(self.arrange)(Some(record.value), None))?;
+        }
+        self.emit_closed(ctx)
+    }
+}
+
+/// `KSTREAM-LEFTJOIN` / `KSTREAM-JOIN` with a table: each stream record looks up the table's
+/// current value for its key; the output keeps the stream record's timestamp.
+pub(crate) struct StreamTableJoin<K, V1, V2, VOut> {
+    table_store: String,
+    left: bool,
+    joiner: Joiner<K, V1, V2, VOut>,
+    table: Option<TimestampedKeyValueStore<K, V2>>,
+}
+
+impl<K, V1, V2, VOut> StreamTableJoin<K, V1, V2, VOut> {
+    pub(crate) fn new(table_store: &str, left: bool, joiner: Joiner<K, V1, V2, VOut>) -> Self {
+        StreamTableJoin { table_store: table_store.to_string(), left, joiner, table: None }
+    }
+}
+
+impl<K, V1, V2, VOut> Processor<K, V1, K, VOut> for StreamTableJoin<K, V1, V2, VOut>
+where
+    K: Clone + 'static,
+    V2: Clone + 'static,
+    VOut: Clone + 'static,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
+        self.table = Some(ctx.get_key_value_store(&self.table_store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, V1>) -> Result<()> {
+        let other = self.table.as_ref().expect("initialized").get(&record.key)?.map(|v| v.value);
+        if other.is_none() && !self.left {
+            return Ok(());
+        }
+        let value = (self.joiner)(&record.key, Some(&record.value), other.as_ref());
+        ctx.forward(record.with_value(value))
+    }
+}
+
+/// One side of a table-table join: on each change of this table, joins the old and the new
+/// value with the other table's current value and forwards the change of the result.
+pub(crate) struct TableTableJoin<K, VT, VO, V1, V2, VOut> {
+    other_store: String,
+    arrange: Arrange<VT, VO, V1, V2>,
+    /// Whether a result exists for (left present?, right present?).
+    emits: fn(bool, bool) -> bool,
+    joiner: Joiner<K, V1, V2, VOut>,
+    other: Option<TimestampedKeyValueStore<K, VO>>,
+}
+
+impl<K, VT, VO, V1, V2, VOut> TableTableJoin<K, VT, VO, V1, V2, VOut> {
+    pub(crate) fn new(
+        other_store: &str,
+        arrange: Arrange<VT, VO, V1, V2>,
+        emits: fn(bool, bool) -> bool,
+        joiner: Joiner<K, V1, V2, VOut>,
+    ) -> Self {
+        TableTableJoin { other_store: other_store.to_string(), arrange, emits, joiner, other: None }
+    }
+}
+
+impl<K, VT, VO, V1, V2, VOut> Processor<K, Change<VT>, K, Change<VOut>> for TableTableJoin<K, VT, VO, V1, V2, VOut>
+where
+    K: Clone + 'static,
+    VT: Clone + 'static,
+    VO: Clone + 'static,
+    V1: 'static,
+    V2: 'static,
+    VOut: Clone + 'static,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>) -> Result<()> {
+        self.other = Some(ctx.get_key_value_store(&self.other_store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>, record: Record<K, Change<VT>>) -> Result<()> {
+        let other = self.other.as_ref().expect("initialized").get(&record.key)?;
+        let timestamp = other.as_ref().map_or(record.timestamp, |o| o.timestamp.max(record.timestamp));
+        let other = other.map(|o| o.value);
+        let result = |this: Option<VT>| {
+            let (left, right) = (self.arrange)(this, other.clone());
+            (self.emits)(left.is_some(), right.is_some()).then(|| (self.joiner)(&record.key, left.as_ref(), right.as_ref()))
+        };
+        let change = Change::new(result(record.value.new_value.clone()), result(record.value.old_value.clone()));
+        if change.new_value.is_none() && change.old_value.is_none() {
+            return Ok(());
+        }
+        ctx.forward(Record { key: record.key, value: change, timestamp, headers: record.headers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streams_core::Serdes;
+
+    #[test]
+    fn outer_keys_sort_by_time_and_round_trip() {
+        let serde = OuterKeySerde::<String>(Arc::new(Serdes::string()));
+        let key = |ts, seq| OuterKey { timestamp: ts, side: 0, seq, key: Some("k".to_string()) };
+        let a = serde.serialize("t", &key(5, 9)).unwrap().unwrap();
+        let b = serde.serialize("t", &key(6, 0)).unwrap().unwrap();
+        assert!(a < b);
+        assert_eq!(serde.deserialize("t", Some(&a)).unwrap(), key(5, 9));
+        assert!(serde.deserialize("t", Some(&a[..5])).is_err());
+        let values = LeftOrRightSerde::<String, i64>(Arc::new(Serdes::string()), Arc::new(Serdes::i64()));
+        let bytes = values.serialize("t", &(None, Some(3))).unwrap();
+        assert_eq!(values.deserialize("t", bytes.as_deref()).unwrap(), (None, Some(3)));
+        assert!(values.serialize("t", &(None, None)).is_err());
+    }
+}

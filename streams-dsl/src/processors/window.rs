@@ -1,0 +1,288 @@
+//! `KSTREAM-AGGREGATE` over time and session windows.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use streams_core::state::{CacheFlush, SessionStore, Window, WindowStore, Windowed};
+use streams_core::{Processor, ProcessorContext, Record, Result, ValueAndTimestamp};
+use tracing::debug;
+
+use super::table::forward_flushes;
+use crate::change::Change;
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
+
+/// Drops a record whose windows have all closed, counting it.
+fn drop_late<K, V>(ctx: &mut ProcessorContext<'_, K, V>, timestamp: i64, close_time: i64) {
+    debug!(node = %ctx.node_name(), timestamp, close_time, "dropping late record: its windows have closed");
+    ctx.record_dropped();
+}
+
+/// Folds records into every time window that contains them and is still open.
+pub(crate) struct TimeWindowAggregate<K, V, VA, F> {
+    store_name: String,
+    windows: TimeWindows,
+    combine: Arc<F>,
+    store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
+    caching: bool,
+    _types: PhantomData<fn(V)>,
+}
+
+impl<K, V, VA, F> TimeWindowAggregate<K, V, VA, F> {
+    pub(crate) fn new(store_name: &str, windows: TimeWindows, combine: Arc<F>) -> Self {
+        TimeWindowAggregate { store_name: store_name.to_string(), windows, combine, store: None, caching: false, _types: PhantomData }
+    }
+}
+
+/// Strips the timestamps off a timestamped store's flushed values.
+pub(crate) fn timestamped<K, V>(flushes: Vec<CacheFlush<K, ValueAndTimestamp<V>>>) -> impl Iterator<Item = CacheFlush<K, V>> {
+    flushes.into_iter().map(|f| CacheFlush {
+        key: f.key,
+        new_value: f.new_value.map(|v| v.value),
+        old_value: f.old_value.map(|v| v.value),
+        timestamp: f.timestamp,
+    })
+}
+
+impl<K, V, VA, F> Processor<K, V, Windowed<K>, Change<VA>> for TimeWindowAggregate<K, V, VA, F>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    VA: Clone + 'static,
+    F: Fn(&K, V, Option<VA>) -> VA,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
+        let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.get_window_store(&self.store_name)?;
+        self.caching = store.enable_flush_forwarding();
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
+        let store = self.store.as_ref().expect("initialized");
+        let close_time = ctx.stream_time() - self.windows.grace_ms;
+        let mut open = false;
+        for window in self.windows.windows_for(record.timestamp) {
+            if window.end <= close_time {
+                continue;
+            }
+            open = true;
+            let old = store.fetch(&record.key, window.start)?;
+            let timestamp = old.as_ref().map_or(record.timestamp, |o| o.timestamp.max(record.timestamp));
+            let old = old.map(|o| o.value);
+            let new = (self.combine)(&record.key, record.value.clone(), old.clone());
+            store.put(&record.key, Some(&ValueAndTimestamp { value: new.clone(), timestamp }), window.start)?;
+            if !self.caching {
+                let key = Windowed::new(record.key.clone(), window);
+                let out = Record { key, value: Change::new(Some(new), old), timestamp, headers: record.headers.clone() };
+                ctx.forward(out)?;
+            }
+        }
+        if !open {
+            drop_late(ctx, record.timestamp, close_time);
+        }
+        if self.caching {
+            forward_flushes(ctx, timestamped(store.take_flushed()?))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
+        let store = self.store.as_ref().expect("initialized");
+        if self.caching {
+            store.flush_cache()?;
+            forward_flushes(ctx, timestamped(store.take_flushed()?))?;
+        }
+        Ok(())
+    }
+}
+
+/// The functions of a session aggregation: fold a record into the (merged) aggregate, which is
+/// `None` for a new session; merge the aggregates of two sessions.
+pub(crate) struct SessionFunctions<K, V, VA> {
+    pub(crate) aggregator: Box<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>,
+    pub(crate) merger: Box<dyn Fn(&K, VA, VA) -> VA + Send + Sync>,
+}
+
+/// Merges each record with the sessions of its key within the gap into one session.
+pub(crate) struct SessionWindowAggregate<K, V, VA> {
+    store_name: String,
+    windows: SessionWindows,
+    functions: Arc<SessionFunctions<K, V, VA>>,
+    store: Option<SessionStore<K, VA>>,
+    caching: bool,
+}
+
+impl<K, V, VA> SessionWindowAggregate<K, V, VA> {
+    pub(crate) fn new(store_name: &str, windows: SessionWindows, functions: Arc<SessionFunctions<K, V, VA>>) -> Self {
+        SessionWindowAggregate { store_name: store_name.to_string(), windows, functions, store: None, caching: false }
+    }
+}
+
+impl<K, V, VA> Processor<K, V, Windowed<K>, Change<VA>> for SessionWindowAggregate<K, V, VA>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    VA: Clone + 'static,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
+        let store: SessionStore<K, VA> = ctx.get_session_store(&self.store_name)?;
+        self.caching = store.enable_flush_forwarding();
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
+        let store = self.store.as_ref().expect("initialized");
+        let f = &self.functions;
+        let ts = record.timestamp;
+        let close_time = ctx.stream_time() - self.windows.grace_ms;
+        let overlapping = store.find_sessions(&record.key, ts - self.windows.gap_ms, ts + self.windows.gap_ms)?;
+        let mut window = Window::new(ts, ts);
+        let mut agg: Option<VA> = None;
+        let mut same_window_old = None;
+        for (session, value) in &overlapping {
+            window = Window::new(window.start.min(session.window.start), window.end.max(session.window.end));
+            agg = Some(match agg {
+                Some(agg) => (f.merger)(&record.key, agg, value.clone()),
+                None => value.clone(),
+            });
+        }
+        if window.end < close_time {
+            drop_late(ctx, ts, close_time);
+            return Ok(());
+        }
+        let mut forwards = Vec::new();
+        for (session, value) in overlapping {
+            if session.window == window {
+                same_window_old = Some(value);
+                continue;
+            }
+            store.remove(&session)?;
+            let end = session.window.end;
+            forwards.push(Record::new(session, Change::new(None, Some(value)), end));
+        }
+        let agg = (f.aggregator)(&record.key, record.value, agg);
+        let merged = Windowed::new(record.key, window);
+        store.put(&merged, Some(&agg))?;
+        if self.caching {
+            forward_flushes(ctx, store.take_flushed()?)
+        } else {
+            forwards.push(Record::new(merged, Change::new(Some(agg), same_window_old), window.end));
+            forwards.into_iter().try_for_each(|r| ctx.forward(r))
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
+        let store = self.store.as_ref().expect("initialized");
+        if self.caching {
+            store.flush_cache()?;
+            forward_flushes(ctx, store.take_flushed()?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sliding windows of size `d` (both bounds inclusive), one per distinct set of records: the
+/// window ending at each record, `[t - d, t]`, and the window starting just after it,
+/// `[t + 1, t + 1 + d]`, when a later record falls in it. Windows never start before 0.
+///
+/// Existing windows that contain a new record fold it in; windows the record creates are
+/// computed from a change-logged buffer of the key's recent records (`records_store`).
+pub(crate) struct SlidingWindowAggregate<K, V, VA, F> {
+    store_name: String,
+    records_store: String,
+    windows: SlidingWindows,
+    combine: Arc<F>,
+    store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
+    records: Option<WindowStore<K, V>>,
+}
+
+impl<K, V, VA, F> SlidingWindowAggregate<K, V, VA, F> {
+    pub(crate) fn new(store_name: &str, records_store: &str, windows: SlidingWindows, combine: Arc<F>) -> Self {
+        SlidingWindowAggregate {
+            store_name: store_name.to_string(),
+            records_store: records_store.to_string(),
+            windows,
+            combine,
+            store: None,
+            records: None,
+        }
+    }
+}
+
+impl<K, V, VA, F> Processor<K, V, Windowed<K>, Change<VA>> for SlidingWindowAggregate<K, V, VA, F>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    VA: Clone + 'static,
+    F: Fn(&K, V, Option<VA>) -> VA,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
+        self.store = Some(ctx.get_window_store(&self.store_name)?);
+        self.records = Some(ctx.get_window_store(&self.records_store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
+        let (store, records) = (self.store.as_ref().expect("initialized"), self.records.as_ref().expect("initialized"));
+        let d = self.windows.time_difference_ms;
+        let t = record.timestamp;
+        let close_time = ctx.stream_time() - self.windows.grace_ms;
+        if t + d < close_time {
+            drop_late(ctx, t, close_time);
+            return Ok(());
+        }
+        records.put(&record.key, Some(&record.value), t)?;
+        // Every record that can bound a window containing t, in time order.
+        let nearby = records.fetch_range(&record.key, (t - d - 1).max(0), t + d + 1)?;
+        let left_start = |r: i64| (r - d).max(0);
+        let mut starts = std::collections::BTreeSet::new();
+        // Whether a record follows `r` closely enough to give it a right window.
+        let has_right = |r: i64| {
+            let next = nearby.partition_point(|&(q, _)| q <= r);
+            nearby.get(next).is_some_and(|&(q, _)| q <= r + 1 + d)
+        };
+        for &(r, _) in &nearby {
+            if (t..=t + d).contains(&r) && left_start(r) <= t {
+                starts.insert(left_start(r));
+            }
+            if r < t && t <= r + 1 + d && has_right(r) {
+                starts.insert(r + 1);
+            }
+        }
+        if has_right(t) {
+            // The record's own right window does not contain it: only created, never updated.
+            starts.insert(t + 1);
+        }
+        for start in starts {
+            let window = Window::new(start, start + d);
+            if window.end < close_time {
+                continue;
+            }
+            let old = store.fetch(&record.key, start)?;
+            let (new, timestamp) = match &old {
+                // An existing window: fold the record in (unless it lies outside, as for t's right window).
+                Some(old) if window.start <= t => (
+                    (self.combine)(&record.key, record.value.clone(), Some(old.value.clone())),
+                    old.timestamp.max(t),
+                ),
+                Some(_) => continue,
+                // A new window: fold its records, in time order.
+                None => {
+                    let mut agg = None;
+                    let mut max_ts = start;
+                    for (r, v) in nearby.iter().filter(|(r, _)| window.start <= *r && *r <= window.end) {
+                        agg = Some((self.combine)(&record.key, v.clone(), agg));
+                        max_ts = max_ts.max(*r);
+                    }
+                    let Some(agg) = agg else { continue };
+                    (agg, max_ts)
+                }
+            };
+            store.put(&record.key, Some(&ValueAndTimestamp { value: new.clone(), timestamp }), start)?;
+            let old = old.map(|o| o.value);
+            ctx.forward(Record::new(Windowed::new(record.key.clone(), window), Change::new(Some(new), old), timestamp))?;
+        }
+        Ok(())
+    }
+}

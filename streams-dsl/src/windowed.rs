@@ -1,0 +1,279 @@
+//! Windowed grouped streams: aggregations per key and time window or session.
+
+use std::sync::Arc;
+
+use streams_core::state::{SegmentedBytesStoreSupplier, ValueAndTimestampSerde, WindowStoreBuilder, Windowed, WindowedSerde};
+use streams_core::{SerdeRef, Serdes, Stores, ValueAndTimestamp};
+
+use crate::builder::require_serde;
+use crate::grouped::Grouping;
+use crate::ktable::KTable;
+use crate::options::Materialized;
+use crate::processors::window::{SessionFunctions, SessionWindowAggregate, SlidingWindowAggregate, TimeWindowAggregate};
+use crate::suppress::Suppressed;
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
+
+/// When a windowed aggregation emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmitStrategy {
+    /// Every update of a window (subject to the record cache), the default.
+    #[default]
+    OnWindowUpdate,
+    /// Once per window, its final result, when the window closes (end + grace).
+    OnWindowClose,
+}
+
+/// A store builder for a windowed aggregation, or `None` (and a build error) without serdes.
+fn window_store<K: 'static, VS: 'static>(
+    grouping: &Grouping<K, impl Sized>,
+    materialized: &Materialized<K, impl Sized>,
+    supplier: SegmentedBytesStoreSupplier,
+    value_serde: Option<SerdeRef<VS>>,
+) -> Option<WindowStoreBuilder<K, VS>> {
+    let what = format!("store `{}`", supplier.name());
+    let key_serde = require_serde(&grouping.state, materialized.key_serde.clone().or(grouping.key_serde.clone()), &what)?;
+    let value_serde = require_serde(&grouping.state, value_serde, &what)?;
+    Some(
+        Stores::window_store_builder(supplier, key_serde, value_serde)
+            .with_caching(materialized.caching)
+            .with_logging(materialized.logging),
+    )
+}
+
+/// Time windows of either kind.
+#[derive(Debug, Clone, Copy)]
+enum AnyTimeWindows {
+    Time(TimeWindows),
+    Sliding(SlidingWindows),
+}
+
+impl AnyTimeWindows {
+    fn size_ms(self) -> i64 {
+        match self {
+            AnyTimeWindows::Time(w) => w.size_ms,
+            AnyTimeWindows::Sliding(w) => w.time_difference_ms,
+        }
+    }
+    fn grace_ms(self) -> i64 {
+        match self {
+            AnyTimeWindows::Time(w) => w.grace_ms,
+            AnyTimeWindows::Sliding(w) => w.grace_ms,
+        }
+    }
+}
+
+/// A grouped stream cut into time windows (tumbling, hopping or sliding).
+pub struct TimeWindowedKStream<K, V> {
+    grouping: Grouping<K, V>,
+    windows: AnyTimeWindows,
+    emit: EmitStrategy,
+}
+
+impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeWindowedKStream").field("windows", &self.windows).field("emit", &self.emit).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
+    pub(crate) fn new(grouping: Grouping<K, V>, windows: TimeWindows) -> Self {
+        TimeWindowedKStream { grouping, windows: AnyTimeWindows::Time(windows), emit: EmitStrategy::default() }
+    }
+
+    pub(crate) fn sliding(grouping: Grouping<K, V>, windows: SlidingWindows) -> Self {
+        TimeWindowedKStream { grouping, windows: AnyTimeWindows::Sliding(windows), emit: EmitStrategy::default() }
+    }
+
+    /// Emits every update (the default) or only each window's final result.
+    pub fn emit_strategy(mut self, emit: EmitStrategy) -> Self {
+        self.emit = emit;
+        self
+    }
+
+    fn aggregate_with<VA: Clone + 'static>(
+        &self,
+        materialized: Materialized<K, VA>,
+        default_value_serde: Option<SerdeRef<VA>>,
+        combine: impl Fn(&K, V, Option<VA>) -> VA + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, VA> {
+        let windows = self.windows;
+        let (size, grace) = (windows.size_ms(), windows.grace_ms());
+        let combine = Arc::new(combine);
+        let value_serde = materialized.value_serde.clone().or(default_value_serde);
+        let retention = materialized.retention_ms.unwrap_or(size + grace);
+        let in_memory = materialized.in_memory;
+        let supplier = move |name: &str, retention: i64, duplicates: bool| {
+            if in_memory {
+                Stores::in_memory_window_store(name, retention, size, duplicates)
+            } else {
+                Stores::persistent_window_store(name, retention, size, duplicates)
+            }
+        };
+        let mut records_builder = None;
+        let (name, store) = self.grouping.add_aggregate(
+            "KSTREAM-AGGREGATE-",
+            materialized.store_name.clone(),
+            self.grouping.value_serde.clone(),
+            |store| {
+                let serde = value_serde.clone().map(|s| Arc::new(ValueAndTimestampSerde(s)) as SerdeRef<ValueAndTimestamp<VA>>);
+                let builder = window_store(&self.grouping, &materialized, supplier(store, retention, false), serde);
+                if let AnyTimeWindows::Sliding(_) = windows {
+                    // Sliding windows forward every update: their windows are computed, not cached.
+                    let records = supplier(&format!("{store}-records"), 2 * size + grace + 1, true);
+                    records_builder = window_store(&self.grouping, &materialized, records, self.grouping.value_serde.clone())
+                        .map(|b| b.with_caching(false));
+                    return builder.map(|b| b.with_caching(false));
+                }
+                builder
+            },
+            |store| {
+                let store = store.to_string();
+                match windows {
+                    AnyTimeWindows::Time(w) => Box::new(move || TimeWindowAggregate::new(&store, w, combine.clone())),
+                    AnyTimeWindows::Sliding(w) => {
+                        let records = format!("{store}-records");
+                        Box::new(move || SlidingWindowAggregate::new(&store, &records, w, combine.clone()))
+                    }
+                }
+            },
+        );
+        if let Some(builder) = records_builder {
+            self.grouping.state.borrow_mut().apply(|t| t.add_state_store(builder, &[&name]).map(drop));
+        }
+        let key_serde = materialized.key_serde.clone().or(self.grouping.key_serde.clone());
+        let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::time(s, size)) as SerdeRef<Windowed<K>>);
+        let table =
+            KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store)).with_window_grace(grace);
+        match self.emit {
+            EmitStrategy::OnWindowUpdate => table,
+            EmitStrategy::OnWindowClose => table.suppress(Suppressed::until_window_closes()),
+        }
+    }
+
+    /// Counts records per key and window.
+    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
+        self.aggregate_with(materialized, Some(serde), |_, _, count| count.unwrap_or(0) + 1)
+    }
+
+    /// Combines the values of each key and window with `reducer(aggregate, value)`.
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<Windowed<K>, V> {
+        let serde = self.grouping.value_serde.clone();
+        self.aggregate_with(materialized, serde, move |_, value, agg| match agg {
+            Some(agg) => reducer(agg, value),
+            None => value,
+        })
+    }
+
+    /// Folds the values of each key and window into an aggregate starting at `initializer()`.
+    pub fn aggregate<VA: Clone + 'static>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        self.aggregate_with(materialized, None, move |key, value, agg| {
+            aggregator(key, value, agg.unwrap_or_else(&initializer))
+        })
+    }
+}
+
+/// A grouped stream cut into sessions of activity.
+pub struct SessionWindowedKStream<K, V> {
+    grouping: Grouping<K, V>,
+    windows: SessionWindows,
+}
+
+impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionWindowedKStream").field("windows", &self.windows).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
+    pub(crate) fn new(grouping: Grouping<K, V>, windows: SessionWindows) -> Self {
+        SessionWindowedKStream { grouping, windows }
+    }
+
+    fn aggregate_with<VA: Clone + 'static>(
+        &self,
+        materialized: Materialized<K, VA>,
+        default_value_serde: Option<SerdeRef<VA>>,
+        functions: SessionFunctions<K, V, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        let windows = self.windows;
+        let functions = Arc::new(functions);
+        let value_serde = materialized.value_serde.clone().or(default_value_serde);
+        let retention = materialized.retention_ms.unwrap_or(windows.gap_ms + windows.grace_ms);
+        let (name, store) = self.grouping.add_aggregate(
+            "KSTREAM-AGGREGATE-",
+            materialized.store_name.clone(),
+            self.grouping.value_serde.clone(),
+            |store| {
+                let supplier = if materialized.in_memory {
+                    Stores::in_memory_session_store(store, retention)
+                } else {
+                    Stores::persistent_session_store(store, retention)
+                };
+                window_store(&self.grouping, &materialized, supplier, value_serde.clone())
+            },
+            |store| {
+                let store = store.to_string();
+                Box::new(move || SessionWindowAggregate::new(&store, windows, functions.clone()))
+            },
+        );
+        let key_serde = materialized.key_serde.clone().or(self.grouping.key_serde.clone());
+        let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::session(s)) as SerdeRef<Windowed<K>>);
+        KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store)).with_window_grace(windows.grace_ms)
+    }
+
+    /// Counts records per key and session.
+    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
+        let functions = SessionFunctions {
+            aggregator: Box::new(|_, _, count: Option<i64>| count.unwrap_or(0) + 1),
+            merger: Box::new(|_, a, b| a + b),
+        };
+        self.aggregate_with(materialized, Some(serde), functions)
+    }
+
+    /// Combines the values of each session with `reducer(aggregate, value)`; merged sessions
+    /// combine their aggregates with it too.
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<Windowed<K>, V> {
+        let reducer = Arc::new(reducer);
+        let r = reducer.clone();
+        let functions = SessionFunctions {
+            aggregator: Box::new(move |_, value, agg| match agg {
+                Some(agg) => r(agg, value),
+                None => value,
+            }),
+            merger: Box::new(move |_, a, b| reducer(a, b)),
+        };
+        let serde = self.grouping.value_serde.clone();
+        self.aggregate_with(materialized, serde, functions)
+    }
+
+    /// Folds the values of each session into an aggregate starting at `initializer()`;
+    /// `merger` combines the aggregates of sessions a record joins together.
+    pub fn aggregate<VA: Clone + 'static>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        let functions = SessionFunctions {
+            aggregator: Box::new(move |key: &K, value, agg: Option<VA>| aggregator(key, value, agg.unwrap_or_else(&initializer))),
+            merger: Box::new(merger),
+        };
+        self.aggregate_with(materialized, None, functions)
+    }
+}

@@ -1,0 +1,358 @@
+//! The join semantics tables of the Kafka Streams docs (../shared/DESIGN.md), record by record:
+//! KStream-KStream (window 15 s, grace 5 s), KTable-KTable and KStream-KTable, each inner, left
+//! and outer where it exists. One key; `None` inputs are null values (tombstones for tables).
+
+mod common;
+
+use std::time::Duration;
+
+use common::config;
+use streams::prelude::*;
+use streams::{JoinWindows, StreamJoined, Topology};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    L,
+    R,
+}
+use Side::{L, R};
+
+/// (ts in seconds, side, value); `None` is a null value.
+const INPUTS: &[(i64, Side, Option<&str>)] = &[
+    (1, L, None),
+    (2, R, None),
+    (3, L, Some("A")),
+    (4, R, Some("a")),
+    (5, L, Some("B")),
+    (6, R, Some("b")),
+    (7, L, None),
+    (8, R, None),
+    (9, L, Some("C")),
+    (10, R, Some("c")),
+    (11, R, None),
+    (12, L, None),
+    (13, R, None),
+    (14, R, Some("d")),
+    (15, L, Some("D")),
+    (40, L, Some("E")),
+    (60, L, Some("F")),
+    (80, R, Some("f")),
+    (100, L, Some("G")),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Inner,
+    Left,
+    Outer,
+}
+
+fn pair(l: Option<&String>, r: Option<&String>) -> String {
+    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "null".into());
+    format!("[{},{}]", show(l), show(r))
+}
+
+fn strings() -> Consumed<String, Option<String>> {
+    Consumed::with(Serdes::string(), Serdes::string())
+}
+
+fn stream_stream(kind: Kind) -> Topology {
+    let builder = StreamsBuilder::new();
+    // Null values do not join: a stream of `Option`s is flattened first.
+    let left = builder.stream("left", strings()).flat_map_values(|v| v);
+    let right = builder.stream("right", strings()).flat_map_values(|v| v);
+    let windows = JoinWindows::of_time_difference_and_grace(Duration::from_secs(15), Duration::from_secs(5));
+    let joined = || StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string());
+    let out = match kind {
+        Kind::Inner => left.join(&right, |l, r| pair(Some(l), Some(r)), windows, joined()),
+        Kind::Left => left.left_join(&right, |l, r| pair(Some(l), r), windows, joined()),
+        Kind::Outer => left.outer_join(&right, pair, windows, joined()),
+    };
+    out.to("out", Produced::with(Serdes::string(), Serdes::string()));
+    builder.build().unwrap()
+}
+
+/// Pipes the inputs up to `until` seconds and returns, per input, what was emitted (values and
+/// timestamps in seconds).
+fn run<V: Clone + 'static>(
+    topology: Topology,
+    until: i64,
+    out_serde: impl streams::Serde<V>,
+    caching_commit: bool,
+) -> Vec<(i64, Vec<(V, i64)>)> {
+    let driver = TopologyTestDriver::new(topology, config("joins")).unwrap();
+    let mut left = driver.create_input_topic::<String, Option<String>>("left", Serdes::string(), Serdes::string());
+    let mut right = driver.create_input_topic::<String, Option<String>>("right", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<String, V>("out", Serdes::string(), out_serde);
+    let mut steps = Vec::new();
+    for &(ts, side, value) in INPUTS.iter().filter(|(ts, _, _)| *ts <= until) {
+        let topic = if side == L { &mut left } else { &mut right };
+        topic.pipe_input_at("k".into(), value.map(String::from), ts * 1000).unwrap();
+        if caching_commit {
+            driver.commit().unwrap();
+        }
+        let emitted = out.read_records_to_list().unwrap();
+        assert!(emitted.iter().all(|r| r.key == "k"));
+        steps.push((ts, emitted.into_iter().map(|r| (r.value, r.timestamp / 1000)).collect()));
+    }
+    steps
+}
+
+fn expect_stream_stream(kind: Kind) -> Vec<(i64, Vec<&'static str>)> {
+    let mut rows = vec![
+        (4, vec!["[A,a]"]),
+        (5, vec!["[B,a]"]),
+        (6, vec!["[A,b]", "[B,b]"]),
+        (9, vec!["[C,a]", "[C,b]"]),
+        (10, vec!["[A,c]", "[B,c]", "[C,c]"]),
+        (14, vec!["[A,d]", "[B,d]", "[C,d]"]),
+        (15, vec!["[D,a]", "[D,b]", "[D,c]", "[D,d]"]),
+    ];
+    if kind != Kind::Inner {
+        rows.push((60, vec!["[E,null]"]));
+        rows.push((80, vec!["[F,null]"]));
+    }
+    if kind == Kind::Outer {
+        rows.push((100, vec!["[null,f]"]));
+    }
+    rows
+}
+
+fn check_stream_stream(kind: Kind) {
+    let steps = run::<String>(stream_stream(kind), 100, Serdes::string(), false);
+    let expected = expect_stream_stream(kind);
+    for (ts, emitted) in &steps {
+        let want: Vec<&str> = expected.iter().find(|(t, _)| t == ts).map(|(_, v)| v.clone()).unwrap_or_default();
+        let got: Vec<&str> = emitted.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(got, want, "{kind:?} join at ts {ts}");
+    }
+    // Joined results carry the later timestamp of the pair; unmatched ones their own.
+    let ts_of = |value: &str| steps.iter().flat_map(|(_, e)| e).find(|(v, _)| v == value).map(|(_, t)| *t);
+    assert_eq!(ts_of("[A,a]"), Some(4));
+    assert_eq!(ts_of("[D,a]"), Some(15));
+    if kind != Kind::Inner {
+        assert_eq!(ts_of("[E,null]"), Some(40));
+    }
+}
+
+#[test]
+fn stream_stream_inner_join() {
+    check_stream_stream(Kind::Inner);
+}
+
+#[test]
+fn stream_stream_left_join() {
+    check_stream_stream(Kind::Left);
+}
+
+#[test]
+fn stream_stream_outer_join() {
+    check_stream_stream(Kind::Outer);
+}
+
+#[test]
+fn stream_stream_join_drops_records_later_than_window_and_grace() {
+    let driver = TopologyTestDriver::new(stream_stream(Kind::Inner), config("late-join")).unwrap();
+    let mut left = driver.create_input_topic::<String, Option<String>>("left", Serdes::string(), Serdes::string());
+    let mut right = driver.create_input_topic::<String, Option<String>>("right", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<String, String>("out", Serdes::string(), Serdes::string());
+    left.pipe_input_at("k".into(), Some("A".into()), 10_000).unwrap();
+    right.pipe_input_at("k".into(), Some("late-but-in-grace".into()), 100_000).unwrap();
+    // Stream time 100 s; a left record at 79 s closes at 79 + 15 + 5 = 99 s: dropped.
+    left.pipe_input_at("k".into(), Some("B".into()), 79_000).unwrap();
+    // One at 85 s is not late (85 + 15 + 5 > 100 s) and its window [70 s, 100 s] holds the right record.
+    left.pipe_input_at("k".into(), Some("C".into()), 85_000).unwrap();
+    assert_eq!(out.read_values_to_list().unwrap(), vec!["[C,late-but-in-grace]".to_string()]);
+    assert_eq!(driver.metrics().dropped_records, 1);
+}
+
+fn table_table(kind: Kind, caching: bool) -> Topology {
+    let builder = StreamsBuilder::new();
+    let materialized = |name: &str| {
+        let m = Materialized::as_(name);
+        if caching {
+            m.with_caching_enabled()
+        } else {
+            m.with_caching_disabled()
+        }
+    };
+    let consumed = || Consumed::with(Serdes::string(), Serdes::string());
+    let left = builder.table::<String, String>("left", consumed(), materialized("left-table"));
+    let right = builder.table::<String, String>("right", consumed(), materialized("right-table"));
+    let joined = match kind {
+        Kind::Inner => left.join(&right, |l, r| pair(Some(l), Some(r))),
+        Kind::Left => left.left_join(&right, |l, r| pair(Some(l), r)),
+        Kind::Outer => left.outer_join(&right, pair),
+    };
+    joined.to_stream().to("out", Produced::with(Serdes::string(), Serdes::string()));
+    builder.build().unwrap()
+}
+
+/// KTable-KTable table; `None` is a tombstone.
+fn expect_table_table(kind: Kind) -> Vec<(i64, Option<&'static str>)> {
+    match kind {
+        Kind::Inner => vec![
+            (4, Some("[A,a]")),
+            (5, Some("[B,a]")),
+            (6, Some("[B,b]")),
+            (7, None),
+            (10, Some("[C,c]")),
+            (11, None),
+            (15, Some("[D,d]")),
+        ],
+        Kind::Left => vec![
+            (3, Some("[A,null]")),
+            (4, Some("[A,a]")),
+            (5, Some("[B,a]")),
+            (6, Some("[B,b]")),
+            (7, None),
+            (9, Some("[C,null]")),
+            (10, Some("[C,c]")),
+            (11, Some("[C,null]")),
+            (12, None),
+            (15, Some("[D,d]")),
+        ],
+        Kind::Outer => vec![
+            (3, Some("[A,null]")),
+            (4, Some("[A,a]")),
+            (5, Some("[B,a]")),
+            (6, Some("[B,b]")),
+            (7, Some("[null,b]")),
+            (8, None),
+            (9, Some("[C,null]")),
+            (10, Some("[C,c]")),
+            (11, Some("[C,null]")),
+            (12, None),
+            (14, Some("[null,d]")),
+            (15, Some("[D,d]")),
+        ],
+    }
+}
+
+fn check_table_table(kind: Kind) {
+    let steps = run::<Option<String>>(table_table(kind, false), 15, Serdes::string(), false);
+    let expected = expect_table_table(kind);
+    for (ts, emitted) in &steps {
+        let want: Vec<Option<&str>> = expected.iter().filter(|(t, _)| t == ts).map(|(_, v)| *v).collect();
+        let got: Vec<Option<&str>> = emitted.iter().map(|(v, _)| v.as_deref()).collect();
+        assert_eq!(got, want, "{kind:?} table-table join at ts {ts}");
+        for (_, out_ts) in emitted {
+            assert_eq!(out_ts, ts, "the result carries the later input timestamp");
+        }
+    }
+}
+
+#[test]
+fn table_table_inner_join() {
+    check_table_table(Kind::Inner);
+}
+
+#[test]
+fn table_table_left_join() {
+    check_table_table(Kind::Left);
+}
+
+#[test]
+fn table_table_outer_join() {
+    check_table_table(Kind::Outer);
+}
+
+#[test]
+fn table_table_joins_with_caches_emit_less_and_agree_on_the_result() {
+    for kind in [Kind::Inner, Kind::Left, Kind::Outer] {
+        let driver = TopologyTestDriver::new(table_table(kind, true), config("cached-join")).unwrap();
+        let mut left = driver.create_input_topic::<String, Option<String>>("left", Serdes::string(), Serdes::string());
+        let mut right = driver.create_input_topic::<String, Option<String>>("right", Serdes::string(), Serdes::string());
+        let out = driver.create_output_topic::<String, Option<String>>("out", Serdes::string(), Serdes::string());
+        for &(ts, side, value) in INPUTS.iter().filter(|(ts, _, _)| *ts <= 15) {
+            let topic = if side == L { &mut left } else { &mut right };
+            topic.pipe_input_at("k".into(), value.map(String::from), ts * 1000).unwrap();
+        }
+        assert!(out.is_empty(), "{kind:?}: nothing before the commit");
+        driver.commit().unwrap();
+        let emitted = out.read_values_to_list().unwrap();
+        assert!(emitted.len() <= 2, "{kind:?}: {emitted:?}");
+        assert_eq!(emitted.last().cloned().flatten().as_deref(), Some("[D,d]"), "{kind:?}");
+    }
+}
+
+fn stream_table(left: bool) -> Topology {
+    let builder = StreamsBuilder::new();
+    let stream = builder.stream("left", strings()).flat_map_values(|v| v);
+    let table = builder.table::<String, String>(
+        "right",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("right-table").with_caching_disabled(),
+    );
+    let out = if left {
+        stream.left_join_table(&table, |l, r| pair(Some(l), r))
+    } else {
+        stream.join_table(&table, |l, r| pair(Some(l), Some(r)))
+    };
+    out.to("out", Produced::with(Serdes::string(), Serdes::string()));
+    builder.build().unwrap()
+}
+
+fn check_stream_table(left: bool) {
+    let steps = run::<String>(stream_table(left), 15, Serdes::string(), false);
+    let mut expected = vec![(5, "[B,a]"), (15, "[D,d]")];
+    if left {
+        expected.extend([(3, "[A,null]"), (9, "[C,null]")]);
+    }
+    for (ts, emitted) in &steps {
+        let want: Vec<&str> = expected.iter().filter(|(t, _)| t == ts).map(|(_, v)| *v).collect();
+        let got: Vec<&str> = emitted.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(got, want, "stream-table {} join at ts {ts}", if left { "left" } else { "inner" });
+        for (_, out_ts) in emitted {
+            assert_eq!(out_ts, ts, "the stream record's timestamp");
+        }
+    }
+}
+
+#[test]
+fn stream_table_inner_join() {
+    check_stream_table(false);
+}
+
+#[test]
+fn stream_table_left_join() {
+    check_stream_table(true);
+}
+
+fn orders_join_payments(rekey: bool) -> Topology {
+    let builder = StreamsBuilder::new();
+    let mut left = builder.stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()));
+    let right = builder.stream::<String, String>("payments", Consumed::with(Serdes::string(), Serdes::string()));
+    if rekey {
+        left = left.select_key(|_, v| v.clone());
+    }
+    left.join(
+        &right,
+        |a, b| format!("{a}{b}"),
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(1)),
+        StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string()),
+    )
+    .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    builder.build().unwrap()
+}
+
+#[test]
+fn join_inputs_must_be_co_partitioned() {
+    let topology = orders_join_payments(false);
+    let partitions = |t: &str| if t == "payments" { 2 } else { 4 };
+    let err = topology.check_copartitioning("app", partitions).unwrap_err().to_string();
+    assert!(err.contains("Topics not co-partitioned"), "{err}");
+    assert!(err.contains("orders (4)") && err.contains("payments (2)"), "{err}");
+    topology.check_copartitioning("app", |_| 4).unwrap();
+}
+
+#[test]
+fn a_rekeyed_stream_is_repartitioned_to_the_partition_count_of_the_other_side() {
+    let topology = orders_join_payments(true);
+    let description = topology.describe().to_string();
+    assert!(description.contains("-repartition"), "the re-keyed side goes through a repartition topic:\n{description}");
+    let counts = topology.partition_counts("app", |t| if t == "payments" { 4 } else { 8 });
+    let repartition: Vec<i32> = counts.repartition_topics.values().copied().collect();
+    assert_eq!(repartition, vec![4], "the repartition topic takes the count of the topic it joins");
+    topology.check_copartitioning("app", |t| if t == "payments" { 4 } else { 8 }).unwrap();
+}
