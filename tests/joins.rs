@@ -356,3 +356,108 @@ fn a_rekeyed_stream_is_repartitioned_to_the_partition_count_of_the_other_side() 
     assert_eq!(repartition, vec![4], "the repartition topic takes the count of the topic it joins");
     topology.check_copartitioning("app", |t| if t == "payments" { 4 } else { 8 }).unwrap();
 }
+
+fn orders_with_products(left: bool) -> Topology {
+    let builder = StreamsBuilder::new();
+    let consumed = || Consumed::with(Serdes::string(), Serdes::string());
+    let orders = builder.table::<String, String>("orders", consumed(), Materialized::as_("orders").with_caching_disabled());
+    let products =
+        builder.table::<String, String>("products", consumed(), Materialized::as_("products").with_caching_disabled());
+    let result = Materialized::as_("order-products").with_value_serde(Serdes::string()).with_caching_disabled();
+    let joined = if left {
+        orders.left_join_foreign_key(&products, |product: &String| product.clone(), |p, name| pair(Some(p), name), result)
+    } else {
+        orders.join_foreign_key(&products, |product: &String| product.clone(), |p, name| pair(Some(p), Some(name)), result)
+    };
+    joined.to_stream().to("out", Produced::with(Serdes::string(), Serdes::string()));
+    builder.build().unwrap()
+}
+
+fn check_foreign_key_join(left: bool) {
+    let topology = orders_with_products(left);
+    assert_eq!(topology.subtopologies().len(), 2, "the right side runs in its own sub-topology");
+    let driver = TopologyTestDriver::new(topology, config("fk-join")).unwrap();
+    let mut orders = driver.create_input_topic::<String, Option<String>>("orders", Serdes::string(), Serdes::string());
+    let mut products = driver.create_input_topic::<String, Option<String>>("products", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<String, Option<String>>("out", Serdes::string(), Serdes::string());
+    let s = |v: &str| Some(v.to_string());
+    let o = |k: &str, v: Option<&str>| (k.to_string(), v.map(String::from));
+    type Step<'a> = (&'a str, &'a str, Option<&'a str>, Vec<(String, Option<String>)>, Vec<(String, Option<String>)>);
+    // (topic, key, value, inner join output, left join output)
+    let steps: Vec<Step> = vec![
+        ("products", "p1", Some("apple"), vec![], vec![]),
+        ("orders", "o1", Some("p1"), vec![o("o1", Some("[p1,apple]"))], vec![o("o1", Some("[p1,apple]"))]),
+        ("orders", "o2", Some("p2"), vec![], vec![o("o2", Some("[p2,null]"))]),
+        ("products", "p2", Some("pear"), vec![o("o2", Some("[p2,pear]"))], vec![o("o2", Some("[p2,pear]"))]),
+        ("products", "p1", Some("green apple"), vec![o("o1", Some("[p1,green apple]"))], vec![o("o1", Some("[p1,green apple]"))]),
+        ("orders", "o1", Some("p2"), vec![o("o1", Some("[p2,pear]"))], vec![o("o1", Some("[p2,pear]"))]),
+        // Nobody orders p1 any more.
+        ("products", "p1", None, vec![], vec![]),
+        ("products", "p2", None, vec![o("o1", None), o("o2", None)], vec![o("o1", Some("[p2,null]")), o("o2", Some("[p2,null]"))]),
+        ("orders", "o2", None, vec![], vec![o("o2", None)]),
+    ];
+    for (i, (topic, key, value, inner, left_out)) in steps.into_iter().enumerate() {
+        let input = if topic == "orders" { &mut orders } else { &mut products };
+        input.pipe_input_at(key.to_string(), value.map(|v| s(v).unwrap()), i as i64 + 1).unwrap();
+        let expected = if left { left_out } else { inner };
+        assert_eq!(out.read_key_values_to_list().unwrap(), expected, "step {i}: {topic} {key} = {value:?}");
+    }
+    let results = driver.get_timestamped_key_value_store::<String, String>("order-products").unwrap();
+    let remaining: Vec<String> = results.all().unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(remaining, if left { vec!["o1".to_string()] } else { vec![] });
+}
+
+#[test]
+fn foreign_key_inner_join() {
+    check_foreign_key_join(false);
+}
+
+#[test]
+fn foreign_key_left_join() {
+    check_foreign_key_join(true);
+}
+
+fn orders_with_global_products(left: bool) -> Topology {
+    let builder = StreamsBuilder::new();
+    let products = builder.global_table::<String, String>(
+        "products",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("products"),
+    );
+    let orders = builder.stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()));
+    let out = if left {
+        orders.left_join_global(&products, |_, product| product.clone(), |p, name| pair(Some(p), name))
+    } else {
+        orders.join_global(&products, |_, product| product.clone(), |p, name| pair(Some(p), Some(name)))
+    };
+    out.to("out", Produced::with(Serdes::string(), Serdes::string()));
+    builder.build().unwrap()
+}
+
+#[test]
+fn stream_global_table_joins_look_up_any_derived_key_without_co_partitioning() {
+    for left in [false, true] {
+        // Orders have 3 partitions, products 1: a global table needs no co-partitioning.
+        let driver =
+            TopologyTestDriver::with_partitions(orders_with_global_products(left), config("global"), &[("orders", 3)])
+                .unwrap();
+        let mut products = driver.create_input_topic::<String, Option<String>>("products", Serdes::string(), Serdes::string());
+        let mut orders = driver.create_input_topic::<String, String>("orders", Serdes::string(), Serdes::string());
+        let out = driver.create_output_topic::<String, String>("out", Serdes::string(), Serdes::string());
+        products.pipe_input_at("p1".into(), Some("apple".into()), 1).unwrap();
+        orders.pipe_input_at("o1".into(), "p1".into(), 2).unwrap();
+        orders.pipe_input_at("o2".into(), "p2".into(), 3).unwrap();
+        products.pipe_input_at("p1".into(), None, 4).unwrap();
+        orders.pipe_input_at("o3".into(), "p1".into(), 5).unwrap();
+        let records = out.read_records_to_list().unwrap();
+        let got: Vec<(String, String, i64)> = records.into_iter().map(|r| (r.key, r.value, r.timestamp)).collect();
+        let mut expected = vec![("o1".to_string(), "[p1,apple]".to_string(), 2)];
+        if left {
+            expected.push(("o2".into(), "[p2,null]".into(), 3));
+            expected.push(("o3".into(), "[p1,null]".into(), 5));
+        }
+        assert_eq!(got, expected, "left: {left}");
+        let store = driver.get_global_store("products", Serdes::string(), Serdes::string()).unwrap();
+        assert_eq!(store.all().unwrap(), Vec::<(String, String)>::new());
+    }
+}

@@ -39,7 +39,9 @@ fn read(out: &streams::TestOutputTopic<Windowed<String>, Option<i64>>) -> Out {
         .collect()
 }
 
-fn driver(topology: Topology, size: i64) -> (TopologyTestDriver, streams::TestInputTopic<String, String>, streams::TestOutputTopic<Windowed<String>, Option<i64>>) {
+type Harness = (TopologyTestDriver, streams::TestInputTopic<String, String>, streams::TestOutputTopic<Windowed<String>, Option<i64>>);
+
+fn driver(topology: Topology, size: i64) -> Harness {
     let driver = TopologyTestDriver::new(topology, config("windows")).unwrap();
     let input = driver.create_input_topic::<String, String>("events", Serdes::string(), Serdes::string());
     let out = driver.create_output_topic::<Windowed<String>, Option<i64>>(

@@ -192,3 +192,53 @@ fn a_suppressed_windowed_count_survives_a_task_move_and_a_restart() {
     let expected: BTreeMap<(String, i64), Vec<i64>> = truth.into_iter().map(|(k, c)| (k, vec![c])).collect();
     assert_eq!(emitted, expected, "one final count per key and window, equal to the truth");
 }
+
+#[test]
+fn a_global_table_is_complete_before_the_first_record_is_processed() {
+    let cluster = Cluster::new();
+    let (orders, products, out, app) = (unique("orders"), unique("products"), unique("enriched"), unique("global-app"));
+    cluster.create_topic(&orders, 3);
+    cluster.create_topic(&products, 2);
+    cluster.create_topic(&out, 3);
+    let servers = cluster.bootstrap_servers();
+    let product_records = (0..200).map(|i| (bytes(&format!("p{i}")), bytes(&format!("name-{i}")), None));
+    test_utils::produce_at(&servers, &products, product_records).unwrap();
+    // Orders are there before the application starts: each must find its product.
+    let order_records = (0..600).map(|i| (bytes(&format!("o{i}")), bytes(&format!("p{}", i % 200)), None));
+    test_utils::produce_at(&servers, &orders, order_records).unwrap();
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let table = builder.global_table::<String, String>(
+            &products,
+            Consumed::with(Serdes::string(), Serdes::string()),
+            Materialized::as_("products"),
+        );
+        builder
+            .stream::<String, String>(&orders, Consumed::with(Serdes::string(), Serdes::string()))
+            .join_global(&table, |_, product| product.clone(), |product, name| format!("{product}={name}"))
+            .to(&out, Produced::with(Serdes::string(), Serdes::string()));
+        builder.build().unwrap()
+    };
+    cluster.prepare(&topology(), &app, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut streams, _) = start(topology(), config(&app, &servers, dir.path()));
+    wait_for_end(&cluster, &app, &[&orders], &streams);
+    // The global thread keeps the table current while the application runs.
+    test_utils::produce_at(&servers, &products, [(bytes("p0"), bytes("renamed"), None)]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    test_utils::produce_at(&servers, &orders, [(bytes("late-order"), bytes("p0"), None)]).unwrap();
+    wait_for_end(&cluster, &app, &[&orders], &streams);
+    assert!(streams.close(Duration::from_secs(30)));
+    let records = test_utils::read_all(&servers, &out, Duration::from_millis(500)).unwrap();
+    let values: BTreeMap<String, String> = records
+        .iter()
+        .map(|r| {
+            let key = Serdes::string().deserialize(&out, r.key.as_deref()).unwrap();
+            (key, Serdes::string().deserialize(&out, r.value.as_deref()).unwrap())
+        })
+        .collect();
+    assert_eq!(values.len(), 601, "every order joined");
+    assert_eq!(values["o7"], "p7=name-7");
+    assert_eq!(values["late-order"], "p0=renamed");
+    assert!(dir.path().join(&app).join("global").join(".checkpoint").exists());
+}

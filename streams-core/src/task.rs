@@ -13,7 +13,7 @@ use crate::error::{Result, StreamsError};
 use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
 use crate::processor::{Punctuation, PunctuationType, ScheduleId};
 use crate::record::{ConsumerRecord, RecordContext, TaskId};
-use crate::state::{KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache};
+use crate::state::{GlobalStores, KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
 /// Counters of one task.
@@ -58,6 +58,7 @@ pub(crate) struct TaskContext {
     pub(crate) commit_requested: bool,
     pub(crate) deserialization_handler: DeserializationHandler,
     pub(crate) metrics: TaskMetrics,
+    pub(crate) global_stores: GlobalStores,
 }
 
 impl TaskContext {
@@ -126,6 +127,8 @@ pub struct TaskEnv {
     pub thread_cache: Rc<RefCell<ThreadCache>>,
     /// `deserialization.exception.handler`.
     pub deserialization_handler: DeserializationHandler,
+    /// The instance's global stores.
+    pub global_stores: GlobalStores,
 }
 
 impl std::fmt::Debug for TaskEnv {
@@ -207,6 +210,7 @@ impl StreamTask {
             commit_requested: false,
             deserialization_handler: env.deserialization_handler,
             metrics: TaskMetrics::default(),
+            global_stores: env.global_stores.clone(),
         };
 
         let mut inputs: BTreeMap<usize, Rc<dyn std::any::Any>> = BTreeMap::new();
@@ -306,6 +310,11 @@ impl StreamTask {
     /// The erased store `name`, for restoration.
     pub fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>> {
         self.ctx.stores.get(name).map(|s| s.store.clone())
+    }
+
+    /// The global store `name`, shared by every task of the instance.
+    pub fn global_store(&self, name: &str) -> Option<std::sync::Arc<dyn crate::state::GlobalBytesStore>> {
+        self.ctx.global_stores.get(name).cloned()
     }
 
     /// The typed key-value store `name`.

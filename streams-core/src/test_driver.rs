@@ -20,7 +20,9 @@ use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{default_partition, ConsumerRecord, Headers, ProducerRecord, TaskId};
 use crate::serdes::{Serde, SerdeRef};
-use crate::state::{KeyValueStore, SessionStore, ThreadCache, TimestampedKeyValueStore, WindowStore};
+use crate::state::{
+    GlobalBytesStore, GlobalKeyValueStore, KeyValueStore, SessionStore, ThreadCache, TimestampedKeyValueStore, WindowStore,
+};
 use crate::task::{StreamTask, TaskEnv, TaskMetrics};
 use crate::topology::Topology;
 
@@ -106,6 +108,8 @@ impl RecordCollector for DriverCollector {
 
 struct DriverInner {
     topics: Rc<RefCell<Topics>>,
+    /// Global stores by the topic they copy.
+    globals: HashMap<String, Arc<dyn GlobalBytesStore>>,
     tasks: BTreeMap<TaskId, StreamTask>,
     wall_clock_ms: i64,
     last_commit_ms: i64,
@@ -168,6 +172,14 @@ impl DriverInner {
         if self.closed {
             return Err(StreamsError::User("the test driver is closed".into()));
         }
+        if let Some(global) = self.globals.get(&record.topic) {
+            // A global topic goes straight into its store, as the global thread would put it.
+            let record = self.topics.borrow_mut().append(record)?;
+            if let Some(key) = &record.key {
+                global.put(key, record.value.as_deref())?;
+            }
+            return Ok(());
+        }
         if !self.topics.borrow().source_topics.contains_key(&record.topic) {
             return Err(StreamsError::Topology(format!("unknown input topic `{}`: no source reads it", record.topic)));
         }
@@ -225,12 +237,21 @@ impl TopologyTestDriver {
             }
         }
         let topics = Rc::new(RefCell::new(topics));
+        let global_dir = state_dir.path().join(&application_id).join("global");
+        let mut globals = HashMap::new();
+        let mut global_stores = BTreeMap::new();
+        for spec in topology.global_stores() {
+            let store = spec.open(&global_dir)?;
+            globals.insert(spec.topic.clone(), store.clone());
+            global_stores.insert(spec.name.clone(), store);
+        }
         let env = TaskEnv {
             application_id: application_id.clone(),
             app_dir: state_dir.path().join(&application_id),
             collector: Rc::new(RefCell::new(DriverCollector(topics.clone()))),
             thread_cache: Rc::new(RefCell::new(ThreadCache::new(config.cache_max_bytes()?))),
             deserialization_handler: config.deserialization_handler()?,
+            global_stores: Arc::new(global_stores),
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut tasks = BTreeMap::new();
@@ -244,6 +265,7 @@ impl TopologyTestDriver {
         }
         let inner = DriverInner {
             topics,
+            globals,
             tasks,
             wall_clock_ms: now,
             last_commit_ms: now,
@@ -356,6 +378,19 @@ impl TopologyTestDriver {
     /// The store `name` of every task that has it.
     pub fn get_key_value_stores<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(TaskId, KeyValueStore<K, V>)>> {
         self.get_state_stores(name)
+    }
+
+    /// The global store `name`, read with these serdes.
+    pub fn get_global_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<GlobalKeyValueStore<K, V>> {
+        let inner = self.inner.borrow();
+        let task = inner.tasks.values().next().ok_or_else(|| StreamsError::User("the topology has no tasks".into()))?;
+        let bytes = task.global_store(name).ok_or_else(|| StreamsError::User(format!("no global store named `{name}`")))?;
+        Ok(GlobalKeyValueStore::new(name, bytes, Arc::new(key_serde), Arc::new(value_serde)))
     }
 
     /// The typed store `name` of every task that has it.

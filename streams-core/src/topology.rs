@@ -8,7 +8,7 @@ use crate::error::{Result, StreamsError};
 use crate::processor::node::{NodeFactory, ProcessorFactory, SinkFactory, SourceFactory};
 use crate::processor::ProcessorSupplier;
 use crate::serdes::{Serde, SerdeRef};
-use crate::state::StoreBuilder;
+use crate::state::{GlobalStoreSpec, StoreBuilder};
 
 /// A topic named in a topology: a user topic, or an internal one that gets the
 /// `<application.id>-` prefix when the application runs.
@@ -95,6 +95,7 @@ pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
     copartition_groups: Vec<Vec<TopicName>>,
+    global_stores: Vec<GlobalStoreSpec>,
 }
 
 impl fmt::Debug for Topology {
@@ -438,6 +439,28 @@ impl Topology {
             }
         }
         PartitionCounts { tasks, repartition_topics: internal, changelog_topics: changelogs }
+    }
+
+    /// Adds a global store: a full copy of `topic` (all partitions) in every instance, read by
+    /// processors through [`ProcessorContext::get_global_store`](crate::ProcessorContext::get_global_store).
+    pub fn add_global_store(&mut self, spec: GlobalStoreSpec) -> Result<&mut Self> {
+        if self.global_stores.iter().any(|g| g.name == spec.name) || self.stores.contains_key(&spec.name) {
+            return Err(StreamsError::Topology(format!("state store `{}` is already added", spec.name)));
+        }
+        let read_by_a_source = self.nodes.iter().any(|n| match &n.kind {
+            NodeKind::Source { topics } => topics.iter().any(|t| t.name() == spec.topic),
+            _ => false,
+        });
+        if read_by_a_source || self.global_stores.iter().any(|g| g.topic == spec.topic) {
+            return Err(StreamsError::Topology(format!("topic `{}` is read twice; a global table needs its own", spec.topic)));
+        }
+        self.global_stores.push(spec);
+        Ok(self)
+    }
+
+    /// The global stores.
+    pub fn global_stores(&self) -> &[GlobalStoreSpec] {
+        &self.global_stores
     }
 
     /// Declares that `topics` must have the same partition count, as the inputs of a join must:

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use streams_core::state::{KeyValueBytesStoreSupplier, KeyValueStoreBuilder, ValueAndTimestampSerde};
+use streams_core::state::{GlobalStoreSpec, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, ValueAndTimestampSerde};
 use streams_core::{Result, SerdeRef, Serdes, StoreBuilder, StreamsError, TopicName, Topology, ValueAndTimestamp};
 
 use crate::kstream::KStream;
@@ -82,6 +82,26 @@ pub(crate) fn table_store<K: 'static, V: 'static>(
     builder = if materialized.caching { builder.with_caching_enabled() } else { builder.with_caching_disabled() };
     builder = if materialized.logging { builder.with_logging_enabled() } else { builder.with_logging_disabled() };
     Some(builder)
+}
+
+/// A table copied in full into every instance (see [`StreamsBuilder::global_table`]).
+pub struct GlobalKTable<K, V> {
+    pub(crate) store: String,
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+}
+
+impl<K, V> std::fmt::Debug for GlobalKTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalKTable").field("store", &self.store).finish()
+    }
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    /// The name of the store holding the table.
+    pub fn queryable_store_name(&self) -> &str {
+        &self.store
+    }
 }
 
 /// Builds a topology with the DSL. Operators write into it as they are called; `build` returns
@@ -172,6 +192,24 @@ impl StreamsBuilder {
             Some(consumed.value_serde),
             Some(store),
         )
+    }
+
+    /// A table of every partition of `topic`, copied in full into each instance and filled before
+    /// any record is processed; streams join it by any key they derive, with no co-partitioning.
+    pub fn global_table<K: 'static, V: 'static>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> GlobalKTable<K, V> {
+        let mut state = self.state.borrow_mut();
+        let store = match &materialized.store_name {
+            Some(name) => name.clone(),
+            None => state.new_name(&format!("{topic}-STATE-STORE-")),
+        };
+        let spec = GlobalStoreSpec { name: store.clone(), topic: topic.to_string(), persistent: !materialized.in_memory };
+        state.apply(|t| t.add_global_store(spec).map(drop));
+        GlobalKTable { store, key_serde: consumed.key_serde, value_serde: consumed.value_serde }
     }
 
     /// Adds a store for processors added with [`KStream::process`].

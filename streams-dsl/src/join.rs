@@ -6,16 +6,20 @@
 use std::sync::Arc;
 
 use streams_core::state::KeyValueStoreBuilder;
-use streams_core::{SerdeRef, Stores, TopicName};
+use streams_core::{SerdeRef, Serdes, Stores, TopicName};
 
-use crate::builder::{repartition, require_serde, table_store, Shared};
+use crate::builder::{repartition, require_serde, table_store, GlobalKTable, Shared};
 use crate::change::Change;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
+use crate::processors::fk_join::{
+    CombinedKey, CombinedKeySerde, FkJoiner, LeftDelete, Response, ResponseJoin, ResponseSerde, RightChange, Subscription,
+    SubscriptionReceive, SubscriptionSend, SubscriptionSerde,
+};
 use crate::processors::join::{
-    as_left, as_right, Joiner, LeftOrRightSerde, OuterKeySerde, StreamJoinSpec, StreamStreamJoin, StreamTableJoin,
-    TableTableJoin,
+    as_left, as_right, Joiner, KeySelector, LeftOrRightSerde, OuterKeySerde, StreamGlobalJoin, StreamJoinSpec, StreamStreamJoin,
+    StreamTableJoin, TableTableJoin,
 };
 use crate::processors::stateless;
 use crate::processors::table::TableMaterialize;
@@ -265,6 +269,48 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         KStream::new(self.state.clone(), name, self.key_serde.clone(), None, false)
     }
 
+    fn global_join<GK: 'static, GV: 'static, VOut: Clone + 'static>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_selector: impl Fn(&K, &V1) -> GK + Send + Sync + 'static,
+        left: bool,
+        joiner: Joiner<K, V1, GV, VOut>,
+    ) -> KStream<K, VOut> {
+        let name = self.state.borrow_mut().new_name(if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" });
+        let key_selector: KeySelector<K, V1, GK> = Arc::new(key_selector);
+        let (store, serdes) = (table.store.clone(), (table.key_serde.clone(), table.value_serde.clone()));
+        self.state.borrow_mut().apply(|t| {
+            let supplier =
+                move || StreamGlobalJoin::new(&store, serdes.clone(), key_selector.clone(), left, joiner.clone());
+            t.add_processor(&name, supplier, &[&self.node])?;
+            Ok(())
+        });
+        KStream::new(self.state.clone(), name, self.key_serde.clone(), None, self.repartition_required)
+    }
+
+    /// Joins each record with the global table's row for the key `key_selector` derives from it;
+    /// records without one are dropped. The output keeps the stream record's key and timestamp.
+    pub fn join_global<GK: 'static, GV: 'static, VOut: Clone + 'static>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_selector: impl Fn(&K, &V1) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V1, &GV) -> VOut + Send + Sync + 'static,
+    ) -> KStream<K, VOut> {
+        let joiner: Joiner<K, V1, GV, VOut> = Arc::new(move |_, l, r| joiner(l.expect("stream value"), r.expect("inner join")));
+        self.global_join(table, key_selector, false, joiner)
+    }
+
+    /// As [`join_global`](Self::join_global), but records without a row give `joiner(value, None)`.
+    pub fn left_join_global<GK: 'static, GV: 'static, VOut: Clone + 'static>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_selector: impl Fn(&K, &V1) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V1, Option<&GV>) -> VOut + Send + Sync + 'static,
+    ) -> KStream<K, VOut> {
+        let joiner: Joiner<K, V1, GV, VOut> = Arc::new(move |_, l, r| joiner(l.expect("stream value"), r));
+        self.global_join(table, key_selector, true, joiner)
+    }
+
     /// Joins each record with the table's current value for its key; records without one are
     /// dropped. The output keeps the stream record's timestamp.
     pub fn join_table<V2: Clone + 'static, VOut: Clone + 'static>(
@@ -390,3 +436,120 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 }
 
+
+impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
+    fn foreign_key_join<KO: Clone + PartialEq + 'static, VO: Clone + 'static, VR: Clone + 'static>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: Arc<dyn Fn(&V) -> KO + Send + Sync>,
+        joiner: FkJoiner<V, VO, VR>,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let base = self.state.borrow_mut().new_name("KTABLE-FK-JOIN-");
+        let what = format!("foreign-key join `{base}`");
+        let serdes = (
+            require_serde(&self.state, self.key_serde.clone(), &what),
+            require_serde(&self.state, self.value_serde.clone(), &what),
+            require_serde(&self.state, other.key_serde.clone(), &what),
+            require_serde(&self.state, other.value_serde.clone(), &what),
+        );
+        let (Some(k), Some(v), Some(ko), Some(vo)) = serdes else {
+            return KTable::new(self.state.clone(), self.node.clone(), None, None, None);
+        };
+        let (Some((left_node, left_store)), Some((right_node, right_store))) = (self.materialized(), other.materialized())
+        else {
+            return KTable::new(self.state.clone(), self.node.clone(), None, None, None);
+        };
+        let name = |suffix: &str| format!("{base}-{suffix}");
+        let (send, receive, right_change, response_sink, response_source, response_join, left_delete, merge) = (
+            name("SUBSCRIPTION-SEND"),
+            name("SUBSCRIPTION-RECEIVE"),
+            name("RIGHT-CHANGE"),
+            name("SUBSCRIPTION-RESPONSE-SINK"),
+            name("SUBSCRIPTION-RESPONSE-SOURCE"),
+            name("RESPONSE-JOIN"),
+            name("LEFT-DELETE"),
+            name("MERGE"),
+        );
+        let subscriptions = name("SUBSCRIPTION-STATE-STORE");
+        let results = materialized.store_name.clone().unwrap_or_else(|| name("STATE-STORE"));
+        let subscription_serde: SerdeRef<Subscription<K>> = Arc::new(SubscriptionSerde(k.clone()));
+        let response_serde: SerdeRef<Response<VO>> = Arc::new(ResponseSerde(vo.clone()));
+        let response_topic = TopicName::internal(format!("{}-repartition", name("SUBSCRIPTION-RESPONSE")));
+        let subscriptions_builder = KeyValueStoreBuilder::new(
+            Stores::persistent_key_value_store(&subscriptions),
+            Arc::new(CombinedKeySerde(ko.clone(), k.clone())) as SerdeRef<CombinedKey<KO, K>>,
+            Arc::new(Serdes::u64()) as SerdeRef<u64>,
+        );
+        let results_builder = table_store(&self.state, &materialized, &results, Some(k.clone()), None);
+        // Subscriptions travel to the right side keyed by foreign key.
+        self.state.borrow_mut().apply(|t| {
+            let (v, extractor) = (v.clone(), extractor.clone());
+            t.add_processor(&send, move || SubscriptionSend::<K, V, KO>::new(extractor.clone(), v.clone()), &[&left_node])?;
+            Ok(())
+        });
+        let subscription_source =
+            repartition(&self.state, &send, &name("SUBSCRIPTION-REGISTRATION"), Some(ko.clone()), Some(subscription_serde));
+        let (v2, s1, s2, r1) = (v.clone(), subscriptions.clone(), subscriptions.clone(), right_store.clone());
+        let (l1, res1, res2) = (left_store.clone(), results.clone(), results.clone());
+        let ko2 = ko.clone();
+        self.state.borrow_mut().apply(|t| {
+            t.add_processor(&receive, move || SubscriptionReceive::<KO, K, VO>::new(&s1, &r1), &[&subscription_source])?;
+            t.add_processor::<KO, Change<VO>, K, Response<VO>>(
+                &right_change,
+                move || RightChange::<KO, K>::new(&s2, ko2.clone()),
+                &[&right_node],
+            )?;
+            t.add_state_store(subscriptions_builder, &[&receive, &right_change])?;
+            t.connect_processor_and_state_store(&receive, &right_store)?;
+            // Answers travel back keyed by the left key.
+            t.add_sink_node(&response_sink, response_topic.clone(), k.clone(), response_serde.clone(), &[&receive, &right_change])?;
+            t.add_source_node(&response_source, vec![response_topic], k.clone(), response_serde, false)?;
+            t.add_processor(
+                &response_join,
+                move || ResponseJoin::<K, V, VO, VR>::new(&l1, &res1, v2.clone(), joiner.clone()),
+                &[&response_source],
+            )?;
+            t.connect_processor_and_state_store(&response_join, &left_store)?;
+            t.add_processor::<K, Change<V>, K, Change<VR>>(&left_delete, move || LeftDelete::<K, VR>::new(&res2), &[&left_node])?;
+            if let Some(builder) = results_builder {
+                t.add_state_store(builder, &[&response_join, &left_delete])?;
+            }
+            t.add_processor(&merge, stateless(|ctx, r: streams_core::Record<K, Change<VR>>| ctx.forward(r)), &[
+                &response_join,
+                &left_delete,
+            ])?;
+            Ok(())
+        });
+        copartition(&self.state, &[&receive, &right_change]);
+        copartition(&self.state, &[&response_join, &left_delete]);
+        KTable::new(self.state.clone(), merge, self.key_serde.clone(), materialized.value_serde, Some(results))
+    }
+
+    /// Foreign-key join: each row joins the row of `other` whose key `extractor` takes from its
+    /// value; rows without one have no result. The tables need not be co-partitioned. The
+    /// result is materialized (`materialized` gives its value serde).
+    pub fn join_foreign_key<KO: Clone + PartialEq + 'static, VO: Clone + 'static, VR: Clone + 'static>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl Fn(&V) -> KO + Send + Sync + 'static,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner = Arc::new(move |v: &V, vo: Option<&VO>| vo.map(|vo| joiner(v, vo)));
+        self.foreign_key_join(other, Arc::new(extractor), joiner, materialized)
+    }
+
+    /// Left foreign-key join: as [`join_foreign_key`](Self::join_foreign_key), and rows without
+    /// a right row give `joiner(value, None)`.
+    pub fn left_join_foreign_key<KO: Clone + PartialEq + 'static, VO: Clone + 'static, VR: Clone + 'static>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl Fn(&V) -> KO + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner = Arc::new(move |v: &V, vo: Option<&VO>| Some(joiner(v, vo)));
+        self.foreign_key_join(other, Arc::new(extractor), joiner, materialized)
+    }
+}

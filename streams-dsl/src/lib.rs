@@ -35,7 +35,7 @@ mod suppress;
 mod windowed;
 mod windows;
 
-pub use builder::StreamsBuilder;
+pub use builder::{GlobalKTable, StreamsBuilder};
 pub use change::{Change, ChangeSerde};
 pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordContext, TaskId};
-use crate::state::{KeyValueStore, SessionStore, WindowStore};
+use crate::serdes::SerdeRef;
+use crate::state::{GlobalKeyValueStore, KeyValueStore, SessionStore, WindowStore};
 use crate::task::{Schedule, TaskContext};
 use node::{Child, NodeMeta};
 
@@ -142,6 +143,19 @@ impl<K, V> ProcessorContext<'_, K, V> {
             )));
         }
         self.task.state_store(name)
+    }
+
+    /// The global store `name` (a full copy of its topic), read with these serdes.
+    pub fn get_global_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+        key_serde: SerdeRef<SK>,
+        value_serde: SerdeRef<SV>,
+    ) -> Result<GlobalKeyValueStore<SK, SV>> {
+        let bytes = self.task.global_stores.get(name).ok_or_else(|| {
+            StreamsError::Topology(format!("no global store named `{name}` (add it with Topology::add_global_store)"))
+        })?;
+        Ok(GlobalKeyValueStore::new(name, bytes.clone(), key_serde, value_serde))
     }
 
     /// Schedules [`Processor::punctuate`] every `interval` on the given clock.

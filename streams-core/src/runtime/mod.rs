@@ -4,6 +4,7 @@
 mod changelog_reader;
 mod checkpoint;
 mod collector;
+mod global_thread;
 pub mod embedded;
 pub mod test_utils;
 mod state_directory;
@@ -22,7 +23,9 @@ pub use state_directory::{StateDirectory, TaskDirLock};
 
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
+use crate::state::GlobalStores;
 use crate::topology::Topology;
+use global_thread::GlobalStreamThread;
 
 /// The client's lifecycle, as in Kafka Streams.
 ///
@@ -260,16 +263,33 @@ impl KafkaStreams {
             .unwrap_or(-1);
         let admin = stream_thread::client_config(&self.config, "admin.", &[]);
         topics::setup(&self.topology, &self.shared.application_id, &admin, replication, Duration::from_secs(30))?;
+        // Global stores are complete before any task processes a record.
+        let global_consumer = stream_thread::client_config(
+            &self.config,
+            "global.consumer.",
+            &[("client.id", format!("{}-GlobalStreamThread-consumer", self.shared.application_id))],
+        );
+        let app_dir = self.config.state_dir().join(&self.shared.application_id);
+        let global = match GlobalStreamThread::new(&self.topology, &global_consumer, &app_dir, self.config.commit_interval()?)? {
+            Some((mut thread, stores)) => {
+                thread.bootstrap(Duration::from_secs(300))?;
+                let name = format!("{}-GlobalStreamThread", self.shared.application_id);
+                self.threads.push(thread.spawn(name, self.shared.clone())?);
+                stores
+            }
+            None => GlobalStores::default(),
+        };
         self.shared.set_state(State::Rebalancing);
         let threads = self.config.num_stream_threads()?;
         *lock(&self.shared.rebalancing) = vec![true; threads];
         *lock(&self.shared.alive) = vec![true; threads];
         for index in 0..threads {
             let (topology, config, shared) = (self.topology.clone(), self.config.clone(), self.shared.clone());
+            let global = global.clone();
             let name = format!("{}-StreamThread-{}", self.shared.application_id, index + 1);
             let handle = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || stream_thread::run(index, topology, config, shared))
+                .spawn(move || stream_thread::run(index, topology, config, shared, global))
                 .map_err(|e| StreamsError::User(format!("cannot spawn stream thread: {e}")))?;
             self.threads.push(handle);
         }

@@ -20,7 +20,7 @@ use super::ClientShared;
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::ConsumerRecord;
-use crate::state::ThreadCache;
+use crate::state::{GlobalStores, ThreadCache};
 use crate::task::TaskEnv;
 use crate::topology::Topology;
 
@@ -86,11 +86,11 @@ pub(crate) fn client_config(config: &StreamsConfig, prefix: &str, defaults: &[(&
 }
 
 /// Runs one stream thread until shutdown or a fatal error.
-pub(crate) fn run(index: usize, topology: Arc<Topology>, config: StreamsConfig, shared: Arc<ClientShared>) {
+pub(crate) fn run(index: usize, topology: Arc<Topology>, config: StreamsConfig, shared: Arc<ClientShared>, global: GlobalStores) {
     let name = format!("{}-StreamThread-{}", shared.application_id, index + 1);
     let span = tracing::info_span!("stream-thread", thread = %name);
     let _entered = span.enter();
-    let result = run_loop(index, &name, topology, &config, &shared);
+    let result = run_loop(index, &name, topology, &config, &shared, global);
     let clean = result.is_ok();
     if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
         warn!(error = %e, "error closing tasks");
@@ -112,6 +112,7 @@ fn run_loop(
     topology: Arc<Topology>,
     config: &StreamsConfig,
     shared: &Arc<ClientShared>,
+    global: GlobalStores,
 ) -> Result<()> {
     let application_id = config.application_id()?;
     let eos = config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2;
@@ -159,6 +160,7 @@ fn run_loop(
             config.cache_max_bytes()? / config.num_stream_threads()?.max(1),
         ))),
         deserialization_handler: config.deserialization_handler()?,
+        global_stores: global,
     };
     let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone());
     let topics = manager.source_topics();

@@ -10,6 +10,9 @@ use rdkafka::ClientConfig;
 use crate::error::{Result, StreamsError};
 use crate::topology::{PartitionCounts, Topology};
 
+/// Topic-level configs of a topic to create.
+type TopicConfigs = Vec<(String, String)>;
+
 /// Partition counts of every topic the cluster has.
 pub(crate) fn topic_partitions(admin: &AdminClient<DefaultClientContext>, timeout: Duration) -> Result<BTreeMap<String, i32>> {
     let metadata = admin.inner().fetch_metadata(None, timeout).map_err(|e| StreamsError::kafka("fetch metadata", e))?;
@@ -51,7 +54,7 @@ pub(crate) fn setup(
     let counts = topology.partition_counts(application_id, partitions);
     let changelog_configs = topology.changelog_configs(application_id);
     let delete = vec![("cleanup.policy".to_string(), "delete".to_string())];
-    let wanted: Vec<(&String, i32, &Vec<(String, String)>)> = counts
+    let wanted: Vec<(&String, i32, &TopicConfigs)> = counts
         .repartition_topics
         .iter()
         .map(|(t, n)| (t, *n, &delete))

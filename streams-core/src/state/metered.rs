@@ -170,6 +170,29 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         s.entries(raw)
     }
 
+    /// Entries whose serialized key starts with the bytes of `prefix` serialized by
+    /// `prefix_serde`, ordered by key bytes.
+    pub fn prefix_scan<P: 'static>(&self, prefix: &P, prefix_serde: &dyn Serde<P>) -> Result<Vec<(K, V)>> {
+        let mut s = self.inner.borrow_mut();
+        let prefix = prefix_serde
+            .serialize(&s.serde_topic, prefix)
+            .map_err(|e| s.serde_err("prefix", e))?
+            .unwrap_or_default();
+        // The first key after every key with this prefix: the prefix with its last byte below
+        // 0xff incremented (none if it is all 0xff).
+        let mut upper = prefix.clone();
+        while upper.last() == Some(&0xff) {
+            upper.pop();
+        }
+        if let Some(last) = upper.last_mut() {
+            *last += 1;
+        }
+        let to = (!upper.is_empty()).then_some(upper.as_slice());
+        let raw = s.inner.range(Some(&prefix), to)?;
+        let raw = raw.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+        s.entries(raw)
+    }
+
     /// All entries, ordered by serialized key bytes.
     pub fn all(&self) -> Result<Vec<(K, V)>> {
         let mut s = self.inner.borrow_mut();
@@ -275,6 +298,10 @@ mod tests {
         assert_eq!(store.get(&"c".into()).unwrap(), None);
         assert_eq!(store.all().unwrap().len(), 2);
         assert_eq!(store.approximate_num_entries().unwrap(), 2);
+        store.put(&"ab".into(), &3).unwrap();
+        store.put(&"b".into(), &4).unwrap();
+        let prefixed: Vec<String> = store.prefix_scan(&"a".to_string(), &Serdes::string()).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(prefixed, vec!["a".to_string(), "ab".to_string()]);
         assert!(!store.enable_flush_forwarding());
     }
 

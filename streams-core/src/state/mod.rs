@@ -4,6 +4,7 @@
 
 mod builder;
 mod caching;
+mod global;
 mod in_memory;
 mod logging;
 mod metered;
@@ -16,6 +17,7 @@ pub use builder::{
     StoreBuilder, StoreContext, Stores, WindowStoreBuilder,
 };
 pub use caching::ThreadCache;
+pub use global::{GlobalBytesStore, GlobalKeyValueStore, GlobalStoreSpec, GlobalStores};
 pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
 pub use metered::{CacheFlush, KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
 

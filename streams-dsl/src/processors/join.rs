@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use streams_core::state::WindowStore;
+use streams_core::state::{GlobalKeyValueStore, WindowStore};
 use streams_core::{
     KeyValueStore, Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, TimestampedKeyValueStore,
 };
@@ -13,6 +13,12 @@ use crate::windows::JoinWindows;
 
 /// The joiner of a join, on (left, right) with `None` for a missing side.
 pub(crate) type Joiner<K, V1, V2, VOut> = Arc<dyn Fn(&K, Option<&V1>, Option<&V2>) -> VOut + Send + Sync>;
+
+/// Derives a global table's key from a stream record.
+pub(crate) type KeySelector<K, V, GK> = Arc<dyn Fn(&K, &V) -> GK + Send + Sync>;
+
+/// The buffer of unmatched records of left and outer stream-stream joins.
+type OuterBuffer<K, V1, V2> = KeyValueStore<OuterKey<K>, (Option<V1>, Option<V2>)>;
 
 /// Puts a processor's (this, other) values in (left, right) order.
 pub(crate) type Arrange<VT, VO, V1, V2> = fn(Option<VT>, Option<VO>) -> (Option<V1>, Option<V2>);
@@ -115,7 +121,7 @@ pub(crate) struct StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
     joiner: Joiner<K, V1, V2, VOut>,
     this: Option<WindowStore<K, VT>>,
     other: Option<WindowStore<K, VO>>,
-    outer: Option<KeyValueStore<OuterKey<K>, (Option<V1>, Option<V2>)>>,
+    outer: Option<OuterBuffer<K, V1, V2>>,
     next_seq: u64,
 }
 
@@ -186,7 +192,7 @@ where
         self.this = Some(ctx.get_window_store(&self.spec.this_store)?);
         self.other = Some(ctx.get_window_store(&self.spec.other_store)?);
         if let Some(name) = &self.spec.outer_store {
-            let outer: KeyValueStore<OuterKey<K>, (Option<V1>, Option<V2>)> = ctx.get_key_value_store(name)?;
+            let outer: OuterBuffer<K, V1, V2> = ctx.get_key_value_store(name)?;
             self.next_seq = outer.all()?.iter().map(|(k, _)| k.seq + 1).max().unwrap_or(0);
             self.outer = Some(outer);
         }
@@ -249,6 +255,52 @@ where
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, V1>) -> Result<()> {
         let other = self.table.as_ref().expect("initialized").get(&record.key)?.map(|v| v.value);
+        if other.is_none() && !self.left {
+            return Ok(());
+        }
+        let value = (self.joiner)(&record.key, Some(&record.value), other.as_ref());
+        ctx.forward(record.with_value(value))
+    }
+}
+
+/// `KSTREAM-JOIN` with a global table: looks up the key `key_selector` derives from each record.
+pub(crate) struct StreamGlobalJoin<K, V1, GK, GV, VOut> {
+    store: String,
+    key_serde: SerdeRef<GK>,
+    value_serde: SerdeRef<GV>,
+    key_selector: KeySelector<K, V1, GK>,
+    left: bool,
+    joiner: Joiner<K, V1, GV, VOut>,
+    table: Option<GlobalKeyValueStore<GK, GV>>,
+}
+
+impl<K, V1, GK, GV, VOut> StreamGlobalJoin<K, V1, GK, GV, VOut> {
+    pub(crate) fn new(
+        store: &str,
+        serdes: (SerdeRef<GK>, SerdeRef<GV>),
+        key_selector: KeySelector<K, V1, GK>,
+        left: bool,
+        joiner: Joiner<K, V1, GV, VOut>,
+    ) -> Self {
+        StreamGlobalJoin { store: store.to_string(), key_serde: serdes.0, value_serde: serdes.1, key_selector, left, joiner, table: None }
+    }
+}
+
+impl<K, V1, GK, GV, VOut> Processor<K, V1, K, VOut> for StreamGlobalJoin<K, V1, GK, GV, VOut>
+where
+    K: Clone + 'static,
+    GK: 'static,
+    GV: 'static,
+    VOut: Clone + 'static,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
+        self.table = Some(ctx.get_global_store(&self.store, self.key_serde.clone(), self.value_serde.clone())?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, V1>) -> Result<()> {
+        let key = (self.key_selector)(&record.key, &record.value);
+        let other = self.table.as_ref().expect("initialized").get(&key)?;
         if other.is_none() && !self.left {
             return Ok(());
         }

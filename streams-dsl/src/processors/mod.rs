@@ -1,6 +1,7 @@
 //! The DSL's processors, written against the core Processor API.
 
 pub(crate) mod aggregate;
+pub(crate) mod fk_join;
 pub(crate) mod join;
 pub(crate) mod table;
 pub(crate) mod window;

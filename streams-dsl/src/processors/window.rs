@@ -99,9 +99,15 @@ where
 /// The functions of a session aggregation: fold a record into the (merged) aggregate, which is
 /// `None` for a new session; merge the aggregates of two sessions.
 pub(crate) struct SessionFunctions<K, V, VA> {
-    pub(crate) aggregator: Box<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>,
-    pub(crate) merger: Box<dyn Fn(&K, VA, VA) -> VA + Send + Sync>,
+    pub(crate) aggregator: SessionAggregator<K, V, VA>,
+    pub(crate) merger: SessionMerger<K, VA>,
 }
+
+/// Folds a record into a session's aggregate (`None` for a new session).
+pub(crate) type SessionAggregator<K, V, VA> = Box<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
+
+/// Merges the aggregates of two sessions.
+pub(crate) type SessionMerger<K, VA> = Box<dyn Fn(&K, VA, VA) -> VA + Send + Sync>;
 
 /// Merges each record with the sessions of its key within the gap into one session.
 pub(crate) struct SessionWindowAggregate<K, V, VA> {

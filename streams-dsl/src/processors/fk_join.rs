@@ -1,0 +1,381 @@
+//! The foreign-key table-table join, as in Kafka Streams: the left table subscribes each row to
+//! the right row of its foreign key through a subscription topic keyed by that key; the right
+//! side keeps the subscriptions and answers through a response topic keyed by the left key;
+//! the left side joins an answer only if the row still has the value it subscribed with (a
+//! hash of its bytes), so answers to outdated subscriptions are dropped.
+
+use std::sync::Arc;
+
+use streams_core::{
+    KeyValueStore, Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, StreamsError,
+    TimestampedKeyValueStore,
+};
+
+use super::table::TableForwarder;
+use crate::change::Change;
+
+/// FNV-1a over a value's bytes: stable across builds, as it travels between instances.
+pub(crate) fn value_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A foreign-key joiner; `None` deletes the result (inner join without a right value).
+pub(crate) type FkJoiner<V, VO, VR> = Arc<dyn Fn(&V, Option<&VO>) -> Option<VR> + Send + Sync>;
+
+/// A left row's request to the right side: register (and answer) or unregister.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Subscription<K> {
+    pub(crate) pk: K,
+    pub(crate) hash: Option<u64>,
+    pub(crate) register: bool,
+}
+
+/// The right side's answer: the right value for the subscribed hash.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Response<VO> {
+    pub(crate) hash: Option<u64>,
+    pub(crate) value: Option<VO>,
+}
+
+fn flags_and_hash(flags: u8, hash: Option<u64>) -> Vec<u8> {
+    let mut out = vec![flags | if hash.is_some() { 2 } else { 0 }];
+    if let Some(h) = hash {
+        out.extend_from_slice(&h.to_be_bytes());
+    }
+    out
+}
+
+fn read_flags_and_hash(bytes: &[u8]) -> std::result::Result<(u8, Option<u64>, &[u8]), SerdeError> {
+    let (&flags, rest) = bytes.split_first().ok_or_else(|| SerdeError::new("empty join message"))?;
+    if flags & 2 == 0 {
+        return Ok((flags, None, rest));
+    }
+    let hash = rest.get(..8).ok_or_else(|| SerdeError::new("truncated join message hash"))?;
+    Ok((flags, Some(u64::from_be_bytes(hash.try_into().expect("8 bytes"))), &rest[8..]))
+}
+
+/// Serde of [`Subscription`]: flags (bit 0 register, bit 1 hash), hash, primary key bytes.
+pub(crate) struct SubscriptionSerde<K>(pub(crate) SerdeRef<K>);
+
+impl<K: 'static> Serde<Subscription<K>> for SubscriptionSerde<K> {
+    fn serialize(&self, topic: &str, data: &Subscription<K>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
+        let mut out = flags_and_hash(u8::from(data.register), data.hash);
+        out.extend(self.0.serialize(topic, &data.pk)?.ok_or_else(|| SerdeError::null("join key"))?);
+        Ok(Some(out))
+    }
+    fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<Subscription<K>, SerdeError> {
+        let (flags, hash, rest) = read_flags_and_hash(data.ok_or_else(|| SerdeError::null("subscription"))?)?;
+        Ok(Subscription { pk: self.0.deserialize(topic, Some(rest))?, hash, register: flags & 1 != 0 })
+    }
+}
+
+/// Serde of [`Response`]: flags (bit 0 value, bit 1 hash), hash, value bytes.
+pub(crate) struct ResponseSerde<VO>(pub(crate) SerdeRef<VO>);
+
+impl<VO: 'static> Serde<Response<VO>> for ResponseSerde<VO> {
+    fn serialize(&self, topic: &str, data: &Response<VO>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
+        let value = data.value.as_ref().map(|v| self.0.serialize(topic, v)).transpose()?.flatten();
+        let mut out = flags_and_hash(u8::from(value.is_some()), data.hash);
+        out.extend(value.unwrap_or_default());
+        Ok(Some(out))
+    }
+    fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<Response<VO>, SerdeError> {
+        let (flags, hash, rest) = read_flags_and_hash(data.ok_or_else(|| SerdeError::null("response"))?)?;
+        let value = if flags & 1 != 0 { Some(self.0.deserialize(topic, Some(rest))?) } else { None };
+        Ok(Response { hash, value })
+    }
+}
+
+/// Key of the subscription store: foreign key, then primary key, so one prefix scan finds
+/// every subscriber of a foreign key.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CombinedKey<KO, K> {
+    pub(crate) fk: KO,
+    pub(crate) pk: K,
+}
+
+/// Serde of [`CombinedKey`]: 4-byte big-endian length of the foreign key, its bytes, then the
+/// primary key's bytes.
+pub(crate) struct CombinedKeySerde<KO, K>(pub(crate) SerdeRef<KO>, pub(crate) SerdeRef<K>);
+
+/// The serialized prefix of every [`CombinedKey`] of one foreign key.
+pub(crate) struct ForeignKeyPrefix<KO>(pub(crate) SerdeRef<KO>);
+
+fn prefix_bytes<KO: 'static>(serde: &SerdeRef<KO>, topic: &str, fk: &KO) -> std::result::Result<Vec<u8>, SerdeError> {
+    let fk = serde.serialize(topic, fk)?.ok_or_else(|| SerdeError::null("foreign key"))?;
+    let len = u32::try_from(fk.len()).map_err(|_| SerdeError::new("foreign key larger than 4 GiB"))?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend(fk);
+    Ok(out)
+}
+
+impl<KO: 'static> Serde<KO> for ForeignKeyPrefix<KO> {
+    fn serialize(&self, topic: &str, data: &KO) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
+        prefix_bytes(&self.0, topic, data).map(Some)
+    }
+    fn deserialize(&self, _: &str, _: Option<&[u8]>) -> std::result::Result<KO, SerdeError> {
+        Err(SerdeError::new("a foreign-key prefix is only serialized"))
+    }
+}
+
+impl<KO: 'static, K: 'static> Serde<CombinedKey<KO, K>> for CombinedKeySerde<KO, K> {
+    fn serialize(&self, topic: &str, data: &CombinedKey<KO, K>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
+        let mut out = prefix_bytes(&self.0, topic, &data.fk)?;
+        out.extend(self.1.serialize(topic, &data.pk)?.ok_or_else(|| SerdeError::null("join key"))?);
+        Ok(Some(out))
+    }
+    fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<CombinedKey<KO, K>, SerdeError> {
+        let bytes = data.ok_or_else(|| SerdeError::null("combined key"))?;
+        let len = bytes.get(..4).ok_or_else(|| SerdeError::new("truncated combined key"))?;
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        let fk = bytes.get(4..4 + len).ok_or_else(|| SerdeError::new("truncated combined key"))?;
+        Ok(CombinedKey {
+            fk: self.0.deserialize(topic, Some(fk))?,
+            pk: self.1.deserialize(topic, Some(&bytes[4 + len..]))?,
+        })
+    }
+}
+
+fn hash_of<V: 'static>(serde: &SerdeRef<V>, value: &V) -> Result<u64> {
+    let bytes = serde
+        .serialize("", value)
+        .map_err(|e| StreamsError::serde("foreign-key join value hash", e))?
+        .unwrap_or_default();
+    Ok(value_hash(&bytes))
+}
+
+/// Left side: turns each row change into subscriptions keyed by foreign key.
+pub(crate) struct SubscriptionSend<K, V, KO> {
+    extractor: Arc<dyn Fn(&V) -> KO + Send + Sync>,
+    value_serde: SerdeRef<V>,
+    _key: std::marker::PhantomData<fn(K)>,
+}
+
+impl<K, V, KO> SubscriptionSend<K, V, KO> {
+    pub(crate) fn new(extractor: Arc<dyn Fn(&V) -> KO + Send + Sync>, value_serde: SerdeRef<V>) -> Self {
+        SubscriptionSend { extractor, value_serde, _key: std::marker::PhantomData }
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static, KO: Clone + PartialEq + 'static> Processor<K, Change<V>, KO, Subscription<K>>
+    for SubscriptionSend<K, V, KO>
+{
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, KO, Subscription<K>>, record: Record<K, Change<V>>) -> Result<()> {
+        let new_fk = record.value.new_value.as_ref().map(|v| (self.extractor)(v));
+        let old_fk = record.value.old_value.as_ref().map(|v| (self.extractor)(v));
+        let hash = record.value.new_value.as_ref().map(|v| hash_of(&self.value_serde, v)).transpose()?;
+        let send = |ctx: &mut ProcessorContext<'_, KO, Subscription<K>>, fk: KO, register: bool| {
+            let subscription = Subscription { pk: record.key.clone(), hash, register };
+            ctx.forward(Record { key: fk, value: subscription, timestamp: record.timestamp, headers: record.headers.clone() })
+        };
+        if let Some(old) = old_fk.clone().filter(|old| Some(old) != new_fk.as_ref()) {
+            send(ctx, old, false)?;
+        }
+        if let Some(new) = new_fk {
+            send(ctx, new, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// Right side: keeps subscriptions and answers them with the right table's value.
+pub(crate) struct SubscriptionReceive<KO, K, VO> {
+    subscriptions_store: String,
+    right_store: String,
+    subscriptions: Option<KeyValueStore<CombinedKey<KO, K>, u64>>,
+    right: Option<TimestampedKeyValueStore<KO, VO>>,
+}
+
+impl<KO, K, VO> SubscriptionReceive<KO, K, VO> {
+    pub(crate) fn new(subscriptions_store: &str, right_store: &str) -> Self {
+        SubscriptionReceive {
+            subscriptions_store: subscriptions_store.to_string(),
+            right_store: right_store.to_string(),
+            subscriptions: None,
+            right: None,
+        }
+    }
+}
+
+impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO, Subscription<K>, K, Response<VO>>
+    for SubscriptionReceive<KO, K, VO>
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>) -> Result<()> {
+        self.subscriptions = Some(ctx.get_key_value_store(&self.subscriptions_store)?);
+        self.right = Some(ctx.get_key_value_store(&self.right_store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Subscription<K>>) -> Result<()> {
+        let subscriptions = self.subscriptions.as_ref().expect("initialized");
+        let Record { key: fk, value: sub, timestamp, headers } = record;
+        let key = CombinedKey { fk: fk.clone(), pk: sub.pk.clone() };
+        match (sub.register, sub.hash) {
+            (true, Some(hash)) => subscriptions.put(&key, &hash)?,
+            _ => {
+                subscriptions.delete(&key)?;
+                return Ok(());
+            }
+        }
+        let right = self.right.as_ref().expect("initialized").get(&fk)?;
+        let timestamp = right.as_ref().map_or(timestamp, |r| r.timestamp.max(timestamp));
+        let response = Response { hash: sub.hash, value: right.map(|r| r.value) };
+        ctx.forward(Record { key: sub.pk, value: response, timestamp, headers })
+    }
+}
+
+/// Right side: a change of a right row answers every subscriber of its key again.
+pub(crate) struct RightChange<KO, K> {
+    subscriptions_store: String,
+    prefix: SerdeRef<KO>,
+    subscriptions: Option<KeyValueStore<CombinedKey<KO, K>, u64>>,
+}
+
+impl<KO, K> RightChange<KO, K> {
+    pub(crate) fn new(subscriptions_store: &str, fk_serde: SerdeRef<KO>) -> Self {
+        RightChange { subscriptions_store: subscriptions_store.to_string(), prefix: fk_serde, subscriptions: None }
+    }
+}
+
+impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO, Change<VO>, K, Response<VO>>
+    for RightChange<KO, K>
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>) -> Result<()> {
+        self.subscriptions = Some(ctx.get_key_value_store(&self.subscriptions_store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Change<VO>>) -> Result<()> {
+        let subscriptions = self.subscriptions.as_ref().expect("initialized");
+        let prefix = ForeignKeyPrefix(self.prefix.clone());
+        for (key, hash) in subscriptions.prefix_scan(&record.key, &prefix)? {
+            let response = Response { hash: Some(hash), value: record.value.new_value.clone() };
+            ctx.forward(Record { key: key.pk, value: response, timestamp: record.timestamp, headers: record.headers.clone() })?;
+        }
+        Ok(())
+    }
+}
+
+/// Left side: joins an answer with the row's current value if it is still the subscribed one.
+pub(crate) struct ResponseJoin<K, V, VO, VR> {
+    left_store: String,
+    result_store: String,
+    value_serde: SerdeRef<V>,
+    joiner: FkJoiner<V, VO, VR>,
+    left: Option<TimestampedKeyValueStore<K, V>>,
+    results: Option<TableForwarder<K, VR>>,
+}
+
+impl<K, V, VO, VR> ResponseJoin<K, V, VO, VR> {
+    pub(crate) fn new(
+        left_store: &str,
+        result_store: &str,
+        value_serde: SerdeRef<V>,
+        joiner: FkJoiner<V, VO, VR>,
+    ) -> Self {
+        ResponseJoin {
+            left_store: left_store.to_string(),
+            result_store: result_store.to_string(),
+            value_serde,
+            joiner,
+            left: None,
+            results: None,
+        }
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> Processor<K, Response<VO>, K, Change<VR>>
+    for ResponseJoin<K, V, VO, VR>
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
+        self.left = Some(ctx.get_key_value_store(&self.left_store)?);
+        self.results = Some(TableForwarder::init(ctx, &self.result_store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>, record: Record<K, Response<VO>>) -> Result<()> {
+        let current = self.left.as_ref().expect("initialized").get(&record.key)?;
+        let current_hash = current.as_ref().map(|v| hash_of(&self.value_serde, &v.value)).transpose()?;
+        if current_hash != record.value.hash || current.is_none() {
+            return Ok(()); // an answer to a subscription the row has since replaced
+        }
+        let current = current.expect("checked");
+        let new = (self.joiner)(&current.value, record.value.value.as_ref());
+        let results = self.results.as_ref().expect("initialized");
+        let old = results.get(&record.key)?.map(|r| r.value);
+        if new.is_none() && old.is_none() {
+            return Ok(());
+        }
+        let timestamp = record.timestamp.max(current.timestamp);
+        results.update(ctx, Record { key: record.key, value: (), timestamp, headers: record.headers }, new, old)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
+        self.results.as_ref().expect("initialized").flush(ctx)
+    }
+}
+
+/// Left side: a deleted left row deletes its result at once (later answers for it are stale).
+pub(crate) struct LeftDelete<K, VR> {
+    result_store: String,
+    results: Option<TableForwarder<K, VR>>,
+}
+
+impl<K, VR> LeftDelete<K, VR> {
+    pub(crate) fn new(result_store: &str) -> Self {
+        LeftDelete { result_store: result_store.to_string(), results: None }
+    }
+}
+
+impl<K: Clone + 'static, V: 'static, VR: Clone + 'static> Processor<K, Change<V>, K, Change<VR>> for LeftDelete<K, VR> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
+        self.results = Some(TableForwarder::init(ctx, &self.result_store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>, record: Record<K, Change<V>>) -> Result<()> {
+        if record.value.new_value.is_some() {
+            return Ok(());
+        }
+        let results = self.results.as_ref().expect("initialized");
+        let Some(old) = results.get(&record.key)?.map(|r| r.value) else { return Ok(()) };
+        results.update(ctx, record.with_value(()), None, Some(old))
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
+        self.results.as_ref().expect("initialized").flush(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streams_core::Serdes;
+
+    #[test]
+    fn join_messages_round_trip_and_keys_group_by_foreign_key() {
+        let s = SubscriptionSerde::<String>(Arc::new(Serdes::string()));
+        for sub in [
+            Subscription { pk: "p".to_string(), hash: Some(7), register: true },
+            Subscription { pk: "p".to_string(), hash: None, register: false },
+        ] {
+            let bytes = s.serialize("t", &sub).unwrap();
+            assert_eq!(s.deserialize("t", bytes.as_deref()).unwrap(), sub);
+        }
+        let r = ResponseSerde::<i64>(Arc::new(Serdes::i64()));
+        for resp in [Response { hash: Some(1), value: Some(5) }, Response { hash: None, value: None }] {
+            let bytes = r.serialize("t", &resp).unwrap();
+            assert_eq!(r.deserialize("t", bytes.as_deref()).unwrap(), resp);
+        }
+        assert!(r.deserialize("t", Some(&[2, 1])).is_err());
+        let k = CombinedKeySerde::<String, String>(Arc::new(Serdes::string()), Arc::new(Serdes::string()));
+        let key = CombinedKey { fk: "ab".to_string(), pk: "c".to_string() };
+        let bytes = k.serialize("t", &key).unwrap().unwrap();
+        assert_eq!(k.deserialize("t", Some(&bytes)).unwrap(), key);
+        let prefix = ForeignKeyPrefix::<String>(Arc::new(Serdes::string())).serialize("t", &"ab".to_string()).unwrap().unwrap();
+        assert!(bytes.starts_with(&prefix));
+        let other = k.serialize("t", &CombinedKey { fk: "abc".to_string(), pk: String::new() }).unwrap().unwrap();
+        assert!(!other.starts_with(&prefix), "the length keeps `ab` and `abc` apart");
+        assert_ne!(value_hash(b"a"), value_hash(b"b"));
+    }
+}
