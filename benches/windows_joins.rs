@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
+
+mod common;
 use streams::prelude::*;
 use streams::state::WindowedSerde;
 use streams::{JoinWindows, StreamJoined, TimeWindows, Topology};
@@ -90,22 +92,11 @@ fn run(driver: &TopologyTestDriver, variant: Variant) -> u64 {
 
 fn side_by_side() {
     let variants = [Variant::Pipe, Variant::WindowedCount, Variant::WindowedCountCached, Variant::Join];
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for _ in 0..7 {
-        for (i, variant) in variants.iter().enumerate() {
-            let d = driver(*variant);
-            let start = Instant::now();
-            let records = run(&d, *variant);
-            samples[i].push(records as f64 / start.elapsed().as_secs_f64());
-        }
-    }
-    let medians: Vec<f64> = samples
-        .iter_mut()
-        .map(|s| {
-            s.sort_by(|a, b| a.total_cmp(b));
-            s[s.len() / 2]
-        })
-        .collect();
+    let medians = common::median_rates(&variants, 7, |variant| {
+        let d = driver(variant);
+        let started = Instant::now();
+        (run(&d, variant), started)
+    });
     println!("\nwindows and joins through TopologyTestDriver ({RECORDS} records over {KEYS} keys, RocksDB), median of 7:");
     for (variant, median) in variants.iter().zip(&medians) {
         println!("  {:<22} {:>10.0} records/s   ratio to pipe {:.2}", variant.name(), median, median / medians[0]);

@@ -6,6 +6,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
+
+mod common;
 use streams::prelude::*;
 use streams::Topology;
 
@@ -61,22 +63,11 @@ fn run(driver: &TopologyTestDriver, lines: &[String]) -> u64 {
 
 fn side_by_side(lines: &[String]) {
     let variants = [Variant::RocksDb, Variant::RocksDbCached, Variant::InMemory];
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for _ in 0..7 {
-        for (i, variant) in variants.iter().enumerate() {
-            let d = driver(*variant);
-            let start = Instant::now();
-            let records = run(&d, lines);
-            samples[i].push(records as f64 / start.elapsed().as_secs_f64());
-        }
-    }
-    let medians: Vec<f64> = samples
-        .iter_mut()
-        .map(|s| {
-            s.sort_by(|a, b| a.total_cmp(b));
-            s[s.len() / 2]
-        })
-        .collect();
+    let medians = common::median_rates(&variants, 7, |variant| {
+        let d = driver(variant);
+        let started = Instant::now();
+        (run(&d, lines), started)
+    });
     println!("\nword count through TopologyTestDriver ({} lines, {} words; records = lines + words), median of 7:", LINES, LINES * WORDS_PER_LINE);
     for (variant, median) in variants.iter().zip(&medians) {
         println!("  {:<14} {:>12.0} records/s   ratio to in-memory {:.2}", variant.name(), median, median / medians[2]);

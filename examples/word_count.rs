@@ -5,6 +5,9 @@
 //! back from `streams-wordcount-output`. With `--bootstrap-servers host:port` it does the same on
 //! a real cluster. `--input FILE` (or `-` for stdin) replaces the sample text.
 //!
+//! SIGINT (Ctrl-C) or SIGTERM stops it early and cleanly: the application commits, writes its
+//! checkpoints and leaves the group before the counts so far are printed.
+//!
 //! ```sh
 //! cargo run --release --example word_count
 //! cargo run --release --example word_count -- --bootstrap-servers localhost:9092 --input README.md
@@ -12,6 +15,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -102,8 +107,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Done when the group has committed everything in the input and repartition topics (on a
     // real broker the input may also hold lines of earlier runs; they are counted too).
     let repartition = format!("{application_id}-counts-repartition");
+    let stop = shutdown_signal();
     loop {
-        let processed = streams.metrics().processed_records.load(std::sync::atomic::Ordering::Relaxed);
+        if stop.load(Ordering::Acquire) {
+            println!("signal received: closing (commit, checkpoints, leave the group)");
+            break;
+        }
+        let processed = streams.metrics().processed_records.load(Ordering::Relaxed);
         let lag = test_utils::group_lag(&bootstrap, &application_id, &[WORD_COUNT_INPUT, &repartition])?;
         println!("  processed {processed:>8} records, {lag:>8} to go ({:.1} s)", started.elapsed().as_secs_f64());
         if lag == 0 && streams.state() == State::Running {
@@ -114,7 +124,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    streams.close(Duration::from_secs(30));
+    if !streams.close(Duration::from_secs(30)) {
+        return Err("the stream threads did not stop within 30 s".into());
+    }
     println!("done in {:.2} s", started.elapsed().as_secs_f64());
 
     let mut counts = BTreeMap::new();
@@ -130,4 +142,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {word:<20} {count}");
     }
     Ok(())
+}
+
+/// A flag set on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+        runtime.block_on(async {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        });
+        set.store(true, Ordering::Release);
+    });
+    flag
 }

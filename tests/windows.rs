@@ -13,16 +13,29 @@ use streams::{BufferConfig, EmitStrategy, SessionWindows, SlidingWindows, Suppre
 
 const MIN: i64 = 60_000;
 
-fn counts(windows: TimeWindows, caching: bool, emit: EmitStrategy) -> Topology {
+/// What a windowed count emits.
+#[derive(Clone, Copy)]
+enum Emit {
+    Updates,
+    OnWindowClose,
+    Suppressed,
+}
+
+fn counts(windows: TimeWindows, caching: bool, emit: Emit) -> Topology {
     let builder = StreamsBuilder::new();
     let materialized = Materialized::as_("counts");
     let materialized = if caching { materialized.with_caching_enabled() } else { materialized.with_caching_disabled() };
-    builder
+    let strategy = if let Emit::OnWindowClose = emit { EmitStrategy::OnWindowClose } else { EmitStrategy::OnWindowUpdate };
+    let mut table = builder
         .stream::<String, String>("events", Consumed::with(Serdes::string(), Serdes::string()))
         .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
         .windowed_by(windows)
-        .emit_strategy(emit)
-        .count(materialized)
+        .emit_strategy(strategy)
+        .count(materialized);
+    if let Emit::Suppressed = emit {
+        table = table.suppress(Suppressed::until_window_closes());
+    }
+    table
         .to_stream()
         .to("out", Produced::with(WindowedSerde::time(Arc::new(Serdes::string()), windows.size_ms), Serdes::i64()));
     builder.build().unwrap()
@@ -55,7 +68,7 @@ fn driver(topology: Topology, size: i64) -> Harness {
 #[test]
 fn hopping_windows_are_epoch_aligned_and_half_open() {
     let windows = TimeWindows::of_size_with_no_grace(Duration::from_millis(5000)).advance_by(Duration::from_millis(3000));
-    let (driver, mut input, out) = driver(counts(windows, false, EmitStrategy::OnWindowUpdate), 5000);
+    let (driver, mut input, out) = driver(counts(windows, false, Emit::Updates), 5000);
     let k = || "k".to_string();
     let row = |start: i64, count: i64| (k(), start, start + 5000, Some(count));
     let steps: &[(i64, Out)] = &[
@@ -77,7 +90,7 @@ fn hopping_windows_are_epoch_aligned_and_half_open() {
 #[test]
 fn records_later_than_window_end_plus_grace_are_dropped_and_counted() {
     let windows = TimeWindows::of_size_and_grace(Duration::from_secs(10), Duration::from_secs(2));
-    let (driver, mut input, out) = driver(counts(windows, false, EmitStrategy::OnWindowUpdate), 10_000);
+    let (driver, mut input, out) = driver(counts(windows, false, Emit::Updates), 10_000);
     for ts in [1000, 11_000, 9000, 12_500, 9500] {
         input.pipe_input_at("k".into(), "v".into(), ts).unwrap();
     }
@@ -91,7 +104,7 @@ fn records_later_than_window_end_plus_grace_are_dropped_and_counted() {
 #[test]
 fn the_cache_collapses_updates_of_a_window_until_commit() {
     let windows = TimeWindows::of_size_with_no_grace(Duration::from_secs(10));
-    let (driver, mut input, out) = driver(counts(windows, true, EmitStrategy::OnWindowUpdate), 10_000);
+    let (driver, mut input, out) = driver(counts(windows, true, Emit::Updates), 10_000);
     for ts in [0, 1, 2] {
         input.pipe_input_at("k".into(), "v".into(), ts).unwrap();
     }
@@ -126,25 +139,14 @@ fn check_final_results_only(topology: Topology) {
 fn suppress_until_window_closes_emits_one_final_result_per_key_and_window() {
     let windows = TimeWindows::of_size_and_grace(Duration::from_secs(3600), Duration::from_secs(600));
     for caching in [false, true] {
-        let builder = StreamsBuilder::new();
-        let materialized = Materialized::as_("counts");
-        let materialized = if caching { materialized.with_caching_enabled() } else { materialized.with_caching_disabled() };
-        builder
-            .stream::<String, String>("events", Consumed::with(Serdes::string(), Serdes::string()))
-            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
-            .windowed_by(windows)
-            .count(materialized)
-            .suppress(Suppressed::until_window_closes())
-            .to_stream()
-            .to("out", Produced::with(WindowedSerde::time(Arc::new(Serdes::string()), 3_600_000), Serdes::i64()));
-        check_final_results_only(builder.build().unwrap());
+        check_final_results_only(counts(windows, caching, Emit::Suppressed));
     }
 }
 
 #[test]
 fn emit_on_window_close_gives_the_same_final_results() {
     let windows = TimeWindows::of_size_and_grace(Duration::from_secs(3600), Duration::from_secs(600));
-    check_final_results_only(counts(windows, false, EmitStrategy::OnWindowClose));
+    check_final_results_only(counts(windows, false, Emit::OnWindowClose));
 }
 
 #[test]
@@ -323,4 +325,17 @@ fn sliding_windows_hold_each_distinct_set_of_records_with_inclusive_bounds() {
     let updates = read(&out);
     assert!(updates.contains(&w(12_001, 2)), "{updates:?}");
     let _ = driver;
+}
+
+#[test]
+fn window_changelogs_are_compacted_and_deleted_after_retention() {
+    let windows = TimeWindows::of_size_and_grace(Duration::from_secs(60), Duration::from_secs(30));
+    let configs = counts(windows, false, Emit::Suppressed).changelog_configs("app");
+    let window_store = &configs["app-counts-changelog"];
+    assert!(window_store.contains(&("cleanup.policy".to_string(), "compact,delete".to_string())), "{window_store:?}");
+    // Retention: window size + grace, plus a day, as Kafka Streams' default additional retention.
+    let retention = 90_000 + 24 * 60 * 60 * 1000;
+    assert!(window_store.contains(&("retention.ms".to_string(), retention.to_string())), "{window_store:?}");
+    let buffer = configs.iter().find(|(topic, _)| topic.contains("SUPPRESS")).map(|(_, c)| c).unwrap();
+    assert_eq!(buffer, &vec![("cleanup.policy".to_string(), "compact".to_string())]);
 }

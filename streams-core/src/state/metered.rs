@@ -53,6 +53,25 @@ impl<K: 'static, V: 'static> MeteredKeyValueStore<K, V> {
         StreamsError::serde(format!("store `{}` {what}", self.name), e)
     }
 
+    /// The entries the cache wrote down since the last call, keys decoded by `key`.
+    pub(crate) fn take_flushed<KK>(
+        &mut self,
+        key: impl Fn(&Self, &[u8]) -> Result<KK>,
+    ) -> Result<Vec<CacheFlush<KK, V>>> {
+        let flushed = self.inner.take_flushed();
+        flushed
+            .into_iter()
+            .map(|e| {
+                Ok(CacheFlush {
+                    key: key(self, &e.key)?,
+                    new_value: self.value(e.new_value.as_deref())?,
+                    old_value: self.value(e.old_value.as_deref())?,
+                    timestamp: e.timestamp,
+                })
+            })
+            .collect()
+    }
+
     fn entries(&self, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>> {
         raw.into_iter()
             .map(|(k, v)| {
@@ -218,19 +237,7 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
 
     /// The entries the cache wrote down since the last call, with the values they replaced.
     pub fn take_flushed(&self) -> Result<Vec<CacheFlush<K, V>>> {
-        let mut s = self.inner.borrow_mut();
-        let flushed = s.inner.take_flushed();
-        flushed
-            .into_iter()
-            .map(|e| {
-                Ok(CacheFlush {
-                    key: s.key(&e.key)?,
-                    new_value: s.value(e.new_value.as_deref())?,
-                    old_value: s.value(e.old_value.as_deref())?,
-                    timestamp: e.timestamp,
-                })
-            })
-            .collect()
+        self.inner.borrow_mut().take_flushed(|s, key| s.key(key))
     }
 }
 

@@ -248,19 +248,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 
     /// The entries the cache wrote down since the last call.
     pub fn take_flushed(&self) -> Result<Vec<CacheFlush<Windowed<K>, V>>> {
-        let mut s = self.inner.borrow_mut();
-        let flushed = s.inner.take_flushed();
-        flushed
-            .into_iter()
-            .map(|e| {
-                Ok(CacheFlush {
-                    key: self.decode(&s, &e.key)?,
-                    new_value: s.value(e.new_value.as_deref())?,
-                    old_value: s.value(e.old_value.as_deref())?,
-                    timestamp: e.timestamp,
-                })
-            })
-            .collect()
+        self.inner.borrow_mut().take_flushed(|s, key| self.decode(s, key))
     }
 }
 
@@ -372,19 +360,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
 
     /// The entries the cache wrote down since the last call.
     pub fn take_flushed(&self) -> Result<Vec<CacheFlush<Windowed<K>, V>>> {
-        let mut s = self.inner.borrow_mut();
-        let flushed = s.inner.take_flushed();
-        flushed
-            .into_iter()
-            .map(|e| {
-                Ok(CacheFlush {
-                    key: Self::decode(&s, &e.key)?,
-                    new_value: s.value(e.new_value.as_deref())?,
-                    old_value: s.value(e.old_value.as_deref())?,
-                    timestamp: e.timestamp,
-                })
-            })
-            .collect()
+        self.inner.borrow_mut().take_flushed(Self::decode)
     }
 }
 
