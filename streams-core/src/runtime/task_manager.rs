@@ -108,14 +108,25 @@ impl TaskManager {
             let sub = &self.subtopologies[id.subtopology as usize];
             let lock = self.state_dir.lock(id, Duration::from_secs(10))?;
             let task_dir = self.state_dir.task_dir(id);
-            let checkpoint = match OffsetCheckpoint::in_dir(&task_dir).read() {
+            let mut checkpoint = match OffsetCheckpoint::in_dir(&task_dir).read() {
                 Ok(offsets) => offsets,
                 Err(e) => {
                     warn!(task_id = %id, error = %e, "unreadable checkpoint; restoring the whole changelog");
                     Offsets::new()
                 }
             };
-            let mut task = StreamTask::new(&self.topology, sub, id.partition, &self.env, now)?;
+            let mut task = match StreamTask::new(&self.topology, sub, id.partition, &self.env, now) {
+                Ok(task) => task,
+                // A store that cannot be opened (a corrupt RocksDB directory): its changelog holds
+                // everything, so wipe the task's local state and restore it from scratch.
+                Err(e @ StreamsError::Store { .. }) => {
+                    warn!(task_id = %id, error = %e, "task state is unusable; wiping it and restoring from the changelogs");
+                    wipe_task_state(&task_dir)?;
+                    checkpoint = Offsets::new();
+                    StreamTask::new(&self.topology, sub, id.partition, &self.env, now)?
+                }
+                Err(e) => return Err(e),
+            };
             task.transition_to(TaskState::Restoring)?;
             self.tasks.insert(id, ManagedTask { task, checkpoint, _lock: lock });
         }
@@ -254,4 +265,17 @@ fn is_rebalance_error(error: &rdkafka::error::KafkaError) -> bool {
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Deletes a task's stores and checkpoint, keeping its directory and lock.
+fn wipe_task_state(task_dir: &std::path::Path) -> Result<()> {
+    let stores = task_dir.join("rocksdb");
+    if stores.exists() {
+        std::fs::remove_dir_all(&stores).map_err(|e| StreamsError::io(&stores, e))?;
+    }
+    let checkpoint = task_dir.join(".checkpoint");
+    if checkpoint.exists() {
+        std::fs::remove_file(&checkpoint).map_err(|e| StreamsError::io(&checkpoint, e))?;
+    }
+    Ok(())
 }
