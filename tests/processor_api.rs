@@ -93,6 +93,23 @@ fn a_processor_error_names_the_task_and_node() {
 }
 
 #[test]
+fn the_processing_handler_can_skip_records_a_processor_fails_on() {
+    let config = config("t").with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "log-and-continue");
+    let driver = TopologyTestDriver::new(totals_topology(totals_store(), "totals", None), config).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("amounts", Serdes::string(), Serdes::i64());
+    let output = driver.create_output_topic::<String, i64>("totals", Serdes::string(), Serdes::i64());
+    input.pipe_input("a".into(), 5).unwrap();
+    input.pipe_input("a".into(), -1).unwrap();
+    input.pipe_input("a".into(), 2).unwrap();
+    assert_eq!(output.read_values_to_list().unwrap(), vec![5, 7]);
+    assert_eq!(driver.metrics().dropped_records, 1);
+    let bad = StreamsConfig::new().with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "retry");
+    assert!(bad.processing_handler().is_err());
+    let class = StreamsConfig::new().with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "LogAndContinueProcessingExceptionHandler");
+    assert_eq!(class.processing_handler().unwrap(), streams::ExceptionHandler::LogAndContinue);
+}
+
+#[test]
 fn stream_time_punctuation_follows_record_timestamps() {
     let driver = TopologyTestDriver::new(
         totals_topology(totals_store(), "totals", Some(PunctuationType::StreamTime)),

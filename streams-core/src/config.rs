@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use crate::error::{Result, StreamsError};
 
-/// What to do with an input record whose key or value cannot be deserialized.
+/// What to do with a record that cannot be deserialized (`deserialization.exception.handler`)
+/// or whose processing failed (`processing.exception.handler`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeserializationHandler {
+pub enum ExceptionHandler {
     /// Log the record's coordinates and stop with an error (Kafka Streams' default).
     #[default]
     LogAndFail,
     /// Log, count it in `dropped-records`, and go on with the next record.
     LogAndContinue,
 }
+
+/// The handler of undeserializable input records.
+pub type DeserializationHandler = ExceptionHandler;
 
 /// The processing guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +59,8 @@ impl StreamsConfig {
     pub const POLL_MS: &'static str = "poll.ms";
     /// `deserialization.exception.handler`: `log-and-fail` (default) or `log-and-continue`.
     pub const DESERIALIZATION_EXCEPTION_HANDLER: &'static str = "deserialization.exception.handler";
+    /// What to do when a processor fails on a record: `log-and-fail` (default) or `log-and-continue`.
+    pub const PROCESSING_EXCEPTION_HANDLER: &'static str = "processing.exception.handler";
 
     /// An empty config: every setting at its default.
     pub fn new() -> Self {
@@ -161,15 +167,24 @@ impl StreamsConfig {
 
     /// `deserialization.exception.handler`.
     pub fn deserialization_handler(&self) -> Result<DeserializationHandler> {
-        match self.get(Self::DESERIALIZATION_EXCEPTION_HANDLER) {
-            None | Some("log-and-fail") | Some("LogAndFailExceptionHandler") => {
-                Ok(DeserializationHandler::LogAndFail)
-            }
-            Some("log-and-continue") | Some("LogAndContinueExceptionHandler") => {
-                Ok(DeserializationHandler::LogAndContinue)
-            }
+        self.exception_handler(Self::DESERIALIZATION_EXCEPTION_HANDLER, "ExceptionHandler")
+    }
+
+    /// `processing.exception.handler`.
+    pub fn processing_handler(&self) -> Result<ExceptionHandler> {
+        self.exception_handler(Self::PROCESSING_EXCEPTION_HANDLER, "ProcessingExceptionHandler")
+    }
+
+    /// `log-and-fail` / `log-and-continue`, or Kafka Streams' class names `LogAndFail<suffix>` /
+    /// `LogAndContinue<suffix>`.
+    fn exception_handler(&self, key: &str, suffix: &str) -> Result<ExceptionHandler> {
+        match self.get(key) {
+            None | Some("log-and-fail") => Ok(ExceptionHandler::LogAndFail),
+            Some("log-and-continue") => Ok(ExceptionHandler::LogAndContinue),
+            Some(class) if class.strip_prefix("LogAndFail") == Some(suffix) => Ok(ExceptionHandler::LogAndFail),
+            Some(class) if class.strip_prefix("LogAndContinue") == Some(suffix) => Ok(ExceptionHandler::LogAndContinue),
             Some(other) => Err(StreamsError::Config {
-                key: Self::DESERIALIZATION_EXCEPTION_HANDLER.into(),
+                key: key.into(),
                 message: format!("`{other}`: expected log-and-fail or log-and-continue"),
             }),
         }

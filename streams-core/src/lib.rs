@@ -16,7 +16,7 @@ pub mod task;
 pub mod test_driver;
 pub mod topology;
 
-pub use config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
+pub use config::{DeserializationHandler, ExceptionHandler, ProcessingGuarantee, StreamsConfig};
 pub use error::{Result, SerdeError, StreamsError};
 pub use processor::{Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType, ScheduleId};
 pub use runtime::{embedded::EmbeddedKafkaCluster, KafkaStreams, RestoreEvent, State};

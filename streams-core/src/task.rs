@@ -8,7 +8,7 @@ use std::rc::Rc;
 use tracing::{debug, trace, warn};
 
 use crate::collector::RecordCollector;
-use crate::config::DeserializationHandler;
+use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
 use crate::processor::{Punctuation, PunctuationType, ScheduleId};
@@ -57,6 +57,7 @@ pub(crate) struct TaskContext {
     pub(crate) next_schedule_id: u64,
     pub(crate) commit_requested: bool,
     pub(crate) deserialization_handler: DeserializationHandler,
+    pub(crate) processing_handler: ExceptionHandler,
     pub(crate) metrics: TaskMetrics,
     pub(crate) global_stores: GlobalStores,
 }
@@ -127,6 +128,8 @@ pub struct TaskEnv {
     pub thread_cache: Rc<RefCell<ThreadCache>>,
     /// `deserialization.exception.handler`.
     pub deserialization_handler: DeserializationHandler,
+    /// `processing.exception.handler`.
+    pub processing_handler: ExceptionHandler,
     /// The instance's global stores.
     pub global_stores: GlobalStores,
 }
@@ -209,6 +212,7 @@ impl StreamTask {
             next_schedule_id: 0,
             commit_requested: false,
             deserialization_handler: env.deserialization_handler,
+            processing_handler: env.processing_handler,
             metrics: TaskMetrics::default(),
             global_stores: env.global_stores.clone(),
         };

@@ -251,6 +251,7 @@ impl TopologyTestDriver {
             collector: Rc::new(RefCell::new(DriverCollector(topics.clone()))),
             thread_cache: Rc::new(RefCell::new(ThreadCache::new(config.cache_max_bytes()?))),
             deserialization_handler: config.deserialization_handler()?,
+            processing_handler: config.processing_handler()?,
             global_stores: Arc::new(global_stores),
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

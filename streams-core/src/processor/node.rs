@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{Processor, ProcessorContext, ProcessorSupplier, Punctuation};
-use crate::config::DeserializationHandler;
+use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::record::{ConsumerRecord, ProducerRecord, Record, RecordContext};
 use crate::serdes::SerdeRef;
@@ -135,7 +135,21 @@ impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut
     fn process(&mut self, task: &mut TaskContext, record: Record<KIn, VIn>) -> Result<()> {
         task.record_context.borrow_mut().timestamp = record.timestamp;
         let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
-        self.processor.process(&mut ctx, record).map_err(|e| wrap_user_error(e, task, &self.meta))
+        let Err(error) = self.processor.process(&mut ctx, record) else { return Ok(()) };
+        let error = wrap_user_error(error, task, &self.meta);
+        // A failure of the record itself (user code, a value a serde rejects) may be skipped;
+        // a broken store or client never is.
+        let record_failure = matches!(error, StreamsError::Processing { .. } | StreamsError::Serde { .. });
+        if task.processing_handler == ExceptionHandler::LogAndContinue && record_failure {
+            let at = task.record_context.borrow().clone();
+            tracing::warn!(
+                node = %self.meta.name, topic = %at.topic, partition = at.partition, offset = at.offset, error = %error,
+                "processing failed; skipping the record (processing.exception.handler = log-and-continue)"
+            );
+            task.metrics.dropped_records += 1;
+            return Ok(());
+        }
+        Err(error)
     }
 }
 

@@ -202,6 +202,7 @@ impl KafkaStreams {
         config.cache_max_bytes()?;
         config.poll()?;
         config.deserialization_handler()?;
+        config.processing_handler()?;
         let threads = config.num_stream_threads()?;
         if threads == 0 {
             return Err(StreamsError::Config { key: StreamsConfig::NUM_STREAM_THREADS.into(), message: "must be at least 1".into() });

@@ -160,6 +160,7 @@ fn run_loop(
             config.cache_max_bytes()? / config.num_stream_threads()?.max(1),
         ))),
         deserialization_handler: config.deserialization_handler()?,
+        processing_handler: config.processing_handler()?,
         global_stores: global,
     };
     let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone());
