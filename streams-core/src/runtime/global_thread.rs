@@ -19,6 +19,14 @@ use crate::error::{Result, StreamsError};
 use crate::state::{GlobalBytesStore, GlobalStores};
 use crate::topology::Topology;
 
+/// What one poll of the global consumer gave.
+enum Polled {
+    Record,
+    /// The partition reached its end.
+    End(i32),
+    Nothing,
+}
+
 /// The global stores of an instance and the consumer that feeds them.
 pub(crate) struct GlobalStreamThread {
     by_topic: HashMap<String, Arc<dyn GlobalBytesStore>>,
@@ -88,8 +96,8 @@ impl GlobalStreamThread {
         Ok(Some((thread, Arc::new(stores))))
     }
 
-    /// Polls once, applying a record to its store; returns the partition that reached its end.
-    fn poll_once(&mut self) -> Result<Option<i32>> {
+    /// Polls once, applying a record to its store.
+    fn poll_once(&mut self) -> Result<Polled> {
         match self.consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let topic = message.topic();
@@ -97,11 +105,11 @@ impl GlobalStreamThread {
                     store.put(key, message.payload())?;
                 }
                 self.offsets.insert((topic.to_string(), message.partition()), message.offset());
-                Ok(None)
+                Ok(Polled::Record)
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => Ok(Some(p)),
+            Some(Err(KafkaError::PartitionEOF(p))) => Ok(Polled::End(p)),
             Some(Err(e)) => Err(StreamsError::kafka("read global topics", e)),
-            None => Ok(None),
+            None => Ok(Polled::Nothing),
         }
     }
 
@@ -131,11 +139,13 @@ impl GlobalStreamThread {
                     message: format!("{} of {partitions} partitions read to their end within {timeout:?}", at_end.len()),
                 });
             }
-            let before = self.offsets.values().sum::<i64>();
-            if let Some(p) = self.poll_once()? {
-                at_end.insert(p);
+            match self.poll_once()? {
+                Polled::Record => applied += 1,
+                Polled::End(p) => {
+                    at_end.insert(p);
+                }
+                Polled::Nothing => {}
             }
-            applied += u64::from(self.offsets.values().sum::<i64>() != before);
         }
         self.checkpoint()?;
         info!(records = applied, elapsed = ?started.elapsed(), "global stores bootstrapped");

@@ -142,14 +142,10 @@ impl SegmentedBytesStore {
                 let segment = store.create_segment(id)?;
                 store.segments.insert(id, segment);
             }
-            // Resume expiry where it was: the newest entry bounds stream time from below.
-            let newest = store.segments.values_mut().next_back().map(|s| s.range(None, None)).transpose()?;
-            if let Some(entries) = newest {
-                for (key, _) in entries {
-                    if let Some(ts) = schema.segment_time(&key) {
-                        store.observed_stream_time = store.observed_stream_time.max(ts);
-                    }
-                }
+            // Resume expiry from the newest segment's start, a lower bound of stream time (no scan
+            // of its entries); the next write moves it on.
+            if let Some(&newest) = store.segments.keys().next_back() {
+                store.observed_stream_time = newest * store.segment_interval_ms;
             }
         }
         Ok(store)
