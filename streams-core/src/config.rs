@@ -61,6 +61,15 @@ impl StreamsConfig {
     pub const DESERIALIZATION_EXCEPTION_HANDLER: &'static str = "deserialization.exception.handler";
     /// What to do when a processor fails on a record: `log-and-fail` (default) or `log-and-continue`.
     pub const PROCESSING_EXCEPTION_HANDLER: &'static str = "processing.exception.handler";
+    /// `log-and-fail` (default) or `log-and-continue` for records the producer cannot send
+    /// (continue is for records refused outright or, under at-least-once, failed deliveries).
+    pub const PRODUCTION_EXCEPTION_HANDLER: &'static str = "default.production.exception.handler";
+    /// A topic that receives the records the deserialization and processing handlers skip,
+    /// with the error in `__streams.errors.*` headers (unset: none).
+    pub const DEAD_LETTER_QUEUE_TOPIC: &'static str = "errors.dead.letter.queue.topic.name";
+    /// How long transient broker errors (commit, send, flush) are retried before they fail
+    /// the thread, in ms (default 300000).
+    pub const TASK_TIMEOUT_MS: &'static str = "task.timeout.ms";
 
     /// An empty config: every setting at its default.
     pub fn new() -> Self {
@@ -173,6 +182,24 @@ impl StreamsConfig {
     /// `processing.exception.handler`.
     pub fn processing_handler(&self) -> Result<ExceptionHandler> {
         self.exception_handler(Self::PROCESSING_EXCEPTION_HANDLER, "ProcessingExceptionHandler")
+    }
+
+    /// `default.production.exception.handler`.
+    pub fn production_handler(&self) -> Result<ExceptionHandler> {
+        if self.get(Self::PRODUCTION_EXCEPTION_HANDLER) == Some("DefaultProductionExceptionHandler") {
+            return Ok(ExceptionHandler::LogAndFail);
+        }
+        self.exception_handler(Self::PRODUCTION_EXCEPTION_HANDLER, "ProductionExceptionHandler")
+    }
+
+    /// `errors.dead.letter.queue.topic.name`.
+    pub fn dead_letter_queue_topic(&self) -> Option<String> {
+        self.get(Self::DEAD_LETTER_QUEUE_TOPIC).filter(|t| !t.is_empty()).map(str::to_string)
+    }
+
+    /// `task.timeout.ms`.
+    pub fn task_timeout(&self) -> Result<Duration> {
+        Ok(Duration::from_millis(self.parse(Self::TASK_TIMEOUT_MS, 300_000)?))
     }
 
     /// `log-and-fail` / `log-and-continue`, or Kafka Streams' class names `LogAndFail<suffix>` /

@@ -106,6 +106,16 @@ pub enum StreamsError {
         message: String,
     },
 
+    /// Under exactly-once, the open transaction failed and was aborted; the thread's tasks
+    /// re-initialize from the last committed transaction.
+    #[error("transaction aborted: {0}")]
+    TransactionAborted(String),
+
+    /// The thread's producer was fenced, or its group generation is over: another instance
+    /// owns its tasks now. The tasks are closed without committing and the thread rejoins.
+    #[error("tasks migrated: {0}")]
+    TaskMigrated(String),
+
     /// An I/O error on the state directory.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -19,7 +19,7 @@ pub mod topology;
 pub use config::{DeserializationHandler, ExceptionHandler, ProcessingGuarantee, StreamsConfig};
 pub use error::{Result, SerdeError, StreamsError};
 pub use processor::{Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType, ScheduleId};
-pub use runtime::{embedded::EmbeddedKafkaCluster, KafkaStreams, RestoreEvent, State};
+pub use runtime::{embedded::EmbeddedKafkaCluster, KafkaStreams, RestoreEvent, State, StreamThreadExceptionResponse};
 pub use record::{ConsumerRecord, Headers, ProducerRecord, Record, RecordContext, TaskId};
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{KeyValueStore, StoreBuilder, Stores, TimestampedKeyValueStore, ValueAndTimestamp};

@@ -12,8 +12,10 @@ use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
 use crate::processor::{Punctuation, PunctuationType, ScheduleId};
-use crate::record::{ConsumerRecord, RecordContext, TaskId};
-use crate::state::{GlobalStores, KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache};
+use crate::record::{ConsumerRecord, ProducerRecord, RecordContext, TaskId};
+use crate::state::{
+    GlobalStores, KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache, TransactionBuffers,
+};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
 /// Counters of one task.
@@ -60,6 +62,44 @@ pub(crate) struct TaskContext {
     pub(crate) processing_handler: ExceptionHandler,
     pub(crate) metrics: TaskMetrics,
     pub(crate) global_stores: GlobalStores,
+    /// `errors.dead.letter.queue.topic.name`.
+    pub(crate) dead_letter_queue: Option<String>,
+    /// Set by a handler that skipped the record being processed.
+    pub(crate) skipped: Option<SkippedRecord>,
+}
+
+/// Why a handler skipped the current input record (for the dead-letter queue).
+#[derive(Debug, Clone)]
+pub(crate) struct SkippedRecord {
+    /// `deserialization` or `processing`.
+    kind: &'static str,
+    message: String,
+}
+
+impl SkippedRecord {
+    pub(crate) fn new(kind: &'static str, error: &dyn std::fmt::Display) -> Self {
+        SkippedRecord { kind, message: error.to_string() }
+    }
+
+    /// The input record as it was consumed, with the error in `__streams.errors.*` headers.
+    fn dead_letter(self, topic: &str, task: TaskId, record: &ConsumerRecord) -> ProducerRecord {
+        let mut headers = record.headers.clone();
+        let text = |s: String| Some(s.into_bytes());
+        headers.push(("__streams.errors.exception".into(), text(format!("{}-exception", self.kind))));
+        headers.push(("__streams.errors.message".into(), text(self.message)));
+        headers.push(("__streams.errors.topic".into(), text(record.topic.clone())));
+        headers.push(("__streams.errors.partition".into(), text(record.partition.to_string())));
+        headers.push(("__streams.errors.offset".into(), text(record.offset.to_string())));
+        headers.push(("__streams.errors.task".into(), text(task.to_string())));
+        ProducerRecord {
+            topic: topic.to_string(),
+            partition: None,
+            timestamp: record.timestamp,
+            key: record.key.clone(),
+            value: record.value.clone(),
+            headers,
+        }
+    }
 }
 
 impl TaskContext {
@@ -132,6 +172,11 @@ pub struct TaskEnv {
     pub processing_handler: ExceptionHandler,
     /// The instance's global stores.
     pub global_stores: GlobalStores,
+    /// `errors.dead.letter.queue.topic.name`: where skipped input records go.
+    pub dead_letter_queue: Option<String>,
+    /// `processing.guarantee = exactly_once_v2`: persistent stores buffer writes until the
+    /// transaction commits ([`StreamTask::commit_state`]).
+    pub exactly_once: bool,
 }
 
 impl std::fmt::Debug for TaskEnv {
@@ -148,6 +193,8 @@ pub struct StreamTask {
     dir: PathBuf,
     nodes: Vec<(usize, Rc<RefCell<dyn TaskNode>>)>,
     queues: Vec<RecordQueue>,
+    /// Under exactly-once, the persistent stores' buffers of the open transaction.
+    transaction_buffers: Option<TransactionBuffers>,
     /// Whether the processors' `init` ran (on the first move to Running, after restoration,
     /// so processors that read their stores in `init` see the restored state).
     initialized: bool,
@@ -192,6 +239,7 @@ impl StreamTask {
             collector: env.collector.clone(),
             record_context: record_context.clone(),
             thread_cache: env.thread_cache.clone(),
+            transaction_buffers: env.exactly_once.then(TransactionBuffers::default),
         };
         let mut stores = BTreeMap::new();
         for name in &subtopology.stores {
@@ -215,6 +263,8 @@ impl StreamTask {
             processing_handler: env.processing_handler,
             metrics: TaskMetrics::default(),
             global_stores: env.global_stores.clone(),
+            dead_letter_queue: env.dead_letter_queue.clone(),
+            skipped: None,
         };
 
         let mut inputs: BTreeMap<usize, Rc<dyn std::any::Any>> = BTreeMap::new();
@@ -257,6 +307,7 @@ impl StreamTask {
             dir,
             nodes,
             queues,
+            transaction_buffers: store_ctx.transaction_buffers.clone(),
             initialized: false,
         };
         debug!(task_id = %id, "task created");
@@ -391,7 +442,12 @@ impl StreamTask {
         let source = queue.source.clone();
         trace!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset, "process");
         self.ctx.stream_time = self.ctx.stream_time.max(record.timestamp);
-        source.borrow_mut().process_raw(&mut self.ctx, record)?;
+        source.borrow_mut().process_raw(&mut self.ctx, &record)?;
+        if let Some(skipped) = self.ctx.skipped.take() {
+            if let Some(topic) = &self.ctx.dead_letter_queue {
+                self.ctx.collector.borrow_mut().send(skipped.dead_letter(topic, self.id, &record))?;
+            }
+        }
         self.queues[index].consumed = Some(offset);
         self.ctx.metrics.processed_records += 1;
         self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time)?;
@@ -441,6 +497,15 @@ impl StreamTask {
             store.store.borrow_mut().flush()?;
         }
         self.ctx.commit_requested = false;
+        Ok(())
+    }
+
+    /// Under exactly-once, after the transaction committed: writes the stores' buffered writes
+    /// to disk; with `durable`, also flushes them so a checkpoint can follow.
+    pub fn commit_state(&mut self, durable: bool) -> Result<()> {
+        for buffer in self.transaction_buffers.iter().flat_map(|b| b.borrow().clone()) {
+            buffer.borrow_mut().commit(durable)?;
+        }
         Ok(())
     }
 

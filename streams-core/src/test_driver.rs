@@ -253,6 +253,8 @@ impl TopologyTestDriver {
             deserialization_handler: config.deserialization_handler()?,
             processing_handler: config.processing_handler()?,
             global_stores: Arc::new(global_stores),
+            dead_letter_queue: config.dead_letter_queue_topic(),
+            exactly_once: false,
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut tasks = BTreeMap::new();

@@ -14,7 +14,7 @@ use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::record::{ConsumerRecord, ProducerRecord, Record, RecordContext};
 use crate::serdes::SerdeRef;
-use crate::task::TaskContext;
+use crate::task::{SkippedRecord, TaskContext};
 use crate::topology::TopicName;
 
 /// A node's identity within the topology.
@@ -58,7 +58,7 @@ pub(crate) trait TaskNode {
 
 /// The entry of raw records into a task.
 pub(crate) trait SourceNode {
-    fn process_raw(&mut self, task: &mut TaskContext, record: ConsumerRecord) -> Result<()>;
+    fn process_raw(&mut self, task: &mut TaskContext, record: &ConsumerRecord) -> Result<()>;
 }
 
 /// The key and value types on one side of a node, for checks and messages.
@@ -147,6 +147,7 @@ impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut
                 "processing failed; skipping the record (processing.exception.handler = log-and-continue)"
             );
             task.metrics.dropped_records += 1;
+            task.skipped.get_or_insert_with(|| SkippedRecord::new("processing", &error));
             return Ok(());
         }
         Err(error)
@@ -205,7 +206,7 @@ struct SourceNodeImpl<K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V> {
-    fn process_raw(&mut self, task: &mut TaskContext, raw: ConsumerRecord) -> Result<()> {
+    fn process_raw(&mut self, task: &mut TaskContext, raw: &ConsumerRecord) -> Result<()> {
         if self.skip_null_keys && raw.key.is_none() {
             tracing::warn!(
                 node = %self.meta.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset,
@@ -228,7 +229,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
                             "deserialization failed; stopping (deserialization.exception.handler=log-and-fail)"
                         );
                         Err(StreamsError::Deserialization {
-                            topic: raw.topic,
+                            topic: raw.topic.clone(),
                             partition: raw.partition,
                             offset: raw.offset,
                             source,
@@ -240,18 +241,19 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
                             "skipping record that failed deserialization"
                         );
                         task.metrics.dropped_records += 1;
+                        task.skipped.get_or_insert_with(|| SkippedRecord::new("deserialization", &source));
                         Ok(())
                     }
                 };
             }
         };
         *task.record_context.borrow_mut() = RecordContext {
-            topic: raw.topic,
+            topic: raw.topic.clone(),
             partition: raw.partition,
             offset: raw.offset,
             timestamp: raw.timestamp,
         };
-        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers };
+        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers.clone() };
         let Some((last, rest)) = self.children.split_last() else { return Ok(()) };
         for child in rest {
             child.node.borrow_mut().process(task, record.clone())?;

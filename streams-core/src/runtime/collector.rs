@@ -1,15 +1,23 @@
 //! `KafkaRecordCollector`: sends a thread's sink, repartition and changelog records with one
 //! producer, and tracks the offsets acknowledged for each partition (for checkpoints).
+//!
+//! Under `exactly_once_v2` the producer is transactional: the first send after a commit begins
+//! a transaction, and [`commit_transaction`](KafkaRecordCollector::commit_transaction) adds the
+//! consumed offsets to it and commits outputs, changelog writes and offsets atomically.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
 use crate::collector::RecordCollector;
+use crate::config::ExceptionHandler;
 use crate::error::{Result, StreamsError};
 use crate::record::ProducerRecord;
 
@@ -18,11 +26,20 @@ use crate::record::ProducerRecord;
 pub(crate) struct Deliveries {
     offsets: Mutex<HashMap<(String, i32), i64>>,
     error: Mutex<Option<String>>,
+    /// `default.production.exception.handler`: whether a failed delivery is skipped (never
+    /// under exactly-once, where it fails the transaction).
+    skip_failures: bool,
 }
 
 impl Deliveries {
     pub(crate) fn offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.offsets.lock().unwrap_or_else(|e| e.into_inner()).get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Forgets offsets and failures (after an aborted transaction).
+    fn reset(&self) {
+        self.offsets.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -45,6 +62,10 @@ impl ProducerContext for DeliveryContext {
             }
             Err((error, message)) => {
                 let text = format!("{}-{}: {error}", message.topic(), message.partition());
+                if self.0.skip_failures {
+                    tracing::warn!(error = %text, "record delivery failed; skipping it (default.production.exception.handler = log-and-continue)");
+                    return;
+                }
                 tracing::error!(error = %text, "record delivery failed");
                 self.0.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(text);
             }
@@ -54,17 +75,60 @@ impl ProducerContext for DeliveryContext {
 
 /// A [`RecordCollector`] over an rdkafka producer.
 pub(crate) struct KafkaRecordCollector {
+    config: ClientConfig,
     producer: ThreadedProducer<DeliveryContext>,
     deliveries: Arc<Deliveries>,
-    flush_timeout: Duration,
+    /// How long a flush or a transaction call may take.
+    timeout: Duration,
+    production_handler: ExceptionHandler,
+    /// Whether the producer has a `transactional.id`.
+    transactional: bool,
+    in_transaction: bool,
 }
 
 impl KafkaRecordCollector {
-    pub(crate) fn new(config: &ClientConfig, flush_timeout: Duration) -> Result<Self> {
-        let context = DeliveryContext::default();
-        let deliveries = context.0.clone();
-        let producer = config.create_with_context(context).map_err(|e| StreamsError::kafka("create producer", e))?;
-        Ok(KafkaRecordCollector { producer, deliveries, flush_timeout })
+    /// A producer from `config`; with a `transactional.id` in it, a transactional one (its
+    /// transactions initialized, which fences older producers with the same id).
+    pub(crate) fn new(config: &ClientConfig, timeout: Duration, production_handler: ExceptionHandler) -> Result<Self> {
+        let transactional = config.get("transactional.id").is_some();
+        let (producer, deliveries) = Self::create(config, timeout, production_handler, transactional)?;
+        Ok(KafkaRecordCollector {
+            config: config.clone(),
+            producer,
+            deliveries,
+            timeout,
+            production_handler,
+            transactional,
+            in_transaction: false,
+        })
+    }
+
+    fn create(
+        config: &ClientConfig,
+        timeout: Duration,
+        handler: ExceptionHandler,
+        transactional: bool,
+    ) -> Result<(ThreadedProducer<DeliveryContext>, Arc<Deliveries>)> {
+        let deliveries = Arc::new(Deliveries {
+            skip_failures: handler == ExceptionHandler::LogAndContinue && !transactional,
+            ..Deliveries::default()
+        });
+        let producer: ThreadedProducer<DeliveryContext> = config
+            .create_with_context(DeliveryContext(deliveries.clone()))
+            .map_err(|e| StreamsError::kafka("create producer", e))?;
+        if transactional {
+            producer.init_transactions(timeout).map_err(|e| transaction_error("init transactions", e))?;
+        }
+        Ok((producer, deliveries))
+    }
+
+    /// Replaces a fenced or fatally failed producer with a new one (same `transactional.id`).
+    pub(crate) fn recreate(&mut self) -> Result<()> {
+        let (producer, deliveries) = Self::create(&self.config, self.timeout, self.production_handler, self.transactional)?;
+        self.producer = producer;
+        self.deliveries = deliveries;
+        self.in_transaction = false;
+        Ok(())
     }
 
     pub(crate) fn deliveries(&self) -> &Arc<Deliveries> {
@@ -73,15 +137,95 @@ impl KafkaRecordCollector {
 
     fn check(&self) -> Result<()> {
         match self.deliveries.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(message) if self.transactional => Err(StreamsError::TransactionAborted(format!("a send failed: {message}"))),
             Some(message) => Err(StreamsError::Send { topic: String::new(), message }),
             None => Ok(()),
         }
+    }
+
+    /// Commits the open transaction with `offsets` (the next offsets to consume) for the
+    /// consumer group `group`. Without a transaction open, begins one for the offsets alone.
+    pub(crate) fn commit_transaction(&mut self, offsets: &TopicPartitionList, group: &ConsumerGroupMetadata) -> Result<()> {
+        if !self.in_transaction && offsets.count() == 0 {
+            return Ok(());
+        }
+        self.begin()?;
+        self.check()?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        if offsets.count() > 0 {
+            retrying(deadline, "send offsets to the transaction", || {
+                self.producer.send_offsets_to_transaction(offsets, group, self.timeout)
+            })?;
+        }
+        retrying(deadline, "commit the transaction", || self.producer.commit_transaction(self.timeout))?;
+        self.in_transaction = false;
+        self.check()
+    }
+
+    /// Aborts the open transaction, if any: none of its records become visible to
+    /// read_committed consumers. A producer that cannot abort (fenced) is recreated.
+    pub(crate) fn abort_transaction(&mut self) -> Result<()> {
+        if self.in_transaction {
+            self.in_transaction = false;
+            if let Err(e) = self.producer.abort_transaction(self.timeout) {
+                tracing::warn!(error = %e, "abort failed; recreating the producer");
+                self.recreate()?;
+            }
+        }
+        self.deliveries.reset();
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        if self.transactional && !self.in_transaction {
+            self.producer.begin_transaction().map_err(|e| transaction_error("begin a transaction", e))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a transaction call again while it fails with a retriable error, until `deadline`.
+fn retrying(deadline: std::time::Instant, operation: &str, mut call: impl FnMut() -> rdkafka::error::KafkaResult<()>) -> Result<()> {
+    loop {
+        match call() {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, operation, "retrying a transaction call");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(transaction_error(operation, e)),
+        }
+    }
+}
+
+/// Sorts a transactional producer's error: fenced or fatal means the thread lost its tasks
+/// (another producer or group generation took over); anything else aborts the transaction.
+fn transaction_error(operation: &str, error: KafkaError) -> StreamsError {
+    let fatal = match &error {
+        KafkaError::Transaction(e) => e.is_fatal() || matches!(e.code(), RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced),
+        _ => false,
+    };
+    let rebalanced = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::FencedInstanceId
+        )
+    );
+    if fatal || rebalanced {
+        StreamsError::TaskMigrated(format!("{operation}: {error}"))
+    } else {
+        StreamsError::TransactionAborted(format!("{operation}: {error}"))
     }
 }
 
 impl RecordCollector for KafkaRecordCollector {
     fn send(&mut self, record: ProducerRecord) -> Result<()> {
         self.check()?;
+        self.begin()?;
         let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).timestamp(record.timestamp);
         if !record.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
@@ -106,6 +250,12 @@ impl RecordCollector for KafkaRecordCollector {
                     base = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                // Refused before sending (too large, unknown partition): the record's own fault.
+                Err((e, _)) if self.production_handler == ExceptionHandler::LogAndContinue => {
+                    tracing::warn!(topic = %record.topic, error = %e,
+                        "send failed; skipping the record (default.production.exception.handler = log-and-continue)");
+                    return Ok(());
+                }
                 Err((e, _)) => {
                     return Err(StreamsError::Send { topic: record.topic.clone(), message: e.to_string() });
                 }
@@ -114,7 +264,10 @@ impl RecordCollector for KafkaRecordCollector {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.producer.flush(self.flush_timeout).map_err(|e| StreamsError::kafka("flush producer", e))?;
-        self.check()
+        match self.producer.flush(self.timeout) {
+            Ok(()) => self.check(),
+            Err(e) if self.transactional => Err(transaction_error("flush the producer", e)),
+            Err(e) => Err(StreamsError::kafka("flush producer", e)),
+        }
     }
 }

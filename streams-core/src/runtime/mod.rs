@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use changelog_reader::RestoreEvent;
 pub use checkpoint::{OffsetCheckpoint, Offsets};
-pub use state_directory::{StateDirectory, TaskDirLock};
+pub use state_directory::{StateDirLock, StateDirectory, TaskDirLock};
 
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
@@ -86,7 +86,18 @@ pub struct Metrics {
     pub commits: AtomicU64,
 }
 
+/// What to do when a stream thread fails with an error its handlers did not absorb, as Kafka
+/// Streams' `StreamsUncaughtExceptionHandler` responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamThreadExceptionResponse {
+    /// Start the thread again with new clients; its tasks resume from their last commit.
+    ReplaceThread,
+    /// Stop every thread of this client; the client ends in [`State::Error`] (the default).
+    ShutdownClient,
+}
+
 type StateListener = Box<dyn Fn(State, State) + Send>;
+type UncaughtHandler = Box<dyn Fn(&StreamsError) -> StreamThreadExceptionResponse + Send>;
 type RestoreListener = Box<dyn Fn(&RestoreEvent) + Send>;
 
 /// State shared by the client and its threads.
@@ -95,6 +106,7 @@ pub(crate) struct ClientShared {
     state: Mutex<State>,
     state_listener: Mutex<Option<StateListener>>,
     restore_listener: Mutex<Option<RestoreListener>>,
+    uncaught_handler: Mutex<Option<UncaughtHandler>>,
     rebalancing: Mutex<Vec<bool>>,
     alive: Mutex<Vec<bool>>,
     pub(crate) shutdown: AtomicBool,
@@ -138,6 +150,14 @@ impl ClientShared {
         }
     }
 
+    /// The uncaught-exception handler's response to a thread's error.
+    pub(crate) fn on_uncaught(&self, error: &StreamsError) -> StreamThreadExceptionResponse {
+        match lock(&self.uncaught_handler).as_ref() {
+            Some(handler) => handler(error),
+            None => StreamThreadExceptionResponse::ShutdownClient,
+        }
+    }
+
     pub(crate) fn fail(&self, error: StreamsError) {
         lock(&self.error).get_or_insert(error);
         self.set_state(State::PendingError);
@@ -175,6 +195,8 @@ pub struct KafkaStreams {
     config: StreamsConfig,
     shared: Arc<ClientShared>,
     threads: Vec<JoinHandle<()>>,
+    /// This instance's lock on `<state.dir>/<application.id>`, from start to close.
+    state_lock: Option<state_directory::StateDirLock>,
 }
 
 impl std::fmt::Debug for KafkaStreams {
@@ -192,13 +214,10 @@ impl KafkaStreams {
             return Err(StreamsError::Config { key: StreamsConfig::BOOTSTRAP_SERVERS.into(), message: "required".into() });
         }
         // Check every setting now rather than in the threads.
-        if config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2 {
-            return Err(StreamsError::Config {
-                key: StreamsConfig::PROCESSING_GUARANTEE.into(),
-                message: "exactly_once_v2 is not supported by this version; use at_least_once".into(),
-            });
-        }
+        config.processing_guarantee()?;
         config.commit_interval()?;
+        config.task_timeout()?;
+        config.production_handler()?;
         config.cache_max_bytes()?;
         config.poll()?;
         config.deserialization_handler()?;
@@ -215,6 +234,7 @@ impl KafkaStreams {
                 state: Mutex::new(State::Created),
                 state_listener: Mutex::new(None),
                 restore_listener: Mutex::new(None),
+                uncaught_handler: Mutex::new(None),
                 rebalancing: Mutex::new(vec![false; threads]),
                 alive: Mutex::new(vec![false; threads]),
                 shutdown: AtomicBool::new(false),
@@ -222,6 +242,7 @@ impl KafkaStreams {
                 error: Mutex::new(None),
             }),
             threads: Vec::new(),
+            state_lock: None,
         })
     }
 
@@ -233,6 +254,24 @@ impl KafkaStreams {
     /// Called after each store restoration.
     pub fn set_restore_listener(&self, listener: impl Fn(&RestoreEvent) + Send + 'static) {
         *lock(&self.shared.restore_listener) = Some(Box::new(listener));
+    }
+
+    /// Decides what happens when a stream thread fails (default: shut the client down).
+    ///
+    /// ```no_run
+    /// # use streams_core::{KafkaStreams, StreamThreadExceptionResponse};
+    /// # fn f(streams: &KafkaStreams) {
+    /// streams.set_uncaught_exception_handler(|error| {
+    ///     eprintln!("stream thread failed: {error}");
+    ///     StreamThreadExceptionResponse::ReplaceThread
+    /// });
+    /// # }
+    /// ```
+    pub fn set_uncaught_exception_handler(
+        &self,
+        handler: impl Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + 'static,
+    ) {
+        *lock(&self.shared.uncaught_handler) = Some(Box::new(handler));
     }
 
     /// The current state.
@@ -255,6 +294,9 @@ impl KafkaStreams {
         if self.state() != State::Created {
             return Err(StreamsError::User(format!("cannot start a client in state {:?}", self.state())));
         }
+        // One instance per state directory: a second one would share (and corrupt) its stores.
+        let state_dir = StateDirectory::new(&self.config.state_dir(), &self.shared.application_id)?;
+        self.state_lock = Some(state_dir.lock_instance()?);
         let replication = self
             .config
             .get("replication.factor")
@@ -263,7 +305,15 @@ impl KafkaStreams {
             .map_err(|e| StreamsError::Config { key: "replication.factor".into(), message: e.to_string() })?
             .unwrap_or(-1);
         let admin = stream_thread::client_config(&self.config, "admin.", &[]);
-        topics::setup(&self.topology, &self.shared.application_id, &admin, replication, Duration::from_secs(30))?;
+        let dead_letter_queue = self.config.dead_letter_queue_topic();
+        topics::setup(
+            &self.topology,
+            &self.shared.application_id,
+            &admin,
+            replication,
+            dead_letter_queue.as_deref(),
+            Duration::from_secs(30),
+        )?;
         // Global stores are complete before any task processes a record.
         let global_consumer = stream_thread::client_config(
             &self.config,
@@ -324,6 +374,7 @@ impl KafkaStreams {
                 let _ = handle.join();
             }
             self.shared.set_state(State::NotRunning);
+            self.state_lock = None;
         }
         all
     }

@@ -20,6 +20,15 @@ pub struct TaskDirLock {
     _file: File,
 }
 
+/// An instance's exclusive lock on the application directory, released on drop.
+#[derive(Debug)]
+pub struct StateDirLock {
+    _file: File,
+}
+
+/// The file holding the instance's process id, as Kafka Streams' `kafka-streams-process-metadata`.
+const PROCESS_FILE: &str = "kafka-streams-process-metadata";
+
 impl StateDirectory {
     /// `<state_dir>/<application_id>`, created if missing.
     pub fn new(state_dir: &Path, application_id: &str) -> Result<Self> {
@@ -31,6 +40,42 @@ impl StateDirectory {
     /// The application directory.
     pub fn app_dir(&self) -> &Path {
         &self.app_dir
+    }
+
+    /// Locks the application directory for this instance; a second instance pointed at the
+    /// same `state.dir` and `application.id` is refused.
+    pub fn lock_instance(&self) -> Result<StateDirLock> {
+        let path = self.app_dir.join(".lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StreamsError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateDirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StreamsError::StateDir {
+                path: self.app_dir.display().to_string(),
+                message: "another instance of this application is using this state directory; \
+                          give each instance its own state.dir"
+                    .into(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(StreamsError::io(&path, e)),
+        }
+    }
+
+    /// This instance's process id: random, created once and kept in the state directory, so a
+    /// restarted instance keeps its identity (and its transactional ids fence its predecessor).
+    pub fn process_id(&self) -> String {
+        let path = self.app_dir.join(PROCESS_FILE);
+        if let Some(id) = std::fs::read_to_string(&path).ok().map(|t| t.trim().to_string()).filter(|t| is_process_id(t)) {
+            return id;
+        }
+        let id = random_id();
+        if let Err(e) = std::fs::write(&path, format!("{id}\n")) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep the process id; a new one is used next time");
+        }
+        id
     }
 
     /// A task's directory.
@@ -79,6 +124,24 @@ impl StateDirectory {
     }
 }
 
+fn is_process_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// 128 random bits as hex, from the standard library's randomly keyed hasher.
+fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = String::with_capacity(32);
+    for salt in 0..2u64 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(salt);
+        hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        hasher.write_u32(std::process::id());
+        id.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +157,20 @@ mod tests {
         drop(lock);
         state.lock(task, Duration::ZERO).unwrap();
         assert!(state.task_dir(task).ends_with("app/0_1"));
+    }
+
+    #[test]
+    fn one_instance_per_state_directory_and_a_stable_process_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDirectory::new(dir.path(), "app").unwrap();
+        let lock = state.lock_instance().unwrap();
+        let err = StateDirectory::new(dir.path(), "app").unwrap().lock_instance().unwrap_err().to_string();
+        assert!(err.contains("another instance"), "{err}");
+        drop(lock);
+        state.lock_instance().unwrap();
+        let id = state.process_id();
+        assert!(is_process_id(&id), "{id}");
+        assert_eq!(state.process_id(), id);
+        assert_ne!(random_id(), random_id());
     }
 }

@@ -16,7 +16,7 @@ use super::changelog_reader::{is_transient, ChangelogReader};
 use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
 use super::task_manager::TaskManager;
-use super::ClientShared;
+use super::{ClientShared, StreamThreadExceptionResponse};
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::ConsumerRecord;
@@ -85,23 +85,40 @@ pub(crate) fn client_config(config: &StreamsConfig, prefix: &str, defaults: &[(&
     client
 }
 
-/// Runs one stream thread until shutdown or a fatal error.
+/// Runs one stream thread until shutdown or a fatal error. After an error the client's
+/// uncaught-exception handler decides: replace the thread (fresh clients and tasks, rejoining
+/// the group) or shut the client down.
 pub(crate) fn run(index: usize, topology: Arc<Topology>, config: StreamsConfig, shared: Arc<ClientShared>, global: GlobalStores) {
-    let name = format!("{}-StreamThread-{}", shared.application_id, index + 1);
-    let span = tracing::info_span!("stream-thread", thread = %name);
-    let _entered = span.enter();
-    let result = run_loop(index, &name, topology, &config, &shared, global);
-    let clean = result.is_ok();
-    if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
-        warn!(error = %e, "error closing tasks");
-    }
-    TASK_MANAGER.with(|tm| tm.borrow_mut().take());
-    match result {
-        Ok(()) => info!("stream thread stopped"),
-        Err(e) => {
-            error!(error = %e, "stream thread failed; shutting down the client");
-            shared.fail(e);
+    let mut generation = 0;
+    loop {
+        let name = match generation {
+            0 => format!("{}-StreamThread-{}", shared.application_id, index + 1),
+            n => format!("{}-StreamThread-{}-r{n}", shared.application_id, index + 1),
+        };
+        let span = tracing::info_span!("stream-thread", thread = %name);
+        let _entered = span.enter();
+        let result = run_loop(index, &name, topology.clone(), &config, &shared, global.clone());
+        let clean = result.is_ok();
+        if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
+            warn!(error = %e, "error closing tasks");
         }
+        TASK_MANAGER.with(|tm| tm.borrow_mut().take());
+        match result {
+            Ok(()) => info!("stream thread stopped"),
+            Err(e) => match shared.on_uncaught(&e) {
+                StreamThreadExceptionResponse::ReplaceThread if !shared.shutdown.load(Ordering::Acquire) => {
+                    error!(error = %e, "stream thread failed; replacing it (uncaught exception handler)");
+                    shared.thread_rebalancing(index, true);
+                    generation += 1;
+                    continue;
+                }
+                _ => {
+                    error!(error = %e, "stream thread failed; shutting down the client");
+                    shared.fail(e);
+                }
+            },
+        }
+        break;
     }
     shared.thread_stopped(index);
 }
@@ -116,6 +133,7 @@ fn run_loop(
 ) -> Result<()> {
     let application_id = config.application_id()?;
     let eos = config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2;
+    let state_dir = StateDirectory::new(&config.state_dir(), &application_id)?;
 
     let consumer_config = client_config(
         config,
@@ -135,23 +153,32 @@ fn run_loop(
         .create_with_context(StreamsConsumerContext)
         .map_err(|e| StreamsError::kafka("create consumer", e))?;
 
-    let producer_config = client_config(
-        config,
-        "producer.",
-        &[
-            ("client.id", format!("{name}-producer")),
-            ("partitioner", "murmur2_random".into()),
-            ("acks", "all".into()),
-            ("linger.ms", "5".into()),
-        ],
-    );
-    let collector = Rc::new(RefCell::new(KafkaRecordCollector::new(&producer_config, Duration::from_secs(60))?));
+    let mut producer_defaults = vec![
+        ("client.id", format!("{name}-producer")),
+        ("partitioner", "murmur2_random".into()),
+        ("acks", "all".into()),
+        ("linger.ms", "5".into()),
+        // Retries never duplicate or reorder records.
+        ("enable.idempotence", "true".into()),
+    ];
+    if eos {
+        // One transactional producer per thread; the id is stable across restarts of this
+        // instance (its process id lives in the state directory), so a restart fences a zombie.
+        let transactional_id = format!("{application_id}-{}-{}", state_dir.process_id(), index + 1);
+        producer_defaults.push(("transactional.id", transactional_id));
+        producer_defaults.push(("transaction.timeout.ms", "10000".into()));
+    }
+    let producer_config = client_config(config, "producer.", &producer_defaults);
+    let collector = Rc::new(RefCell::new(KafkaRecordCollector::new(
+        &producer_config,
+        config.task_timeout()?,
+        config.production_handler()?,
+    )?));
 
     let restore_config =
         client_config(config, "restore.consumer.", &[("client.id", format!("{name}-restore-consumer"))]);
     let reader = ChangelogReader::new(&restore_config, Duration::from_secs(300))?;
 
-    let state_dir = StateDirectory::new(&config.state_dir(), &application_id)?;
     let env = TaskEnv {
         application_id: application_id.clone(),
         app_dir: state_dir.app_dir().to_path_buf(),
@@ -162,8 +189,10 @@ fn run_loop(
         deserialization_handler: config.deserialization_handler()?,
         processing_handler: config.processing_handler()?,
         global_stores: global,
+        exactly_once: eos,
+        dead_letter_queue: config.dead_letter_queue_topic(),
     };
-    let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone());
+    let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), config.task_timeout()?);
     let topics = manager.source_topics();
     TASK_MANAGER.with(|tm| *tm.borrow_mut() = Some(manager));
 
@@ -209,15 +238,22 @@ fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, config: &StreamsConfig
             tm.shared.metrics.processed_records.fetch_add(processed, Ordering::Relaxed);
             tm.punctuate()?;
             if last_commit.elapsed() >= commit_interval || tm.commit_requested() {
-                tm.commit(consumer)?;
+                tm.commit(consumer, false)?;
                 last_commit = Instant::now();
             }
             Ok(())
         });
-        step.expect("the task manager is installed for the thread's lifetime")?;
+        match step.expect("the task manager is installed for the thread's lifetime") {
+            Ok(()) => {}
+            // Exactly-once: the open transaction is lost, not the thread.
+            Err(e @ (StreamsError::TransactionAborted(_) | StreamsError::TaskMigrated(_))) => {
+                with_task_manager(|tm| tm.recover(consumer, &e)).expect("installed")?;
+            }
+            Err(e) => return Err(e),
+        }
     }
     info!("shutting down: committing and leaving the group");
-    with_task_manager(|tm| tm.commit(consumer)).expect("installed")?;
+    with_task_manager(|tm| tm.commit(consumer, true)).expect("installed")?;
     with_task_manager(|tm| tm.close_all(true)).expect("installed")?;
     consumer.unsubscribe();
     Ok(())

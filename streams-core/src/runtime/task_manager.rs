@@ -5,13 +5,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
-use super::changelog_reader::ChangelogReader;
+use super::changelog_reader::{is_transient, ChangelogReader};
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::collector::KafkaRecordCollector;
 use super::state_directory::{StateDirectory, TaskDirLock};
@@ -46,7 +46,16 @@ pub(crate) struct TaskManager {
     pub(crate) failed: bool,
     /// An assignment arrived; its tasks restore before the thread reports running.
     pub(crate) assignment_pending: bool,
+    /// `processing.guarantee = exactly_once_v2`.
+    exactly_once: bool,
+    /// `task.timeout.ms`.
+    task_timeout: Duration,
+    last_checkpoint: Instant,
 }
+
+/// How often checkpoints are written under exactly-once (each one flushes RocksDB); a crash
+/// replays at most this much changelog on top of the committed state on disk.
+const EOS_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 
 impl TaskManager {
     #[allow(clippy::too_many_arguments)]
@@ -58,7 +67,9 @@ impl TaskManager {
         state_dir: StateDirectory,
         reader: ChangelogReader,
         shared: Arc<ClientShared>,
+        task_timeout: Duration,
     ) -> Self {
+        let exactly_once = env.exactly_once;
         let subtopologies = topology.subtopologies();
         let mut source_topics = HashMap::new();
         for sub in &subtopologies {
@@ -80,6 +91,9 @@ impl TaskManager {
             callback_error: None,
             failed: false,
             assignment_pending: false,
+            exactly_once,
+            task_timeout,
+            last_checkpoint: Instant::now(),
         }
     }
 
@@ -184,16 +198,52 @@ impl TaskManager {
         self.tasks.values().any(|t| t.task.commit_requested())
     }
 
-    /// Commits: flush processors and stores, flush the producer, write checkpoints, commit offsets.
-    pub(crate) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+    /// Commits: flush processors and stores, then make outputs, changelog writes and input
+    /// offsets durable. At-least-once: flush the producer, write checkpoints, commit offsets.
+    /// Exactly-once: commit one transaction holding all three, then write the stores' buffered
+    /// writes to disk; checkpoints (committed changelog offsets only) follow every
+    /// [`EOS_CHECKPOINT_INTERVAL`] and when `final_commit` (tasks are about to close).
+    pub(crate) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, final_commit: bool) -> Result<()> {
         let running = |t: &&mut ManagedTask| t.task.state() == TaskState::Running;
         for managed in self.tasks.values_mut().filter(running) {
             managed.task.flush()?;
         }
-        self.collector.borrow_mut().flush()?;
-        let deliveries = self.collector.borrow().deliveries().clone();
         let mut offsets = TopicPartitionList::new();
-        for managed in self.tasks.values_mut().filter(running) {
+        for managed in self.tasks.values().filter(|t| t.task.state() == TaskState::Running) {
+            for (topic, p, offset) in managed.task.consumed_offsets() {
+                offsets
+                    .add_partition_offset(topic, p, Offset::Offset(offset + 1))
+                    .map_err(|e| StreamsError::kafka("build offsets", e))?;
+            }
+        }
+        let checkpoint = if self.exactly_once {
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| StreamsError::TaskMigrated("the consumer has no group metadata".into()))?;
+            self.collector.borrow_mut().commit_transaction(&offsets, &group)?;
+            let durable = final_commit || self.last_checkpoint.elapsed() >= EOS_CHECKPOINT_INTERVAL;
+            for managed in self.tasks.values_mut().filter(running) {
+                managed.task.commit_state(durable)?;
+            }
+            durable
+        } else {
+            self.collector.borrow_mut().flush()?;
+            true
+        };
+        if checkpoint {
+            self.write_checkpoints()?;
+        }
+        if !self.exactly_once && offsets.count() > 0 {
+            self.commit_offsets(consumer, &offsets)?;
+        }
+        self.shared.metrics.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes each running task's checkpoint: the last changelog offset its stores on disk hold.
+    fn write_checkpoints(&mut self) -> Result<()> {
+        let deliveries = self.collector.borrow().deliveries().clone();
+        for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let partition = managed.task.id().partition;
             for (store, topic) in managed.task.changelogs() {
                 // Only stores on disk keep what they held: in-memory ones restore in full.
@@ -207,25 +257,65 @@ impl TaskManager {
                 }
             }
             OffsetCheckpoint::in_dir(managed.task.state_dir()).write(&managed.checkpoint)?;
-            for (topic, p, offset) in managed.task.consumed_offsets() {
-                offsets
-                    .add_partition_offset(topic, p, Offset::Offset(offset + 1))
-                    .map_err(|e| StreamsError::kafka("build offsets", e))?;
-            }
         }
-        if offsets.count() > 0 {
-            match consumer.commit(&offsets, CommitMode::Sync) {
-                Ok(()) => {}
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Commits consumed offsets (at-least-once), retrying transient errors up to `task.timeout.ms`.
+    fn commit_offsets<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, offsets: &TopicPartitionList) -> Result<()> {
+        let deadline = Instant::now() + self.task_timeout;
+        loop {
+            match consumer.commit(offsets, CommitMode::Sync) {
+                Ok(()) => return Ok(()),
                 // The group is rebalancing: the revocation callback commits before partitions
                 // move; if they were lost instead, their new owner reprocesses (at-least-once).
                 Err(e) if is_rebalance_error(&e) => {
                     debug!(thread = self.thread_index, error = %e, "offset commit skipped during a rebalance");
+                    return Ok(());
+                }
+                Err(e) if is_transient(&e) && Instant::now() < deadline => {
+                    warn!(thread = self.thread_index, error = %e, "offset commit failed; retrying (task.timeout.ms)");
+                    std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => return Err(StreamsError::kafka("commit offsets", e)),
             }
         }
-        self.shared.metrics.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+    }
+
+    /// Recovers from an aborted transaction or lost tasks (exactly-once): aborts, closes every
+    /// task without committing (their stores drop the uncommitted writes), replaces a fenced
+    /// producer, and re-creates the tasks of the current assignment from the last commit:
+    /// stores restore the committed changelog tail and the consumer goes back to the committed
+    /// input offsets.
+    pub(crate) fn recover<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, error: &StreamsError) -> Result<()> {
+        warn!(thread = self.thread_index, error = %error, "re-initializing tasks from the last committed transaction");
+        self.collector.borrow_mut().abort_transaction()?;
+        if matches!(error, StreamsError::TaskMigrated(_)) {
+            self.collector.borrow_mut().recreate()?;
+        }
+        if let Err(e) = self.close_all(false) {
+            warn!(thread = self.thread_index, error = %e, "error closing tasks");
+        }
+        let assignment = consumer.assignment().map_err(|e| StreamsError::kafka("read the assignment", e))?;
+        let partitions: Vec<(String, i32)> =
+            assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let committed = consumer
+            .committed_offsets(assignment, self.task_timeout)
+            .map_err(|e| StreamsError::kafka("read committed offsets", e))?;
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(e.topic(), e.partition(), offset).map_err(|e| StreamsError::kafka("build offsets", e))?;
+        }
+        consumer.seek_partitions(seek, self.task_timeout).map_err(|e| StreamsError::kafka("seek to committed offsets", e))?;
+        self.assign(&partitions)
     }
 
     /// Partitions are being revoked: commit, then close every task cleanly (checkpoints kept).
@@ -237,7 +327,13 @@ impl TaskManager {
             return self.close_all(false);
         }
         info!(thread = self.thread_index, "partitions revoked: committing and closing tasks");
-        let committed = self.commit(consumer);
+        let committed = self.commit(consumer, true);
+        if committed.is_err() && self.exactly_once {
+            // Nothing of the failed transaction becomes visible; the next owner starts from the last commit.
+            if let Err(e) = self.collector.borrow_mut().abort_transaction() {
+                warn!(thread = self.thread_index, error = %e, "abort on revocation failed");
+            }
+        }
         let closed = self.close_all(committed.is_ok());
         committed.and(closed)
     }

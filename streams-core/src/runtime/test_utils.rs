@@ -105,6 +105,38 @@ pub fn read_all(bootstrap_servers: &str, topic: &str, idle: Duration) -> Result<
     Ok(records)
 }
 
+/// Whether the broker hides aborted transactions from read_committed consumers (Apache Kafka
+/// does; librdkafka's mock cluster and some compatible brokers do not). Writes one aborted and
+/// one committed record to `topic`, an existing topic used for nothing else.
+pub fn broker_isolates_transactions(bootstrap_servers: &str, topic: &str) -> Result<bool> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("transactional.id", format!("{topic}-probe"))
+        .create()
+        .map_err(|e| StreamsError::kafka("create producer", e))?;
+    let timeout = Duration::from_secs(30);
+    let kafka = |what: &str| {
+        let what = what.to_string();
+        move |e| StreamsError::kafka(what, e)
+    };
+    producer.init_transactions(timeout).map_err(kafka("init transactions"))?;
+    for (value, commit) in [("aborted", false), ("committed", true)] {
+        producer.begin_transaction().map_err(kafka("begin transaction"))?;
+        producer
+            .send(BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_bytes()))
+            .map_err(|(e, _)| StreamsError::kafka("send", e))?;
+        producer.flush(timeout).map_err(kafka("flush"))?;
+        if commit {
+            producer.commit_transaction(timeout).map_err(kafka("commit transaction"))?;
+        } else {
+            producer.abort_transaction(timeout).map_err(kafka("abort transaction"))?;
+        }
+    }
+    let records = read_all(bootstrap_servers, topic, Duration::from_millis(500))?;
+    let seen = |v: &str| records.iter().any(|r| r.value.as_deref() == Some(v.as_bytes()));
+    Ok(seen("committed") && !seen("aborted"))
+}
+
 /// Creates `topic` with `partitions` through the admin API unless it exists.
 pub fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

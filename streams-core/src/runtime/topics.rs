@@ -31,6 +31,7 @@ pub(crate) fn setup(
     application_id: &str,
     admin_config: &ClientConfig,
     replication_factor: i32,
+    dead_letter_queue: Option<&str>,
     timeout: Duration,
 ) -> Result<PartitionCounts> {
     let admin: AdminClient<DefaultClientContext> =
@@ -48,6 +49,12 @@ pub(crate) fn setup(
         missing.sort();
         missing.dedup();
         return Err(StreamsError::MissingSourceTopics(missing));
+    }
+    if let Some(topic) = dead_letter_queue.filter(|t| !existing.contains_key(*t)) {
+        return Err(StreamsError::Config {
+            key: crate::config::StreamsConfig::DEAD_LETTER_QUEUE_TOPIC.into(),
+            message: format!("topic `{topic}` does not exist; create it before starting"),
+        });
     }
     let partitions = |t: &str| existing.get(t).copied().unwrap_or(1);
     topology.check_copartitioning(application_id, partitions)?;

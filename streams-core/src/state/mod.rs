@@ -10,6 +10,7 @@ mod logging;
 mod metered;
 mod rocksdb;
 mod segmented;
+mod transactional;
 mod window;
 
 pub use builder::{
@@ -17,6 +18,7 @@ pub use builder::{
     StoreBuilder, StoreContext, Stores, WindowStoreBuilder,
 };
 pub use caching::ThreadCache;
+pub(crate) use transactional::TransactionBuffers;
 pub use global::{GlobalBytesStore, GlobalKeyValueStore, GlobalStoreSpec, GlobalStores};
 pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
 pub use metered::{CacheFlush, KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
