@@ -221,68 +221,6 @@ fn tasks_moved_by_a_rebalance_restore_their_stores_and_counts_stay_exact() {
     assert_counts(app.final_counts(), truth(&lines));
 }
 
-/// The child process of `a_killed_instance_loses_no_counts`: one instance, until SIGKILL.
-/// A no-op in normal test runs (no `WC_CHILD_*` variables).
-#[test]
-fn child_instance() {
-    let var = |k: &str| std::env::var(format!("WC_CHILD_{k}")).ok();
-    let (Some(app), Some(input), Some(output), Some(servers), Some(dir)) =
-        (var("APP"), var("INPUT"), var("OUTPUT"), var("SERVERS"), var("DIR"))
-    else {
-        return;
-    };
-    let topology = word_count_between(&input, &output, Materialized::as_("counts").with_caching_disabled());
-    let mut streams = KafkaStreams::new(topology, config(&app, &servers, std::path::Path::new(&dir), 1)).unwrap();
-    streams.start().unwrap();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-#[test]
-fn a_killed_instance_loses_no_counts() {
-    let app = App::new(4, false);
-    if skip_without_several_members(&app) {
-        return;
-    }
-    let lines = corpus(6_000, 31);
-    app.produce(&lines);
-    let child_dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_instance", "--test-threads=1"])
-        .env("WC_CHILD_APP", &app.application_id)
-        .env("WC_CHILD_INPUT", &app.input)
-        .env("WC_CHILD_OUTPUT", &app.output)
-        .env("WC_CHILD_SERVERS", app.cluster.bootstrap_servers())
-        .env("WC_CHILD_DIR", child_dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // The child works alone until it has committed a third of the input...
-    let servers = app.cluster.bootstrap_servers();
-    let started = Instant::now();
-    let changelog = format!("{}-counts-changelog", app.application_id);
-    // (A group that never committed lags by the whole topic: that counts the changelog records.)
-    let changelog_records = || test_utils::group_lag(&servers, "never-committed", &[&changelog]).unwrap();
-    while test_utils::group_lag(&servers, &app.application_id, &[&app.input]).unwrap() > 4_000 || changelog_records() < 4_000 {
-        assert!(started.elapsed() < Duration::from_secs(90), "the child instance made no progress");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // ...then a second instance joins, and the child is killed without a chance to commit or leave.
-    let dir = tempfile::tempdir().unwrap();
-    let (mut survivor, restored) = app.start(dir.path(), 1);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    app.wait_for_end(&[&survivor]);
-    assert!(survivor.close(Duration::from_secs(60)));
-    let taken_over: u64 = restored.lock().unwrap().iter().map(|e| e.restored).sum();
-    assert!(taken_over > 0, "the survivor restored the killed instance's stores from their changelogs");
-    let counts = app.final_counts();
-    let truth = truth(&lines);
-    let low: Vec<_> = truth.iter().filter(|(w, c)| counts.get(*w).copied().unwrap_or(0) < **c).collect();
-    assert!(low.is_empty(), "at-least-once: no count below the truth, but {} are: {:?}", low.len(), &low[..low.len().min(5)]);
-}
-
 #[test]
 fn missing_source_topics_and_bad_config_are_clear_errors() {
     let cluster = Cluster::new();
@@ -299,8 +237,9 @@ fn missing_source_topics_and_bad_config_are_clear_errors() {
     assert!(KafkaStreams::new(topology.clone(), no_servers).unwrap_err().to_string().contains("bootstrap.servers"));
     let bad = config("a", "localhost:1", dir.path(), 1).with(StreamsConfig::COMMIT_INTERVAL_MS, "often");
     assert!(KafkaStreams::new(topology.clone(), bad).unwrap_err().to_string().contains("commit.interval.ms"));
-    let eos = config("a", "localhost:1", dir.path(), 1).with(StreamsConfig::PROCESSING_GUARANTEE, "exactly_once_v2");
-    assert!(KafkaStreams::new(topology, eos).unwrap_err().to_string().contains("exactly_once_v2"), "no silent downgrade");
+    let eos_v1 = config("a", "localhost:1", dir.path(), 1).with(StreamsConfig::PROCESSING_GUARANTEE, "exactly_once");
+    let err = KafkaStreams::new(topology, eos_v1).unwrap_err().to_string();
+    assert!(err.contains("processing.guarantee") && err.contains("exactly_once_v2"), "no silent downgrade: {err}");
 }
 
 #[test]

@@ -413,6 +413,11 @@ impl StreamTask {
         self.queues.iter().filter_map(|q| q.consumed.map(|o| (q.topic.as_str(), q.partition, o)))
     }
 
+    /// Records queued for one input partition and not processed yet.
+    pub fn buffered_in(&self, topic: &str, partition: i32) -> usize {
+        self.queues.iter().filter(|q| q.topic == topic && q.partition == partition).map(|q| q.records.len()).sum()
+    }
+
     /// Records queued and not processed yet.
     pub fn buffered(&self) -> usize {
         self.queues.iter().map(|q| q.records.len()).sum()

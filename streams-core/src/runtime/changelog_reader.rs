@@ -154,6 +154,7 @@ pub(crate) fn is_transient(error: &KafkaError) -> bool {
                 | RDKafkaErrorCode::RequestTimedOut
                 | RDKafkaErrorCode::CoordinatorLoadInProgress
                 | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::WaitingForCoordinator
         )
     )
 }

@@ -213,12 +213,16 @@ fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, config: &StreamsConfig
     let commit_interval = config.commit_interval()?;
     let mut last_commit = Instant::now();
     while !shared.shutdown.load(Ordering::Acquire) {
-        let mut records = Vec::new();
         let mut timeout = poll;
-        while records.len() < 1000 {
+        // Records go to their tasks as they arrive: a rebalance callback inside a later poll
+        // then sees them queued (unprocessed, so not committed) in the tasks it closes.
+        for _ in 0..1000 {
             match consumer.poll(timeout) {
                 None => break,
-                Some(Ok(message)) => records.push(to_record(&message)),
+                Some(Ok(message)) => {
+                    let record = to_record(&message);
+                    with_task_manager(|tm| tm.add_records([record]));
+                }
                 Some(Err(e)) if is_transient(&e) => warn!(error = %e, "transient consumer error"),
                 Some(Err(e)) => return Err(StreamsError::kafka("poll", e)),
             }
@@ -228,7 +232,6 @@ fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, config: &StreamsConfig
             if let Some(e) = tm.callback_error.take() {
                 return Err(e);
             }
-            tm.add_records(records);
             if tm.assignment_pending {
                 tm.restore()?;
                 tm.assignment_pending = false;

@@ -161,7 +161,7 @@ impl TaskManager {
     }
 
     /// Queues polled records into their tasks.
-    pub(crate) fn add_records(&mut self, records: Vec<ConsumerRecord>) {
+    pub(crate) fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
         for record in records {
             let Some(&sub) = self.source_topics.get(&record.topic) else { continue };
             match self.tasks.get_mut(&TaskId::new(sub, record.partition)) {
@@ -208,11 +208,20 @@ impl TaskManager {
         for managed in self.tasks.values_mut().filter(running) {
             managed.task.flush()?;
         }
+        // A partition with nothing left queued commits the consumer's position, which is past
+        // any transaction markers after its last record (so a caught-up group has no lag).
+        let positions = consumer.position().unwrap_or_default();
         let mut offsets = TopicPartitionList::new();
         for managed in self.tasks.values().filter(|t| t.task.state() == TaskState::Running) {
             for (topic, p, offset) in managed.task.consumed_offsets() {
+                let mut next = offset + 1;
+                if managed.task.buffered_in(topic, p) == 0 {
+                    if let Some(Offset::Offset(position)) = positions.find_partition(topic, p).map(|e| e.offset()) {
+                        next = next.max(position);
+                    }
+                }
                 offsets
-                    .add_partition_offset(topic, p, Offset::Offset(offset + 1))
+                    .add_partition_offset(topic, p, Offset::Offset(next))
                     .map_err(|e| StreamsError::kafka("build offsets", e))?;
             }
         }

@@ -105,28 +105,36 @@ pub fn read_all(bootstrap_servers: &str, topic: &str, idle: Duration) -> Result<
     Ok(records)
 }
 
-/// Whether the broker hides aborted transactions from read_committed consumers (Apache Kafka
-/// does; librdkafka's mock cluster and some compatible brokers do not). Writes one aborted and
-/// one committed record to `topic`, an existing topic used for nothing else.
-pub fn broker_isolates_transactions(bootstrap_servers: &str, topic: &str) -> Result<bool> {
+/// Whether the broker supports what exactly-once needs, or what it lacks: hiding aborted
+/// transactions from read_committed consumers and keeping offsets committed in a transaction
+/// (Apache Kafka does both; librdkafka's mock cluster and some compatible brokers do not).
+/// Writes one aborted and one committed record to `topic`, an existing topic used for nothing else.
+pub fn exactly_once_support(bootstrap_servers: &str, topic: &str) -> Result<std::result::Result<(), String>> {
+    let kafka = |what: &'static str| move |e| StreamsError::kafka(what, e);
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
         .set("transactional.id", format!("{topic}-probe"))
         .create()
-        .map_err(|e| StreamsError::kafka("create producer", e))?;
+        .map_err(kafka("create producer"))?;
+    let group = format!("{topic}-probe");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", &group)
+        .create()
+        .map_err(kafka("create consumer"))?;
+    let metadata = consumer.group_metadata().ok_or_else(|| StreamsError::kafka("group metadata", "none"))?;
     let timeout = Duration::from_secs(30);
-    let kafka = |what: &str| {
-        let what = what.to_string();
-        move |e| StreamsError::kafka(what, e)
-    };
     producer.init_transactions(timeout).map_err(kafka("init transactions"))?;
     for (value, commit) in [("aborted", false), ("committed", true)] {
         producer.begin_transaction().map_err(kafka("begin transaction"))?;
         producer
-            .send(BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_bytes()))
+            .send(BaseRecord::<[u8], [u8]>::to(topic).partition(0).payload(value.as_bytes()))
             .map_err(|(e, _)| StreamsError::kafka("send", e))?;
         producer.flush(timeout).map_err(kafka("flush"))?;
         if commit {
+            let mut offsets = TopicPartitionList::new();
+            offsets.add_partition_offset(topic, 0, Offset::Offset(1)).map_err(kafka("offsets"))?;
+            producer.send_offsets_to_transaction(&offsets, &metadata, timeout).map_err(kafka("send offsets"))?;
             producer.commit_transaction(timeout).map_err(kafka("commit transaction"))?;
         } else {
             producer.abort_transaction(timeout).map_err(kafka("abort transaction"))?;
@@ -134,7 +142,16 @@ pub fn broker_isolates_transactions(bootstrap_servers: &str, topic: &str) -> Res
     }
     let records = read_all(bootstrap_servers, topic, Duration::from_millis(500))?;
     let seen = |v: &str| records.iter().any(|r| r.value.as_deref() == Some(v.as_bytes()));
-    Ok(seen("committed") && !seen("aborted"))
+    if seen("aborted") || !seen("committed") {
+        return Ok(Err("the broker shows aborted transactions to read_committed consumers".into()));
+    }
+    let mut partition = TopicPartitionList::new();
+    partition.add_partition(topic, 0);
+    let committed = consumer.committed_offsets(partition, timeout).map_err(kafka("committed offsets"))?;
+    if committed.find_partition(topic, 0).map(|e| e.offset()) != Some(Offset::Offset(1)) {
+        return Ok(Err("the broker does not keep offsets committed in transactions".into()));
+    }
+    Ok(Ok(()))
 }
 
 /// Creates `topic` with `partitions` through the admin API unless it exists.
