@@ -487,6 +487,61 @@ fn an_exactly_once_instance_killed_mid_transaction_restarts_from_committed_state
     assert_eq!(counts, truth, "no loss and no duplicates");
 }
 
+#[test]
+fn an_aborted_or_fenced_transaction_reinitializes_the_tasks_instead_of_stopping() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let wc = WordCount::new(2);
+    let Cluster::Embedded(embedded) = &wc.cluster else {
+        eprintln!("skipped: fault injection needs the embedded mock cluster");
+        return;
+    };
+    let lines = random_lines(2_000, 100, 41);
+    wc.produce(&lines[..1_000]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(wc.topology(), wc.config(dir.path(), "exactly_once_v2")).unwrap();
+    let restores = Arc::new(AtomicUsize::new(0));
+    let sink = restores.clone();
+    streams.set_restore_listener(move |_| {
+        sink.fetch_add(1, Ordering::SeqCst);
+    });
+    streams.start().unwrap();
+    wc.wait_for_processed(&streams, word_count_records(&lines[..1_000]));
+    let initial = restores.load(Ordering::SeqCst);
+    // An abortable error, then a fenced producer, each on a transaction's offset commit.
+    for error in [
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+    ] {
+        let before = restores.load(Ordering::SeqCst);
+        embedded.mock().request_errors(RDKafkaApiKey::TxnOffsetCommit, &[error]);
+        wc.produce(&lines[1_000..1_010]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Re-initialized tasks restore their stores again.
+        while restores.load(Ordering::SeqCst) < before + initial {
+            assert!(!matches!(streams.state(), State::Error | State::PendingError), "stopped with {:?}", streams.take_error());
+            assert!(Instant::now() < deadline, "the tasks were not re-initialized after {error:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    wc.produce(&lines[1_010..]);
+    // Re-initialized tasks process records again, so the count alone does not say it is done:
+    // wait until it stops growing too.
+    wc.wait_for_processed(&streams, word_count_records(&lines));
+    let mut last = 0;
+    while streams.metrics().processed_records.load(Ordering::Relaxed) != last {
+        last = streams.metrics().processed_records.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(streams.wait_until_running(Duration::from_secs(30)), State::Running);
+    assert!(streams.close(Duration::from_secs(30)));
+    assert!(streams.take_error().is_none());
+    // The mock cluster shows aborted records and forgets transactional offsets, so the counts
+    // here are only bounded below; against Apache Kafka the crash tests check them exactly.
+    let counts = final_counts(&wc.cluster, &wc.output);
+    let low: Vec<_> = truth(&lines).into_iter().filter(|(w, c)| counts.get(w).copied().unwrap_or(0) < *c).collect();
+    assert!(low.is_empty(), "no count below the truth, but {} are", low.len());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Broker faults (the embedded mock cluster injects them)
 

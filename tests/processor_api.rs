@@ -180,6 +180,36 @@ fn log_and_continue_skips_and_counts_poison_pills() {
 }
 
 #[test]
+fn skipped_records_go_to_the_dead_letter_queue_with_the_error_in_headers() {
+    let cfg = config("dlq")
+        .with(StreamsConfig::DESERIALIZATION_EXCEPTION_HANDLER, "log-and-continue")
+        .with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "log-and-continue")
+        .with(StreamsConfig::DEAD_LETTER_QUEUE_TOPIC, "amounts-dlq");
+    let driver = TopologyTestDriver::new(totals_topology(totals_store(), "totals", None), cfg).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("amounts", Serdes::string(), Serdes::i64());
+    let output = driver.create_output_topic::<String, i64>("totals", Serdes::string(), Serdes::i64());
+    let dlq = driver.create_output_topic::<Vec<u8>, Vec<u8>>("amounts-dlq", Serdes::bytes(), Serdes::bytes());
+    input.pipe_input("a".into(), 1).unwrap();
+    input.pipe_raw(Some(b"a".to_vec()), Some(vec![1, 2, 3]), 7).unwrap();
+    input.pipe_input("a".into(), -5).unwrap();
+    input.pipe_input("a".into(), 2).unwrap();
+    assert_eq!(output.read_values_to_list().unwrap(), vec![1, 3]);
+    let dead = dlq.read_records_to_list().unwrap();
+    assert_eq!(dead.len(), 2);
+    let header = |i: usize, name: &str| -> String {
+        let (_, value) = dead[i].headers.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("no {name}"));
+        String::from_utf8(value.clone().unwrap()).unwrap()
+    };
+    assert_eq!((dead[0].key.as_slice(), dead[0].value.as_slice(), dead[0].timestamp), (&b"a"[..], &[1u8, 2, 3][..], 7));
+    assert_eq!(header(0, "__streams.errors.exception"), "deserialization-exception");
+    assert_eq!((header(0, "__streams.errors.topic").as_str(), header(0, "__streams.errors.offset").as_str()), ("amounts", "1"));
+    assert_eq!(dead[1].value, (-5i64).to_be_bytes().to_vec(), "the record as consumed, not as processed");
+    assert_eq!(header(1, "__streams.errors.exception"), "processing-exception");
+    assert!(header(1, "__streams.errors.message").contains("negative amount"), "{}", header(1, "__streams.errors.message"));
+    assert_eq!(header(1, "__streams.errors.task"), "0_0");
+}
+
+#[test]
 fn an_unknown_handler_name_is_a_config_error() {
     let cfg = config("bad").with(StreamsConfig::DESERIALIZATION_EXCEPTION_HANDLER, "ignore");
     let err = TopologyTestDriver::new(totals_topology(totals_store(), "totals", None), cfg).unwrap_err();

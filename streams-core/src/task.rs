@@ -526,6 +526,9 @@ impl StreamTask {
             }
         }
         for store in self.ctx.stores.values() {
+            if !clean {
+                store.store.borrow_mut().discard_cache();
+            }
             if let Err(e) = store.store.borrow_mut().close() {
                 result = result.and(Err(e));
             }

@@ -60,6 +60,12 @@ impl ProducerContext for DeliveryContext {
                 let entry = offsets.entry(key).or_insert(-1);
                 *entry = (*entry).max(message.offset());
             }
+            // Records purged by an abort were never written; the abort is already handled.
+            Err((error, _))
+                if matches!(
+                    error.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) => {}
             Err((error, message)) => {
                 let text = format!("{}-{}: {error}", message.topic(), message.partition());
                 if self.0.skip_failures {

@@ -323,7 +323,13 @@ impl TaskManager {
             };
             seek.add_partition_offset(e.topic(), e.partition(), offset).map_err(|e| StreamsError::kafka("build offsets", e))?;
         }
-        consumer.seek_partitions(seek, self.task_timeout).map_err(|e| StreamsError::kafka("seek to committed offsets", e))?;
+        let sought = consumer.seek_partitions(seek, self.task_timeout).map_err(|e| StreamsError::kafka("seek to committed offsets", e))?;
+        for e in sought.elements() {
+            if let Err(error) = e.error() {
+                return Err(StreamsError::kafka(format!("seek {}-{} to its committed offset", e.topic(), e.partition()), error));
+            }
+            info!(thread = self.thread_index, topic = e.topic(), partition = e.partition(), offset = ?e.offset(), "rewound to the last commit");
+        }
         self.assign(&partitions)
     }
 

@@ -198,11 +198,14 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     }
     fn close(&mut self) -> Result<()> {
         self.flush_cache()?;
+        self.discard_cache();
+        self.inner.close()
+    }
+    fn discard_cache(&mut self) {
         let bytes = self.own_bytes;
         self.release(bytes);
         self.entries.clear();
         self.lru.clear();
-        self.inner.close()
     }
     fn persistent(&self) -> bool {
         self.inner.persistent()

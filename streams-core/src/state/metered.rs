@@ -92,6 +92,9 @@ impl<K: 'static, V: 'static> StateStore for MeteredKeyValueStore<K, V> {
     fn close(&mut self) -> Result<()> {
         self.inner.close()
     }
+    fn discard_cache(&mut self) {
+        self.inner.discard_cache()
+    }
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }

@@ -40,6 +40,9 @@ pub trait StateStore {
     fn persistent(&self) -> bool;
     /// Applies changelog records directly to the innermost store, bypassing cache and logging.
     fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()>;
+    /// Drops cached writes without writing them down (before a dirty close: they may belong
+    /// to an aborted transaction, or to records that will be processed again).
+    fn discard_cache(&mut self);
 }
 
 /// A key-value store of bytes; implemented by each inner layer.
@@ -71,6 +74,8 @@ pub trait KeyValueBytesStore {
     fn flush_cache(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Drops cached entries without writing them down.
+    fn discard_cache(&mut self) {}
     /// Entries written down by the cache since the last call (evictions and flushes).
     fn take_flushed(&mut self) -> Vec<FlushedEntry> {
         Vec::new()
