@@ -272,6 +272,20 @@ fn two_instances_on_one_state_directory_are_refused() {
     assert!(second.close(Duration::from_secs(30)));
 }
 
+#[test]
+fn an_unusable_state_directory_is_a_clear_error() {
+    let cluster = Cluster::new();
+    let (input, output, app) = (unique("bd-in"), unique("bd-out"), unique("bd-app"));
+    cluster.create_topic(&input, 1);
+    cluster.create_topic(&output, 1);
+    // A regular file where the state directory should be.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let mut streams = KafkaStreams::new(copy(&input, &output), config(&app, &cluster.bootstrap_servers(), file.path())).unwrap();
+    let err = streams.start().unwrap_err().to_string();
+    assert!(err.contains(&file.path().display().to_string()), "the error names the path: {err}");
+    assert_eq!(streams.state(), State::Created);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exactly-once
 

@@ -294,4 +294,16 @@ fn a_corrupt_store_is_wiped_and_restored_from_its_changelog() {
         "the wiped store restores its whole changelog, not the checkpointed tail"
     );
     assert_counts(app.final_counts(), truth(&lines));
+
+    // A checkpoint file that is not a checkpoint: the store is wiped too and restored in full.
+    let checkpoints = files_named(&dir.path().join(&app.application_id), ".checkpoint");
+    assert!(!checkpoints.is_empty());
+    for file in &checkpoints {
+        std::fs::write(file, [0xff, 0x00, 0x13, 0x37]).unwrap();
+    }
+    let restored = app.run_to_end(dir.path(), 1);
+    let words_in_all = lines.iter().map(|l| words(l.clone()).len() as u64).sum::<u64>();
+    assert!(restored.iter().all(|e| e.start_offset.is_none()), "{restored:?}");
+    assert_eq!(restored.iter().map(|e| e.restored).sum::<u64>(), words_in_all);
+    assert_counts(app.final_counts(), truth(&lines));
 }

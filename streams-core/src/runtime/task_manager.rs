@@ -124,8 +124,10 @@ impl TaskManager {
             let task_dir = self.state_dir.task_dir(id);
             let mut checkpoint = match OffsetCheckpoint::in_dir(&task_dir).read() {
                 Ok(offsets) => offsets,
+                // Without knowing what the stores hold, start them over from the changelogs.
                 Err(e) => {
-                    warn!(task_id = %id, error = %e, "unreadable checkpoint; restoring the whole changelog");
+                    warn!(task_id = %id, error = %e, "unreadable checkpoint; wiping the task's stores and restoring them in full");
+                    wipe_task_state(&task_dir)?;
                     Offsets::new()
                 }
             };
