@@ -297,6 +297,8 @@ impl KafkaStreams {
         // One instance per state directory: a second one would share (and corrupt) its stores.
         let state_dir = StateDirectory::new(&self.config.state_dir(), &self.shared.application_id)?;
         self.state_lock = Some(state_dir.lock_instance()?);
+        // Created once here, before the threads that name their transactional producers by it.
+        state_dir.process_id();
         let started = self.start_threads();
         if started.is_err() && self.threads.is_empty() {
             self.state_lock = None;
