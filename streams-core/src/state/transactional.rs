@@ -213,7 +213,7 @@ mod tests {
         for round in 0..2000u64 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let key = vec![b'k', (seed >> 33) as u8 % 40];
-            let value = ((seed >> 20) % 3 != 0).then(|| round.to_be_bytes().to_vec());
+            let value = (!(seed >> 20).is_multiple_of(3)).then(|| round.to_be_bytes().to_vec());
             store.put(&key, value.as_deref()).unwrap();
             match value {
                 Some(v) => truth.insert(key, v),
