@@ -68,6 +68,12 @@ fn truth(lines: &[String]) -> HashMap<String, i64> {
     counts
 }
 
+/// At-least-once: no count below the truth (duplicates may raise some).
+fn assert_no_loss(counts: &HashMap<String, i64>, truth: &HashMap<String, i64>) {
+    let low: Vec<_> = truth.iter().filter(|(w, c)| counts.get(*w).copied().unwrap_or(0) < **c).collect();
+    assert!(low.is_empty(), "no count below the truth, but {} are: {:?}", low.len(), &low[..low.len().min(5)]);
+}
+
 /// The last count per word in `topic` (read_committed).
 fn final_counts(cluster: &Cluster, topic: &str) -> HashMap<String, i64> {
     let records = test_utils::read_all(&cluster.bootstrap_servers(), topic, Duration::from_millis(500)).unwrap();
@@ -336,7 +342,7 @@ impl WordCount {
         match test_utils::exactly_once_support(&self.cluster.bootstrap_servers(), &probe).unwrap() {
             Ok(()) => true,
             Err(lacking) => {
-                eprintln!("{lacking}: exactly-once results cannot be checked against this broker");
+                eprintln!("skipped: {lacking}; exactly-once results need Apache Kafka to be checked");
                 false
             }
         }
@@ -469,8 +475,7 @@ fn at_least_once_loses_nothing_when_one_of_three_instances_is_killed() {
         return;
     }
     let (counts, truth) = run_with_a_crash(&wc, "at_least_once", 3);
-    let low: Vec<_> = truth.iter().filter(|(w, c)| counts.get(*w).copied().unwrap_or(0) < **c).collect();
-    assert!(low.is_empty(), "no count below the truth, but {} are: {:?}", low.len(), &low[..low.len().min(5)]);
+    assert_no_loss(&counts, &truth);
 }
 
 #[test]
@@ -481,7 +486,6 @@ fn exactly_once_is_exact_when_one_of_three_instances_is_killed() {
         return;
     }
     if !wc.supports_exactly_once() {
-        eprintln!("skipped: exactly-once needs a broker with full transaction support (Apache Kafka)");
         return;
     }
     let (counts, truth) = run_with_a_crash(&wc, "exactly_once_v2", 3);
@@ -494,7 +498,6 @@ fn an_exactly_once_instance_killed_mid_transaction_restarts_from_committed_state
     // which holds only committed store writes and a checkpoint that may be stale.
     let wc = WordCount::new(2);
     if !wc.supports_exactly_once() {
-        eprintln!("skipped: exactly-once needs a broker with full transaction support (Apache Kafka)");
         return;
     }
     let (counts, truth) = run_with_a_crash(&wc, "exactly_once_v2", 1);
@@ -552,8 +555,7 @@ fn an_aborted_or_fenced_transaction_reinitializes_the_tasks_instead_of_stopping(
     // The mock cluster shows aborted records and forgets transactional offsets, so the counts
     // here are only bounded below; against Apache Kafka the crash tests check them exactly.
     let counts = final_counts(&wc.cluster, &wc.output);
-    let low: Vec<_> = truth(&lines).into_iter().filter(|(w, c)| counts.get(w).copied().unwrap_or(0) < *c).collect();
-    assert!(low.is_empty(), "no count below the truth, but {} are", low.len());
+    assert_no_loss(&counts, &truth(&lines));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -589,8 +591,7 @@ fn the_app_recovers_from_request_errors_and_a_broker_outage() {
     assert!(streams.close(Duration::from_secs(30)));
     let counts = final_counts(&wc.cluster, &wc.output);
     let truth = truth(&lines);
-    let low: Vec<_> = truth.iter().filter(|(w, c)| counts.get(*w).copied().unwrap_or(0) < **c).collect();
-    assert!(low.is_empty(), "no count below the truth, but {} are: {:?}", low.len(), &low[..low.len().min(5)]);
+    assert_no_loss(&counts, &truth);
     let high = truth.iter().filter(|(w, c)| counts[*w] > **c).count();
     eprintln!("{high} of {} counts above the truth (at-least-once reprocessing)", truth.len());
 }

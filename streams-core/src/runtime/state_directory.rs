@@ -46,12 +46,7 @@ impl StateDirectory {
     /// same `state.dir` and `application.id` is refused.
     pub fn lock_instance(&self) -> Result<StateDirLock> {
         let path = self.app_dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StreamsError::io(&path, e))?;
+        let file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(StateDirLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(StreamsError::StateDir {
@@ -88,12 +83,7 @@ impl StateDirectory {
         let dir = self.task_dir(task);
         std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
         let path = dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StreamsError::io(&path, e))?;
+        let file = open_lock_file(&path)?;
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
@@ -122,6 +112,11 @@ impl StateDirectory {
             _ => Ok(()),
         }
     }
+}
+
+/// Opens (creating if needed) a file that is only ever locked, never written.
+fn open_lock_file(path: &Path) -> Result<File> {
+    File::options().create(true).truncate(false).write(true).open(path).map_err(|e| StreamsError::io(path, e))
 }
 
 fn is_process_id(text: &str) -> bool {
