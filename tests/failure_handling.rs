@@ -292,6 +292,65 @@ fn an_unusable_state_directory_is_a_clear_error() {
     assert_eq!(streams.state(), State::Created);
 }
 
+/// A small tmpfs, unmounted on drop; `None` where this process may not mount.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_client_with_an_error_and_loses_nothing() {
+    init_tracing();
+    let Some(disk) = SmallDisk::mount("256k") else {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let cluster = Cluster::new();
+    let (input, output, app) = (unique("full-in"), unique("full-out"), unique("full-app"));
+    cluster.create_topic(&input, 4);
+    cluster.create_topic(&output, 4);
+    let topology = || word_count_between(&input, &output, Materialized::as_("counts"));
+    cluster.prepare(&topology(), &app, 4);
+    // 40,000 distinct, hardly compressible words: more store than the disk holds.
+    let word = |i: u64| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let lines: Vec<String> = (0..4_000u64).map(|i| (0..10).map(|j| word(i * 10 + j)).collect::<Vec<_>>().join(" ")).collect();
+    test_utils::produce(&cluster.bootstrap_servers(), &input, lines.iter().map(|l| (None, Some(l.as_bytes().to_vec())))).unwrap();
+
+    let mut streams = KafkaStreams::new(topology(), config(&app, &cluster.bootstrap_servers(), disk.0.path())).unwrap();
+    streams.start().unwrap();
+    wait_for_state(&streams, State::Error);
+    let err = streams.take_error().unwrap().to_string();
+    assert!(err.contains("No space left on device") || err.contains("IO error"), "{err}");
+    streams.close(Duration::from_secs(30));
+    drop(streams);
+    drop(disk);
+
+    // Another instance (a disk with room) takes over from the last commit.
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(topology(), config(&app, &cluster.bootstrap_servers(), dir.path())).unwrap();
+    streams.start().unwrap();
+    let repartition = format!("{app}-counts-repartition");
+    wait_for_end(&cluster, &app, &[&input, &repartition], &[&streams]);
+    assert!(streams.close(Duration::from_secs(30)));
+    assert_no_loss(&final_counts(&cluster, &output), &truth(&lines));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exactly-once
 
