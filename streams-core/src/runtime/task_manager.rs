@@ -301,9 +301,10 @@ impl TaskManager {
     /// input offsets.
     pub(crate) fn recover<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, error: &StreamsError) -> Result<()> {
         warn!(thread = self.thread_index, error = %error, "re-initializing tasks from the last committed transaction");
-        self.collector.borrow_mut().abort_transaction()?;
-        if matches!(error, StreamsError::TaskMigrated(_)) {
-            self.collector.borrow_mut().recreate()?;
+        match error {
+            // A new producer with the same transactional.id aborts what the old one left open.
+            StreamsError::TaskMigrated(_) => self.collector.borrow_mut().recreate()?,
+            _ => self.collector.borrow_mut().abort_transaction()?,
         }
         if let Err(e) = self.close_all(false) {
             warn!(thread = self.thread_index, error = %e, "error closing tasks");
