@@ -246,9 +246,21 @@ impl KeyValueBytesStore for SegmentedBytesStore {
             }
         }
     }
+    /// Bounds that are one record key's composite keys (a fetch of one key's windows or
+    /// sessions) only visit the segments of their time range.
     fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let times = match (from, to) {
+            (Some(f), Some(t)) if self.schema.key_of(f).is_some() && self.schema.key_of(f) == self.schema.key_of(t) => {
+                self.schema.segment_time(f).zip(self.schema.segment_time(t)).filter(|(lo, hi)| lo <= hi)
+            }
+            _ => None,
+        };
+        let ids = match times {
+            Some((lo, hi)) => self.segment_id(lo)..=self.segment_id(hi),
+            None => i64::MIN..=i64::MAX,
+        };
         let mut merged = BTreeMap::new();
-        for segment in self.segments.values_mut() {
+        for segment in self.segments.range_mut(ids).map(|(_, s)| s) {
             merged.extend(segment.range(from, to)?);
         }
         Ok(merged.into_iter().collect())
@@ -306,6 +318,31 @@ mod tests {
         assert_eq!(KeySchema::Session.times_of(&s), Some((5, 9)));
         assert_eq!(KeySchema::Session.key_of(&s), Some(&b"k"[..]));
         assert_eq!(KeySchema::Session.key_of(b"short"), None);
+    }
+
+    #[test]
+    fn a_key_range_visits_the_segments_of_its_times() {
+        for schema in [schema(), KeySchema::Session] {
+            let key = |k: &[u8], t: i64| match schema {
+                KeySchema::Session => session_key(k, t - 5, t),
+                _ => window_key(k, t, None),
+            };
+            let mut store = SegmentedBytesStore::open("w", schema, 10 * MIN, SegmentLocation::InMemory).unwrap();
+            for t in [0, 70_000, 140_000, 300_000] {
+                for k in [&b"a"[..], b"ab", b"b"] {
+                    store.put(&key(k, t), Some(b"v")).unwrap();
+                }
+            }
+            let mut times = |from: i64, to: i64| -> Vec<i64> {
+                let (lo, hi) = (key(b"a", from), key(b"a", to));
+                let found = store.range(Some(&lo), Some(&hi)).unwrap();
+                found.iter().filter(|(k, _)| schema.key_of(k) == Some(&b"a"[..])).map(|(k, _)| schema.segment_time(k).unwrap()).collect()
+            };
+            assert_eq!(times(60_000, 150_000), vec![70_000, 140_000]);
+            assert_eq!(times(5, 1_000_000), vec![70_000, 140_000, 300_000]);
+            assert_eq!(times(0, 0), vec![0]);
+            assert_eq!(store.range(None, None).unwrap().len(), 12);
+        }
     }
 
     #[test]
