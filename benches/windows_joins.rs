@@ -70,8 +70,9 @@ fn driver(variant: Variant) -> TopologyTestDriver {
     TopologyTestDriver::new(variant.topology(), config).expect("driver")
 }
 
-/// Pipes `RECORDS` input records (for the join, half left and half right, each left record
-/// meeting one right record) 1 ms apart and commits; returns the records processed.
+/// Pipes `RECORDS` input records 1 ms apart and commits; returns the records processed. For
+/// the join, half left and half right: a key's 10 left and 10 right records all fall within
+/// one 10 s window, so it emits 100 results per key, 5 per input record.
 fn run(driver: &TopologyTestDriver, variant: Variant) -> u64 {
     let mut left = driver.create_input_topic::<String, String>("left", Serdes::string(), Serdes::string());
     if let Variant::Join = variant {
