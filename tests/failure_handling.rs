@@ -493,6 +493,18 @@ fn spawn_child(wc: &WordCount, dir: &std::path::Path, guarantee: &str) -> std::p
         .unwrap()
 }
 
+/// Child processes, killed when dropped (also when a test fails), so none outlives its test.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `instances` child processes count words; once a third of the input is committed one of
 /// them is killed with SIGKILL and restarted on its state directory. Returns the final counts
 /// and the truth.
@@ -500,7 +512,8 @@ fn run_with_a_crash(wc: &WordCount, guarantee: &str, instances: usize) -> (HashM
     let lines = random_lines(6_000, 300, 17);
     wc.produce(&lines);
     let dirs: Vec<_> = (0..instances).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut children: Vec<_> = dirs.iter().map(|d| spawn_child(wc, d.path(), guarantee)).collect();
+    let mut children = Children(dirs.iter().map(|d| spawn_child(wc, d.path(), guarantee)).collect());
+    let children = &mut children.0;
     let servers = wc.cluster.bootstrap_servers();
     let started = Instant::now();
     while test_utils::group_lag(&servers, &wc.app, &[&wc.input]).unwrap() > 4_000 {
@@ -514,12 +527,12 @@ fn run_with_a_crash(wc: &WordCount, guarantee: &str, instances: usize) -> (HashM
     let deadline = Instant::now() + Duration::from_secs(240);
     while test_utils::group_lag(&servers, &wc.app, &[&topics[0], &topics[1]]).unwrap() > 0 {
         assert!(Instant::now() < deadline, "the instances did not finish");
-        for child in &mut children {
+        for child in children.iter_mut() {
             assert!(child.try_wait().unwrap().is_none(), "an instance exited");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    for child in &mut children {
+    for child in children.iter_mut() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
