@@ -1,5 +1,5 @@
 # The project's commands. `make test` is what CI runs.
-.PHONY: setup test bench word-count
+.PHONY: setup test test-kafka kafka-start kafka-stop bench word-count
 
 setup:
 	@scripts/setup.sh
@@ -8,6 +8,17 @@ setup:
 test: setup
 	cargo test --workspace --all-targets
 	cargo test --workspace --doc
+
+## Runs the runtime suites against real Apache Kafka: STREAMS_BOOTSTRAP_SERVERS if set (e.g. after
+## `docker compose up -d`), else a broker started from the Maven jars (needs Java 17+ and Maven).
+test-kafka: setup
+	@scripts/test-kafka.sh
+
+## Starts (kafka-start) or stops (kafka-stop) a local Apache Kafka broker; prints its address.
+kafka-start:
+	@scripts/kafka.sh start
+kafka-stop:
+	@scripts/kafka.sh stop
 
 ## Runs the benchmarks and prints records/s and ratios (STREAMS_BOOTSTRAP_SERVERS picks a broker).
 bench: setup

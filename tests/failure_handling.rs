@@ -1,6 +1,7 @@
 //! Exactly-once, failures and bad input through `KafkaStreams`: poison pills and the
 //! dead-letter queue, the production and uncaught-exception handlers, broker faults (embedded
-//! mock cluster), one instance per state directory, and instances killed with SIGKILL.
+//! mock cluster), one instance per state directory. Instances killed, stalled or rebalanced and
+//! brokers killed are in `resilience.rs`.
 //!
 //! On the embedded broker by default; `STREAMS_BOOTSTRAP_SERVERS=host:port` runs them against
 //! a real cluster. Checks a broker here cannot show are skipped with a message saying so.
@@ -24,8 +25,6 @@ fn config(application_id: &str, servers: &str, state_dir: &std::path::Path) -> S
         .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
         .with(StreamsConfig::COMMIT_INTERVAL_MS, "200")
         .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy())
-        .with("consumer.session.timeout.ms", "6000")
-        .with("consumer.heartbeat.interval.ms", "500")
 }
 
 fn init_tracing() {
@@ -394,19 +393,6 @@ impl WordCount {
         wait_for_end(&self.cluster, &self.app, &[&topics[0], &topics[1]], clients);
     }
 
-    /// Whether this broker can show exactly-once; says why not when it cannot.
-    fn supports_exactly_once(&self) -> bool {
-        let probe = unique("txn-probe");
-        self.cluster.create_topic(&probe, 1);
-        match test_utils::exactly_once_support(&self.cluster.bootstrap_servers(), &probe).unwrap() {
-            Ok(()) => true,
-            Err(lacking) => {
-                eprintln!("skipped: {lacking}; exactly-once results need Apache Kafka to be checked");
-                false
-            }
-        }
-    }
-
     /// Waits until `streams` processed `records` input records.
     fn wait_for_processed(&self, streams: &KafkaStreams, records: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -439,7 +425,7 @@ fn exactly_once_counts_are_exact_and_a_restart_resumes_from_the_checkpoint() {
     assert!(app_dir.join("kafka-streams-process-metadata").exists(), "the process id that names the transactional producers");
     assert!(app_dir.join("1_0/.checkpoint").exists() && app_dir.join("1_1/.checkpoint").exists(), "a clean close checkpoints");
     assert_eq!(final_counts(&wc.cluster, &wc.output), truth(&lines[..1_500]));
-    if !wc.supports_exactly_once() {
+    if !wc.cluster.runs_exactly_once() {
         eprintln!("skipped: the restart half (it resumes from offsets committed in transactions)");
         return;
     }
@@ -458,122 +444,6 @@ fn exactly_once_counts_are_exact_and_a_restart_resumes_from_the_checkpoint() {
     assert!(streams.close(Duration::from_secs(30)));
     assert_eq!(restored.load(Ordering::SeqCst), 0);
     assert_eq!(final_counts(&wc.cluster, &wc.output), truth(&lines));
-}
-
-/// The child process of the crash tests: one instance, until SIGKILL. A no-op in normal test
-/// runs (no `CRASH_CHILD_*` variables).
-#[test]
-fn crash_child_instance() {
-    let var = |k: &str| std::env::var(format!("CRASH_CHILD_{k}")).ok();
-    let (Some(app), Some(input), Some(output), Some(servers), Some(dir), Some(guarantee)) =
-        (var("APP"), var("INPUT"), var("OUTPUT"), var("SERVERS"), var("DIR"), var("GUARANTEE"))
-    else {
-        return;
-    };
-    let topology = word_count_between(&input, &output, Materialized::as_("counts"));
-    let cfg = config(&app, &servers, std::path::Path::new(&dir)).with(StreamsConfig::PROCESSING_GUARANTEE, guarantee);
-    let mut streams = KafkaStreams::new(topology, cfg).unwrap();
-    streams.start().unwrap();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-fn spawn_child(wc: &WordCount, dir: &std::path::Path, guarantee: &str) -> std::process::Child {
-    std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_instance", "--test-threads=1"])
-        .env("CRASH_CHILD_APP", &wc.app)
-        .env("CRASH_CHILD_INPUT", &wc.input)
-        .env("CRASH_CHILD_OUTPUT", &wc.output)
-        .env("CRASH_CHILD_SERVERS", wc.cluster.bootstrap_servers())
-        .env("CRASH_CHILD_DIR", dir)
-        .env("CRASH_CHILD_GUARANTEE", guarantee)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Child processes, killed when dropped (also when a test fails), so none outlives its test.
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// `instances` child processes count words; once a third of the input is committed one of
-/// them is killed with SIGKILL and restarted on its state directory. Returns the final counts
-/// and the truth.
-fn run_with_a_crash(wc: &WordCount, guarantee: &str, instances: usize) -> (HashMap<String, i64>, HashMap<String, i64>) {
-    let lines = random_lines(6_000, 300, 17);
-    wc.produce(&lines);
-    let dirs: Vec<_> = (0..instances).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut children = Children(dirs.iter().map(|d| spawn_child(wc, d.path(), guarantee)).collect());
-    let children = &mut children.0;
-    let servers = wc.cluster.bootstrap_servers();
-    let started = Instant::now();
-    while test_utils::group_lag(&servers, &wc.app, &[&wc.input]).unwrap() > 4_000 {
-        assert!(started.elapsed() < Duration::from_secs(120), "the instances made no progress");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    children[0].kill().unwrap(); // SIGKILL: no commit, no checkpoint, no leaving the group
-    children[0].wait().unwrap();
-    children[0] = spawn_child(wc, dirs[0].path(), guarantee);
-    let topics = wc.topics();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while test_utils::group_lag(&servers, &wc.app, &[&topics[0], &topics[1]]).unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the instances did not finish");
-        for child in children.iter_mut() {
-            assert!(child.try_wait().unwrap().is_none(), "an instance exited");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for child in children.iter_mut() {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-    (final_counts(&wc.cluster, &wc.output), truth(&lines))
-}
-
-#[test]
-fn at_least_once_loses_nothing_when_one_of_three_instances_is_killed() {
-    let wc = WordCount::new(6);
-    if !wc.cluster.supports_several_members() {
-        eprintln!("skipped: the embedded broker cannot run a group of three members (see common::kafka)");
-        return;
-    }
-    let (counts, truth) = run_with_a_crash(&wc, "at_least_once", 3);
-    assert_no_loss(&counts, &truth);
-}
-
-#[test]
-fn exactly_once_is_exact_when_one_of_three_instances_is_killed() {
-    let wc = WordCount::new(6);
-    if !wc.cluster.supports_several_members() {
-        eprintln!("skipped: the embedded broker cannot run a group of three members (see common::kafka)");
-        return;
-    }
-    if !wc.supports_exactly_once() {
-        return;
-    }
-    let (counts, truth) = run_with_a_crash(&wc, "exactly_once_v2", 3);
-    assert_eq!(counts, truth, "no loss and no duplicates");
-}
-
-#[test]
-fn an_exactly_once_instance_killed_mid_transaction_restarts_from_committed_state() {
-    // One instance, killed while transactions are open and restarted on its state directory,
-    // which holds only committed store writes and a checkpoint that may be stale.
-    let wc = WordCount::new(2);
-    if !wc.supports_exactly_once() {
-        return;
-    }
-    let (counts, truth) = run_with_a_crash(&wc, "exactly_once_v2", 1);
-    assert_eq!(counts, truth, "no loss and no duplicates");
 }
 
 #[test]

@@ -36,10 +36,6 @@ fn config(application_id: &str, servers: &str, state_dir: &std::path::Path, thre
         .with(StreamsConfig::NUM_STREAM_THREADS, threads.to_string())
         .with(StreamsConfig::COMMIT_INTERVAL_MS, "200")
         .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy())
-        // A short session timeout: a killed member's partitions move within seconds. It also
-        // works around tansu keeping a stale leader when all members of a group left at once.
-        .with("consumer.session.timeout.ms", "6000")
-        .with("consumer.heartbeat.interval.ms", "500")
 }
 
 struct App {
@@ -148,15 +144,6 @@ fn word_count_end_to_end_matches_independent_counts() {
     assert_counts(app.final_counts(), truth(&lines));
 }
 
-/// Tests that need two group members at once run only against a real broker.
-fn skip_without_several_members(app: &App) -> bool {
-    let skip = !app.cluster.supports_several_members();
-    if skip {
-        eprintln!("skipped: needs two group members at once, which the embedded broker cannot run; set STREAMS_BOOTSTRAP_SERVERS");
-    }
-    skip
-}
-
 fn assert_counts(actual: HashMap<String, i64>, truth: HashMap<String, i64>) {
     let wrong: Vec<_> = truth.iter().filter(|(w, c)| actual.get(*w) != Some(c)).map(|(w, c)| (w, c, actual.get(w))).collect();
     assert!(wrong.is_empty() && actual.len() == truth.len(), "{} of {} words wrong (word, truth, actual): {:?}", wrong.len(), truth.len(), &wrong[..wrong.len().min(10)]);
@@ -168,25 +155,24 @@ fn restart_restores_only_the_changelog_tail_and_a_wiped_state_dir_restores_all()
     let lines = corpus(2_000, 11);
     let (first, second) = lines.split_at(1_000);
     let words_in = |part: &[String]| part.iter().map(|l| words(l.clone()).len() as u64).sum::<u64>();
-    // One stream thread per instance: on tansu, a group whose several members leave at once can
-    // keep a stale leader and stall the next instance's join (see the note in DESIGN.md).
+    let threads = app.cluster.threads();
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
 
     // A processes the first half and closes cleanly: its checkpoints hold the changelog ends.
     app.produce(first);
-    app.run_to_end(dir_a.path(), 1);
+    app.run_to_end(dir_a.path(), threads);
     let checkpoints = std::fs::read_dir(dir_a.path().join(&app.application_id)).unwrap().count();
     assert!(checkpoints >= 2, "task directories are kept");
 
     // B, with an empty state dir, restores every changelog record, then processes the second half.
     app.produce(second);
-    let restored_b = app.run_to_end(dir_b.path(), 1);
+    let restored_b = app.run_to_end(dir_b.path(), threads);
     assert_eq!(restored_b.iter().map(|e| e.restored).sum::<u64>(), words_in(first), "full restore: one record per counted word");
     assert!(restored_b.iter().all(|e| e.start_offset.is_none()));
 
     // A again, with its state dir intact: only the tail B wrote is restored.
-    let restored_a = app.run_to_end(dir_a.path(), 1);
+    let restored_a = app.run_to_end(dir_a.path(), threads);
     assert_eq!(restored_a.iter().map(|e| e.restored).sum::<u64>(), words_in(second), "only the changelog tail");
     assert!(restored_a.iter().any(|e| e.start_offset.is_some()));
 
@@ -196,7 +182,7 @@ fn restart_restores_only_the_changelog_tail_and_a_wiped_state_dir_restores_all()
 #[test]
 fn tasks_moved_by_a_rebalance_restore_their_stores_and_counts_stay_exact() {
     let app = App::new(4, false);
-    if skip_without_several_members(&app) {
+    if !app.cluster.runs_several_members() {
         return;
     }
     let lines = corpus(4_000, 23);
@@ -204,13 +190,13 @@ fn tasks_moved_by_a_rebalance_restore_their_stores_and_counts_stay_exact() {
     let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 
     app.produce(first);
-    let (mut one, restored_1) = app.start(dir_1.path(), 1);
+    let (mut one, restored_1) = app.start(dir_1.path(), app.cluster.threads());
     app.wait_for_end(&[&one]);
     assert_eq!(restored_1.lock().unwrap().iter().map(|e| e.restored).sum::<u64>(), 0);
 
     // A second instance joins: half the tasks move to it and restore from their changelogs.
     app.produce(second);
-    let (mut two, restored_2) = app.start(dir_2.path(), 1);
+    let (mut two, restored_2) = app.start(dir_2.path(), app.cluster.threads());
     app.wait_for_end(&[&one, &two]);
     let moved: Vec<RestoreEvent> = restored_2.lock().unwrap().clone();
     assert!(!moved.is_empty(), "the new instance took over tasks");

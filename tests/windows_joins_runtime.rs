@@ -20,8 +20,6 @@ fn config(application_id: &str, servers: &str, state_dir: &std::path::Path) -> S
         .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
         .with(StreamsConfig::COMMIT_INTERVAL_MS, "100")
         .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy())
-        .with("consumer.session.timeout.ms", "6000")
-        .with("consumer.heartbeat.interval.ms", "500")
 }
 
 fn start(topology: Topology, config: StreamsConfig) -> (KafkaStreams, Arc<std::sync::Mutex<Vec<RestoreEvent>>>) {

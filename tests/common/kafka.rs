@@ -1,6 +1,12 @@
 //! A cluster for the runtime tests: the broker named by `STREAMS_BOOTSTRAP_SERVERS`, else an
 //! embedded one. Every test uses fresh topic and application names, so runs never mix.
+//!
+//! `make test-kafka` runs the runtime suites against Apache Kafka (started from the Maven jars by
+//! `scripts/kafka.sh`, or the broker a user names) and sets `STREAMS_REQUIRE_ALL=1`: there a test
+//! that would skip an exactly-once or multi-member check fails instead.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use streams::runtime::test_utils;
@@ -12,10 +18,22 @@ pub(crate) enum Cluster {
 }
 
 impl Cluster {
+    /// The broker of this run; says on stderr which one it is.
     pub(crate) fn new() -> Self {
-        match std::env::var("STREAMS_BOOTSTRAP_SERVERS") {
+        let cluster = match std::env::var("STREAMS_BOOTSTRAP_SERVERS") {
             Ok(servers) if !servers.is_empty() => Cluster::External(servers),
             _ => Cluster::Embedded(EmbeddedKafkaCluster::new(1).expect("embedded cluster")),
+        };
+        eprintln!("broker: {}", cluster.describe());
+        cluster
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Cluster::Embedded(c) => format!("embedded mock cluster (librdkafka) at {}", c.bootstrap_servers()),
+            Cluster::External(s) => {
+                format!("{} at {s}", std::env::var("STREAMS_BROKER").unwrap_or_else(|_| "external broker".into()))
+            }
         }
     }
 
@@ -56,6 +74,86 @@ impl Cluster {
             c.create_internal_topics(topology, application_id, |_| source_partitions).expect("internal topics");
         }
     }
+
+    /// Whether this test may run here; if not, says why on stderr, and fails where every test
+    /// must run (`STREAMS_REQUIRE_ALL=1`, set by `make test-kafka` for its own broker).
+    pub(crate) fn runs_here(&self, why_not: Option<String>) -> bool {
+        let Some(why) = why_not else { return true };
+        assert!(
+            std::env::var("STREAMS_REQUIRE_ALL").as_deref() != Ok("1"),
+            "would skip on {} ({why}), but STREAMS_REQUIRE_ALL=1 says every test must run",
+            self.describe()
+        );
+        eprintln!("skipped on {}: {why}", self.describe());
+        false
+    }
+
+    /// [`runs_here`](Self::runs_here) for tests that need several group members at once.
+    pub(crate) fn runs_several_members(&self) -> bool {
+        self.runs_here((!self.supports_several_members()).then(|| {
+            "needs several group members at once, which the embedded broker cannot run; `make test-kafka` runs it".into()
+        }))
+    }
+
+    /// [`runs_here`](Self::runs_here) for tests that check exactly-once results: the broker must
+    /// hide aborted records and keep offsets committed in transactions (probed).
+    pub(crate) fn runs_exactly_once(&self) -> bool {
+        let probe = unique("txn-probe");
+        self.create_topic(&probe, 1);
+        let support = test_utils::exactly_once_support(&self.bootstrap_servers(), &probe).expect("exactly-once probe");
+        self.runs_here(support.err().map(|lacking| format!("{lacking}; exactly-once results need Apache Kafka to be checked")))
+    }
+}
+
+/// A broker of a test's own, which the test may kill and restart: Apache Kafka run from the
+/// Maven jars by `scripts/kafka.sh` (Java and Maven needed), stopped on drop.
+pub(crate) struct OwnBroker {
+    dir: tempfile::TempDir,
+    pub(crate) bootstrap_servers: String,
+}
+
+impl OwnBroker {
+    /// Starts one; `None` (and why, on stderr) where this machine cannot.
+    pub(crate) fn start(cluster: &Cluster) -> Option<OwnBroker> {
+        let why_not = if !cluster.supports_several_members() {
+            Some("needs a broker of its own (killed and restarted); `make test-kafka` runs it".to_string())
+        } else if Command::new("java").arg("-version").output().is_err() || Command::new("mvn").arg("-v").output().is_err() {
+            Some("needs Java and Maven to run a broker of its own (scripts/kafka.sh)".to_string())
+        } else {
+            None
+        };
+        if !cluster.runs_here(why_not) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bootstrap_servers = kafka_sh("start", dir.path());
+        eprintln!("own broker: Apache Kafka (scripts/kafka.sh) at {bootstrap_servers}");
+        Some(OwnBroker { dir, bootstrap_servers })
+    }
+
+    /// SIGKILL: no controlled shutdown, no flush of the log.
+    pub(crate) fn kill(&self) {
+        kafka_sh("kill", self.dir.path());
+    }
+
+    /// Starts it again on its data directory and port.
+    pub(crate) fn restart(&self) {
+        let servers = kafka_sh("start", self.dir.path());
+        assert_eq!(servers, self.bootstrap_servers, "the same address");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        kafka_sh("stop", self.dir.path());
+    }
+}
+
+fn kafka_sh(command: &str, dir: &Path) -> String {
+    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "scripts", "kafka.sh"].iter().collect();
+    let out = Command::new(script).arg(command).arg(dir).output().expect("run scripts/kafka.sh");
+    assert!(out.status.success(), "kafka.sh {command}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A name no earlier run used.

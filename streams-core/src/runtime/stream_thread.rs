@@ -69,6 +69,8 @@ impl ConsumerContext for StreamsConsumerContext {
     }
 }
 
+const GROUP_INSTANCE_ID: &str = "group.instance.id";
+
 /// A client's settings: `bootstrap.servers`, then `defaults`, then the user's `<prefix>`-prefixed
 /// settings, which win.
 pub(crate) fn client_config(config: &StreamsConfig, prefix: &str, defaults: &[(&str, String)]) -> ClientConfig {
@@ -135,7 +137,7 @@ fn run_loop(
     let eos = config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2;
     let state_dir = StateDirectory::new(&config.state_dir(), &application_id)?;
 
-    let consumer_config = client_config(
+    let mut consumer_config = client_config(
         config,
         "consumer.",
         &[
@@ -149,6 +151,12 @@ fn run_loop(
             ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
         ],
     );
+    if let Some(instance) = config.get(&format!("consumer.{GROUP_INSTANCE_ID}")) {
+        // Static membership (KIP-345), as Kafka Streams: each thread's consumer is a static
+        // member named by the configured id and its thread index, so a restarted instance gets
+        // its partitions back without a rebalance if it returns within the session timeout.
+        consumer_config.set(GROUP_INSTANCE_ID, format!("{instance}-{}", index + 1));
+    }
     let consumer: BaseConsumer<StreamsConsumerContext> = consumer_config
         .create_with_context(StreamsConsumerContext)
         .map_err(|e| StreamsError::kafka("create consumer", e))?;

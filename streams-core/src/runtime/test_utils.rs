@@ -156,6 +156,11 @@ pub fn exactly_once_support(bootstrap_servers: &str, topic: &str) -> Result<std:
 
 /// Creates `topic` with `partitions` through the admin API unless it exists.
 pub fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32) -> Result<()> {
+    ensure_topic_with_config(bootstrap_servers, topic, partitions, &[])
+}
+
+/// As [`ensure_topic`], with topic configs (`cleanup.policy`, `segment.ms`, ...) for a new topic.
+pub fn ensure_topic_with_config(bootstrap_servers: &str, topic: &str, partitions: i32, config: &[(&str, &str)]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
         .create()
@@ -164,7 +169,7 @@ pub fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32) -> Re
     if existing.contains_key(topic) {
         return Ok(());
     }
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let new = config.iter().fold(NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)), |t, (k, v)| t.set(k, v));
     let results = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
         .map_err(|e| StreamsError::kafka(format!("create topic {topic}"), e))?;
     for result in results {
