@@ -514,15 +514,21 @@ impl StreamTask {
         Ok(())
     }
 
-    /// Closes processors and stores. With `clean`, flushes first.
+    /// Closes processors and stores. With `clean`, flushes first. Processors of a task that
+    /// never finished restoring were never initialized: only its stores are flushed and closed.
     pub fn close(&mut self, clean: bool) -> Result<()> {
         if self.state == TaskState::Closed {
             return Ok(());
         }
-        let mut result = if clean { self.flush() } else { Ok(()) };
-        for (_, node) in &self.nodes {
-            if let Err(e) = node.borrow_mut().close() {
-                result = result.and(Err(e));
+        let mut result = Ok(());
+        if self.initialized {
+            if clean {
+                result = self.flush();
+            }
+            for (_, node) in &self.nodes {
+                if let Err(e) = node.borrow_mut().close() {
+                    result = result.and(Err(e));
+                }
             }
         }
         for store in self.ctx.stores.values() {
