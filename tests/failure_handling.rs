@@ -20,7 +20,7 @@ use streams::topologies::{random_lines, word_count_between, words};
 use streams::{KafkaStreams, State, StreamThreadExceptionResponse, Topology};
 
 fn config(application_id: &str, servers: &str, state_dir: &std::path::Path) -> StreamsConfig {
-    StreamsConfig::new()
+    common::kafka::for_broker(StreamsConfig::new())
         .with(StreamsConfig::APPLICATION_ID, application_id)
         .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
         .with(StreamsConfig::COMMIT_INTERVAL_MS, "200")

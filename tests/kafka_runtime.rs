@@ -30,7 +30,7 @@ fn truth(lines: &[String]) -> HashMap<String, i64> {
 }
 
 fn config(application_id: &str, servers: &str, state_dir: &std::path::Path, threads: usize) -> StreamsConfig {
-    StreamsConfig::new()
+    common::kafka::for_broker(StreamsConfig::new())
         .with(StreamsConfig::APPLICATION_ID, application_id)
         .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
         .with(StreamsConfig::NUM_STREAM_THREADS, threads.to_string())

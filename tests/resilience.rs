@@ -657,8 +657,9 @@ fn an_instance_stalled_past_the_transaction_timeout_is_fenced_and_recovers_witho
     let wc = WordCount::new(&cluster.bootstrap_servers());
     let lines = corpus(LINES / 2, 37);
     let (first, second) = lines.split_at(lines.len() / 2);
-    // Input keeps coming while the instance is stalled.
-    let producer = wc.produce_over_time(first, 40, Duration::from_secs(1));
+    // Input keeps coming, in small steps, so that a transaction is open (almost) all the time,
+    // also when the instance is stalled.
+    let producer = wc.produce_over_time(first, 250, Duration::from_millis(100));
     // transaction.timeout.ms is 10 s under exactly-once (Kafka Streams' default); the session
     // timeout is set to 15 s here so that the stalled instance's tasks move within the test.
     let config = [("consumer.session.timeout.ms", "15000".to_string()), ("consumer.heartbeat.interval.ms", "3000".to_string())];
@@ -698,6 +699,10 @@ fn an_instance_stalled_past_the_transaction_timeout_is_fenced_and_recovers_witho
     wc.wait_for_end(lines.len(), Duration::from_secs(600), || instances.iter_mut().for_each(Instance::assert_alive));
     let after: Vec<String> = instances[0].printed()[printed_before..].iter().filter(|l| !l.contains("kafka client error")).cloned().collect();
     eprintln!("instance 0 after SIGCONT: {after:#?}");
+    assert!(
+        after.iter().any(|l| l.contains("fenced") || l.contains("re-initializing tasks")),
+        "the stalled instance's open transaction was aborted by the broker and its producer fenced: {after:#?}"
+    );
     drop(instances);
     assert_exact(&wc.final_counts(), &truth(&lines));
 }

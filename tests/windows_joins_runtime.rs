@@ -15,7 +15,7 @@ use streams::state::{Windowed, WindowedSerde};
 use streams::{JoinWindows, KafkaStreams, RestoreEvent, Serde, State, StreamJoined, Suppressed, TimeWindows, Topology};
 
 fn config(application_id: &str, servers: &str, state_dir: &std::path::Path) -> StreamsConfig {
-    StreamsConfig::new()
+    common::kafka::for_broker(StreamsConfig::new())
         .with(StreamsConfig::APPLICATION_ID, application_id)
         .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
         .with(StreamsConfig::COMMIT_INTERVAL_MS, "100")

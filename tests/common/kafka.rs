@@ -105,6 +105,16 @@ impl Cluster {
     }
 }
 
+/// `config` with what the embedded broker needs: librdkafka's mock cluster waits the session
+/// timeout less one second for members to rejoin in every rebalance after the first, so there a
+/// short session timeout keeps rebalances short. Real brokers run with the defaults.
+pub(crate) fn for_broker(config: streams::StreamsConfig) -> streams::StreamsConfig {
+    match std::env::var("STREAMS_BOOTSTRAP_SERVERS") {
+        Ok(servers) if !servers.is_empty() => config,
+        _ => config.with("consumer.session.timeout.ms", "6000").with("consumer.heartbeat.interval.ms", "500"),
+    }
+}
+
 /// A broker of a test's own, which the test may kill and restart: Apache Kafka run from the
 /// Maven jars by `scripts/kafka.sh` (Java and Maven needed), stopped on drop.
 pub(crate) struct OwnBroker {
