@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::truth;
 use common::kafka::{unique, Cluster};
 use streams::prelude::*;
 use streams::runtime::test_utils;
-use streams::topologies::{random_lines, word_count_between, words};
+use streams::topologies::{random_lines, word_count_between};
 use streams::{KafkaStreams, State, StreamThreadExceptionResponse, Topology};
 
 fn config(application_id: &str, servers: &str, state_dir: &std::path::Path) -> StreamsConfig {
@@ -57,16 +58,6 @@ fn wait_for_state(streams: &KafkaStreams, wanted: State) {
     }
 }
 
-fn truth(lines: &[String]) -> HashMap<String, i64> {
-    let mut counts = HashMap::new();
-    for line in lines {
-        for word in words(line.clone()) {
-            *counts.entry(word).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 /// At-least-once: no count below the truth (duplicates may raise some).
 fn assert_no_loss(counts: &HashMap<String, i64>, truth: &HashMap<String, i64>) {
     let low: Vec<_> = truth.iter().filter(|(w, c)| counts.get(*w).copied().unwrap_or(0) < **c).collect();
@@ -75,14 +66,7 @@ fn assert_no_loss(counts: &HashMap<String, i64>, truth: &HashMap<String, i64>) {
 
 /// The last count per word in `topic` (read_committed).
 fn final_counts(cluster: &Cluster, topic: &str) -> HashMap<String, i64> {
-    let records = test_utils::read_all(&cluster.bootstrap_servers(), topic, Duration::from_millis(500)).unwrap();
-    let mut counts = HashMap::new();
-    for r in records {
-        let word: String = Serdes::string().deserialize(topic, r.key.as_deref()).unwrap();
-        let count: i64 = Serdes::i64().deserialize(topic, r.value.as_deref()).unwrap();
-        counts.insert(word, count);
-    }
-    counts
+    common::final_counts(&cluster.bootstrap_servers(), topic)
 }
 
 // ---------------------------------------------------------------------------------------------

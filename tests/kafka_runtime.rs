@@ -7,26 +7,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{files_named, truth};
 use common::kafka::{unique, Cluster};
 use streams::prelude::*;
 use streams::runtime::test_utils;
 use streams::topologies::{word_count_between, words};
-use streams::{KafkaStreams, RestoreEvent, Serde, State};
+use streams::{KafkaStreams, RestoreEvent, State};
 
 const VOCABULARY: u64 = 500;
 
 fn corpus(lines: usize, seed: u64) -> Vec<String> {
     streams::topologies::random_lines(lines, VOCABULARY, seed)
-}
-
-fn truth(lines: &[String]) -> HashMap<String, i64> {
-    let mut counts = HashMap::new();
-    for line in lines {
-        for word in words(line.clone()) {
-            *counts.entry(word).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 fn config(application_id: &str, servers: &str, state_dir: &std::path::Path, threads: usize) -> StreamsConfig {
@@ -121,14 +112,7 @@ impl App {
     }
 
     fn final_counts(&self) -> HashMap<String, i64> {
-        let records = test_utils::read_all(&self.cluster.bootstrap_servers(), &self.output, Duration::from_millis(500)).unwrap();
-        let mut counts = HashMap::new();
-        for r in records {
-            let word: String = Serdes::string().deserialize(&self.output, r.key.as_deref()).unwrap();
-            let count: i64 = Serdes::i64().deserialize(&self.output, r.value.as_deref()).unwrap();
-            counts.insert(word, count);
-        }
-        counts
+        common::final_counts(&self.cluster.bootstrap_servers(), &self.output)
     }
 }
 
@@ -241,20 +225,6 @@ fn cleanup_removes_the_application_state_dir() {
         KafkaStreams::new(app.topology(), config(&app.application_id, &app.cluster.bootstrap_servers(), dir.path(), 1)).unwrap();
     streams.cleanup().unwrap();
     assert!(!app_dir.exists());
-}
-
-/// Paths of the files named `name` below `dir`.
-fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_named(&path, name));
-        } else if entry.file_name() == name {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[test]

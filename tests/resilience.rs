@@ -10,15 +10,16 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{files_named, truth};
 use common::kafka::{unique, Cluster, OwnBroker};
 use streams::prelude::*;
 use streams::runtime::test_utils;
-use streams::topologies::{word_count_between, words};
+use streams::topologies::word_count_between;
 use streams::{KafkaStreams, RestoreEvent, State, Stores, Topology};
 
 /// Input lines of the word-count runs, ten words each: 100,000 lines make 1,000,000 counted
@@ -33,16 +34,6 @@ fn init_tracing() {
 /// Ten-word lines over a vocabulary of 2,000 words (reproducible).
 fn corpus(lines: usize, seed: u64) -> Vec<String> {
     streams::topologies::random_lines(lines, 2_000, seed)
-}
-
-fn truth(lines: &[String]) -> HashMap<String, i64> {
-    let mut counts = HashMap::new();
-    for line in lines {
-        for word in words(line.clone()) {
-            *counts.entry(word).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 fn assert_exact(counts: &HashMap<String, i64>, truth: &HashMap<String, i64>) {
@@ -142,14 +133,7 @@ impl WordCount {
 
     /// The last count per word in the output, read with read_committed.
     fn final_counts(&self) -> HashMap<String, i64> {
-        let records = test_utils::read_all(&self.servers, &self.output, Duration::from_millis(500)).unwrap();
-        let mut counts = HashMap::new();
-        for r in records {
-            let word: String = Serdes::string().deserialize(&self.output, r.key.as_deref()).unwrap();
-            let count: i64 = Serdes::i64().deserialize(&self.output, r.value.as_deref()).unwrap();
-            counts.insert(word, count);
-        }
-        counts
+        common::final_counts(&self.servers, &self.output)
     }
 }
 
@@ -289,20 +273,6 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Files named `name` below `dir`.
-fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().map(Result::unwrap) {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_named(&path, name));
-        } else if entry.file_name() == name {
-            found.push(path);
-        }
-    }
-    found
 }
 
 /// Three instances count 1,000,000 words produced over time; once a third of the input is
