@@ -554,3 +554,81 @@ impl Drop for StreamTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::processor::{Processor, ProcessorContext};
+    use crate::record::Record;
+    use crate::serdes::Serdes;
+    use crate::state::ThreadCache;
+
+    /// Output goes nowhere.
+    struct Discard;
+
+    impl RecordCollector for Discard {
+        fn send(&mut self, _record: ProducerRecord) -> Result<()> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Fails the test if flushed or closed before `init`, as processors holding state from
+    /// `init` (caches, store handles) would.
+    struct NeedsInit(bool);
+
+    impl Processor<String, String> for NeedsInit {
+        fn init(&mut self, _ctx: &mut ProcessorContext<'_, String, String>) -> Result<()> {
+            self.0 = true;
+            Ok(())
+        }
+        fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, record: Record<String, String>) -> Result<()> {
+            ctx.forward(record)
+        }
+        fn flush(&mut self, _ctx: &mut ProcessorContext<'_, String, String>) -> Result<()> {
+            assert!(self.0, "flushed before init");
+            Ok(())
+        }
+        fn close(&mut self) -> Result<()> {
+            assert!(self.0, "closed before init");
+            Ok(())
+        }
+    }
+
+    fn task(dir: &Path) -> StreamTask {
+        let mut topology = Topology::new();
+        topology.add_source::<String, String>("src", &["in"], Serdes::string(), Serdes::string()).unwrap();
+        topology.add_processor("needs-init", || NeedsInit(false), &["src"]).unwrap();
+        let env = TaskEnv {
+            application_id: "app".into(),
+            app_dir: dir.to_path_buf(),
+            collector: Rc::new(RefCell::new(Discard)),
+            thread_cache: Rc::new(RefCell::new(ThreadCache::new(1 << 20))),
+            deserialization_handler: ExceptionHandler::LogAndFail,
+            processing_handler: ExceptionHandler::LogAndFail,
+            global_stores: Arc::default(),
+            dead_letter_queue: None,
+            exactly_once: false,
+        };
+        let subtopologies = topology.subtopologies();
+        StreamTask::new(&topology, &subtopologies[0], 0, &env, 0).unwrap()
+    }
+
+    #[test]
+    fn a_task_closed_before_it_finished_restoring_leaves_its_processors_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut restoring = task(dir.path());
+        restoring.transition_to(TaskState::Restoring).unwrap();
+        restoring.close(true).unwrap();
+        assert_eq!(restoring.state(), TaskState::Closed);
+
+        let mut running = task(dir.path());
+        running.transition_to(TaskState::Restoring).unwrap();
+        running.transition_to(TaskState::Running).unwrap();
+        running.close(true).unwrap();
+    }
+}
