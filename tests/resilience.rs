@@ -117,18 +117,28 @@ impl WordCount {
         panic!("the committed offsets of {} cannot be read", self.app);
     }
 
-    /// Waits until the group committed `lines` input lines and everything repartitioned from them,
-    /// calling `check` on the way.
-    fn wait_for_end(&self, lines: usize, timeout: Duration, mut check: impl FnMut()) -> Duration {
+    /// Waits until `done`, calling `check` (that the instances are healthy) on the way; returns
+    /// how long it took.
+    fn wait_until(&self, timeout: Duration, mut check: impl FnMut(), done: impl Fn(&Self) -> bool) -> Duration {
         let started = Instant::now();
         loop {
             check();
-            if self.committed_lines() >= lines as i64 && self.lag() == 0 {
+            if done(self) {
                 return started.elapsed();
             }
             assert!(started.elapsed() < timeout, "not done after {timeout:?}: {} lines committed, lag {}", self.committed_lines(), self.lag());
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits until the group committed at least `lines` input lines.
+    fn wait_for_committed(&self, lines: i64, timeout: Duration, check: impl FnMut()) {
+        self.wait_until(timeout, check, |wc| wc.committed_lines() >= lines);
+    }
+
+    /// Waits until the group committed `lines` input lines and everything repartitioned from them.
+    fn wait_for_end(&self, lines: usize, timeout: Duration, check: impl FnMut()) -> Duration {
+        self.wait_until(timeout, check, |wc| wc.committed_lines() >= lines as i64 && wc.lag() == 0)
     }
 
     /// The last count per word in the output, read with read_committed.
@@ -298,14 +308,15 @@ fn run_with_a_crash(guarantee: &str, restart: bool) -> Option<CrashRun> {
     let started = Instant::now();
     let victim_dir = dirs[0].path().join(&wc.app);
     // Under exactly-once checkpoints are written every 30 s: wait for one past the start.
-    while wc.committed_lines() < LINES as i64 / 3
-        || started.elapsed() < Duration::from_secs(35)
-        || files_named(&victim_dir, ".checkpoint").is_empty()
-    {
-        assert!(started.elapsed() < Duration::from_secs(300), "no progress: {} lines committed", wc.committed_lines());
-        instances.iter_mut().for_each(Instance::assert_alive);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wc.wait_until(
+        Duration::from_secs(300),
+        || instances.iter_mut().for_each(Instance::assert_alive),
+        |wc| {
+            wc.committed_lines() >= LINES as i64 / 3
+                && started.elapsed() >= Duration::from_secs(35)
+                && !files_named(&victim_dir, ".checkpoint").is_empty()
+        },
+    );
     let at = wc.committed_lines();
     instances[0].kill();
     eprintln!("killed instance 0 (SIGKILL) after {:?}, {at} of {LINES} lines committed", started.elapsed());
@@ -408,11 +419,8 @@ fn counts_stay_exact_while_instances_join_and_leave() {
     let mut moved_to_joiners = 0;
     let total = LINES as i64;
     for (target, step) in [(total / 4, "join"), (total / 2, "join"), (total * 3 / 4, "leave")] {
-        while wc.committed_lines() < target {
-            members.iter().for_each(Member::assert_healthy);
-            assert!(started.elapsed() < Duration::from_secs(600), "no progress: {} lines", wc.committed_lines());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let left = Duration::from_secs(600).saturating_sub(started.elapsed());
+        wc.wait_for_committed(target, left, || members.iter().for_each(Member::assert_healthy));
         if step == "join" {
             members.push(Member::start(&wc, guarantee));
             eprintln!("instance {} joined at {} lines ({:?})", members.len(), wc.committed_lines(), started.elapsed());
@@ -451,12 +459,7 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         let lines = corpus(LINES / 5, 31);
         let producer = wc.produce_over_time(&lines[..lines.len() / 2], 5, Duration::from_millis(500));
         let member = Member::start(&wc, guarantee);
-        let started = Instant::now();
-        while wc.committed_lines() < lines.len() as i64 / 4 {
-            member.assert_healthy();
-            assert!(started.elapsed() < Duration::from_secs(300), "no progress");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wc.wait_for_committed(lines.len() as i64 / 4, Duration::from_secs(300), || member.assert_healthy());
         producer.join().unwrap();
         broker.kill();
         eprintln!("{guarantee}: broker killed (SIGKILL) at {} of {} lines", lines.len() / 4, lines.len());
@@ -519,7 +522,7 @@ fn upsert_topology(input: &str, contents: Arc<Mutex<Option<BTreeMap<String, Stri
 fn a_changelog_compacted_by_the_broker_restores_the_same_store() {
     init_tracing();
     let cluster = Cluster::new();
-    if !cluster.runs_here((!cluster.supports_several_members()).then(|| "the embedded broker never compacts; `make test-kafka` runs it".into())) {
+    if !cluster.runs_on_a_real_broker("the embedded broker never compacts") {
         return;
     }
     let servers = cluster.bootstrap_servers();
@@ -635,12 +638,7 @@ fn an_instance_stalled_past_the_transaction_timeout_is_fenced_and_recovers_witho
     let config = [("consumer.session.timeout.ms", "15000".to_string()), ("consumer.heartbeat.interval.ms", "3000".to_string())];
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut instances: Vec<Instance> = dirs.iter().map(|d| Instance::spawn(&wc, d.path(), "exactly_once_v2", &config)).collect();
-    let started = Instant::now();
-    while wc.committed_lines() < first.len() as i64 / 5 {
-        instances.iter_mut().for_each(Instance::assert_alive);
-        assert!(started.elapsed() < Duration::from_secs(300), "no progress");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wc.wait_for_committed(first.len() as i64 / 5, Duration::from_secs(300), || instances.iter_mut().for_each(Instance::assert_alive));
     instances[0].signal("-STOP");
     let stalled_at = wc.committed_lines();
     std::thread::sleep(Duration::from_secs(25));

@@ -20,9 +20,9 @@ pub(crate) enum Cluster {
 impl Cluster {
     /// The broker of this run; says on stderr which one it is.
     pub(crate) fn new() -> Self {
-        let cluster = match std::env::var("STREAMS_BOOTSTRAP_SERVERS") {
-            Ok(servers) if !servers.is_empty() => Cluster::External(servers),
-            _ => Cluster::Embedded(EmbeddedKafkaCluster::new(1).expect("embedded cluster")),
+        let cluster = match external_servers() {
+            Some(servers) => Cluster::External(servers),
+            None => Cluster::Embedded(EmbeddedKafkaCluster::new(1).expect("embedded cluster")),
         };
         eprintln!("broker: {}", cluster.describe());
         cluster
@@ -88,11 +88,15 @@ impl Cluster {
         false
     }
 
+    /// [`runs_here`](Self::runs_here) for tests that need what only a real broker does; `needs`
+    /// says what.
+    pub(crate) fn runs_on_a_real_broker(&self, needs: &str) -> bool {
+        self.runs_here(matches!(self, Cluster::Embedded(_)).then(|| format!("{needs}; `make test-kafka` runs it")))
+    }
+
     /// [`runs_here`](Self::runs_here) for tests that need several group members at once.
     pub(crate) fn runs_several_members(&self) -> bool {
-        self.runs_here((!self.supports_several_members()).then(|| {
-            "needs several group members at once, which the embedded broker cannot run; `make test-kafka` runs it".into()
-        }))
+        self.runs_on_a_real_broker("needs several group members at once, which the embedded broker cannot run")
     }
 
     /// [`runs_here`](Self::runs_here) for tests that check exactly-once results: the broker must
@@ -109,10 +113,15 @@ impl Cluster {
 /// timeout less one second for members to rejoin in every rebalance after the first, so there a
 /// short session timeout keeps rebalances short. Real brokers run with the defaults.
 pub(crate) fn for_broker(config: streams::StreamsConfig) -> streams::StreamsConfig {
-    match std::env::var("STREAMS_BOOTSTRAP_SERVERS") {
-        Ok(servers) if !servers.is_empty() => config,
-        _ => config.with("consumer.session.timeout.ms", "6000").with("consumer.heartbeat.interval.ms", "500"),
+    match external_servers() {
+        Some(_) => config,
+        None => config.with("consumer.session.timeout.ms", "6000").with("consumer.heartbeat.interval.ms", "500"),
     }
+}
+
+/// The broker named by `STREAMS_BOOTSTRAP_SERVERS`, if any.
+fn external_servers() -> Option<String> {
+    std::env::var("STREAMS_BOOTSTRAP_SERVERS").ok().filter(|s| !s.is_empty())
 }
 
 /// A broker of a test's own, which the test may kill and restart: Apache Kafka run from the
@@ -125,14 +134,11 @@ pub(crate) struct OwnBroker {
 impl OwnBroker {
     /// Starts one; `None` (and why, on stderr) where this machine cannot.
     pub(crate) fn start(cluster: &Cluster) -> Option<OwnBroker> {
-        let why_not = if !cluster.supports_several_members() {
-            Some("needs a broker of its own (killed and restarted); `make test-kafka` runs it".to_string())
-        } else if Command::new("java").arg("-version").output().is_err() || Command::new("mvn").arg("-v").output().is_err() {
-            Some("needs Java and Maven to run a broker of its own (scripts/kafka.sh)".to_string())
-        } else {
-            None
-        };
-        if !cluster.runs_here(why_not) {
+        if !cluster.runs_on_a_real_broker("needs a broker of its own (killed and restarted)") {
+            return None;
+        }
+        let no_java = Command::new("java").arg("-version").output().is_err() || Command::new("mvn").arg("-v").output().is_err();
+        if !cluster.runs_here(no_java.then(|| "needs Java and Maven to run a broker of its own (scripts/kafka.sh)".into())) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
