@@ -200,7 +200,7 @@ struct FailsOnce(Arc<AtomicBool>);
 impl Processor<String, i64, String, i64> for FailsOnce {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, record: Record<String, i64>) -> streams::Result<()> {
         if record.value == 13 && !self.0.swap(true, Ordering::SeqCst) {
-            return Err(StreamsError::User("transient failure".into()));
+            return Err(StreamsError::user("transient failure"));
         }
         ctx.forward(record)
     }

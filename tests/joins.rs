@@ -403,7 +403,7 @@ fn check_foreign_key_join(left: bool) {
         assert_eq!(out.read_key_values_to_list().unwrap(), expected, "step {i}: {topic} {key} = {value:?}");
     }
     let results = driver.get_timestamped_key_value_store::<String, String>("order-products").unwrap();
-    let remaining: Vec<String> = results.all().unwrap().into_iter().map(|(k, _)| k).collect();
+    let remaining: Vec<String> = results.all().unwrap().map(|e| e.unwrap().0).collect();
     assert_eq!(remaining, if left { vec!["o1".to_string()] } else { vec![] });
 }
 
@@ -457,7 +457,7 @@ fn stream_global_table_joins_look_up_any_derived_key_without_co_partitioning() {
             expected.push(("o3".into(), "[p1,null]".into(), 5));
         }
         assert_eq!(got, expected, "left: {left}");
-        let store = driver.get_global_store("products", Serdes::string(), Serdes::string()).unwrap();
-        assert_eq!(store.all().unwrap(), Vec::<(String, String)>::new());
+        let store = driver.get_global_store::<String, String>("products", Serdes::string(), Serdes::string()).unwrap();
+        assert_eq!(store.all().unwrap().count(), 0);
     }
 }

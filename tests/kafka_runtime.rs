@@ -263,3 +263,64 @@ fn a_corrupt_store_is_wiped_and_restored_from_its_changelog() {
     assert_eq!(restored.iter().map(|e| e.restored).sum::<u64>(), words_in_all);
     assert_counts(app.final_counts(), truth(&lines));
 }
+
+/// Records the topic and timestamp of every record it processes.
+struct ProcessingOrder(Arc<Mutex<Vec<(String, i64)>>>);
+
+impl Processor<String, String> for ProcessingOrder {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, record: Record<String, String>) -> streams::Result<()> {
+        self.0.lock().unwrap().push((ctx.record_context().topic, record.timestamp));
+        Ok(())
+    }
+}
+
+/// Two co-partitioned inputs read by one task; the right one's records arrive 2 s after the
+/// left one's, with timestamps in between. Returns the processing order and the client's
+/// enforced-processing count.
+fn processing_order_with_idle(max_task_idle_ms: Option<&str>) -> (Vec<(String, i64)>, u64) {
+    let cluster = Cluster::new();
+    let (left, right, application_id) = (unique("idle-left"), unique("idle-right"), unique("idle-app"));
+    cluster.create_topic(&left, 1);
+    cluster.create_topic(&right, 1);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut topology = streams::Topology::new();
+    topology.add_source::<String, String>("left", &[left.as_str()], Serdes::string(), Serdes::string()).unwrap();
+    topology.add_source::<String, String>("right", &[right.as_str()], Serdes::string(), Serdes::string()).unwrap();
+    let sink = order.clone();
+    topology.add_processor("order", move || ProcessingOrder(sink.clone()), &["left", "right"]).unwrap();
+    let records = |from: i64| (0..10).map(move |i| (Some(b"k".to_vec()), Some(b"v".to_vec()), Some(from + 2000 * i)));
+    test_utils::produce_at(&cluster.bootstrap_servers(), &left, records(1000)).unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut config = config(&application_id, &cluster.bootstrap_servers(), state_dir.path(), 1);
+    if let Some(idle) = max_task_idle_ms {
+        config.set(StreamsConfig::MAX_TASK_IDLE_MS, idle);
+    }
+    let mut streams = KafkaStreams::new(topology, config).unwrap();
+    streams.start().unwrap();
+    assert_eq!(streams.wait_until_running(Duration::from_secs(60)), State::Running, "{:?}", streams.take_error());
+    std::thread::sleep(Duration::from_secs(2));
+    test_utils::produce_at(&cluster.bootstrap_servers(), &right, records(2000)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while order.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < deadline, "processed {} of 20: {:?}", order.lock().unwrap().len(), streams.take_error());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let enforced = streams.metrics().enforced_processing.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(streams.close(Duration::from_secs(30)));
+    let order = order.lock().unwrap().clone();
+    (order.into_iter().map(|(topic, ts)| (if topic == left { "left" } else { "right" }.to_string(), ts)).collect(), enforced)
+}
+
+#[test]
+fn max_task_idle_ms_waits_for_a_lagging_input_and_processes_in_timestamp_order() {
+    let (order, enforced) = processing_order_with_idle(Some("6000"));
+    let times: Vec<i64> = order.iter().map(|(_, ts)| *ts).collect();
+    assert_eq!(times, (1..=20).map(|i| i * 1000).collect::<Vec<_>>(), "timestamp order across both inputs: {order:?}");
+    // The last right record waited out max.task.idle.ms once the left input had nothing more.
+    assert!(enforced >= 1, "enforced processing counted: {enforced}");
+
+    // Without waiting, the left input is processed before the right one's records arrive.
+    let (order, _) = processing_order_with_idle(None);
+    let sides: Vec<&str> = order.iter().map(|(side, _)| side.as_str()).collect();
+    assert_eq!(sides, [["left"; 10], ["right"; 10]].concat(), "{order:?}");
+}

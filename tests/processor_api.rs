@@ -27,7 +27,7 @@ impl Processor<String, i64> for Totals {
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, record: Record<String, i64>) -> streams::Result<()> {
         if record.value < 0 {
-            return Err(StreamsError::User(format!("negative amount for {}", record.key)));
+            return Err(StreamsError::user(format!("negative amount for {}", record.key)));
         }
         let store = self.store.as_ref().unwrap();
         let total = store.get(&record.key)?.unwrap_or(0) + record.value;
@@ -103,10 +103,15 @@ fn the_processing_handler_can_skip_records_a_processor_fails_on() {
     input.pipe_input("a".into(), 2).unwrap();
     assert_eq!(output.read_values_to_list().unwrap(), vec![5, 7]);
     assert_eq!(driver.metrics().dropped_records, 1);
-    let bad = StreamsConfig::new().with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "retry");
-    assert!(bad.processing_handler().is_err());
-    let class = StreamsConfig::new().with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "LogAndContinueProcessingExceptionHandler");
-    assert_eq!(class.processing_handler().unwrap(), streams::ExceptionHandler::LogAndContinue);
+    let bad = common::config("t").with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "retry");
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("processing.exception.handler") && err.contains("`retry`"), "{err}");
+    // Kafka Streams' class name works too.
+    let class = common::config("t").with(StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "LogAndContinueProcessingExceptionHandler");
+    let driver = TopologyTestDriver::new(totals_topology(totals_store(), "totals", None), class).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("amounts", Serdes::string(), Serdes::i64());
+    input.pipe_input("a".into(), -1).unwrap();
+    assert_eq!(driver.metrics().dropped_records, 1);
 }
 
 #[test]

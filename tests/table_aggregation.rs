@@ -59,7 +59,7 @@ fn run(caching: bool, commit_each_step: bool) -> usize {
         if caching && !commit_each_step {
             continue;
         }
-        let actual: BTreeMap<String, i64> = store.all().unwrap().into_iter().map(|(k, v)| (k, v.value)).collect();
+        let actual: BTreeMap<String, i64> = store.all().unwrap().map(|e| e.unwrap()).map(|(k, v)| (k, v.value)).collect();
         let expected: BTreeMap<String, i64> = expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         assert_eq!(actual, expected, "after the record at ts {ts}");
     }

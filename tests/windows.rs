@@ -83,7 +83,7 @@ fn hopping_windows_are_epoch_aligned_and_half_open() {
         assert_eq!(&read(&out), expected, "record at {ts}");
     }
     let store = driver.get_window_store::<String, ValueAndTimestamp<i64>>("counts").unwrap();
-    let fetched: Vec<(i64, i64)> = store.fetch_range(&k(), 0, 6000).unwrap().into_iter().map(|(s, v)| (s, v.value)).collect();
+    let fetched: Vec<(i64, i64)> = store.fetch_range(&k(), 0, 6000).unwrap().map(|e| e.unwrap()).map(|(s, v)| (s, v.value)).collect();
     assert_eq!(fetched, vec![(0, 3), (3000, 4), (6000, 1)]);
 }
 
@@ -250,7 +250,7 @@ fn session_windows_merge_on_out_of_order_records_within_the_gap() {
     input.pipe_input_at("k".into(), "v".into(), 12_000).unwrap();
     assert_eq!(out.read_key_values_to_list().unwrap(), vec![(session(0, 10_000), None), (session(0, 12_000), Some(4))]);
     let store = driver.get_session_store::<String, i64>("sessions").unwrap();
-    assert_eq!(store.find_sessions(&"k".into(), 0, i64::MAX).unwrap(), vec![(session(0, 12_000), 4)]);
+    assert_eq!(store.find_sessions(&"k".into(), 0, i64::MAX).unwrap().map(|e| e.unwrap()).collect::<Vec<_>>(), vec![(session(0, 12_000), 4)]);
     // A record far later starts a new session; one older than the closed session is dropped.
     input.pipe_input_at("k".into(), "v".into(), 40_000).unwrap();
     input.pipe_input_at("k".into(), "v".into(), 1000).unwrap();
@@ -283,13 +283,13 @@ fn windowed_reduce_and_aggregate() {
         input.pipe_input_at("k".into(), v, ts).unwrap();
     }
     let max = driver.get_window_store::<String, ValueAndTimestamp<i64>>("max").unwrap();
-    let max: Vec<(i64, i64)> = max.fetch_range(&"k".into(), 0, 20_000).unwrap().into_iter().map(|(s, v)| (s, v.value)).collect();
+    let max: Vec<(i64, i64)> = max.fetch_range(&"k".into(), 0, 20_000).unwrap().map(|e| e.unwrap()).map(|(s, v)| (s, v.value)).collect();
     assert_eq!(max, vec![(0, 9), (10_000, 7)]);
     let all = driver.get_window_store::<String, ValueAndTimestamp<Vec<i64>>>("all").unwrap();
     assert_eq!(all.fetch(&"k".into(), 0).unwrap().map(|v| v.value), Some(vec![3, 9, 4]));
     let sums = driver.get_session_store::<String, i64>("session-sums").unwrap();
     let sums: Vec<(i64, i64, i64)> =
-        sums.all().unwrap().into_iter().map(|(w, v)| (w.window.start, w.window.end, v)).collect();
+        sums.all().unwrap().map(|e| e.unwrap()).map(|(w, v)| (w.window.start, w.window.end, v)).collect();
     assert_eq!(sums, vec![(0, 1200, 16), (12_000, 12_000, 7)]);
 }
 

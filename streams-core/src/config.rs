@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tracing::warn;
+
 use crate::error::{Result, StreamsError};
 
 /// What to do with a record that cannot be deserialized (`deserialization.exception.handler`)
 /// or whose processing failed (`processing.exception.handler`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ExceptionHandler {
     /// Log the record's coordinates and stop with an error (Kafka Streams' default).
     #[default]
@@ -22,6 +25,7 @@ pub type DeserializationHandler = ExceptionHandler;
 
 /// The processing guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ProcessingGuarantee {
     /// Commit offsets after outputs are flushed; a crash may repeat records.
     #[default]
@@ -32,7 +36,11 @@ pub enum ProcessingGuarantee {
 
 /// Settings by Kafka Streams name, e.g. `config.set("application.id", "word-count")`.
 ///
-/// Settings prefixed `consumer.`, `producer.` and `admin.` go to the Kafka clients.
+/// Settings prefixed `consumer.`, `restore.consumer.`, `global.consumer.`, `producer.` and
+/// `admin.` go to those Kafka clients (librdkafka names). Every setting is parsed and checked
+/// once, when a [`KafkaStreams`](crate::KafkaStreams) client or a test driver is created (or by
+/// [`validate`](Self::validate)): a bad value is an error naming the setting and the value, an
+/// unknown name a warning.
 #[derive(Debug, Clone, Default)]
 pub struct StreamsConfig {
     values: BTreeMap<String, String>,
@@ -51,9 +59,13 @@ impl StreamsConfig {
     pub const COMMIT_INTERVAL_MS: &'static str = "commit.interval.ms";
     /// `state.dir` (default `<tmp>/kafka-streams`).
     pub const STATE_DIR: &'static str = "state.dir";
-    /// `statestore.cache.max.bytes` (default 10485760).
+    /// `statestore.cache.max.bytes` (default 10485760), shared by the threads of a client.
     pub const CACHE_MAX_BYTES: &'static str = "statestore.cache.max.bytes";
-    /// `max.task.idle.ms` (default 0).
+    /// `max.task.idle.ms` (default 0): how long a task whose other input partitions have
+    /// records waits for data on an empty one before it processes what it has (enforced
+    /// processing), so that records of co-partitioned inputs are processed in timestamp order.
+    /// `0` waits only while the partition is known to have records on the broker not fetched
+    /// yet; `-1` never waits.
     pub const MAX_TASK_IDLE_MS: &'static str = "max.task.idle.ms";
     /// `poll.ms` (default 100).
     pub const POLL_MS: &'static str = "poll.ms";
@@ -70,6 +82,12 @@ impl StreamsConfig {
     /// How long transient broker errors (commit, send, flush) are retried before they fail
     /// the thread, in ms (default 300000).
     pub const TASK_TIMEOUT_MS: &'static str = "task.timeout.ms";
+    /// `replication.factor` of the internal topics (repartition topics and changelogs) the
+    /// client creates; default -1, the broker's `default.replication.factor`.
+    pub const REPLICATION_FACTOR: &'static str = "replication.factor";
+
+    /// The prefixes of settings that go to the Kafka clients.
+    const CLIENT_PREFIXES: [&'static str; 5] = ["consumer.", "restore.consumer.", "global.consumer.", "producer.", "admin."];
 
     /// An empty config: every setting at its default.
     pub fn new() -> Self {
@@ -93,8 +111,76 @@ impl StreamsConfig {
         self.values.get(key).map(String::as_str)
     }
 
+    /// Parses and checks every setting, as a client does when it is created.
+    pub fn validate(&self) -> Result<()> {
+        self.settings(None).map(drop)
+    }
+
+    /// The typed settings; `application.id` falls back to `default_application_id` if given
+    /// (the test driver's), else is required.
+    pub(crate) fn settings(&self, default_application_id: Option<&str>) -> Result<Settings> {
+        for key in self.values.keys() {
+            let known = Settings::KNOWN.contains(&key.as_str()) || Self::CLIENT_PREFIXES.iter().any(|p| key.starts_with(p));
+            if !known {
+                warn!(setting = %key, "unknown setting, ignored (Kafka client settings take a consumer., \
+                    restore.consumer., global.consumer., producer. or admin. prefix)");
+            }
+        }
+        let guarantee = match self.get(Self::PROCESSING_GUARANTEE) {
+            None | Some("at_least_once") => ProcessingGuarantee::AtLeastOnce,
+            Some("exactly_once_v2") => ProcessingGuarantee::ExactlyOnceV2,
+            Some(other) => return Err(bad(Self::PROCESSING_GUARANTEE, other, "expected at_least_once or exactly_once_v2")),
+        };
+        let commit_default = match guarantee {
+            ProcessingGuarantee::AtLeastOnce => 30_000,
+            ProcessingGuarantee::ExactlyOnceV2 => 100,
+        };
+        let application_id = match (self.get(Self::APPLICATION_ID), default_application_id) {
+            (Some(id), _) if !id.is_empty() => id.to_string(),
+            (None, Some(default)) => default.to_string(),
+            (Some(id), _) => return Err(bad(Self::APPLICATION_ID, id, "must not be empty")),
+            (None, None) => return Err(StreamsError::Config { key: Self::APPLICATION_ID.into(), message: "required".into() }),
+        };
+        let num_stream_threads = self.parse(Self::NUM_STREAM_THREADS, 1usize)?;
+        if num_stream_threads == 0 {
+            return Err(bad(Self::NUM_STREAM_THREADS, "0", "must be at least 1"));
+        }
+        let max_task_idle_ms = self.parse(Self::MAX_TASK_IDLE_MS, 0i64)?;
+        if max_task_idle_ms < -1 {
+            return Err(bad(Self::MAX_TASK_IDLE_MS, &max_task_idle_ms.to_string(), "must be -1 (never wait) or at least 0"));
+        }
+        let replication_factor = self.parse(Self::REPLICATION_FACTOR, -1i32)?;
+        if replication_factor == 0 || replication_factor < -1 {
+            return Err(bad(Self::REPLICATION_FACTOR, &replication_factor.to_string(), "must be -1 (broker default) or at least 1"));
+        }
+        Ok(Settings {
+            application_id,
+            bootstrap_servers: self.get(Self::BOOTSTRAP_SERVERS).map(str::to_string),
+            num_stream_threads,
+            guarantee,
+            commit_interval: Duration::from_millis(self.parse(Self::COMMIT_INTERVAL_MS, commit_default)?),
+            state_dir: self.get(Self::STATE_DIR).map_or_else(|| std::env::temp_dir().join("kafka-streams"), PathBuf::from),
+            cache_max_bytes: self.parse(Self::CACHE_MAX_BYTES, 10_485_760)?,
+            max_task_idle_ms,
+            poll: Duration::from_millis(self.parse(Self::POLL_MS, 100)?),
+            deserialization_handler: self.exception_handler(Self::DESERIALIZATION_EXCEPTION_HANDLER, "ExceptionHandler")?,
+            processing_handler: self.exception_handler(Self::PROCESSING_EXCEPTION_HANDLER, "ProcessingExceptionHandler")?,
+            production_handler: match self.get(Self::PRODUCTION_EXCEPTION_HANDLER) {
+                Some("DefaultProductionExceptionHandler") => ExceptionHandler::LogAndFail,
+                _ => self.exception_handler(Self::PRODUCTION_EXCEPTION_HANDLER, "ProductionExceptionHandler")?,
+            },
+            dead_letter_queue_topic: self.get(Self::DEAD_LETTER_QUEUE_TOPIC).filter(|t| !t.is_empty()).map(str::to_string),
+            task_timeout: Duration::from_millis(self.parse(Self::TASK_TIMEOUT_MS, 300_000)?),
+            replication_factor,
+            clients: Self::CLIENT_PREFIXES
+                .iter()
+                .map(|prefix| (*prefix, self.with_prefix(prefix)))
+                .collect(),
+        })
+    }
+
     /// All settings whose names start with `prefix`, with the prefix removed.
-    pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
+    fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
         self.values
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
@@ -107,99 +193,8 @@ impl StreamsConfig {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e: T::Err| StreamsError::Config {
-                key: key.to_string(),
-                message: format!("`{raw}`: {e}"),
-            }),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| bad(key, raw, &e.to_string())),
         }
-    }
-
-    /// `application.id`, which is required.
-    pub fn application_id(&self) -> Result<String> {
-        match self.get(Self::APPLICATION_ID) {
-            Some(id) if !id.is_empty() => Ok(id.to_string()),
-            _ => Err(StreamsError::Config {
-                key: Self::APPLICATION_ID.into(),
-                message: "required".into(),
-            }),
-        }
-    }
-
-    /// `processing.guarantee`.
-    pub fn processing_guarantee(&self) -> Result<ProcessingGuarantee> {
-        match self.get(Self::PROCESSING_GUARANTEE) {
-            None | Some("at_least_once") => Ok(ProcessingGuarantee::AtLeastOnce),
-            Some("exactly_once_v2") => Ok(ProcessingGuarantee::ExactlyOnceV2),
-            Some(other) => Err(StreamsError::Config {
-                key: Self::PROCESSING_GUARANTEE.into(),
-                message: format!("`{other}`: expected at_least_once or exactly_once_v2"),
-            }),
-        }
-    }
-
-    /// `commit.interval.ms`, defaulting by guarantee.
-    pub fn commit_interval(&self) -> Result<Duration> {
-        let default = match self.processing_guarantee()? {
-            ProcessingGuarantee::AtLeastOnce => 30_000,
-            ProcessingGuarantee::ExactlyOnceV2 => 100,
-        };
-        Ok(Duration::from_millis(self.parse(Self::COMMIT_INTERVAL_MS, default)?))
-    }
-
-    /// `num.stream.threads`.
-    pub fn num_stream_threads(&self) -> Result<usize> {
-        self.parse(Self::NUM_STREAM_THREADS, 1)
-    }
-
-    /// `state.dir`.
-    pub fn state_dir(&self) -> PathBuf {
-        match self.get(Self::STATE_DIR) {
-            Some(dir) => PathBuf::from(dir),
-            None => std::env::temp_dir().join("kafka-streams"),
-        }
-    }
-
-    /// `statestore.cache.max.bytes`.
-    pub fn cache_max_bytes(&self) -> Result<usize> {
-        self.parse(Self::CACHE_MAX_BYTES, 10_485_760)
-    }
-
-    /// `max.task.idle.ms`.
-    pub fn max_task_idle(&self) -> Result<Duration> {
-        Ok(Duration::from_millis(self.parse(Self::MAX_TASK_IDLE_MS, 0)?))
-    }
-
-    /// `poll.ms`.
-    pub fn poll(&self) -> Result<Duration> {
-        Ok(Duration::from_millis(self.parse(Self::POLL_MS, 100)?))
-    }
-
-    /// `deserialization.exception.handler`.
-    pub fn deserialization_handler(&self) -> Result<DeserializationHandler> {
-        self.exception_handler(Self::DESERIALIZATION_EXCEPTION_HANDLER, "ExceptionHandler")
-    }
-
-    /// `processing.exception.handler`.
-    pub fn processing_handler(&self) -> Result<ExceptionHandler> {
-        self.exception_handler(Self::PROCESSING_EXCEPTION_HANDLER, "ProcessingExceptionHandler")
-    }
-
-    /// `default.production.exception.handler`.
-    pub fn production_handler(&self) -> Result<ExceptionHandler> {
-        if self.get(Self::PRODUCTION_EXCEPTION_HANDLER) == Some("DefaultProductionExceptionHandler") {
-            return Ok(ExceptionHandler::LogAndFail);
-        }
-        self.exception_handler(Self::PRODUCTION_EXCEPTION_HANDLER, "ProductionExceptionHandler")
-    }
-
-    /// `errors.dead.letter.queue.topic.name`.
-    pub fn dead_letter_queue_topic(&self) -> Option<String> {
-        self.get(Self::DEAD_LETTER_QUEUE_TOPIC).filter(|t| !t.is_empty()).map(str::to_string)
-    }
-
-    /// `task.timeout.ms`.
-    pub fn task_timeout(&self) -> Result<Duration> {
-        Ok(Duration::from_millis(self.parse(Self::TASK_TIMEOUT_MS, 300_000)?))
     }
 
     /// `log-and-fail` / `log-and-continue`, or Kafka Streams' class names `LogAndFail<suffix>` /
@@ -210,11 +205,82 @@ impl StreamsConfig {
             Some("log-and-continue") => Ok(ExceptionHandler::LogAndContinue),
             Some(class) if class.strip_prefix("LogAndFail") == Some(suffix) => Ok(ExceptionHandler::LogAndFail),
             Some(class) if class.strip_prefix("LogAndContinue") == Some(suffix) => Ok(ExceptionHandler::LogAndContinue),
-            Some(other) => Err(StreamsError::Config {
-                key: key.into(),
-                message: format!("`{other}`: expected log-and-fail or log-and-continue"),
-            }),
+            Some(other) => Err(bad(key, other, "expected log-and-fail or log-and-continue")),
         }
+    }
+}
+
+fn bad(key: &str, value: &str, why: &str) -> StreamsError {
+    StreamsError::Config { key: key.to_string(), message: format!("`{value}`: {why}") }
+}
+
+/// A [`StreamsConfig`] parsed and checked once, shared by a client's threads and tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) application_id: String,
+    pub(crate) bootstrap_servers: Option<String>,
+    pub(crate) num_stream_threads: usize,
+    pub(crate) guarantee: ProcessingGuarantee,
+    pub(crate) commit_interval: Duration,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) cache_max_bytes: usize,
+    /// -1: never wait; see [`StreamsConfig::MAX_TASK_IDLE_MS`].
+    pub(crate) max_task_idle_ms: i64,
+    pub(crate) poll: Duration,
+    pub(crate) deserialization_handler: DeserializationHandler,
+    pub(crate) processing_handler: ExceptionHandler,
+    pub(crate) production_handler: ExceptionHandler,
+    pub(crate) dead_letter_queue_topic: Option<String>,
+    pub(crate) task_timeout: Duration,
+    pub(crate) replication_factor: i32,
+    /// The prefixed client settings, by prefix, prefix removed.
+    clients: BTreeMap<&'static str, Vec<(String, String)>>,
+}
+
+impl Settings {
+    /// The settings this library reads.
+    const KNOWN: [&'static str; 15] = [
+        StreamsConfig::APPLICATION_ID,
+        StreamsConfig::BOOTSTRAP_SERVERS,
+        StreamsConfig::NUM_STREAM_THREADS,
+        StreamsConfig::PROCESSING_GUARANTEE,
+        StreamsConfig::COMMIT_INTERVAL_MS,
+        StreamsConfig::STATE_DIR,
+        StreamsConfig::CACHE_MAX_BYTES,
+        StreamsConfig::MAX_TASK_IDLE_MS,
+        StreamsConfig::POLL_MS,
+        StreamsConfig::DESERIALIZATION_EXCEPTION_HANDLER,
+        StreamsConfig::PROCESSING_EXCEPTION_HANDLER,
+        StreamsConfig::PRODUCTION_EXCEPTION_HANDLER,
+        StreamsConfig::DEAD_LETTER_QUEUE_TOPIC,
+        StreamsConfig::TASK_TIMEOUT_MS,
+        StreamsConfig::REPLICATION_FACTOR,
+    ];
+
+    /// Whether the guarantee is `exactly_once_v2`.
+    pub(crate) fn exactly_once(&self) -> bool {
+        self.guarantee == ProcessingGuarantee::ExactlyOnceV2
+    }
+
+    /// A client's settings: `bootstrap.servers`, then `defaults`, then the user's settings with
+    /// the client's `prefix`, which win.
+    pub(crate) fn client_config(&self, prefix: &str, defaults: &[(&str, String)]) -> rdkafka::ClientConfig {
+        let mut client = rdkafka::ClientConfig::new();
+        if let Some(servers) = &self.bootstrap_servers {
+            client.set("bootstrap.servers", servers);
+        }
+        for (key, value) in defaults {
+            client.set(*key, value);
+        }
+        for (key, value) in self.clients.get(prefix).into_iter().flatten() {
+            client.set(key, value);
+        }
+        client
+    }
+
+    /// A user's setting for one client (`consumer.group.instance.id`, say).
+    pub(crate) fn client_setting(&self, prefix: &str, key: &str) -> Option<&str> {
+        self.clients.get(prefix)?.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -222,27 +288,56 @@ impl StreamsConfig {
 mod tests {
     use super::*;
 
+    fn settings(config: StreamsConfig) -> Result<Settings> {
+        config.settings(Some("app"))
+    }
+
     #[test]
     fn defaults_follow_kafka_streams() {
-        let config = StreamsConfig::new();
-        assert_eq!(config.commit_interval().unwrap(), Duration::from_millis(30_000));
-        assert_eq!(config.cache_max_bytes().unwrap(), 10_485_760);
-        assert_eq!(config.num_stream_threads().unwrap(), 1);
-        assert!(config.application_id().is_err());
-        let eos = StreamsConfig::new().with(StreamsConfig::PROCESSING_GUARANTEE, "exactly_once_v2");
-        assert_eq!(eos.commit_interval().unwrap(), Duration::from_millis(100));
+        let s = settings(StreamsConfig::new()).unwrap();
+        assert_eq!(s.commit_interval, Duration::from_millis(30_000));
+        assert_eq!(s.cache_max_bytes, 10_485_760);
+        assert_eq!(s.num_stream_threads, 1);
+        assert_eq!(s.max_task_idle_ms, 0);
+        assert_eq!(s.replication_factor, -1);
+        assert_eq!(s.application_id, "app");
+        assert!(StreamsConfig::new().validate().is_err(), "application.id is required");
+        let eos = settings(StreamsConfig::new().with(StreamsConfig::PROCESSING_GUARANTEE, "exactly_once_v2")).unwrap();
+        assert_eq!(eos.commit_interval, Duration::from_millis(100));
+        assert!(eos.exactly_once());
     }
 
     #[test]
-    fn bad_values_name_the_setting() {
-        let config = StreamsConfig::new().with(StreamsConfig::COMMIT_INTERVAL_MS, "soon");
-        let err = config.commit_interval().unwrap_err().to_string();
-        assert!(err.contains("commit.interval.ms"), "{err}");
+    fn bad_values_name_the_setting_and_the_value() {
+        for (key, value) in [
+            (StreamsConfig::COMMIT_INTERVAL_MS, "soon"),
+            (StreamsConfig::NUM_STREAM_THREADS, "0"),
+            (StreamsConfig::MAX_TASK_IDLE_MS, "-2"),
+            (StreamsConfig::REPLICATION_FACTOR, "0"),
+            (StreamsConfig::PROCESSING_GUARANTEE, "exactly_once"),
+            (StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "retry"),
+            (StreamsConfig::APPLICATION_ID, ""),
+        ] {
+            let err = settings(StreamsConfig::new().with(key, value)).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(&format!("`{value}`")), "{err}");
+        }
     }
 
     #[test]
-    fn prefixed_client_settings() {
-        let config = StreamsConfig::new().with("consumer.fetch.max.bytes", "1").with("producer.linger.ms", "5");
-        assert_eq!(config.with_prefix("producer.").get("linger.ms").map(String::as_str), Some("5"));
+    fn prefixed_client_settings_reach_their_client_only() {
+        let config = StreamsConfig::new()
+            .with("bootstrap.servers", "b:9092")
+            .with("consumer.fetch.max.bytes", "1")
+            .with("restore.consumer.fetch.max.bytes", "2")
+            .with("producer.linger.ms", "5");
+        let s = settings(config).unwrap();
+        let producer = s.client_config("producer.", &[("linger.ms", "1".into()), ("acks", "all".into())]);
+        assert_eq!(producer.get("linger.ms"), Some("5"), "the user's setting wins over the default");
+        assert_eq!(producer.get("acks"), Some("all"));
+        assert_eq!(producer.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(producer.get("fetch.max.bytes"), None);
+        assert_eq!(s.client_config("consumer.", &[]).get("fetch.max.bytes"), Some("1"));
+        assert_eq!(s.client_config("restore.consumer.", &[]).get("fetch.max.bytes"), Some("2"));
+        assert_eq!(s.client_setting("consumer.", "fetch.max.bytes"), Some("1"));
     }
 }

@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+pub use rdkafka::error::KafkaError;
+
 use crate::record::TaskId;
 
 /// Result alias used throughout the library.
@@ -87,23 +89,25 @@ pub enum StreamsError {
     },
 
     /// A processor returned an error while processing a record.
-    #[error("task {task} failed in node `{node}`: {message}")]
+    #[error("task {task} failed in node `{node}`: {source}")]
     Processing {
         /// The task.
         task: TaskId,
         /// The node that failed.
         node: String,
-        /// The error message.
-        message: String,
+        /// The processor's error.
+        #[source]
+        source: BoxError,
     },
 
     /// Sending a record failed.
-    #[error("failed to send a record to topic `{topic}`: {message}")]
+    #[error("failed to send a record to topic `{topic}`: {source}")]
     Send {
         /// The destination topic.
         topic: String,
-        /// What failed.
-        message: String,
+        /// The producer's error.
+        #[source]
+        source: KafkaError,
     },
 
     /// Under exactly-once, the open transaction failed and was aborted; the thread's tasks
@@ -127,13 +131,24 @@ pub enum StreamsError {
     },
 
     /// A Kafka client call failed.
-    #[error("kafka {operation} failed: {message}")]
+    #[error("kafka {operation} failed: {source}")]
     Kafka {
         /// What was being done.
         operation: String,
-        /// The client's error.
-        message: String,
+        /// The client's error; [`KafkaError::rdkafka_error_code`] gives its code.
+        #[source]
+        source: KafkaError,
     },
+
+    /// Something did not happen in time (a broker that does not answer, a read that makes no
+    /// progress).
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// A call that the object's current state does not allow (starting a running client,
+    /// using a closed test driver, a task state transition out of order).
+    #[error("illegal state: {0}")]
+    IllegalState(String),
 
     /// A source topic does not exist.
     #[error("missing source topic(s): {0:?}")]
@@ -148,10 +163,14 @@ pub enum StreamsError {
         message: String,
     },
 
-    /// A user error from inside a processor, punctuator or callback.
-    #[error("{0}")]
-    User(String),
+    /// A user error from inside a processor, punctuator or callback; any error type, see
+    /// [`StreamsError::user`].
+    #[error(transparent)]
+    User(BoxError),
 }
+
+/// A boxed error of any type, as user code returns them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl StreamsError {
     /// A store error.
@@ -165,8 +184,14 @@ impl StreamsError {
     }
 
     /// A Kafka client error with what was being done.
-    pub fn kafka(operation: impl Into<String>, error: impl std::fmt::Display) -> Self {
-        StreamsError::Kafka { operation: operation.into(), message: error.to_string() }
+    pub fn kafka(operation: impl Into<String>, source: KafkaError) -> Self {
+        StreamsError::Kafka { operation: operation.into(), source }
+    }
+
+    /// A user error: a message (`StreamsError::user("no such customer")`) or any error value,
+    /// kept as the source.
+    pub fn user(error: impl Into<BoxError>) -> Self {
+        StreamsError::User(error.into())
     }
 
     /// An I/O error with the path it concerns.

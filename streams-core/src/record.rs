@@ -43,6 +43,7 @@ impl<K, V> Record<K, V> {
 
 /// Where the record being processed came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordContext {
     /// Source topic (empty during punctuation).
     pub topic: String,

@@ -14,12 +14,13 @@ use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
 use crate::processor::{Punctuation, PunctuationType, ScheduleId};
 use crate::record::{ConsumerRecord, ProducerRecord, RecordContext, TaskId};
 use crate::state::{
-    GlobalStores, KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache, TransactionBuffers,
+    GlobalStores, KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache,
 };
 use crate::topology::{NodeKind, Subtopology, Topology};
 
 /// Counters of one task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskMetrics {
     /// Records processed.
     pub processed_records: u64,
@@ -28,6 +29,9 @@ pub struct TaskMetrics {
     pub dropped_records: u64,
     /// Punctuations delivered.
     pub punctuations: u64,
+    /// Records processed while another input partition of the task was empty, after it had
+    /// idled `max.task.idle.ms` (Kafka Streams' `enforced-processing` metric).
+    pub enforced_processing: u64,
 }
 
 impl std::ops::AddAssign for TaskMetrics {
@@ -35,6 +39,7 @@ impl std::ops::AddAssign for TaskMetrics {
         self.processed_records += other.processed_records;
         self.dropped_records += other.dropped_records;
         self.punctuations += other.punctuations;
+        self.enforced_processing += other.enforced_processing;
     }
 }
 
@@ -177,6 +182,8 @@ pub struct TaskEnv {
     /// `processing.guarantee = exactly_once_v2`: persistent stores buffer writes until the
     /// transaction commits ([`StreamTask::commit_state`]).
     pub exactly_once: bool,
+    /// `max.task.idle.ms` (-1: never wait for empty partitions).
+    pub max_task_idle_ms: i64,
 }
 
 impl std::fmt::Debug for TaskEnv {
@@ -193,11 +200,11 @@ pub struct StreamTask {
     dir: PathBuf,
     nodes: Vec<(usize, Rc<RefCell<dyn TaskNode>>)>,
     queues: Vec<RecordQueue>,
-    /// Under exactly-once, the persistent stores' buffers of the open transaction.
-    transaction_buffers: Option<TransactionBuffers>,
     /// Whether the processors' `init` ran (on the first move to Running, after restoration,
     /// so processors that read their stores in `init` see the restored state).
     initialized: bool,
+    /// `max.task.idle.ms`; -1 never waits.
+    max_task_idle_ms: i64,
 }
 
 /// The records buffered for one input partition, its source node, and the last offset processed.
@@ -207,6 +214,8 @@ struct RecordQueue {
     source: Rc<RefCell<dyn SourceNode>>,
     records: VecDeque<ConsumerRecord>,
     consumed: Option<i64>,
+    /// While the queue is empty: when the task stops waiting for it (`max.task.idle.ms`).
+    idle_deadline: Option<i64>,
 }
 
 impl std::fmt::Debug for StreamTask {
@@ -239,7 +248,7 @@ impl StreamTask {
             collector: env.collector.clone(),
             record_context: record_context.clone(),
             thread_cache: env.thread_cache.clone(),
-            transaction_buffers: env.exactly_once.then(TransactionBuffers::default),
+            exactly_once: env.exactly_once,
         };
         let mut stores = BTreeMap::new();
         for name in &subtopology.stores {
@@ -293,6 +302,7 @@ impl StreamTask {
                         source: source.clone(),
                         records: VecDeque::new(),
                         consumed: None,
+                        idle_deadline: None,
                     });
                 }
             }
@@ -307,8 +317,8 @@ impl StreamTask {
             dir,
             nodes,
             queues,
-            transaction_buffers: store_ctx.transaction_buffers.clone(),
             initialized: false,
+            max_task_idle_ms: env.max_task_idle_ms,
         };
         debug!(task_id = %id, "task created");
         Ok(task)
@@ -327,11 +337,10 @@ impl StreamTask {
     /// Moves to `next` if the lifecycle allows it.
     pub fn transition_to(&mut self, next: TaskState) -> Result<()> {
         if !self.state.can_transition_to(next) {
-            return Err(StreamsError::Processing {
-                task: self.id,
-                node: String::new(),
-                message: format!("invalid task state transition {:?} -> {:?}", self.state, next),
-            });
+            return Err(StreamsError::IllegalState(format!(
+                "task {}: invalid state transition {:?} -> {:?}",
+                self.id, self.state, next
+            )));
         }
         if next == TaskState::Running && !self.initialized {
             for (_, node) in &self.nodes {
@@ -423,9 +432,40 @@ impl StreamTask {
         self.queues.iter().map(|q| q.records.len()).sum()
     }
 
-    /// Processes the queued record with the lowest timestamp; returns false if none is queued.
+    /// Whether the task may process now, as Kafka Streams' `PartitionGroup.readyToProcess`:
+    /// every input partition has a record queued, or the task has waited `max.task.idle.ms`
+    /// for each empty one (enforced processing, counted in the metrics).
+    /// Waiting keeps the records of co-partitioned inputs in timestamp order when one input
+    /// lags behind the other.
+    fn ready_to_process(&mut self, now: i64) -> bool {
+        if self.max_task_idle_ms < 0 {
+            return true;
+        }
+        let mut enforced = false;
+        for queue in &mut self.queues {
+            if !queue.records.is_empty() {
+                queue.idle_deadline = None;
+                continue;
+            }
+            let deadline = *queue.idle_deadline.get_or_insert(now.saturating_add(self.max_task_idle_ms));
+            if now < deadline {
+                return false;
+            }
+            enforced = true;
+        }
+        if enforced {
+            self.ctx.metrics.enforced_processing += 1;
+        }
+        true
+    }
+
+    /// Processes the queued record with the lowest timestamp; returns false if none is queued,
+    /// or if the task waits for data on an empty partition (see `max.task.idle.ms`).
     pub fn process(&mut self, wall_clock_ms: i64) -> Result<bool> {
         self.ctx.wall_clock_ms = wall_clock_ms;
+        if self.buffered() == 0 || !self.ready_to_process(wall_clock_ms) {
+            return Ok(false);
+        }
         let next = self
             .queues
             .iter()
@@ -508,10 +548,7 @@ impl StreamTask {
     /// Under exactly-once, after the transaction committed: writes the stores' buffered writes
     /// to disk; with `durable`, also flushes them so a checkpoint can follow.
     pub fn commit_state(&mut self, durable: bool) -> Result<()> {
-        for buffer in self.transaction_buffers.iter().flat_map(|b| b.borrow().clone()) {
-            buffer.borrow_mut().commit(durable)?;
-        }
-        Ok(())
+        self.ctx.stores.values().try_for_each(|store| store.store.borrow_mut().commit_transaction(durable))
     }
 
     /// Closes processors and stores. With `clean`, flushes first. Processors of a task that
@@ -600,8 +637,13 @@ mod tests {
     }
 
     fn task(dir: &Path) -> StreamTask {
+        task_with(dir, &["in"], 0)
+    }
+
+    /// A running-to-be task reading `topics` (one partition each) into one processor.
+    fn task_with(dir: &Path, topics: &[&str], max_task_idle_ms: i64) -> StreamTask {
         let mut topology = Topology::new();
-        topology.add_source::<String, String>("src", &["in"], Serdes::string(), Serdes::string()).unwrap();
+        topology.add_source::<String, String>("src", topics, Serdes::string(), Serdes::string()).unwrap();
         topology.add_processor("needs-init", || NeedsInit(false), &["src"]).unwrap();
         let env = TaskEnv {
             application_id: "app".into(),
@@ -613,9 +655,52 @@ mod tests {
             global_stores: Arc::default(),
             dead_letter_queue: None,
             exactly_once: false,
+            max_task_idle_ms,
         };
         let subtopologies = topology.subtopologies();
         StreamTask::new(&topology, &subtopologies[0], 0, &env, 0).unwrap()
+    }
+
+    fn record(topic: &str, offset: i64, timestamp: i64) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            timestamp,
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_empty_input_partition_is_waited_for_max_task_idle_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        for (idle, processable_at) in [(-1, 0), (0, 0), (500, 500)] {
+            let mut task = task_with(dir.path(), &["a", "b"], idle);
+            task.transition_to(TaskState::Restoring).unwrap();
+            task.transition_to(TaskState::Running).unwrap();
+            task.add_records([record("a", 0, 10), record("a", 1, 30)]);
+            if processable_at > 0 {
+                assert!(!task.process(0).unwrap(), "idle {idle}: waits for b");
+                assert!(!task.process(processable_at - 1).unwrap(), "idle {idle}: still waits");
+                // Data for b arrives in time: timestamp order across both partitions.
+                task.add_records([record("b", 0, 20)]);
+                assert!(task.process(processable_at - 1).unwrap());
+                assert_eq!(task.stream_time(), 10);
+                assert!(task.process(processable_at - 1).unwrap());
+                assert_eq!(task.stream_time(), 20);
+                assert_eq!(task.metrics().enforced_processing, 0);
+                // b is empty again: after another wait, a's last record goes alone.
+                assert!(!task.process(processable_at).unwrap());
+                assert!(task.process(2 * processable_at).unwrap());
+                assert_eq!(task.metrics().enforced_processing, 1);
+            } else {
+                assert!(task.process(0).unwrap(), "idle {idle}: no wait");
+                assert_eq!(task.metrics().enforced_processing, u64::from(idle == 0));
+            }
+            task.close(true).unwrap();
+        }
     }
 
     #[test]

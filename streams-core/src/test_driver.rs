@@ -63,10 +63,11 @@ impl Topics {
         let n = self.partitions_of(&record.topic);
         let partition = match (record.partition, &record.key) {
             (Some(p), _) if (0..n).contains(&p) => p,
+            // What the producer reports for a partition the topic does not have.
             (Some(p), _) => {
                 return Err(StreamsError::Send {
-                    topic: record.topic,
-                    message: format!("partition {p} does not exist (the topic has {n})"),
+                    topic: format!("{}-{p}", record.topic),
+                    source: rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::UnknownPartition),
                 })
             }
             (None, Some(key)) => default_partition(key, n),
@@ -170,7 +171,7 @@ impl DriverInner {
 
     fn pipe(&mut self, record: ProducerRecord) -> Result<()> {
         if self.closed {
-            return Err(StreamsError::User("the test driver is closed".into()));
+            return Err(StreamsError::IllegalState("the test driver is closed".into()));
         }
         if let Some(global) = self.globals.get(&record.topic) {
             // A global topic goes straight into its store, as the global thread would put it.
@@ -210,8 +211,8 @@ impl TopologyTestDriver {
     /// Repartition topics get the largest partition count of the sub-topology that writes them.
     pub fn with_partitions(topology: Topology, config: StreamsConfig, partitions: &[(&str, i32)]) -> Result<Self> {
         topology.validate()?;
-        let application_id =
-            config.get(StreamsConfig::APPLICATION_ID).unwrap_or("topology-test-driver").to_string();
+        let settings = config.settings(Some("topology-test-driver"))?;
+        let application_id = settings.application_id.clone();
         let state_dir = tempfile::Builder::new()
             .prefix("streams-test-driver-")
             .tempdir()
@@ -249,12 +250,14 @@ impl TopologyTestDriver {
             application_id: application_id.clone(),
             app_dir: state_dir.path().join(&application_id),
             collector: Rc::new(RefCell::new(DriverCollector(topics.clone()))),
-            thread_cache: Rc::new(RefCell::new(ThreadCache::new(config.cache_max_bytes()?))),
-            deserialization_handler: config.deserialization_handler()?,
-            processing_handler: config.processing_handler()?,
+            thread_cache: Rc::new(RefCell::new(ThreadCache::new(settings.cache_max_bytes))),
+            deserialization_handler: settings.deserialization_handler,
+            processing_handler: settings.processing_handler,
             global_stores: Arc::new(global_stores),
-            dead_letter_queue: config.dead_letter_queue_topic(),
+            dead_letter_queue: settings.dead_letter_queue_topic.clone(),
             exactly_once: false,
+            // Each piped record is processed at once: there is no fetch to wait for.
+            max_task_idle_ms: -1,
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut tasks = BTreeMap::new();
@@ -272,7 +275,7 @@ impl TopologyTestDriver {
             tasks,
             wall_clock_ms: now,
             last_commit_ms: now,
-            commit_interval_ms: config.commit_interval()?.as_millis() as i64,
+            commit_interval_ms: settings.commit_interval.as_millis() as i64,
             closed: false,
             _state_dir: state_dir,
         };
@@ -372,7 +375,7 @@ impl TopologyTestDriver {
         let mut stores = self.get_state_stores::<S>(name)?;
         match stores.len() {
             1 => Ok(stores.remove(0).1),
-            n => Err(StreamsError::User(format!(
+            n => Err(StreamsError::IllegalState(format!(
                 "state store `{name}` exists in {n} tasks; use get_state_stores to read each partition"
             ))),
         }
@@ -391,8 +394,8 @@ impl TopologyTestDriver {
         value_serde: impl Serde<V>,
     ) -> Result<GlobalKeyValueStore<K, V>> {
         let inner = self.inner.borrow();
-        let task = inner.tasks.values().next().ok_or_else(|| StreamsError::User("the topology has no tasks".into()))?;
-        let bytes = task.global_store(name).ok_or_else(|| StreamsError::User(format!("no global store named `{name}`")))?;
+        let task = inner.tasks.values().next().ok_or_else(|| StreamsError::Topology("the topology has no tasks".into()))?;
+        let bytes = task.global_store(name).ok_or_else(|| StreamsError::Topology(format!("no global store named `{name}`")))?;
         Ok(GlobalKeyValueStore::new(name, bytes, Arc::new(key_serde), Arc::new(value_serde)))
     }
 
@@ -406,7 +409,7 @@ impl TopologyTestDriver {
             }
         }
         if out.is_empty() {
-            return Err(StreamsError::User(format!("no state store named `{name}` in the topology")));
+            return Err(StreamsError::Topology(format!("no state store named `{name}` in the topology")));
         }
         Ok(out)
     }

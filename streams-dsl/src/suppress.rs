@@ -167,7 +167,8 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
         let store: streams_core::KeyValueStore<K, Buffered<V>> = ctx.get_key_value_store(&self.store_name)?;
         // Rebuild the emission order from the (restored) buffer.
-        for (key, entry) in store.all()? {
+        for entry in store.all()? {
+            let (key, entry) = entry?;
             self.next_seq = self.next_seq.max(entry.seq + 1);
             self.index.insert((entry.buffer_time, entry.seq), key);
         }
@@ -199,10 +200,10 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         if let Some(max) = self.buffer.max_records {
             while self.index.len() > max {
                 if !self.buffer.emit_early_when_full {
-                    return Err(StreamsError::User(format!(
-                        "suppression buffer `{}` is full ({max} records) and configured to shut down when full",
-                        self.store_name
-                    )));
+                    return Err(StreamsError::store(
+                        &self.store_name,
+                        format!("suppression buffer is full ({max} records) and configured to shut down when full"),
+                    ));
                 }
                 let slot = *self.index.first_key_value().expect("non-empty").0;
                 self.emit(ctx, slot)?;

@@ -15,6 +15,7 @@ use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 /// When a windowed aggregation emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum EmitStrategy {
     /// Every update of a window (subject to the record cache), the default.
     #[default]

@@ -61,6 +61,7 @@ where
 
 /// Which clock drives a punctuation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PunctuationType {
     /// Fires as stream time (the largest record timestamp seen by the task) advances.
     StreamTime,
@@ -74,6 +75,7 @@ pub struct ScheduleId(pub(crate) u64);
 
 /// A punctuation being delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Punctuation {
     /// Which schedule fired.
     pub id: ScheduleId,
@@ -162,7 +164,7 @@ impl<K, V> ProcessorContext<'_, K, V> {
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<ScheduleId> {
         let interval_ms = interval.as_millis() as i64;
         if interval_ms < 1 {
-            return Err(StreamsError::User("punctuation interval must be at least 1 ms".into()));
+            return Err(StreamsError::user("punctuation interval must be at least 1 ms"));
         }
         // As in Kafka Streams: stream-time schedules align to 0 and fire on the first record;
         // wall-clock schedules fire one interval from now.

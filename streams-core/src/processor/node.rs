@@ -115,9 +115,7 @@ fn typed_children<K: 'static, V: 'static>(
 
 fn wrap_user_error(err: StreamsError, task: &TaskContext, node: &NodeMeta) -> StreamsError {
     match err {
-        StreamsError::User(message) => {
-            StreamsError::Processing { task: task.task_id, node: node.name.clone(), message }
-        }
+        StreamsError::User(source) => StreamsError::Processing { task: task.task_id, node: node.name.clone(), source },
         other => other,
     }
 }

@@ -15,6 +15,7 @@ use crate::task::StreamTask;
 
 /// What one store restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RestoreEvent {
     /// The task.
     pub task: crate::record::TaskId,
@@ -115,10 +116,10 @@ impl ChangelogReader {
                     }
                 }
                 if Instant::now() > deadline {
-                    return Err(StreamsError::kafka(
-                        format!("restore {topic}-{partition}"),
-                        format!("end of changelog not reached within {:?}", self.timeout),
-                    ));
+                    return Err(StreamsError::Timeout(format!(
+                        "restoring {topic}-{partition}: end of changelog not reached within {:?}",
+                        self.timeout
+                    )));
                 }
             }
             if !batch.is_empty() {

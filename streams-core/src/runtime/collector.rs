@@ -25,7 +25,8 @@ use crate::record::ProducerRecord;
 #[derive(Debug, Default)]
 pub(crate) struct Deliveries {
     offsets: Mutex<HashMap<(String, i32), i64>>,
-    error: Mutex<Option<String>>,
+    /// The first failed delivery: its topic-partition and the producer's error.
+    error: Mutex<Option<(String, KafkaError)>>,
     /// `default.production.exception.handler`: whether a failed delivery is skipped (never
     /// under exactly-once, where it fails the transaction).
     skip_failures: bool,
@@ -73,7 +74,8 @@ impl ProducerContext for DeliveryContext {
                     return;
                 }
                 tracing::error!(error = %text, "record delivery failed");
-                self.0.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(text);
+                let failed = (format!("{}-{}", message.topic(), message.partition()), error.clone());
+                self.0.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(failed);
             }
         }
     }
@@ -143,8 +145,10 @@ impl KafkaRecordCollector {
 
     fn check(&self) -> Result<()> {
         match self.deliveries.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            Some(message) if self.transactional => Err(StreamsError::TransactionAborted(format!("a send failed: {message}"))),
-            Some(message) => Err(StreamsError::Send { topic: String::new(), message }),
+            Some((partition, error)) if self.transactional => {
+                Err(StreamsError::TransactionAborted(format!("a send to {partition} failed: {error}")))
+            }
+            Some((partition, source)) => Err(StreamsError::Send { topic: partition, source }),
             None => Ok(()),
         }
     }
@@ -263,7 +267,7 @@ impl RecordCollector for KafkaRecordCollector {
                     return Ok(());
                 }
                 Err((e, _)) => {
-                    return Err(StreamsError::Send { topic: record.topic.clone(), message: e.to_string() });
+                    return Err(StreamsError::Send { topic: record.topic.clone(), source: e });
                 }
             }
         }

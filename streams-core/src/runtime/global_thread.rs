@@ -134,10 +134,10 @@ impl GlobalStreamThread {
         let mut applied = 0;
         while at_end.len() < partitions {
             if started.elapsed() > timeout {
-                return Err(StreamsError::Kafka {
-                    operation: "bootstrap global stores".into(),
-                    message: format!("{} of {partitions} partitions read to their end within {timeout:?}", at_end.len()),
-                });
+                return Err(StreamsError::Timeout(format!(
+                    "bootstrapping global stores: {} of {partitions} partitions read to their end within {timeout:?}",
+                    at_end.len()
+                )));
             }
             match self.poll_once()? {
                 Polled::Record => applied += 1,
@@ -164,7 +164,7 @@ impl GlobalStreamThread {
                     shared.fail(e);
                 }
             })
-            .map_err(|e| StreamsError::User(format!("cannot spawn the global stream thread: {e}")))
+            .map_err(|e| StreamsError::io("the global stream thread (spawn)", e))
     }
 
     fn run(&mut self, shutdown: &AtomicBool) -> Result<()> {

@@ -21,7 +21,7 @@ pub use changelog_reader::RestoreEvent;
 pub use checkpoint::{OffsetCheckpoint, Offsets};
 pub use state_directory::{StateDirLock, StateDirectory, TaskDirLock};
 
-use crate::config::StreamsConfig;
+use crate::config::{Settings, StreamsConfig};
 use crate::error::{Result, StreamsError};
 use crate::state::GlobalStores;
 use crate::topology::Topology;
@@ -34,6 +34,7 @@ use global_thread::GlobalStreamThread;
 ///                  \-----------\-------> PendingError -> Error
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum State {
     /// Built, not started.
     Created,
@@ -77,6 +78,7 @@ impl State {
 
 /// Counters of a running client.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Metrics {
     /// Records processed by all tasks.
     pub processed_records: AtomicU64,
@@ -84,11 +86,15 @@ pub struct Metrics {
     pub restored_records: AtomicU64,
     /// Commits done.
     pub commits: AtomicU64,
+    /// Records processed while an input partition of their task was empty, after the task had
+    /// waited `max.task.idle.ms` for it (Kafka Streams' `enforced-processing`).
+    pub enforced_processing: AtomicU64,
 }
 
 /// What to do when a stream thread fails with an error its handlers did not absorb, as Kafka
 /// Streams' `StreamsUncaughtExceptionHandler` responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamThreadExceptionResponse {
     /// Start the thread again with new clients; its tasks resume from their last commit.
     ReplaceThread,
@@ -192,7 +198,7 @@ impl ClientShared {
 /// ```
 pub struct KafkaStreams {
     topology: Arc<Topology>,
-    config: StreamsConfig,
+    settings: Arc<Settings>,
     shared: Arc<ClientShared>,
     threads: Vec<JoinHandle<()>>,
     /// This instance's lock on `<state.dir>/<application.id>`, from start to close.
@@ -209,26 +215,14 @@ impl KafkaStreams {
     /// A client for `topology`; `application.id` and `bootstrap.servers` are required.
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
         topology.validate()?;
-        let application_id = config.application_id()?;
-        if config.get(StreamsConfig::BOOTSTRAP_SERVERS).is_none() {
+        let settings = config.settings(None)?;
+        if settings.bootstrap_servers.is_none() {
             return Err(StreamsError::Config { key: StreamsConfig::BOOTSTRAP_SERVERS.into(), message: "required".into() });
         }
-        // Check every setting now rather than in the threads.
-        config.processing_guarantee()?;
-        config.commit_interval()?;
-        config.task_timeout()?;
-        config.production_handler()?;
-        config.cache_max_bytes()?;
-        config.poll()?;
-        config.deserialization_handler()?;
-        config.processing_handler()?;
-        let threads = config.num_stream_threads()?;
-        if threads == 0 {
-            return Err(StreamsError::Config { key: StreamsConfig::NUM_STREAM_THREADS.into(), message: "must be at least 1".into() });
-        }
+        let (application_id, threads) = (settings.application_id.clone(), settings.num_stream_threads);
         Ok(KafkaStreams {
             topology: Arc::new(topology),
-            config,
+            settings: Arc::new(settings),
             shared: Arc::new(ClientShared {
                 application_id,
                 state: Mutex::new(State::Created),
@@ -292,10 +286,10 @@ impl KafkaStreams {
     /// Checks source topics, creates internal topics, and starts the stream threads.
     pub fn start(&mut self) -> Result<()> {
         if self.state() != State::Created {
-            return Err(StreamsError::User(format!("cannot start a client in state {:?}", self.state())));
+            return Err(StreamsError::IllegalState(format!("cannot start a client in state {:?}", self.state())));
         }
         // One instance per state directory: a second one would share (and corrupt) its stores.
-        let state_dir = StateDirectory::new(&self.config.state_dir(), &self.shared.application_id)?;
+        let state_dir = StateDirectory::new(&self.settings.state_dir, &self.shared.application_id)?;
         self.state_lock = Some(state_dir.lock_instance()?);
         // Created once here, before the threads that name their transactional producers by it.
         state_dir.process_id();
@@ -307,31 +301,23 @@ impl KafkaStreams {
     }
 
     fn start_threads(&mut self) -> Result<()> {
-        let replication = self
-            .config
-            .get("replication.factor")
-            .map(|r| r.parse::<i32>())
-            .transpose()
-            .map_err(|e| StreamsError::Config { key: "replication.factor".into(), message: e.to_string() })?
-            .unwrap_or(-1);
-        let admin = stream_thread::client_config(&self.config, "admin.", &[]);
-        let dead_letter_queue = self.config.dead_letter_queue_topic();
+        let admin = self.settings.client_config("admin.", &[]);
+        let dead_letter_queue = self.settings.dead_letter_queue_topic.clone();
         topics::setup(
             &self.topology,
             &self.shared.application_id,
             &admin,
-            replication,
+            self.settings.replication_factor,
             dead_letter_queue.as_deref(),
             Duration::from_secs(30),
         )?;
         // Global stores are complete before any task processes a record.
-        let global_consumer = stream_thread::client_config(
-            &self.config,
+        let global_consumer = self.settings.client_config(
             "global.consumer.",
             &[("client.id", format!("{}-GlobalStreamThread-consumer", self.shared.application_id))],
         );
-        let app_dir = self.config.state_dir().join(&self.shared.application_id);
-        let global = match GlobalStreamThread::new(&self.topology, &global_consumer, &app_dir, self.config.commit_interval()?)? {
+        let app_dir = self.settings.state_dir.join(&self.shared.application_id);
+        let global = match GlobalStreamThread::new(&self.topology, &global_consumer, &app_dir, self.settings.commit_interval)? {
             Some((mut thread, stores)) => {
                 thread.bootstrap(Duration::from_secs(300))?;
                 let name = format!("{}-GlobalStreamThread", self.shared.application_id);
@@ -341,17 +327,17 @@ impl KafkaStreams {
             None => GlobalStores::default(),
         };
         self.shared.set_state(State::Rebalancing);
-        let threads = self.config.num_stream_threads()?;
+        let threads = self.settings.num_stream_threads;
         *lock(&self.shared.rebalancing) = vec![true; threads];
         *lock(&self.shared.alive) = vec![true; threads];
         for index in 0..threads {
-            let (topology, config, shared) = (self.topology.clone(), self.config.clone(), self.shared.clone());
+            let (topology, settings, shared) = (self.topology.clone(), self.settings.clone(), self.shared.clone());
             let global = global.clone();
             let name = format!("{}-StreamThread-{}", self.shared.application_id, index + 1);
             let handle = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || stream_thread::run(index, topology, config, shared, global))
-                .map_err(|e| StreamsError::User(format!("cannot spawn stream thread: {e}")))?;
+                .spawn(move || stream_thread::run(index, topology, settings, shared, global))
+                .map_err(|e| StreamsError::io("a stream thread (spawn)", e))?;
             self.threads.push(handle);
         }
         Ok(())
@@ -392,9 +378,9 @@ impl KafkaStreams {
     /// Deletes this application's local state (`<state.dir>/<application.id>`); only before start or after close.
     pub fn cleanup(&self) -> Result<()> {
         if self.state().is_running_or_rebalancing() {
-            return Err(StreamsError::User("cleanup() needs a client that is not running".into()));
+            return Err(StreamsError::IllegalState("cleanup() needs a client that is not running".into()));
         }
-        StateDirectory::new(&self.config.state_dir(), &self.shared.application_id)?.clean()
+        StateDirectory::new(&self.settings.state_dir, &self.shared.application_id)?.clean()
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::{ClientContext, Message};
 use tracing::{error, info, warn};
 
 use super::changelog_reader::{is_transient, ChangelogReader};
@@ -17,7 +17,7 @@ use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
 use super::task_manager::TaskManager;
 use super::{ClientShared, StreamThreadExceptionResponse};
-use crate::config::StreamsConfig;
+use crate::config::Settings;
 use crate::error::{Result, StreamsError};
 use crate::record::ConsumerRecord;
 use crate::state::{GlobalStores, ThreadCache};
@@ -71,26 +71,10 @@ impl ConsumerContext for StreamsConsumerContext {
 
 const GROUP_INSTANCE_ID: &str = "group.instance.id";
 
-/// A client's settings: `bootstrap.servers`, then `defaults`, then the user's `<prefix>`-prefixed
-/// settings, which win.
-pub(crate) fn client_config(config: &StreamsConfig, prefix: &str, defaults: &[(&str, String)]) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    if let Some(servers) = config.get(StreamsConfig::BOOTSTRAP_SERVERS) {
-        client.set("bootstrap.servers", servers);
-    }
-    for (key, value) in defaults {
-        client.set(*key, value);
-    }
-    for (key, value) in config.with_prefix(prefix) {
-        client.set(key, value);
-    }
-    client
-}
-
 /// Runs one stream thread until shutdown or a fatal error. After an error the client's
 /// uncaught-exception handler decides: replace the thread (fresh clients and tasks, rejoining
 /// the group) or shut the client down.
-pub(crate) fn run(index: usize, topology: Arc<Topology>, config: StreamsConfig, shared: Arc<ClientShared>, global: GlobalStores) {
+pub(crate) fn run(index: usize, topology: Arc<Topology>, settings: Arc<Settings>, shared: Arc<ClientShared>, global: GlobalStores) {
     let mut generation = 0;
     loop {
         let name = match generation {
@@ -99,7 +83,7 @@ pub(crate) fn run(index: usize, topology: Arc<Topology>, config: StreamsConfig, 
         };
         let span = tracing::info_span!("stream-thread", thread = %name);
         let _entered = span.enter();
-        let result = run_loop(index, &name, topology.clone(), &config, &shared, global.clone());
+        let result = run_loop(index, &name, topology.clone(), &settings, &shared, global.clone());
         let clean = result.is_ok();
         if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
             warn!(error = %e, "error closing tasks");
@@ -129,16 +113,15 @@ fn run_loop(
     index: usize,
     name: &str,
     topology: Arc<Topology>,
-    config: &StreamsConfig,
+    settings: &Arc<Settings>,
     shared: &Arc<ClientShared>,
     global: GlobalStores,
 ) -> Result<()> {
-    let application_id = config.application_id()?;
-    let eos = config.processing_guarantee()? == crate::config::ProcessingGuarantee::ExactlyOnceV2;
-    let state_dir = StateDirectory::new(&config.state_dir(), &application_id)?;
+    let application_id = settings.application_id.clone();
+    let eos = settings.exactly_once();
+    let state_dir = StateDirectory::new(&settings.state_dir, &application_id)?;
 
-    let mut consumer_config = client_config(
-        config,
+    let mut consumer_config = settings.client_config(
         "consumer.",
         &[
             ("group.id", application_id.clone()),
@@ -151,7 +134,7 @@ fn run_loop(
             ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
         ],
     );
-    if let Some(instance) = config.get(&format!("consumer.{GROUP_INSTANCE_ID}")) {
+    if let Some(instance) = settings.client_setting("consumer.", GROUP_INSTANCE_ID) {
         // Static membership (KIP-345), as Kafka Streams: each thread's consumer is a static
         // member named by the configured id and its thread index, so a restarted instance gets
         // its partitions back without a rebalance if it returns within the session timeout.
@@ -176,31 +159,30 @@ fn run_loop(
         producer_defaults.push(("transactional.id", transactional_id));
         producer_defaults.push(("transaction.timeout.ms", "10000".into()));
     }
-    let producer_config = client_config(config, "producer.", &producer_defaults);
+    let producer_config = settings.client_config("producer.", &producer_defaults);
     let collector = Rc::new(RefCell::new(KafkaRecordCollector::new(
         &producer_config,
-        config.task_timeout()?,
-        config.production_handler()?,
+        settings.task_timeout,
+        settings.production_handler,
     )?));
 
     let restore_config =
-        client_config(config, "restore.consumer.", &[("client.id", format!("{name}-restore-consumer"))]);
+        settings.client_config("restore.consumer.", &[("client.id", format!("{name}-restore-consumer"))]);
     let reader = ChangelogReader::new(&restore_config, Duration::from_secs(300))?;
 
     let env = TaskEnv {
         application_id: application_id.clone(),
         app_dir: state_dir.app_dir().to_path_buf(),
         collector: collector.clone(),
-        thread_cache: Rc::new(RefCell::new(ThreadCache::new(
-            config.cache_max_bytes()? / config.num_stream_threads()?.max(1),
-        ))),
-        deserialization_handler: config.deserialization_handler()?,
-        processing_handler: config.processing_handler()?,
+        thread_cache: Rc::new(RefCell::new(ThreadCache::new(settings.cache_max_bytes / settings.num_stream_threads))),
+        deserialization_handler: settings.deserialization_handler,
+        processing_handler: settings.processing_handler,
         global_stores: global,
         exactly_once: eos,
-        dead_letter_queue: config.dead_letter_queue_topic(),
+        dead_letter_queue: settings.dead_letter_queue_topic.clone(),
+        max_task_idle_ms: settings.max_task_idle_ms,
     };
-    let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), config.task_timeout()?);
+    let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), settings.task_timeout);
     let topics = manager.source_topics();
     TASK_MANAGER.with(|tm| *tm.borrow_mut() = Some(manager));
 
@@ -208,7 +190,7 @@ fn run_loop(
     consumer.subscribe(&topic_refs).map_err(|e| StreamsError::kafka("subscribe", e))?;
     info!(topics = ?topics, "subscribed");
 
-    let result = drive(&consumer, config, shared);
+    let result = drive(&consumer, settings, shared);
     if result.is_err() {
         // Close dirty: no commit on the way out (also when leaving the group revokes partitions).
         with_task_manager(|tm| tm.failed = true);
@@ -216,9 +198,8 @@ fn run_loop(
     result
 }
 
-fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, config: &StreamsConfig, shared: &Arc<ClientShared>) -> Result<()> {
-    let poll = config.poll()?;
-    let commit_interval = config.commit_interval()?;
+fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, settings: &Settings, shared: &Arc<ClientShared>) -> Result<()> {
+    let (poll, commit_interval) = (settings.poll, settings.commit_interval);
     let mut last_commit = Instant::now();
     while !shared.shutdown.load(Ordering::Acquire) {
         let mut timeout = poll;

@@ -179,9 +179,12 @@ impl TaskManager {
         let mut processed = 0;
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let _span = tracing::trace_span!("task", task_id = %managed.task.id()).entered();
+            let enforced = managed.task.metrics().enforced_processing;
             while managed.task.process(now)? {
                 processed += 1;
             }
+            let enforced = managed.task.metrics().enforced_processing - enforced;
+            self.shared.metrics.enforced_processing.fetch_add(enforced, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(processed)
     }

@@ -54,7 +54,7 @@ pub fn produce_at(
                     record = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err((e, _)) => return Err(StreamsError::Send { topic: topic.to_string(), message: e.to_string() }),
+                Err((e, _)) => return Err(StreamsError::Send { topic: topic.to_string(), source: e }),
             }
         }
         sent += 1;
@@ -99,7 +99,7 @@ pub fn read_all(bootstrap_servers: &str, topic: &str, idle: Duration) -> Result<
             None => {}
         }
         if last.elapsed() > Duration::from_secs(120) {
-            return Err(StreamsError::kafka(format!("read {topic}"), "no progress for 120 s"));
+            return Err(StreamsError::Timeout(format!("reading {topic}: no progress for 120 s")));
         }
     }
     Ok(records)
@@ -122,7 +122,7 @@ pub fn exactly_once_support(bootstrap_servers: &str, topic: &str) -> Result<std:
         .set("group.id", &group)
         .create()
         .map_err(kafka("create consumer"))?;
-    let metadata = consumer.group_metadata().ok_or_else(|| StreamsError::kafka("group metadata", "none"))?;
+    let metadata = consumer.group_metadata().ok_or_else(|| StreamsError::IllegalState("the consumer has no group metadata".into()))?;
     let timeout = Duration::from_secs(30);
     producer.init_transactions(timeout).map_err(kafka("init transactions"))?;
     for (value, commit) in [("aborted", false), ("committed", true)] {
@@ -175,7 +175,7 @@ pub fn ensure_topic_with_config(bootstrap_servers: &str, topic: &str, partitions
     for result in results {
         if let Err((t, code)) = result {
             if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(StreamsError::kafka(format!("create topic {t}"), code));
+                return Err(StreamsError::kafka(format!("create topic {t}"), KafkaError::AdminOp(code)));
             }
         }
     }

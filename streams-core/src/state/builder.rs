@@ -13,7 +13,7 @@ use super::logging::ChangeLoggingKeyValueStore;
 use super::metered::{KeyValueStore, MeteredKeyValueStore};
 use super::rocksdb::RocksDbKeyValueStore;
 use super::segmented::{segments_dir, KeySchema, SegmentLocation, SegmentedBytesStore};
-use super::transactional::{TransactionBuffers, TransactionalBytesStore};
+use super::transactional::TransactionalBytesStore;
 use super::window::{SessionStore, WindowStore};
 use super::{KeyValueBytesStore, StateStore};
 use crate::collector::RecordCollector;
@@ -29,8 +29,8 @@ pub struct StoreContext {
     pub(crate) collector: Rc<RefCell<dyn RecordCollector>>,
     pub(crate) record_context: Rc<RefCell<RecordContext>>,
     pub(crate) thread_cache: Rc<RefCell<ThreadCache>>,
-    /// Under `exactly_once_v2`: where persistent stores register their transaction buffers.
-    pub(crate) transaction_buffers: Option<TransactionBuffers>,
+    /// Under `exactly_once_v2`, persistent stores buffer the open transaction's writes.
+    pub(crate) exactly_once: bool,
 }
 
 /// A store created for a task: an erased handle for the task, a typed one for processors (opaque).
@@ -209,8 +209,8 @@ fn layered(
     logging: bool,
     caching: bool,
 ) -> Box<dyn KeyValueBytesStore> {
-    if let Some(buffers) = ctx.transaction_buffers.as_ref().filter(|_| bytes.persistent()) {
-        bytes = TransactionalBytesStore::register(bytes, buffers);
+    if ctx.exactly_once && bytes.persistent() {
+        bytes = Box::new(TransactionalBytesStore::new(bytes));
     }
     if logging {
         bytes = Box::new(ChangeLoggingKeyValueStore::new(

@@ -8,8 +8,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use super::in_memory::bounds;
-use super::{FlushedEntry, KeyValueBytesStore, RestoreRecord};
+use super::iter::overlay;
+use super::{BytesIter, FlushedEntry, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::error::Result;
 use crate::record::RecordContext;
 
@@ -175,18 +175,13 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.insert(key, value.map(<[u8]>::to_vec), true)
     }
-    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.inner.range(from, to)?.into_iter().collect();
-        if from.zip(to).is_some_and(|(f, t)| f > t) {
-            return Ok(Vec::new());
+    fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
+        let base = self.inner.range(range)?;
+        if range.is_empty() {
+            return Ok(base);
         }
-        for (key, entry) in self.entries.range::<[u8], _>(bounds(from, to)) {
-            match &entry.value {
-                Some(v) => merged.insert(key.clone(), v.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+        let cached = self.entries.range::<[u8], _>(range.bounds()).map(|(k, e)| (k.as_slice(), e.value.as_deref()));
+        Ok(overlay(base, cached))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let dirty = self.entries.values().filter(|e| e.dirty).count() as u64;
@@ -209,6 +204,9 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     }
     fn persistent(&self) -> bool {
         self.inner.persistent()
+    }
+    fn commit_transaction(&mut self, durable: bool) -> Result<()> {
+        self.inner.commit_transaction(durable)
     }
     fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
         for (key, _) in batch {

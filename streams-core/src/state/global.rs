@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use rocksdb::{Options, WriteOptions, DB};
-
+use super::key_value_iterator::{Batch, KeyValueIterator};
+use super::rocksdb::RocksDbKeyValueStore;
+use super::KeyRange;
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::serdes::SerdeRef;
 
@@ -20,8 +21,9 @@ pub trait GlobalBytesStore: Send + Sync + fmt::Debug {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Puts `value` under `key`; `None` deletes.
     fn put(&self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
-    /// Every entry, ordered by key bytes.
-    fn all(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// At most `limit` entries from the start of `range`, in key order (one batch of a scan).
+    #[doc(hidden)]
+    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Makes writes durable.
     fn flush(&self) -> Result<()>;
     /// Whether the data lives on disk (and a checkpoint may skip what it holds).
@@ -46,8 +48,12 @@ impl GlobalBytesStore for InMemoryGlobalStore {
         };
         Ok(())
     }
-    fn all(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        Ok(self.map.read().expect("global store lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let map = self.map.read().expect("global store lock");
+        Ok(map.range::<[u8], _>(range.bounds()).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
     fn flush(&self) -> Result<()> {
         Ok(())
@@ -57,57 +63,21 @@ impl GlobalBytesStore for InMemoryGlobalStore {
     }
 }
 
-/// A global store in RocksDB at `<state.dir>/<application.id>/global/rocksdb/<store>`.
-pub(crate) struct RocksDbGlobalStore {
-    name: String,
-    path: PathBuf,
-    db: DB,
-}
-
-impl fmt::Debug for RocksDbGlobalStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RocksDbGlobalStore").field("name", &self.name).field("path", &self.path).finish()
-    }
-}
-
-impl RocksDbGlobalStore {
-    pub(crate) fn open(name: &str, global_dir: &Path) -> Result<Self> {
-        let path = global_dir.join("rocksdb").join(name);
-        std::fs::create_dir_all(&path).map_err(|e| StreamsError::io(&path, e))?;
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        let db = DB::open(&options, &path)
-            .map_err(|e| StreamsError::store(name, format!("cannot open RocksDB at {}: {e}", path.display())))?;
-        Ok(RocksDbGlobalStore { name: name.to_string(), path, db })
-    }
-
-    fn err(&self, op: &str, e: rocksdb::Error) -> StreamsError {
-        StreamsError::store(&self.name, format!("RocksDB {op} failed at {}: {e}", self.path.display()))
-    }
-}
-
-impl GlobalBytesStore for RocksDbGlobalStore {
+/// A global store in RocksDB at `<state.dir>/<application.id>/global/rocksdb/<store>`: the
+/// same store as a task's, shared between threads. The topic is its log: no write-ahead log,
+/// flushed before each checkpoint.
+impl GlobalBytesStore for RocksDbKeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get(key).map_err(|e| self.err("get", e))
+        self.read(key)
     }
     fn put(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        // The topic is the log: no write-ahead log; flushed before each checkpoint.
-        let mut options = WriteOptions::default();
-        options.disable_wal(true);
-        match value {
-            Some(v) => self.db.put_opt(key, v, &options),
-            None => self.db.delete_opt(key, &options),
-        }
-        .map_err(|e| self.err("put", e))
+        self.write(key, value)
     }
-    fn all(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.db
-            .iterator(rocksdb::IteratorMode::Start)
-            .map(|item| item.map(|(k, v)| (k.into_vec(), v.into_vec())).map_err(|e| self.err("iterate", e)))
-            .collect()
+    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan(range)?.take(limit).collect()
     }
     fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| self.err("flush", e))
+        self.flush_memtables()
     }
     fn persistent(&self) -> bool {
         true
@@ -129,7 +99,7 @@ impl GlobalStoreSpec {
     /// Opens the store under `global_dir` (`<state.dir>/<application.id>/global`).
     pub(crate) fn open(&self, global_dir: &Path) -> Result<Arc<dyn GlobalBytesStore>> {
         Ok(if self.persistent {
-            Arc::new(RocksDbGlobalStore::open(&self.name, global_dir)?)
+            Arc::new(RocksDbKeyValueStore::open(&self.name, global_dir)?)
         } else {
             Arc::new(InMemoryGlobalStore::default())
         })
@@ -187,17 +157,16 @@ impl<K: 'static, V: 'static> GlobalKeyValueStore<K, V> {
             .map_err(|e| self.serde_err("value", e))
     }
 
-    /// Every entry, ordered by key bytes.
-    pub fn all(&self) -> Result<Vec<(K, V)>> {
-        self.bytes
-            .all()?
-            .into_iter()
-            .map(|(k, v)| {
-                let key = self.key_serde.deserialize(&self.name, Some(&k)).map_err(|e| self.serde_err("key", e))?;
-                let value = self.value_serde.deserialize(&self.name, Some(&v)).map_err(|e| self.serde_err("value", e))?;
-                Ok((key, value))
+    /// Every entry, ordered by key bytes, streamed in batches (see [`KeyValueIterator`]).
+    pub fn all(&self) -> Result<KeyValueIterator<K, V>> {
+        let store = self.clone();
+        KeyValueIterator::from_batches(KeyRange::all(), move |range, n| {
+            Batch::decoded(store.bytes.range(range, n)?, n, |k, v| {
+                let key = store.key_serde.deserialize(&store.name, Some(k)).map_err(|e| store.serde_err("key", e))?;
+                let value = store.value_serde.deserialize(&store.name, Some(v)).map_err(|e| store.serde_err("value", e))?;
+                Ok(Some((key, value)))
             })
-            .collect()
+        })
     }
 }
 
@@ -217,9 +186,9 @@ mod tests {
             let writer = std::thread::spawn(move || bytes.put(b"k", Some(&7i64.to_be_bytes())).unwrap());
             writer.join().unwrap();
             assert_eq!(handle.get(&"k".to_string()).unwrap(), Some(7));
-            assert_eq!(store.all().unwrap(), vec![("k".to_string(), 7)]);
+            assert_eq!(store.all().unwrap().map(Result::unwrap).collect::<Vec<_>>(), vec![("k".to_string(), 7)]);
         }
-        let reopened = RocksDbGlobalStore::open("g", dir.path()).unwrap();
+        let reopened = RocksDbKeyValueStore::open("g", dir.path()).unwrap();
         assert_eq!(reopened.get(b"k").unwrap(), Some(7i64.to_be_bytes().to_vec()));
     }
 }

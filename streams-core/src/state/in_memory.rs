@@ -1,9 +1,8 @@
 //! The in-memory bytes store: an ordered map.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
-use super::{KeyValueBytesStore, RestoreRecord};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::error::Result;
 
 /// A key-value store held in a `BTreeMap`, ordered by key bytes.
@@ -17,10 +16,6 @@ impl InMemoryKeyValueStore {
     pub(crate) fn new(name: &str) -> Self {
         InMemoryKeyValueStore { name: name.to_string(), map: BTreeMap::new() }
     }
-}
-
-pub(crate) fn bounds<'a>(from: Option<&'a [u8]>, to: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
-    (from.map_or(Bound::Unbounded, Bound::Included), to.map_or(Bound::Unbounded, Bound::Included))
 }
 
 impl KeyValueBytesStore for InMemoryKeyValueStore {
@@ -37,17 +32,11 @@ impl KeyValueBytesStore for InMemoryKeyValueStore {
         };
         Ok(())
     }
-    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if let (Some(f), Some(t)) = (from, to) {
-            if f > t {
-                return Ok(Vec::new());
-            }
+    fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
+        if range.is_empty() {
+            return Ok(Box::new(std::iter::empty()));
         }
-        Ok(self
-            .map
-            .range::<[u8], _>(bounds(from, to))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(Box::new(self.map.range::<[u8], _>(range.bounds()).map(|(k, v)| Ok((k.clone(), v.clone())))))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         Ok(self.map.len() as u64)
@@ -60,6 +49,9 @@ impl KeyValueBytesStore for InMemoryKeyValueStore {
     }
     fn persistent(&self) -> bool {
         false
+    }
+    fn commit_transaction(&mut self, _durable: bool) -> Result<()> {
+        Ok(())
     }
     fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
         for (key, value) in batch {

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::{KeyValueBytesStore, RestoreRecord};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::collector::RecordCollector;
 use crate::error::Result;
 use crate::record::{ProducerRecord, RecordContext};
@@ -57,8 +57,8 @@ impl KeyValueBytesStore for ChangeLoggingKeyValueStore {
             headers: Vec::new(),
         })
     }
-    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.inner.range(from, to)
+    fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
+        self.inner.range(range)
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         self.inner.approximate_num_entries()
@@ -71,6 +71,9 @@ impl KeyValueBytesStore for ChangeLoggingKeyValueStore {
     }
     fn persistent(&self) -> bool {
         self.inner.persistent()
+    }
+    fn commit_transaction(&mut self, durable: bool) -> Result<()> {
+        self.inner.commit_transaction(durable)
     }
     fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
         self.inner.restore(batch)

@@ -4,7 +4,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use super::{KeyValueBytesStore, RestoreRecord, StateStore};
+use super::key_value_iterator::KeyValueIterator;
+use super::{KeyRange, KeyValueBytesStore, RestoreRecord, StateStore};
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::serdes::{Serde, SerdeRef};
 
@@ -72,13 +73,10 @@ impl<K: 'static, V: 'static> MeteredKeyValueStore<K, V> {
             .collect()
     }
 
-    fn entries(&self, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>> {
-        raw.into_iter()
-            .map(|(k, v)| {
-                let value = self.value(Some(&v))?.expect("present bytes give a value");
-                Ok((self.key(&k)?, value))
-            })
-            .collect()
+    /// A raw entry as a typed pair.
+    fn entry(&self, key: &[u8], value: &[u8]) -> Result<Option<(K, V)>> {
+        let Some(value) = self.value(Some(value))? else { return Ok(None) };
+        Ok(Some((self.key(key)?, value)))
     }
 }
 
@@ -100,6 +98,9 @@ impl<K: 'static, V: 'static> StateStore for MeteredKeyValueStore<K, V> {
     }
     fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()> {
         self.inner.restore(batch)
+    }
+    fn commit_transaction(&mut self, durable: bool) -> Result<()> {
+        self.inner.commit_transaction(durable)
     }
 }
 
@@ -185,41 +186,35 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// Entries with `from <= key <= to`, ordered by serialized key bytes.
-    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
-        let mut s = self.inner.borrow_mut();
-        let (f, t) = (s.key_bytes(from)?, s.key_bytes(to)?);
-        let raw = s.inner.range(Some(&f), Some(&t))?;
-        s.entries(raw)
+    pub fn range(&self, from: &K, to: &K) -> Result<KeyValueIterator<K, V>> {
+        let range = {
+            let s = self.inner.borrow();
+            KeyRange::inclusive(Some(&s.key_bytes(from)?), Some(&s.key_bytes(to)?))
+        };
+        self.scan(range)
     }
 
     /// Entries whose serialized key starts with the bytes of `prefix` serialized by
     /// `prefix_serde`, ordered by key bytes.
-    pub fn prefix_scan<P: 'static>(&self, prefix: &P, prefix_serde: &dyn Serde<P>) -> Result<Vec<(K, V)>> {
-        let mut s = self.inner.borrow_mut();
-        let prefix = prefix_serde
-            .serialize(&s.serde_topic, prefix)
-            .map_err(|e| s.serde_err("prefix", e))?
-            .unwrap_or_default();
-        // The first key after every key with this prefix: the prefix with its last byte below
-        // 0xff incremented (none if it is all 0xff).
-        let mut upper = prefix.clone();
-        while upper.last() == Some(&0xff) {
-            upper.pop();
-        }
-        if let Some(last) = upper.last_mut() {
-            *last += 1;
-        }
-        let to = (!upper.is_empty()).then_some(upper.as_slice());
-        let raw = s.inner.range(Some(&prefix), to)?;
-        let raw = raw.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
-        s.entries(raw)
+    pub fn prefix_scan<P: 'static>(&self, prefix: &P, prefix_serde: &dyn Serde<P>) -> Result<KeyValueIterator<K, V>> {
+        let range = {
+            let s = self.inner.borrow();
+            let prefix = prefix_serde
+                .serialize(&s.serde_topic, prefix)
+                .map_err(|e| s.serde_err("prefix", e))?
+                .unwrap_or_default();
+            KeyRange::prefix(&prefix)
+        };
+        self.scan(range)
     }
 
     /// All entries, ordered by serialized key bytes.
-    pub fn all(&self) -> Result<Vec<(K, V)>> {
-        let mut s = self.inner.borrow_mut();
-        let raw = s.inner.range(None, None)?;
-        s.entries(raw)
+    pub fn all(&self) -> Result<KeyValueIterator<K, V>> {
+        self.scan(KeyRange::all())
+    }
+
+    fn scan(&self, range: KeyRange) -> Result<KeyValueIterator<K, V>> {
+        KeyValueIterator::new(self.inner.clone(), range, |s, k, v| s.entry(k, v))
     }
 
     /// An estimate of the number of entries.
@@ -303,14 +298,15 @@ mod tests {
         assert_eq!(store.put_if_absent(&"b".into(), &5).unwrap(), Some(2));
         assert_eq!(store.put_if_absent(&"a".into(), &1).unwrap(), None);
         store.put(&"c".into(), &3).unwrap();
-        assert_eq!(store.range(&"a".into(), &"b".into()).unwrap(), vec![("a".into(), 1), ("b".into(), 2)]);
+        let range: Vec<(String, i64)> = store.range(&"a".into(), &"b".into()).unwrap().map(Result::unwrap).collect();
+        assert_eq!(range, vec![("a".into(), 1), ("b".into(), 2)]);
         assert_eq!(store.delete(&"c".into()).unwrap(), Some(3));
         assert_eq!(store.get(&"c".into()).unwrap(), None);
-        assert_eq!(store.all().unwrap().len(), 2);
+        assert_eq!(store.all().unwrap().count(), 2);
         assert_eq!(store.approximate_num_entries().unwrap(), 2);
         store.put(&"ab".into(), &3).unwrap();
         store.put(&"b".into(), &4).unwrap();
-        let prefixed: Vec<String> = store.prefix_scan(&"a".to_string(), &Serdes::string()).unwrap().into_iter().map(|(k, _)| k).collect();
+        let prefixed: Vec<String> = store.prefix_scan(&"a".to_string(), &Serdes::string()).unwrap().map(|e| e.unwrap().0).collect();
         assert_eq!(prefixed, vec!["a".to_string(), "ab".to_string()]);
         assert!(!store.enable_flush_forwarding());
     }

@@ -6,6 +6,8 @@ mod builder;
 mod caching;
 mod global;
 mod in_memory;
+mod iter;
+mod key_value_iterator;
 mod logging;
 mod metered;
 mod rocksdb;
@@ -18,8 +20,9 @@ pub use builder::{
     StoreBuilder, StoreContext, Stores, WindowStoreBuilder,
 };
 pub use caching::ThreadCache;
-pub(crate) use transactional::TransactionBuffers;
+pub(crate) use iter::{BytesIter, KeyRange};
 pub use global::{GlobalBytesStore, GlobalKeyValueStore, GlobalStoreSpec, GlobalStores};
+pub use key_value_iterator::KeyValueIterator;
 pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
 pub use metered::{CacheFlush, KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
 
@@ -43,6 +46,9 @@ pub trait StateStore {
     /// Drops cached writes without writing them down (before a dirty close: they may belong
     /// to an aborted transaction, or to records that will be processed again).
     fn discard_cache(&mut self);
+    /// Under exactly-once, after the Kafka transaction committed: writes the store's buffered
+    /// writes down; with `durable`, also makes them durable (before a checkpoint).
+    fn commit_transaction(&mut self, durable: bool) -> Result<()>;
 }
 
 /// A key-value store of bytes; implemented by each inner layer.
@@ -53,8 +59,8 @@ pub trait KeyValueBytesStore {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Puts `value` under `key`; `None` deletes.
     fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
-    /// Entries with `from <= key <= to` in byte order; `None` bounds are open.
-    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The entries in `range`, in byte order, streamed from the layers below.
+    fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>>;
     /// An estimate of the number of entries.
     fn approximate_num_entries(&mut self) -> Result<u64>;
     /// Makes writes durable (and writes cached entries down).
@@ -65,6 +71,8 @@ pub trait KeyValueBytesStore {
     fn persistent(&self) -> bool;
     /// Applies changelog records to the innermost store.
     fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()>;
+    /// See [`StateStore::commit_transaction`]; only the transaction buffer has work to do.
+    fn commit_transaction(&mut self, durable: bool) -> Result<()>;
     /// Asks a caching layer to keep what it flushes for [`take_flushed`](Self::take_flushed);
     /// returns whether this store caches.
     fn enable_flush_forwarding(&mut self) -> bool {
@@ -106,9 +114,12 @@ pub(crate) fn check_bytes_store(store: &mut dyn KeyValueBytesStore) {
     store.put(b"c", None).unwrap();
     assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
     assert_eq!(store.get(b"c").unwrap(), None);
-    let range = store.range(Some(b"b"), Some(b"d")).unwrap();
+    let range: Vec<_> = store.range(&KeyRange::inclusive(Some(b"b"), Some(b"d"))).unwrap().map(Result::unwrap).collect();
     assert_eq!(range, vec![(b"b".to_vec(), b"2".to_vec()), (b"d".to_vec(), b"4".to_vec())]);
-    assert_eq!(store.range(None, None).unwrap().len(), 3);
+    assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 3);
+    assert_eq!(store.range(&KeyRange::inclusive(Some(b"d"), Some(b"b"))).unwrap().count(), 0);
+    let after: Vec<_> = store.range(&KeyRange::all().after(b"b")).unwrap().map(|e| e.unwrap().0).collect();
+    assert_eq!(after, vec![b"d".to_vec()]);
     store.flush().unwrap();
     store.restore(&[(b"e".to_vec(), Some(b"5".to_vec())), (b"a".to_vec(), None)]).unwrap();
     assert_eq!(store.get(b"e").unwrap(), Some(b"5".to_vec()));

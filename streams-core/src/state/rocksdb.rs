@@ -1,13 +1,13 @@
-//! The persistent bytes store: one RocksDB instance per store per task.
+//! The persistent bytes store: one RocksDB instance per store per task (and per global store).
 //!
 //! The changelog topic is the store's write-ahead log, so RocksDB's own WAL is off and
 //! memtables are flushed at each commit, before the checkpoint is written.
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{Direction, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
-use super::{KeyValueBytesStore, RestoreRecord};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::error::{Result, StreamsError};
 
 /// A RocksDB-backed key-value store at `<task dir>/rocksdb/<store>`.
@@ -57,14 +57,14 @@ impl RocksDbKeyValueStore {
     }
 }
 
-impl KeyValueBytesStore for RocksDbKeyValueStore {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+/// Reads and writes take `&self` (RocksDB is thread-safe), so the same store serves a task's
+/// stores and, shared between threads, the global stores.
+impl RocksDbKeyValueStore {
+    pub(crate) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db()?.get(key).map_err(|e| self.err("get", e))
     }
-    fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+
+    pub(crate) fn write(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         let db = self.db()?;
         let result = match value {
             Some(v) => db.put_opt(key, v, &self.write_options),
@@ -72,21 +72,51 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
         };
         result.map_err(|e| self.err("put", e))
     }
-    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let db = self.db()?;
-        let mode = match from {
-            Some(f) => IteratorMode::From(f, Direction::Forward),
+
+    pub(crate) fn scan(&self, range: &KeyRange) -> Result<BytesIter<'_>> {
+        if range.is_empty() {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        // Bounds in the read options let RocksDB stop at the range's end (and skip the
+        // tombstones beyond it) instead of the caller.
+        let mut options = ReadOptions::default();
+        if let Some(from) = &range.from {
+            options.set_iterate_lower_bound(from.clone());
+        }
+        if let Some(until) = &range.until {
+            options.set_iterate_upper_bound(until.clone());
+        }
+        let mode = match &range.from {
+            Some(from) => IteratorMode::From(from, Direction::Forward),
             None => IteratorMode::Start,
         };
-        let mut out = Vec::new();
-        for item in db.iterator(mode) {
-            let (key, value) = item.map_err(|e| self.err("iterate", e))?;
-            if to.is_some_and(|t| &*key > t) {
-                break;
-            }
-            out.push((key.into_vec(), value.into_vec()));
-        }
-        Ok(out)
+        let iter = self.db()?.iterator_opt(mode, options);
+        Ok(Box::new(iter.map(move |item| {
+            item.map(|(key, value)| (key.into_vec(), value.into_vec())).map_err(|e| self.err("iterate", e))
+        })))
+    }
+
+    /// Writes the memtables to disk and waits.
+    pub(crate) fn flush_memtables(&self) -> Result<()> {
+        let db = self.db()?;
+        let mut options = FlushOptions::default();
+        options.set_wait(true);
+        db.flush_opt(&options).map_err(|e| self.err("flush", e))
+    }
+}
+
+impl KeyValueBytesStore for RocksDbKeyValueStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key)
+    }
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.write(key, value)
+    }
+    fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
+        self.scan(range)
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let db = self.db()?;
@@ -96,10 +126,7 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
             .unwrap_or(0))
     }
     fn flush(&mut self) -> Result<()> {
-        let db = self.db()?;
-        let mut options = FlushOptions::default();
-        options.set_wait(true);
-        db.flush_opt(&options).map_err(|e| self.err("flush", e))
+        self.flush_memtables()
     }
     fn close(&mut self) -> Result<()> {
         if self.db.is_some() {
@@ -110,6 +137,9 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
     }
     fn persistent(&self) -> bool {
         true
+    }
+    fn commit_transaction(&mut self, _durable: bool) -> Result<()> {
+        Ok(())
     }
     fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
         let mut write = WriteBatch::default();

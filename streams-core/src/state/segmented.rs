@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use super::in_memory::InMemoryKeyValueStore;
 use super::rocksdb::RocksDbKeyValueStore;
-use super::{KeyValueBytesStore, RestoreRecord};
+use super::iter::merge_disjoint;
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::error::{Result, StreamsError};
 
 const TS: usize = 8;
@@ -248,10 +249,14 @@ impl KeyValueBytesStore for SegmentedBytesStore {
     }
     /// Bounds that are one record key's composite keys (a fetch of one key's windows or
     /// sessions) only visit the segments of their time range.
-    fn range(&mut self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let times = match (from, to) {
-            (Some(f), Some(t)) if self.schema.key_of(f).is_some() && self.schema.key_of(f) == self.schema.key_of(t) => {
-                self.schema.segment_time(f).zip(self.schema.segment_time(t)).filter(|(lo, hi)| lo <= hi)
+    fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
+        let schema = self.schema;
+        let times = match (&range.from, &range.until) {
+            (Some(f), Some(u)) => {
+                // An inclusive upper bound arrives as its successor (a zero byte appended).
+                let u = if u.len() == f.len() + 1 { u.strip_suffix(&[0]).unwrap_or(u) } else { u };
+                let one_key = u.len() == f.len() && schema.key_of(f).is_some() && schema.key_of(f) == schema.key_of(u);
+                one_key.then(|| schema.segment_time(f).zip(schema.segment_time(u))).flatten().filter(|(lo, hi)| lo <= hi)
             }
             _ => None,
         };
@@ -259,11 +264,8 @@ impl KeyValueBytesStore for SegmentedBytesStore {
             Some((lo, hi)) => self.segment_id(lo)..=self.segment_id(hi),
             None => i64::MIN..=i64::MAX,
         };
-        let mut merged = BTreeMap::new();
-        for segment in self.segments.range_mut(ids).map(|(_, s)| s) {
-            merged.extend(segment.range(from, to)?);
-        }
-        Ok(merged.into_iter().collect())
+        let scans = self.segments.range_mut(ids).map(|(_, s)| s.range(range)).collect::<Result<Vec<_>>>()?;
+        Ok(merge_disjoint(scans))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let mut total = 0;
@@ -282,6 +284,9 @@ impl KeyValueBytesStore for SegmentedBytesStore {
     }
     fn persistent(&self) -> bool {
         matches!(self.location, SegmentLocation::RocksDb(_))
+    }
+    fn commit_transaction(&mut self, _durable: bool) -> Result<()> {
+        Ok(())
     }
     fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
         for (key, value) in batch {
@@ -335,13 +340,13 @@ mod tests {
             }
             let mut times = |from: i64, to: i64| -> Vec<i64> {
                 let (lo, hi) = (key(b"a", from), key(b"a", to));
-                let found = store.range(Some(&lo), Some(&hi)).unwrap();
-                found.iter().filter(|(k, _)| schema.key_of(k) == Some(&b"a"[..])).map(|(k, _)| schema.segment_time(k).unwrap()).collect()
+                let found = store.range(&KeyRange::inclusive(Some(&lo), Some(&hi))).unwrap().map(|e| e.unwrap().0);
+                found.filter(|k| schema.key_of(k) == Some(&b"a"[..])).map(|k| schema.segment_time(&k).unwrap()).collect()
             };
             assert_eq!(times(60_000, 150_000), vec![70_000, 140_000]);
             assert_eq!(times(5, 1_000_000), vec![70_000, 140_000, 300_000]);
             assert_eq!(times(0, 0), vec![0]);
-            assert_eq!(store.range(None, None).unwrap().len(), 12);
+            assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 12);
         }
     }
 
@@ -350,7 +355,7 @@ mod tests {
         let mut store = SegmentedBytesStore::open("w", schema(), MIN, SegmentLocation::InMemory).unwrap();
         store.put(&window_key(b"k", 0, None), Some(b"0")).unwrap();
         store.put(&window_key(b"k", MIN, None), Some(b"1")).unwrap();
-        assert_eq!(store.range(None, None).unwrap().len(), 2);
+        assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 2);
         // Stream time 3 min: segment [0, 1 min) is older than retention (1 min) and goes.
         store.put(&window_key(b"k", 3 * MIN, None), Some(b"3")).unwrap();
         assert_eq!(store.get(&window_key(b"k", 0, None)).unwrap(), None);
@@ -370,7 +375,7 @@ mod tests {
         store.put(&window_key(b"k", MIN, None), Some(b"1")).unwrap();
         store.close().unwrap();
         let mut store = SegmentedBytesStore::open("w", schema(), MIN, location).unwrap();
-        assert_eq!(store.range(None, None).unwrap().len(), 2);
+        assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 2);
         store.put(&window_key(b"k", 3 * MIN, None), Some(b"3")).unwrap();
         let dirs: Vec<String> = std::fs::read_dir(segments_dir(dir.path(), "w"))
             .unwrap()

@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use super::metered::{CacheFlush, MeteredKeyValueStore};
 use super::segmented::{session_key, window_key, KeySchema};
-use super::StateStore;
+use super::key_value_iterator::KeyValueIterator;
+use super::{KeyRange, StateStore};
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::serdes::{Serde, SerdeRef};
 
@@ -176,7 +177,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// The value of `key` in the window starting at `window_start`.
     pub fn fetch(&self, key: &K, window_start: i64) -> Result<Option<V>> {
         if self.retain_duplicates {
-            return Ok(self.fetch_range(key, window_start, window_start)?.into_iter().next().map(|(_, v)| v));
+            return Ok(self.fetch_range(key, window_start, window_start)?.next().transpose()?.map(|(_, v)| v));
         }
         let mut s = self.inner.borrow_mut();
         let k = s.key_bytes(key)?;
@@ -184,56 +185,48 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         s.value(raw.as_deref())
     }
 
-    /// `(window start, value)` of `key` for windows starting in `[from, to]`, by start time.
-    pub fn fetch_range(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>> {
+    /// `(window start, value)` of `key` for windows starting in `[from, to]`, by start time
+    /// (Kafka Streams' `WindowStoreIterator`).
+    pub fn fetch_range(&self, key: &K, from: i64, to: i64) -> Result<KeyValueIterator<i64, V>> {
         // Window starts are never negative (and would not sort as numbers if they were).
         let from = from.max(0);
-        if from > to {
-            return Ok(Vec::new());
-        }
         let schema = self.schema();
-        let mut s = self.inner.borrow_mut();
-        let k = s.key_bytes(key)?;
+        let k = self.inner.borrow().key_bytes(key)?;
         let seq = |n| self.retain_duplicates.then_some(n);
-        let raw = s.inner.range(Some(&window_key(&k, from, seq(0))), Some(&window_key(&k, to, seq(u32::MAX))))?;
-        let mut out = Vec::new();
-        for (bytes, value) in raw {
+        let range = if from > to {
+            KeyRange::empty()
+        } else {
+            KeyRange::inclusive(Some(&window_key(&k, from, seq(0))), Some(&window_key(&k, to, seq(u32::MAX))))
+        };
+        KeyValueIterator::new(self.inner.clone(), range, move |s, bytes, value| {
             // Range bounds are bytes: a longer key with this key as prefix may fall inside.
-            if schema.key_of(&bytes) != Some(&k[..]) {
-                continue;
+            if schema.key_of(bytes) != Some(&k[..]) {
+                return Ok(None);
             }
-            let (start, _) = schema.times_of(&bytes).expect("key_of checked the length");
-            if let Some(value) = s.value(Some(&value))? {
-                out.push((start, value));
-            }
-        }
-        Ok(out)
+            let (start, _) = schema.times_of(bytes).expect("key_of checked the length");
+            Ok(s.value(Some(value))?.map(|value| (start, value)))
+        })
     }
 
     /// All entries with a window start in `[from, to]`, ordered by key bytes then start.
-    pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(Windowed<K>, V)>> {
-        Ok(self.all()?.into_iter().filter(|(w, _)| w.window.start >= from && w.window.start <= to).collect())
+    pub fn fetch_all(&self, from: i64, to: i64) -> Result<KeyValueIterator<Windowed<K>, V>> {
+        self.scan(move |w| w.window.start >= from && w.window.start <= to)
     }
 
     /// All entries, ordered by key bytes then window start.
-    pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>> {
-        let mut s = self.inner.borrow_mut();
-        let raw = s.inner.range(None, None)?;
-        raw.into_iter()
-            .map(|(bytes, value)| {
-                let windowed = self.decode(&s, &bytes)?;
-                Ok((windowed, s.value(Some(&value))?.expect("present bytes give a value")))
-            })
-            .collect()
+    pub fn all(&self) -> Result<KeyValueIterator<Windowed<K>, V>> {
+        self.scan(|_| true)
     }
 
-    fn decode(&self, s: &MeteredKeyValueStore<K, V>, bytes: &[u8]) -> Result<Windowed<K>> {
-        let schema = self.schema();
-        let (key, (start, _)) = schema
-            .key_of(bytes)
-            .zip(schema.times_of(bytes))
-            .ok_or_else(|| StreamsError::store(&s.name, "corrupt window key"))?;
-        Ok(Windowed::new(s.key(key)?, Window::new(start, start.saturating_add(self.window_size))))
+    fn scan(&self, keep: impl Fn(&Windowed<K>) -> bool + 'static) -> Result<KeyValueIterator<Windowed<K>, V>> {
+        let (schema, window_size) = (self.schema(), self.window_size);
+        KeyValueIterator::new(self.inner.clone(), KeyRange::all(), move |s, bytes, value| {
+            let windowed = decode_window(s, schema, window_size, bytes)?;
+            if !keep(&windowed) {
+                return Ok(None);
+            }
+            Ok(s.value(Some(value))?.map(|value| (windowed, value)))
+        })
     }
 
     /// See [`KeyValueStore::enable_flush_forwarding`](super::KeyValueStore::enable_flush_forwarding).
@@ -248,8 +241,23 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 
     /// The entries the cache wrote down since the last call.
     pub fn take_flushed(&self) -> Result<Vec<CacheFlush<Windowed<K>, V>>> {
-        self.inner.borrow_mut().take_flushed(|s, key| self.decode(s, key))
+        let (schema, window_size) = (self.schema(), self.window_size);
+        self.inner.borrow_mut().take_flushed(|s, key| decode_window(s, schema, window_size, key))
     }
+}
+
+/// The windowed key of a composite window-store key.
+fn decode_window<K: 'static, V: 'static>(
+    s: &MeteredKeyValueStore<K, V>,
+    schema: KeySchema,
+    window_size: i64,
+    bytes: &[u8],
+) -> Result<Windowed<K>> {
+    let (key, (start, _)) = schema
+        .key_of(bytes)
+        .zip(schema.times_of(bytes))
+        .ok_or_else(|| StreamsError::store(&s.name, "corrupt window key"))?;
+    Ok(Windowed::new(s.key(key)?, Window::new(start, start.saturating_add(window_size))))
 }
 
 /// A typed session store: one aggregate per key and session `[start, end]`.
@@ -307,36 +315,30 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
 
     /// Sessions of `key` that end at or after `earliest_end` and start at or before
     /// `latest_start`: the ones a record at time t with gap g merges with, for
-    /// `earliest_end = t - g` and `latest_start = t + g`.
-    pub fn find_sessions(&self, key: &K, earliest_end: i64, latest_start: i64) -> Result<Vec<(Windowed<K>, V)>> {
-        let mut s = self.inner.borrow_mut();
-        let k = s.key_bytes(key)?;
+    /// `earliest_end = t - g` and `latest_start = t + g`. Ordered by session end, then start.
+    pub fn find_sessions(&self, key: &K, earliest_end: i64, latest_start: i64) -> Result<KeyValueIterator<Windowed<K>, V>> {
+        let k = self.inner.borrow().key_bytes(key)?;
         let from = session_key(&k, 0, earliest_end.max(0));
         let to = session_key(&k, i64::MAX, i64::MAX);
-        let raw = s.inner.range(Some(&from), Some(&to))?;
-        let mut out = Vec::new();
-        for (bytes, value) in raw {
-            if KeySchema::Session.key_of(&bytes) != Some(&k[..]) {
-                continue;
+        KeyValueIterator::new(self.inner.clone(), KeyRange::inclusive(Some(&from), Some(&to)), move |s, bytes, value| {
+            if KeySchema::Session.key_of(bytes) != Some(&k[..]) {
+                return Ok(None);
             }
-            let (start, end) = KeySchema::Session.times_of(&bytes).expect("key_of checked the length");
-            if end >= earliest_end && start <= latest_start {
-                if let Some(value) = s.value(Some(&value))? {
-                    out.push((Windowed::new(s.key(&k)?, Window::new(start, end)), value));
-                }
+            let (start, end) = KeySchema::Session.times_of(bytes).expect("key_of checked the length");
+            if end < earliest_end || start > latest_start {
+                return Ok(None);
             }
-        }
-        out.sort_by_key(|(w, _)| w.window.start);
-        Ok(out)
+            let Some(value) = s.value(Some(value))? else { return Ok(None) };
+            Ok(Some((Windowed::new(s.key(&k)?, Window::new(start, end)), value)))
+        })
     }
 
-    /// All sessions, ordered by key bytes then end.
-    pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>> {
-        let mut s = self.inner.borrow_mut();
-        let raw = s.inner.range(None, None)?;
-        raw.into_iter()
-            .map(|(bytes, value)| Ok((Self::decode(&s, &bytes)?, s.value(Some(&value))?.expect("present"))))
-            .collect()
+    /// All sessions, ordered by key bytes, then end, then start.
+    pub fn all(&self) -> Result<KeyValueIterator<Windowed<K>, V>> {
+        KeyValueIterator::new(self.inner.clone(), KeyRange::all(), |s, bytes, value| {
+            let Some(value) = s.value(Some(value))? else { return Ok(None) };
+            Ok(Some((Self::decode(s, bytes)?, value)))
+        })
     }
 
     fn decode(s: &MeteredKeyValueStore<K, V>, bytes: &[u8]) -> Result<Windowed<K>> {
@@ -371,6 +373,10 @@ mod tests {
     use crate::state::segmented::{SegmentLocation, SegmentedBytesStore};
     use std::sync::Arc;
 
+    fn collect<K: 'static, V: 'static>(iter: Result<KeyValueIterator<K, V>>) -> Vec<(K, V)> {
+        iter.unwrap().map(Result::unwrap).collect()
+    }
+
     fn metered(schema: KeySchema) -> MeteredKeyValueStore<String, i64> {
         let bytes = SegmentedBytesStore::open("w", schema, 1_000_000, SegmentLocation::InMemory).unwrap();
         MeteredKeyValueStore::new(Box::new(bytes), "t".into(), Arc::new(Serdes::string()), Arc::new(Serdes::i64()))
@@ -384,11 +390,12 @@ mod tests {
         store.put(&a, Some(&2), 10).unwrap();
         store.put(&a, Some(&3), 20).unwrap();
         store.put(&ab, Some(&9), 10).unwrap();
-        assert_eq!(store.fetch_range(&a, 5, 20).unwrap(), vec![(10, 2), (20, 3)]);
+        assert_eq!(collect(store.fetch_range(&a, 5, 20)), vec![(10, 2), (20, 3)]);
+        assert_eq!(collect(store.fetch_range(&a, 20, 5)), vec![]);
         assert_eq!(store.fetch(&a, 0).unwrap(), Some(1));
         store.put(&a, None, 0).unwrap();
         assert_eq!(store.fetch(&a, 0).unwrap(), None);
-        let all = store.fetch_all(10, 10).unwrap();
+        let all = collect(store.fetch_all(10, 10));
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].0, Windowed::new(a, Window::new(10, 20)));
     }
@@ -400,7 +407,7 @@ mod tests {
         store.put(&k, Some(&1), 5).unwrap();
         store.put(&k, Some(&2), 5).unwrap();
         store.put(&k, Some(&3), 7).unwrap();
-        assert_eq!(store.fetch_range(&k, 0, 10).unwrap(), vec![(5, 1), (5, 2), (7, 3)]);
+        assert_eq!(collect(store.fetch_range(&k, 0, 10)), vec![(5, 1), (5, 2), (7, 3)]);
     }
 
     #[test]
@@ -412,13 +419,13 @@ mod tests {
         store.put(&session(30, 40), Some(&3)).unwrap();
         store.put(&Windowed::new("kk".to_string(), Window::new(0, 100)), Some(&1)).unwrap();
         // A record at 15 with gap 5 touches [10, 20]: only the first session.
-        assert_eq!(store.find_sessions(&k, 10, 20).unwrap(), vec![(session(0, 10), 2)]);
+        assert_eq!(collect(store.find_sessions(&k, 10, 20)), vec![(session(0, 10), 2)]);
         // Gap 20 around 20: both.
-        assert_eq!(store.find_sessions(&k, 0, 40).unwrap().len(), 2);
+        assert_eq!(collect(store.find_sessions(&k, 0, 40)).len(), 2);
         assert_eq!(store.fetch_session(&k, 30, 40).unwrap(), Some(3));
         store.remove(&session(30, 40)).unwrap();
-        assert_eq!(store.find_sessions(&k, 0, 40).unwrap().len(), 1);
-        assert_eq!(store.all().unwrap().len(), 2);
+        assert_eq!(collect(store.find_sessions(&k, 0, 40)).len(), 1);
+        assert_eq!(collect(store.all()).len(), 2);
     }
 
     #[test]

@@ -248,7 +248,8 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Change<VO>>) -> Result<()> {
         let subscriptions = self.subscriptions.as_ref().expect("initialized");
         let prefix = ForeignKeyPrefix(self.prefix.clone());
-        for (key, hash) in subscriptions.prefix_scan(&record.key, &prefix)? {
+        for entry in subscriptions.prefix_scan(&record.key, &prefix)? {
+            let (key, hash) = entry?;
             let response = Response { hash: Some(hash), value: record.value.new_value.clone() };
             ctx.forward(Record { key: key.pk, value: response, timestamp: record.timestamp, headers: record.headers.clone() })?;
         }

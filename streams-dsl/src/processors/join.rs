@@ -145,7 +145,8 @@ where
         let Some(outer) = &self.outer else { return Ok(()) };
         let side = 1 - self.spec.side;
         let bound = |seq| OuterKey { timestamp, side, seq, key: None };
-        for (k, _) in outer.range(&bound(0), &bound(u64::MAX))? {
+        for entry in outer.range(&bound(0), &bound(u64::MAX))? {
+            let (k, _) = entry?;
             if k.key.as_ref() == Some(key) {
                 outer.delete(&k)?;
             }
@@ -166,7 +167,8 @@ where
         }
         let from = OuterKey { timestamp: 0, side: 0, seq: 0, key: None };
         let to = OuterKey { timestamp: horizon, side: 1, seq: u64::MAX, key: None };
-        for (k, (left, right)) in outer.range(&from, &to)? {
+        for entry in outer.range(&from, &to)? {
+            let (k, (left, right)) = entry?;
             if close(k.side, k.timestamp) > stream_time {
                 continue;
             }
@@ -193,7 +195,9 @@ where
         self.other = Some(ctx.get_window_store(&self.spec.other_store)?);
         if let Some(name) = &self.spec.outer_store {
             let outer: OuterBuffer<K, V1, V2> = ctx.get_key_value_store(name)?;
-            self.next_seq = outer.all()?.iter().map(|(k, _)| k.seq + 1).max().unwrap_or(0);
+            for entry in outer.all()? {
+                self.next_seq = self.next_seq.max(entry?.0.seq + 1);
+            }
             self.outer = Some(outer);
         }
         Ok(())
@@ -208,16 +212,18 @@ where
             return Ok(());
         }
         self.this.as_ref().expect("initialized").put(&record.key, Some(&record.value), t)?;
-        let matches = self.other.as_ref().expect("initialized").fetch_range(&record.key, t - w.before_ms, t + w.after_ms)?;
-        for (other_ts, other) in &matches {
-            let (left, right) = (self.arrange)(Some(record.value.clone()), Some(other.clone()));
+        let mut matched = false;
+        for entry in self.other.as_ref().expect("initialized").fetch_range(&record.key, t - w.before_ms, t + w.after_ms)? {
+            let (other_ts, other) = entry?;
+            matched = true;
+            let (left, right) = (self.arrange)(Some(record.value.clone()), Some(other));
             let value = (self.joiner)(&record.key, left.as_ref(), right.as_ref());
-            ctx.forward(Record { key: record.key.clone(), value, timestamp: t.max(*other_ts), headers: record.headers.clone() })?;
+            ctx.forward(Record { key: record.key.clone(), value, timestamp: t.max(other_ts), headers: record.headers.clone() })?;
             if self.spec.other_unmatched {
-                self.matched(&record.key, *other_ts)?;
+                self.matched(&record.key, other_ts)?;
             }
         }
-        if matches.is_empty() && self.spec.this_unmatched {
+        if !matched && self.spec.this_unmatched {
             let outer = self.outer.as_ref().expect("left and outer joins have a buffer");
             let key = OuterKey { timestamp: t, side: self.spec.side, seq: self.next_seq, key: Some(record.key.clone()) };
             self.next_seq += 1;

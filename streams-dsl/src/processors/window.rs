@@ -142,7 +142,11 @@ where
         let f = &self.functions;
         let ts = record.timestamp;
         let close_time = ctx.stream_time() - self.windows.grace_ms;
-        let overlapping = store.find_sessions(&record.key, ts - self.windows.gap_ms, ts + self.windows.gap_ms)?;
+        // The sessions this record merges: one key's, around one record, so few.
+        let mut overlapping = store
+            .find_sessions(&record.key, ts - self.windows.gap_ms, ts + self.windows.gap_ms)?
+            .collect::<Result<Vec<_>>>()?;
+        overlapping.sort_by_key(|(w, _)| w.window.start);
         let mut window = Window::new(ts, ts);
         let mut agg: Option<VA> = None;
         let mut same_window_old = None;
@@ -240,7 +244,7 @@ where
         }
         records.put(&record.key, Some(&record.value), t)?;
         // Every record that can bound a window containing t, in time order.
-        let nearby = records.fetch_range(&record.key, (t - d - 1).max(0), t + d + 1)?;
+        let nearby = records.fetch_range(&record.key, (t - d - 1).max(0), t + d + 1)?.collect::<Result<Vec<_>>>()?;
         let left_start = |r: i64| (r - d).max(0);
         let mut starts = std::collections::BTreeSet::new();
         // Whether a record follows `r` closely enough to give it a right window.

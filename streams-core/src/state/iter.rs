@@ -1,0 +1,222 @@
+//! Streaming scans: key ranges, the bytes iterators every store layer returns, and the merges
+//! that put a cache or a transaction buffer over the store below it, or segments side by side.
+//!
+//! Nothing here collects a scan: each layer wraps the iterator of the layer below (RocksDB
+//! iterators at the bottom), so a scan of any size holds one entry per layer at a time.
+
+use std::cmp::Ordering;
+use std::iter::Peekable;
+use std::ops::Bound;
+
+use crate::error::Result;
+
+/// The entries of a bytes scan, in key order: `(key, value)`.
+pub(crate) type BytesIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+
+/// A range of keys in byte order: `from` inclusive, `until` exclusive; `None` is open.
+///
+/// Inclusive upper bounds and exclusive lower bounds become this form through the immediate
+/// successor of a key in byte order, the key followed by a zero byte.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KeyRange {
+    pub(crate) from: Option<Vec<u8>>,
+    pub(crate) until: Option<Vec<u8>>,
+}
+
+/// The first key after `key` in byte order.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+impl KeyRange {
+    /// Every key.
+    pub(crate) fn all() -> Self {
+        KeyRange::default()
+    }
+
+    /// No key.
+    pub(crate) fn empty() -> Self {
+        KeyRange { from: Some(Vec::new()), until: Some(Vec::new()) }
+    }
+
+    /// `from <= key <= to`.
+    pub(crate) fn inclusive(from: Option<&[u8]>, to: Option<&[u8]>) -> Self {
+        KeyRange { from: from.map(<[u8]>::to_vec), until: to.map(successor) }
+    }
+
+    /// Keys that start with `prefix`.
+    pub(crate) fn prefix(prefix: &[u8]) -> Self {
+        // The first key after every key with this prefix: the prefix with its last byte below
+        // 0xff incremented (none if it is all 0xff).
+        let mut until = prefix.to_vec();
+        while until.last() == Some(&0xff) {
+            until.pop();
+        }
+        if let Some(last) = until.last_mut() {
+            *last += 1;
+        }
+        KeyRange { from: Some(prefix.to_vec()), until: (!until.is_empty()).then_some(until) }
+    }
+
+    /// The part of this range after `key`.
+    pub(crate) fn after(&self, key: &[u8]) -> Self {
+        KeyRange { from: Some(successor(key)), until: self.until.clone() }
+    }
+
+    /// Whether no key can fall in the range.
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!((&self.from, &self.until), (Some(f), Some(u)) if f >= u)
+    }
+
+    /// Whether `key` falls in the range.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        self.from.as_deref().is_none_or(|f| key >= f) && self.until.as_deref().is_none_or(|u| key < u)
+    }
+
+    /// The range as bounds for `BTreeMap::range` (check [`is_empty`](Self::is_empty) first: an
+    /// inverted range panics there).
+    pub(crate) fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            self.from.as_deref().map_or(Bound::Unbounded, Bound::Included),
+            self.until.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+        )
+    }
+}
+
+/// Entries of `base` with `overlay` written over them: on equal keys the overlay wins, and an
+/// overlay entry without a value (a pending delete) hides the base entry. Both are in key order.
+pub(crate) fn overlay<'a, O>(base: BytesIter<'a>, overlay: O) -> BytesIter<'a>
+where
+    O: Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a,
+{
+    Box::new(Overlay { base: base.peekable(), overlay: overlay.peekable() })
+}
+
+struct Overlay<'a, O: Iterator> {
+    base: Peekable<BytesIter<'a>>,
+    overlay: Peekable<O>,
+}
+
+impl<'a, O> Iterator for Overlay<'a, O>
+where
+    O: Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+{
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let order = match (self.base.peek(), self.overlay.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) | (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(Ok((base_key, _))), Some((overlay_key, _))) => base_key.as_slice().cmp(overlay_key),
+            };
+            if order == Ordering::Less {
+                return self.base.next();
+            }
+            if order == Ordering::Equal {
+                self.base.next();
+            }
+            let (key, value) = self.overlay.next().expect("peeked");
+            if let Some(value) = value {
+                return Some(Ok((key.to_vec(), value.to_vec())));
+            }
+        }
+    }
+}
+
+/// The entries of several scans with disjoint keys (the segments of one store), merged in key
+/// order.
+pub(crate) fn merge_disjoint(scans: Vec<BytesIter<'_>>) -> BytesIter<'_> {
+    match scans.len() {
+        0 => Box::new(std::iter::empty()),
+        1 => scans.into_iter().next().expect("one scan"),
+        _ => {
+            let mut scans = scans;
+            let heads = scans.iter_mut().map(Iterator::next).collect();
+            Box::new(MergeDisjoint { scans, heads })
+        }
+    }
+}
+
+struct MergeDisjoint<'a> {
+    scans: Vec<BytesIter<'a>>,
+    /// The next entry of each scan (`None`: the scan ended).
+    heads: Vec<Option<Result<(Vec<u8>, Vec<u8>)>>>,
+}
+
+impl Iterator for MergeDisjoint<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Few segments are live at once: a linear pick of the smallest head (or of an error)
+        // is enough.
+        let mut pick: Option<usize> = None;
+        for (i, head) in self.heads.iter().enumerate() {
+            match head {
+                None => {}
+                Some(Err(_)) => {
+                    pick = Some(i);
+                    break;
+                }
+                Some(Ok((key, _))) => {
+                    let smaller = pick.is_none_or(|p| matches!(&self.heads[p], Some(Ok((best, _))) if key < best));
+                    if smaller {
+                        pick = Some(i);
+                    }
+                }
+            }
+        }
+        let i = pick?;
+        let next = self.scans[i].next();
+        std::mem::replace(&mut self.heads[i], next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(entries: &[(&str, &str)]) -> BytesIter<'static> {
+        let owned: Vec<_> = entries.iter().map(|(k, v)| Ok((k.as_bytes().to_vec(), v.as_bytes().to_vec()))).collect();
+        Box::new(owned.into_iter())
+    }
+
+    fn keys(iter: BytesIter<'_>) -> Vec<String> {
+        iter.map(|e| String::from_utf8(e.unwrap().0).unwrap()).collect()
+    }
+
+    #[test]
+    fn ranges_in_half_open_form() {
+        let r = KeyRange::inclusive(Some(b"b"), Some(b"d"));
+        assert!(r.contains(b"b") && r.contains(b"d") && !r.contains(b"d\0") && !r.contains(b"a"));
+        assert!(!r.after(b"d").contains(b"d") && r.after(b"c").contains(b"d"));
+        assert!(r.after(b"d").is_empty() || !r.after(b"d").contains(b"d"));
+        let p = KeyRange::prefix(b"a\xff");
+        assert!(p.contains(b"a\xff") && p.contains(b"a\xff\xff") && !p.contains(b"b"));
+        assert_eq!(KeyRange::prefix(b"\xff").until, None);
+        assert!(KeyRange::inclusive(Some(b"b"), Some(b"a")).is_empty());
+    }
+
+    #[test]
+    fn overlay_wins_and_hides() {
+        let base = scan(&[("a", "1"), ("b", "1"), ("d", "1")]);
+        let pending: Vec<(&[u8], Option<&[u8]>)> =
+            vec![(b"a", None), (b"b", Some(b"2")), (b"c", Some(b"2")), (b"e", None)];
+        let merged: Vec<_> = overlay(base, pending.into_iter()).map(Result::unwrap).collect();
+        assert_eq!(
+            merged,
+            vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"2".to_vec()), (b"d".to_vec(), b"1".to_vec())]
+        );
+    }
+
+    #[test]
+    fn disjoint_scans_merge_in_key_order() {
+        let merged = merge_disjoint(vec![scan(&[("a", ""), ("d", "")]), scan(&[]), scan(&[("b", ""), ("c", ""), ("e", "")])]);
+        assert_eq!(keys(merged), vec!["a", "b", "c", "d", "e"]);
+    }
+}
