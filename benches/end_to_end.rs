@@ -17,10 +17,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use streams::prelude::*;
-use streams::runtime::test_utils;
+use streams::test_utils;
 use streams::topologies::word_count_between;
 use streams::state::WindowedSerde;
-use streams::{EmbeddedKafkaCluster, JoinWindows, KafkaStreams, State, StreamJoined, TimeWindows, Topology};
+use streams::test_utils::EmbeddedKafkaCluster;
+use streams::{JoinWindows, KafkaStreams, State, StreamJoined, TimeWindows, Topology};
 
 const PARTITIONS: i32 = 4;
 

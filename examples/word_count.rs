@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use streams::prelude::*;
-use streams::runtime::test_utils;
+use streams::test_utils;
 use streams::topologies::{word_count, words, WORD_COUNT_INPUT, WORD_COUNT_OUTPUT};
-use streams::{EmbeddedKafkaCluster, KafkaStreams, Serde, State};
+use streams::test_utils::EmbeddedKafkaCluster;
+use streams::{KafkaStreams, Serde, State};
 
 /// Runs the Kafka Streams WordCount.
 #[derive(Parser, Debug)]

@@ -1,10 +1,14 @@
 //! Kafka Streams for Rust: typed stream processing over Apache Kafka, with RocksDB state
 //! that is logged to changelog topics.
 //!
-//! This facade re-exports the two crates of the workspace:
-//! - [`streams_core`]: serdes, the Processor API, `Topology`, state stores, `StreamTask` and the
-//!   broker-free `TopologyTestDriver`;
-//! - [`streams_dsl`]: `StreamsBuilder`, `KStream`, `KTable` and grouped aggregations.
+//! The user API of the workspace's two crates, in one place:
+//! - the DSL: [`StreamsBuilder`], [`KStream`], [`KTable`], grouped and windowed aggregations,
+//!   joins and suppression;
+//! - the Processor API ([`Processor`], [`ProcessorContext`]) and [`Topology`];
+//! - state stores ([`state`]), serdes ([`serdes`]), the [`KafkaStreams`] client and its
+//!   [`StreamsConfig`];
+//! - with the `test-utils` feature: the broker-free [`TopologyTestDriver`], an embedded
+//!   cluster and integration-test helpers ([`test_utils`]).
 //!
 //! ```
 //! use streams::prelude::*;
@@ -18,16 +22,25 @@
 //! println!("{}", builder.build().unwrap().describe());
 //! ```
 
+#[cfg(feature = "test-utils")]
 pub mod topologies;
 
-pub use streams_core::*;
+pub use streams_core::{
+    serdes, state, BoxError, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
+    KeyValueIterator, KeyValueStore, Metrics, ProcessingGuarantee, Processor, ProcessorContext, ProcessorSupplier,
+    Punctuation, PunctuationType, Record, RecordContext, RestoreEvent, Result, ScheduleId, Serde, SerdeError,
+    SerdeRef, Serdes, State, StoreBuilder, Stores, StreamThreadExceptionResponse, StreamsConfig, StreamsError, TaskId,
+    TimestampedKeyValueStore, Topology, TopologyDescription, ValueAndTimestamp,
+};
+#[cfg(feature = "test-utils")]
+pub use streams_core::{test_utils, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use streams_dsl::*;
 
 /// The names most applications use.
 pub mod prelude {
-    pub use streams_core::{
-        Processor, ProcessorContext, Record, Serde, Serdes, StreamsConfig, StreamsError, TopologyTestDriver,
-    };
+    pub use streams_core::{Processor, ProcessorContext, Record, Serde, Serdes, StreamsConfig, StreamsError};
+    #[cfg(feature = "test-utils")]
+    pub use streams_core::TopologyTestDriver;
     pub use streams_dsl::{
         Branched, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named, Produced,
         StreamsBuilder,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::truth;
 use common::kafka::{unique, Cluster};
 use streams::prelude::*;
-use streams::runtime::test_utils;
+use streams::test_utils;
 use streams::topologies::{random_lines, word_count_between};
 use streams::{KafkaStreams, State, StreamThreadExceptionResponse, Topology};
 
@@ -125,7 +125,7 @@ fn a_poison_pill_stops_the_app_at_its_offset_and_continue_resumes_without_loss()
     assert_eq!(values, expected, "every good record is processed, none lost");
 
     let dead = test_utils::read_all(&cluster.bootstrap_servers(), &dlq, Duration::from_millis(300)).unwrap();
-    let header = |r: &streams::ConsumerRecord, name: &str| {
+    let header = |r: &streams::test_utils::ConsumerRecord, name: &str| {
         r.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone()).map(|v| String::from_utf8(v).unwrap())
     };
     let dead_offsets: BTreeSet<i64> = dead.iter().map(|r| header(r, "__streams.errors.offset").unwrap().parse().unwrap()).collect();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{files_named, truth};
 use common::kafka::{unique, Cluster};
 use streams::prelude::*;
-use streams::runtime::test_utils;
+use streams::test_utils;
 use streams::topologies::{word_count_between, words};
 use streams::{KafkaStreams, RestoreEvent, State};
 

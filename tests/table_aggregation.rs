@@ -148,7 +148,7 @@ fn cogroup_folds_streams_of_different_types_into_one_table() {
         .to_stream()
         .to("activity", Produced::with(Serdes::string(), Serdes::json()));
     let topology = builder.build().unwrap();
-    assert_eq!(topology.subtopologies().len(), 1, "one store, one task per partition");
+    assert_eq!(common::subtopologies(&topology), 1, "one store, one task per partition");
     let driver = TopologyTestDriver::new(topology, config("cogroup")).unwrap();
     let mut clicks = driver.create_input_topic::<String, String>("clicks", Serdes::string(), Serdes::string());
     let mut purchases = driver.create_input_topic::<String, i64>("purchases", Serdes::string(), Serdes::i64());

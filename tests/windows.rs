@@ -330,6 +330,7 @@ fn sliding_windows_hold_each_distinct_set_of_records_with_inclusive_bounds() {
 #[test]
 fn window_changelogs_are_compacted_and_deleted_after_retention() {
     let windows = TimeWindows::of_size_and_grace(Duration::from_secs(60), Duration::from_secs(30));
+    use streams_core::internals::InternalTopologyBuilder;
     let configs = counts(windows, false, Emit::Suppressed).changelog_configs("app");
     let window_store = &configs["app-counts-changelog"];
     assert!(window_store.contains(&("cleanup.policy".to_string(), "compact,delete".to_string())), "{window_store:?}");

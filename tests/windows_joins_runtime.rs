@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{unique, Cluster};
 use streams::prelude::*;
-use streams::runtime::test_utils;
+use streams::test_utils;
 use streams::state::{Windowed, WindowedSerde};
 use streams::{JoinWindows, KafkaStreams, RestoreEvent, Serde, State, StreamJoined, Suppressed, TimeWindows, Topology};
 

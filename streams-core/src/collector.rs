@@ -6,7 +6,7 @@ use crate::record::ProducerRecord;
 /// Receives every record a task writes: sink output, repartition and changelog records.
 ///
 /// The runtime sends them to Kafka; the test driver keeps them in memory.
-pub trait RecordCollector {
+pub(crate) trait RecordCollector {
     /// Sends one record.
     fn send(&mut self, record: ProducerRecord) -> Result<()>;
     /// Waits until every record sent so far is acknowledged.

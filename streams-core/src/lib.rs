@@ -1,28 +1,39 @@
-//! The core of the library: serdes, records, the Processor API, `Topology`, state stores,
-//! `StreamTask` and the broker-free `TopologyTestDriver`.
+//! The core of the library: serdes, records, the Processor API, [`Topology`], state stores and
+//! the [`KafkaStreams`] runtime (stream threads, tasks, changelogs); with the `test-utils`
+//! feature, also the broker-free [`TopologyTestDriver`] and an embedded cluster.
 //!
-//! Records flow between typed processor nodes as [`Record<K, V>`](record::Record); bytes
-//! appear only at sources, sinks and the store serde layer.
+//! Records flow between typed processor nodes as [`Record<K, V>`](Record); bytes appear only at
+//! sources, sinks and the store serde layer.
+//!
+//! What is public here is the user API. The runtime's internals (stream tasks, the record
+//! collector, the thread cache, checkpoints, the state directory) are private to the crate;
+//! [`internals`] holds the few hooks the DSL crate builds topologies with, and is not part of
+//! the API.
 
-pub mod collector;
-pub mod config;
-pub mod error;
-pub mod processor;
-pub mod record;
-pub mod runtime;
+mod collector;
+mod config;
+mod error;
+mod processor;
+mod record;
+mod runtime;
 pub mod serdes;
 pub mod state;
-pub mod task;
-pub mod test_driver;
-pub mod topology;
+mod task;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
+mod topic;
+mod topology;
+
+#[doc(hidden)]
+pub mod internals;
 
 pub use config::{DeserializationHandler, ExceptionHandler, ProcessingGuarantee, StreamsConfig};
-pub use error::{Result, SerdeError, StreamsError};
+pub use error::{BoxError, KafkaError, Result, SerdeError, StreamsError};
 pub use processor::{Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType, ScheduleId};
-pub use runtime::{embedded::EmbeddedKafkaCluster, KafkaStreams, RestoreEvent, State, StreamThreadExceptionResponse};
-pub use record::{ConsumerRecord, Headers, ProducerRecord, Record, RecordContext, TaskId};
+pub use record::{Headers, Record, RecordContext, TaskId};
+pub use runtime::{KafkaStreams, Metrics, RestoreEvent, State, StreamThreadExceptionResponse};
 pub use serdes::{Serde, SerdeRef, Serdes};
-pub use state::{KeyValueStore, StoreBuilder, Stores, TimestampedKeyValueStore, ValueAndTimestamp};
-pub use task::{StreamTask, TaskMetrics, TaskState};
-pub use test_driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
-pub use topology::{PartitionCounts, TopicName, Topology, TopologyDescription};
+pub use state::{KeyValueIterator, KeyValueStore, StoreBuilder, Stores, TimestampedKeyValueStore, ValueAndTimestamp};
+#[cfg(feature = "test-utils")]
+pub use test_utils::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
+pub use topology::{Topology, TopologyDescription};

@@ -79,6 +79,7 @@ impl fmt::Display for TaskId {
 
 /// A raw record read from a topic partition.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(not(feature = "test-utils"), allow(unreachable_pub))]
 pub struct ConsumerRecord {
     /// Topic.
     pub topic: String,
@@ -98,7 +99,7 @@ pub struct ConsumerRecord {
 
 /// A raw record to be written to a topic.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProducerRecord {
+pub(crate) struct ProducerRecord {
     /// Topic.
     pub topic: String,
     /// Partition; `None` lets the collector choose with the default partitioner.
@@ -114,12 +115,14 @@ pub struct ProducerRecord {
 }
 
 /// Kafka's default partitioner for keyed records: `murmur2(key) & 0x7fffffff % partitions`.
-pub fn default_partition(key: &[u8], partitions: i32) -> i32 {
+#[cfg(any(test, feature = "test-utils"))]
+pub(crate) fn default_partition(key: &[u8], partitions: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
 }
 
 /// Kafka's murmur2 hash (the Java client's `Utils.murmur2`).
-pub fn murmur2(data: &[u8]) -> u32 {
+#[cfg(any(test, feature = "test-utils"))]
+pub(crate) fn murmur2(data: &[u8]) -> u32 {
     const SEED: u32 = 0x9747_b28c;
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;

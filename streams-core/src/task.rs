@@ -10,135 +10,29 @@ use tracing::{debug, trace, warn};
 use crate::collector::RecordCollector;
 use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
+use crate::processor::context::{TaskContext, TaskMetrics};
 use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
-use crate::processor::{Punctuation, PunctuationType, ScheduleId};
-use crate::record::{ConsumerRecord, ProducerRecord, RecordContext, TaskId};
-use crate::state::{
-    GlobalStores, KeyValueStore, RegisteredStore, StateStore, StoreContext, ThreadCache,
-};
+use crate::processor::{Punctuation, PunctuationType};
+use crate::record::{ConsumerRecord, RecordContext, TaskId};
+use crate::state::{GlobalStores, StateStore, StoreContext, ThreadCache};
 use crate::topology::{NodeKind, Subtopology, Topology};
-
-/// Counters of one task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TaskMetrics {
-    /// Records processed.
-    pub processed_records: u64,
-    /// Records skipped: undeserializable (with log-and-continue), null keys where keys are
-    /// required, or invalid timestamps.
-    pub dropped_records: u64,
-    /// Punctuations delivered.
-    pub punctuations: u64,
-    /// Records processed while another input partition of the task was empty, after it had
-    /// idled `max.task.idle.ms` (Kafka Streams' `enforced-processing` metric).
-    pub enforced_processing: u64,
-}
-
-impl std::ops::AddAssign for TaskMetrics {
-    fn add_assign(&mut self, other: Self) {
-        self.processed_records += other.processed_records;
-        self.dropped_records += other.dropped_records;
-        self.punctuations += other.punctuations;
-        self.enforced_processing += other.enforced_processing;
-    }
-}
-
-pub(crate) struct Schedule {
-    pub(crate) id: ScheduleId,
-    pub(crate) node: usize,
-    pub(crate) kind: PunctuationType,
-    pub(crate) interval_ms: i64,
-    pub(crate) next: i64,
-}
-
-/// Task-wide state shared by all nodes of a task while they run.
-pub(crate) struct TaskContext {
-    pub(crate) task_id: TaskId,
-    pub(crate) application_id: String,
-    pub(crate) stream_time: i64,
-    pub(crate) wall_clock_ms: i64,
-    pub(crate) record_context: Rc<RefCell<RecordContext>>,
-    pub(crate) collector: Rc<RefCell<dyn RecordCollector>>,
-    pub(crate) stores: BTreeMap<String, RegisteredStore>,
-    pub(crate) schedules: Vec<Schedule>,
-    pub(crate) next_schedule_id: u64,
-    pub(crate) commit_requested: bool,
-    pub(crate) deserialization_handler: DeserializationHandler,
-    pub(crate) processing_handler: ExceptionHandler,
-    pub(crate) metrics: TaskMetrics,
-    pub(crate) global_stores: GlobalStores,
-    /// `errors.dead.letter.queue.topic.name`.
-    pub(crate) dead_letter_queue: Option<String>,
-    /// Set by a handler that skipped the record being processed.
-    pub(crate) skipped: Option<SkippedRecord>,
-}
-
-/// Why a handler skipped the current input record (for the dead-letter queue).
-#[derive(Debug, Clone)]
-pub(crate) struct SkippedRecord {
-    /// `deserialization` or `processing`.
-    kind: &'static str,
-    message: String,
-}
-
-impl SkippedRecord {
-    pub(crate) fn new(kind: &'static str, error: &dyn std::fmt::Display) -> Self {
-        SkippedRecord { kind, message: error.to_string() }
-    }
-
-    /// The input record as it was consumed, with the error in `__streams.errors.*` headers.
-    fn dead_letter(self, topic: &str, task: TaskId, record: &ConsumerRecord) -> ProducerRecord {
-        let mut headers = record.headers.clone();
-        let text = |s: String| Some(s.into_bytes());
-        headers.push(("__streams.errors.exception".into(), text(format!("{}-exception", self.kind))));
-        headers.push(("__streams.errors.message".into(), text(self.message)));
-        headers.push(("__streams.errors.topic".into(), text(record.topic.clone())));
-        headers.push(("__streams.errors.partition".into(), text(record.partition.to_string())));
-        headers.push(("__streams.errors.offset".into(), text(record.offset.to_string())));
-        headers.push(("__streams.errors.task".into(), text(task.to_string())));
-        ProducerRecord {
-            topic: topic.to_string(),
-            partition: None,
-            timestamp: record.timestamp,
-            key: record.key.clone(),
-            value: record.value.clone(),
-            headers,
-        }
-    }
-}
-
-impl TaskContext {
-    /// The typed handle of store `name` (a `KeyValueStore`, `WindowStore` or `SessionStore`).
-    pub(crate) fn state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
-        let entry = self.stores.get(name).ok_or_else(|| {
-            StreamsError::Topology(format!("task {} has no state store named `{name}`", self.task_id))
-        })?;
-        entry.typed.downcast_ref::<S>().cloned().ok_or_else(|| {
-            StreamsError::Topology(format!(
-                "state store `{name}` is a {} but was requested as {}",
-                entry.type_name,
-                std::any::type_name::<S>()
-            ))
-        })
-    }
-}
 
 /// The lifecycle of a task, as in Kafka Streams.
 ///
 /// ```text
-/// Created -> Restoring -> Running -> Suspended -> Restoring | Closed
-///     \-------------------------------------------> Closed
+/// Created -> Restoring -> Running -> Closed
+///     \-----------\--------------------^
 /// ```
+///
+/// Revoked tasks are closed (eager rebalancing): there is no suspended state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
+pub(crate) enum TaskState {
     /// Built, stores open, not yet restored.
     Created,
     /// Restoring stores from changelogs.
     Restoring,
     /// Processing records.
     Running,
-    /// Committed and paused (partitions revoked).
-    Suspended,
     /// Closed; stores released.
     Closed,
 }
@@ -148,21 +42,14 @@ impl TaskState {
         use TaskState::*;
         matches!(
             (self, next),
-            (Created, Restoring)
-                | (Created, Suspended)
-                | (Created, Closed)
-                | (Restoring, Running)
-                | (Restoring, Suspended)
-                | (Running, Suspended)
-                | (Suspended, Restoring)
-                | (Suspended, Closed)
+            (Created, Restoring) | (Restoring, Running) | (Created | Restoring | Running, Closed)
         )
     }
 }
 
 /// What a task needs from the thread that runs it.
 #[derive(Clone)]
-pub struct TaskEnv {
+pub(crate) struct TaskEnv {
     /// The application id.
     pub application_id: String,
     /// `<state.dir>/<application.id>`.
@@ -193,7 +80,7 @@ impl std::fmt::Debug for TaskEnv {
 }
 
 /// One partition of one sub-topology: typed nodes, state stores and per-partition record queues.
-pub struct StreamTask {
+pub(crate) struct StreamTask {
     id: TaskId,
     state: TaskState,
     ctx: TaskContext,
@@ -229,7 +116,7 @@ impl StreamTask {
     ///
     /// Type mismatches and unknown or mistyped stores are reported here, before any record flows.
     /// `now_ms` is the system time, from which wall-clock punctuations are scheduled.
-    pub fn new(
+    pub(crate) fn new(
         topology: &Topology,
         subtopology: &Subtopology,
         partition: i32,
@@ -325,17 +212,17 @@ impl StreamTask {
     }
 
     /// The task id.
-    pub fn id(&self) -> TaskId {
+    pub(crate) fn id(&self) -> TaskId {
         self.id
     }
 
     /// The current state.
-    pub fn state(&self) -> TaskState {
+    pub(crate) fn state(&self) -> TaskState {
         self.state
     }
 
     /// Moves to `next` if the lifecycle allows it.
-    pub fn transition_to(&mut self, next: TaskState) -> Result<()> {
+    pub(crate) fn transition_to(&mut self, next: TaskState) -> Result<()> {
         if !self.state.can_transition_to(next) {
             return Err(StreamsError::IllegalState(format!(
                 "task {}: invalid state transition {:?} -> {:?}",
@@ -353,17 +240,12 @@ impl StreamTask {
     }
 
     /// The task's directory, `<state.dir>/<application.id>/<task_id>`.
-    pub fn state_dir(&self) -> &Path {
+    pub(crate) fn state_dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The topic partitions this task reads.
-    pub fn input_partitions(&self) -> Vec<(String, i32)> {
-        self.queues.iter().map(|q| (q.topic.clone(), q.partition)).collect()
-    }
-
     /// Changelog topic of each logged store.
-    pub fn changelogs(&self) -> Vec<(String, String)> {
+    pub(crate) fn changelogs(&self) -> Vec<(String, String)> {
         self.ctx
             .stores
             .iter()
@@ -372,42 +254,40 @@ impl StreamTask {
     }
 
     /// The erased store `name`, for restoration.
-    pub fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>> {
+    pub(crate) fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>> {
         self.ctx.stores.get(name).map(|s| s.store.clone())
     }
 
     /// The global store `name`, shared by every task of the instance.
-    pub fn global_store(&self, name: &str) -> Option<std::sync::Arc<dyn crate::state::GlobalBytesStore>> {
+    #[cfg(feature = "test-utils")]
+    pub(crate) fn global_store(&self, name: &str) -> Option<std::sync::Arc<dyn crate::state::GlobalBytesStore>> {
         self.ctx.global_stores.get(name).cloned()
     }
 
-    /// The typed key-value store `name`.
-    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
-        self.ctx.state_store(name)
-    }
-
     /// The typed handle of any store of this task (`KeyValueStore`, `WindowStore`, `SessionStore`).
-    pub fn typed_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
+    #[cfg(feature = "test-utils")]
+    pub(crate) fn typed_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         self.ctx.state_store(name)
     }
 
     /// Counters since creation.
-    pub fn metrics(&self) -> TaskMetrics {
+    pub(crate) fn metrics(&self) -> TaskMetrics {
         self.ctx.metrics
     }
 
     /// The task's stream time (-1 before the first record).
-    pub fn stream_time(&self) -> i64 {
+    #[cfg(test)]
+    pub(crate) fn stream_time(&self) -> i64 {
         self.ctx.stream_time
     }
 
     /// Whether a processor asked for a commit.
-    pub fn commit_requested(&self) -> bool {
+    pub(crate) fn commit_requested(&self) -> bool {
         self.ctx.commit_requested
     }
 
     /// Queues raw records of one of the task's input partitions.
-    pub fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
+    pub(crate) fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
         for record in records {
             match self.queues.iter_mut().find(|q| q.partition == record.partition && q.topic == record.topic) {
                 Some(queue) => queue.records.push_back(record),
@@ -418,17 +298,17 @@ impl StreamTask {
     }
 
     /// The offset of the last record processed from each input partition: `(topic, partition, offset)`.
-    pub fn consumed_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
+    pub(crate) fn consumed_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
         self.queues.iter().filter_map(|q| q.consumed.map(|o| (q.topic.as_str(), q.partition, o)))
     }
 
     /// Records queued for one input partition and not processed yet.
-    pub fn buffered_in(&self, topic: &str, partition: i32) -> usize {
+    pub(crate) fn buffered_in(&self, topic: &str, partition: i32) -> usize {
         self.queues.iter().filter(|q| q.topic == topic && q.partition == partition).map(|q| q.records.len()).sum()
     }
 
     /// Records queued and not processed yet.
-    pub fn buffered(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.queues.iter().map(|q| q.records.len()).sum()
     }
 
@@ -461,7 +341,7 @@ impl StreamTask {
 
     /// Processes the queued record with the lowest timestamp; returns false if none is queued,
     /// or if the task waits for data on an empty partition (see `max.task.idle.ms`).
-    pub fn process(&mut self, wall_clock_ms: i64) -> Result<bool> {
+    pub(crate) fn process(&mut self, wall_clock_ms: i64) -> Result<bool> {
         self.ctx.wall_clock_ms = wall_clock_ms;
         if self.buffered() == 0 || !self.ready_to_process(wall_clock_ms) {
             return Ok(false);
@@ -500,7 +380,7 @@ impl StreamTask {
     }
 
     /// Fires wall-clock punctuations due at `now_ms`; returns whether any fired.
-    pub fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<bool> {
+    pub(crate) fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<bool> {
         self.ctx.wall_clock_ms = now_ms;
         self.punctuate(PunctuationType::WallClockTime, now_ms)
     }
@@ -534,7 +414,7 @@ impl StreamTask {
     /// Flushes processors (in topological order, so caches forward downstream) and then stores.
     ///
     /// The caller flushes the record collector and then writes checkpoints and commits offsets.
-    pub fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         for (_, node) in &self.nodes {
             node.borrow_mut().flush(&mut self.ctx)?;
         }
@@ -547,13 +427,13 @@ impl StreamTask {
 
     /// Under exactly-once, after the transaction committed: writes the stores' buffered writes
     /// to disk; with `durable`, also flushes them so a checkpoint can follow.
-    pub fn commit_state(&mut self, durable: bool) -> Result<()> {
+    pub(crate) fn commit_state(&mut self, durable: bool) -> Result<()> {
         self.ctx.stores.values().try_for_each(|store| store.store.borrow_mut().commit_transaction(durable))
     }
 
     /// Closes processors and stores. With `clean`, flushes first. Processors of a task that
     /// never finished restoring were never initialized: only its stores are flushed and closed.
-    pub fn close(&mut self, clean: bool) -> Result<()> {
+    pub(crate) fn close(&mut self, clean: bool) -> Result<()> {
         if self.state == TaskState::Closed {
             return Ok(());
         }
@@ -598,7 +478,7 @@ mod tests {
 
     use super::*;
     use crate::processor::{Processor, ProcessorContext};
-    use crate::record::Record;
+    use crate::record::{ProducerRecord, Record};
     use crate::serdes::Serdes;
     use crate::state::ThreadCache;
 

@@ -9,51 +9,7 @@ use crate::processor::node::{NodeFactory, ProcessorFactory, SinkFactory, SourceF
 use crate::processor::ProcessorSupplier;
 use crate::serdes::{Serde, SerdeRef};
 use crate::state::{GlobalStoreSpec, StoreBuilder};
-
-/// A topic named in a topology: a user topic, or an internal one that gets the
-/// `<application.id>-` prefix when the application runs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicName {
-    name: String,
-    internal: bool,
-}
-
-impl TopicName {
-    /// A user topic, used as named.
-    pub fn external(name: impl Into<String>) -> Self {
-        TopicName { name: name.into(), internal: false }
-    }
-
-    /// An internal topic (repartition), prefixed with the application id at run time.
-    pub fn internal(name: impl Into<String>) -> Self {
-        TopicName { name: name.into(), internal: true }
-    }
-
-    /// Whether it is internal.
-    pub fn is_internal(&self) -> bool {
-        self.internal
-    }
-
-    /// The name as written in the topology (without prefix).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The name on the broker.
-    pub fn resolve(&self, application_id: &str) -> String {
-        if self.internal {
-            format!("{application_id}-{}", self.name)
-        } else {
-            self.name.clone()
-        }
-    }
-}
-
-impl fmt::Display for TopicName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
+pub(crate) use crate::topic::TopicName;
 
 #[derive(Clone)]
 pub(crate) enum NodeKind {
@@ -74,7 +30,7 @@ pub(crate) struct NodeDef {
 
 /// One connected part of the topology; each input partition of it is a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subtopology {
+pub(crate) struct Subtopology {
     /// Its index, the first half of task ids.
     pub id: u32,
     /// Node indices in topological order.
@@ -122,29 +78,6 @@ impl Topology {
         self.add_source_node(name, topics, Arc::new(key_serde), Arc::new(value_serde), false)
     }
 
-    /// Adds a source; `skip_null_keys` drops records without a key before deserializing (KTable sources).
-    pub fn add_source_node<K: Clone + 'static, V: Clone + 'static>(
-        &mut self,
-        name: &str,
-        topics: Vec<TopicName>,
-        key_serde: SerdeRef<K>,
-        value_serde: SerdeRef<V>,
-        skip_null_keys: bool,
-    ) -> Result<&mut Self> {
-        if topics.is_empty() {
-            return Err(StreamsError::Topology(format!("source `{name}` must read at least one topic")));
-        }
-        for topic in &topics {
-            if let Some(other) = self.source_of(topic) {
-                return Err(StreamsError::Topology(format!(
-                    "topic `{topic}` is already read by source `{other}`; a topic can feed one source only"
-                )));
-            }
-        }
-        let factory = SourceFactory { key_serde, value_serde, skip_null_keys };
-        self.add_node(name, NodeKind::Source { topics }, &[], Arc::new(factory))
-    }
-
     /// Adds a processor fed by `parents`. Its input types must match the parents' output types.
     pub fn add_processor<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
         &mut self,
@@ -153,19 +86,6 @@ impl Topology {
         parents: &[&str],
     ) -> Result<&mut Self> {
         self.add_processor_node(name, Arc::new(supplier), parents)
-    }
-
-    /// [`add_processor`](Self::add_processor) with a shared supplier.
-    pub fn add_processor_node<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
-        &mut self,
-        name: &str,
-        supplier: Arc<dyn ProcessorSupplier<KIn, VIn, KOut, VOut>>,
-        parents: &[&str],
-    ) -> Result<&mut Self> {
-        if parents.is_empty() {
-            return Err(StreamsError::Topology(format!("processor `{name}` must have at least one parent")));
-        }
-        self.add_node(name, NodeKind::Processor, parents, Arc::new(ProcessorFactory { supplier }))
     }
 
     /// Adds a sink writing to `topic`.
@@ -178,22 +98,6 @@ impl Topology {
         parents: &[&str],
     ) -> Result<&mut Self> {
         self.add_sink_node(name, TopicName::external(topic), Arc::new(key_serde), Arc::new(value_serde), parents)
-    }
-
-    /// [`add_sink`](Self::add_sink) for any topic name, internal or not.
-    pub fn add_sink_node<K: 'static, V: 'static>(
-        &mut self,
-        name: &str,
-        topic: TopicName,
-        key_serde: SerdeRef<K>,
-        value_serde: SerdeRef<V>,
-        parents: &[&str],
-    ) -> Result<&mut Self> {
-        if parents.is_empty() {
-            return Err(StreamsError::Topology(format!("sink `{name}` must have at least one parent")));
-        }
-        let factory = SinkFactory { topic: topic.clone(), key_serde, value_serde };
-        self.add_node(name, NodeKind::Sink { topic }, parents, Arc::new(factory))
     }
 
     /// Adds a store and connects it to `processors`.
@@ -223,19 +127,6 @@ impl Topology {
             node.stores.push(store.to_string());
         }
         Ok(self)
-    }
-
-    /// Renames a node that has no children yet (Kafka Streams' `Named` on a DSL operator).
-    pub fn rename_node(&mut self, from: &str, to: &str) -> Result<()> {
-        if self.has_node(to) {
-            return Err(StreamsError::Topology(format!("a node named `{to}` already exists")));
-        }
-        let index = self.index_of(from)?;
-        if !self.nodes[index].children.is_empty() {
-            return Err(StreamsError::Topology(format!("cannot rename `{from}`: it already has children")));
-        }
-        self.nodes[index].name = to.to_string();
-        Ok(())
     }
 
     /// Whether a node of this name exists.
@@ -311,7 +202,7 @@ impl Topology {
     }
 
     /// The sub-topologies: nodes connected by edges or by a shared store, numbered by first node.
-    pub fn subtopologies(&self) -> Vec<Subtopology> {
+    pub(crate) fn subtopologies(&self) -> Vec<Subtopology> {
         let mut root: Vec<usize> = (0..self.nodes.len()).collect();
         fn find(root: &mut [usize], mut i: usize) -> usize {
             while root[i] != i {
@@ -385,13 +276,214 @@ impl Topology {
         Ok(())
     }
 
+    /// Adds a global store: a full copy of `topic` (all partitions) in every instance, read by
+    /// processors through [`ProcessorContext::get_global_store`](crate::ProcessorContext::get_global_store).
+    pub fn add_global_store(&mut self, spec: GlobalStoreSpec) -> Result<&mut Self> {
+        if self.global_stores.iter().any(|g| g.name == spec.name) || self.stores.contains_key(&spec.name) {
+            return Err(StreamsError::Topology(format!("state store `{}` is already added", spec.name)));
+        }
+        let read_by_a_source = self.nodes.iter().any(|n| match &n.kind {
+            NodeKind::Source { topics } => topics.iter().any(|t| t.name() == spec.topic),
+            _ => false,
+        });
+        if read_by_a_source || self.global_stores.iter().any(|g| g.topic == spec.topic) {
+            return Err(StreamsError::Topology(format!("topic `{}` is read twice; a global table needs its own", spec.topic)));
+        }
+        self.global_stores.push(spec);
+        Ok(self)
+    }
+
+    /// The global stores.
+    pub(crate) fn global_stores(&self) -> &[GlobalStoreSpec] {
+        &self.global_stores
+    }
+
+    /// Names of stores that log to a changelog topic.
+    pub(crate) fn logged_stores(&self) -> Vec<String> {
+        self.stores.iter().filter(|(_, b)| b.logging_enabled()).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Kafka Streams' description of the topology.
+    pub fn describe(&self) -> TopologyDescription {
+        TopologyDescription { text: self.describe_text() }
+    }
+
+    fn describe_text(&self) -> String {
+        let names = |indices: &[usize]| -> String {
+            if indices.is_empty() {
+                "none".to_string()
+            } else {
+                indices.iter().map(|&i| self.nodes[i].name.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        };
+        let mut out = String::from("Topologies:\n");
+        for (n, sub) in self.subtopologies().iter().enumerate() {
+            if n > 0 {
+                out.push('\n');
+            }
+            out.push_str(&format!("   Sub-topology: {}\n", sub.id));
+            for &i in &sub.nodes {
+                let node = &self.nodes[i];
+                match &node.kind {
+                    NodeKind::Source { topics } => {
+                        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+                        out.push_str(&format!("    Source: {} (topics: [{}])\n", node.name, topics.join(", ")));
+                        out.push_str(&format!("      --> {}\n", names(&node.children)));
+                    }
+                    NodeKind::Processor => {
+                        out.push_str(&format!("    Processor: {} (stores: [{}])\n", node.name, node.stores.join(", ")));
+                        out.push_str(&format!("      --> {}\n", names(&node.children)));
+                        out.push_str(&format!("      <-- {}\n", names(&node.parents)));
+                    }
+                    NodeKind::Sink { topic } => {
+                        out.push_str(&format!("    Sink: {} (topic: {topic})\n", node.name));
+                        out.push_str(&format!("      <-- {}\n", names(&node.parents)));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The DSL's hooks into a topology (Kafka Streams' `InternalTopologyBuilder`): internal topic
+/// names, sources that drop null keys, shared suppliers, renames and co-partition groups, and
+/// what the runtime derives from a topology. Not part of the API.
+pub trait InternalTopologyBuilder {
+    /// Adds a source; `skip_null_keys` drops records without a key before deserializing (KTable sources).
+    fn add_source_node<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: Vec<TopicName>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        skip_null_keys: bool,
+    ) -> Result<&mut Self>;
+    /// [`add_processor`](Topology::add_processor) with a shared supplier.
+    fn add_processor_node<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
+        &mut self,
+        name: &str,
+        supplier: Arc<dyn ProcessorSupplier<KIn, VIn, KOut, VOut>>,
+        parents: &[&str],
+    ) -> Result<&mut Self>;
+    /// [`add_sink`](Topology::add_sink) for any topic name, internal or not.
+    fn add_sink_node<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: TopicName,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        parents: &[&str],
+    ) -> Result<&mut Self>;
+    /// Renames a node that has no children yet (Kafka Streams' `Named` on a DSL operator).
+    fn rename_node(&mut self, from: &str, to: &str) -> Result<()>;
+    /// Declares that `topics` must have the same partition count, as the inputs of a join must:
+    /// records with one key then meet in one task.
+    fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self;
+    /// The source topics that feed `node`, directly or through its ancestors.
+    fn source_topics_of(&self, node: &str) -> Result<Vec<TopicName>>;
     /// Tasks per sub-topology and partitions of every internal topic (repartition and changelog),
     /// given the partition counts of the user's source topics.
     ///
     /// A sub-topology has as many tasks as its largest source topic has partitions; a repartition
     /// topic gets the task count of the sub-topology that writes it; a changelog the task count
     /// of the sub-topology that owns the store.
-    pub fn partition_counts(&self, application_id: &str, external: impl Fn(&str) -> i32) -> PartitionCounts {
+    fn partition_counts(&self, application_id: &str, external: impl Fn(&str) -> i32) -> PartitionCounts;
+    /// Checks every co-partition group against the partition counts of existing topics.
+    fn check_copartitioning(&self, application_id: &str, partitions: impl Fn(&str) -> i32) -> Result<()>;
+    /// Topic configs of each changelog topic, by full name.
+    fn changelog_configs(&self, application_id: &str) -> BTreeMap<String, Vec<(String, String)>>;
+}
+
+impl InternalTopologyBuilder for Topology {
+    fn add_source_node<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: Vec<TopicName>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        skip_null_keys: bool,
+    ) -> Result<&mut Self> {
+        if topics.is_empty() {
+            return Err(StreamsError::Topology(format!("source `{name}` must read at least one topic")));
+        }
+        for topic in &topics {
+            if let Some(other) = self.source_of(topic) {
+                return Err(StreamsError::Topology(format!(
+                    "topic `{topic}` is already read by source `{other}`; a topic can feed one source only"
+                )));
+            }
+        }
+        let factory = SourceFactory { key_serde, value_serde, skip_null_keys };
+        self.add_node(name, NodeKind::Source { topics }, &[], Arc::new(factory))
+    }
+
+    fn add_processor_node<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
+        &mut self,
+        name: &str,
+        supplier: Arc<dyn ProcessorSupplier<KIn, VIn, KOut, VOut>>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        if parents.is_empty() {
+            return Err(StreamsError::Topology(format!("processor `{name}` must have at least one parent")));
+        }
+        self.add_node(name, NodeKind::Processor, parents, Arc::new(ProcessorFactory { supplier }))
+    }
+
+    fn add_sink_node<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: TopicName,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        if parents.is_empty() {
+            return Err(StreamsError::Topology(format!("sink `{name}` must have at least one parent")));
+        }
+        let factory = SinkFactory { topic: topic.clone(), key_serde, value_serde };
+        self.add_node(name, NodeKind::Sink { topic }, parents, Arc::new(factory))
+    }
+
+    fn rename_node(&mut self, from: &str, to: &str) -> Result<()> {
+        if self.has_node(to) {
+            return Err(StreamsError::Topology(format!("a node named `{to}` already exists")));
+        }
+        let index = self.index_of(from)?;
+        if !self.nodes[index].children.is_empty() {
+            return Err(StreamsError::Topology(format!("cannot rename `{from}`: it already has children")));
+        }
+        self.nodes[index].name = to.to_string();
+        Ok(())
+    }
+
+    fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self {
+        self.copartition_groups.push(topics.to_vec());
+        self
+    }
+
+    fn source_topics_of(&self, node: &str) -> Result<Vec<TopicName>> {
+        let start = self
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| StreamsError::Topology(format!("no node named `{node}`")))?;
+        let mut topics = Vec::new();
+        let mut stack = vec![start];
+        let mut seen = BTreeSet::new();
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            if let NodeKind::Source { topics: t } = &self.nodes[i].kind {
+                topics.extend(t.iter().cloned());
+            }
+            stack.extend(&self.nodes[i].parents);
+        }
+        Ok(topics)
+    }
+
+    fn partition_counts(&self, application_id: &str, external: impl Fn(&str) -> i32) -> PartitionCounts {
         let subs = self.subtopologies();
         let mut tasks: BTreeMap<u32, i32> = BTreeMap::new();
         let mut internal: BTreeMap<String, i32> = BTreeMap::new();
@@ -441,59 +533,7 @@ impl Topology {
         PartitionCounts { tasks, repartition_topics: internal, changelog_topics: changelogs }
     }
 
-    /// Adds a global store: a full copy of `topic` (all partitions) in every instance, read by
-    /// processors through [`ProcessorContext::get_global_store`](crate::ProcessorContext::get_global_store).
-    pub fn add_global_store(&mut self, spec: GlobalStoreSpec) -> Result<&mut Self> {
-        if self.global_stores.iter().any(|g| g.name == spec.name) || self.stores.contains_key(&spec.name) {
-            return Err(StreamsError::Topology(format!("state store `{}` is already added", spec.name)));
-        }
-        let read_by_a_source = self.nodes.iter().any(|n| match &n.kind {
-            NodeKind::Source { topics } => topics.iter().any(|t| t.name() == spec.topic),
-            _ => false,
-        });
-        if read_by_a_source || self.global_stores.iter().any(|g| g.topic == spec.topic) {
-            return Err(StreamsError::Topology(format!("topic `{}` is read twice; a global table needs its own", spec.topic)));
-        }
-        self.global_stores.push(spec);
-        Ok(self)
-    }
-
-    /// The global stores.
-    pub fn global_stores(&self) -> &[GlobalStoreSpec] {
-        &self.global_stores
-    }
-
-    /// Declares that `topics` must have the same partition count, as the inputs of a join must:
-    /// records with one key then meet in one task.
-    pub fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self {
-        self.copartition_groups.push(topics.to_vec());
-        self
-    }
-
-    /// The source topics that feed `node`, directly or through its ancestors.
-    pub fn source_topics_of(&self, node: &str) -> Result<Vec<TopicName>> {
-        let start = self
-            .nodes
-            .iter()
-            .position(|n| n.name == node)
-            .ok_or_else(|| StreamsError::Topology(format!("no node named `{node}`")))?;
-        let mut topics = Vec::new();
-        let mut stack = vec![start];
-        let mut seen = BTreeSet::new();
-        while let Some(i) = stack.pop() {
-            if !seen.insert(i) {
-                continue;
-            }
-            if let NodeKind::Source { topics: t } = &self.nodes[i].kind {
-                topics.extend(t.iter().cloned());
-            }
-            stack.extend(&self.nodes[i].parents);
-        }
-        Ok(topics)
-    }
-
-    /// Checks every co-partition group against the partition counts of existing topics.
-    pub fn check_copartitioning(&self, application_id: &str, partitions: impl Fn(&str) -> i32) -> Result<()> {
+    fn check_copartitioning(&self, application_id: &str, partitions: impl Fn(&str) -> i32) -> Result<()> {
         for group in &self.copartition_groups {
             // Repartition topics are created with the count of the user topics they join.
             let names: Vec<String> =
@@ -507,64 +547,16 @@ impl Topology {
         Ok(())
     }
 
-    /// Topic configs of each changelog topic, by full name.
-    pub fn changelog_configs(&self, application_id: &str) -> BTreeMap<String, Vec<(String, String)>> {
+    fn changelog_configs(&self, application_id: &str) -> BTreeMap<String, Vec<(String, String)>> {
         self.stores
             .iter()
             .filter(|(_, b)| b.logging_enabled())
             .map(|(name, b)| (crate::state::changelog_topic(application_id, name), b.changelog_config()))
             .collect()
     }
-
-    /// Names of stores that log to a changelog topic.
-    pub fn logged_stores(&self) -> Vec<String> {
-        self.stores.iter().filter(|(_, b)| b.logging_enabled()).map(|(n, _)| n.clone()).collect()
-    }
-
-    /// Kafka Streams' description of the topology.
-    pub fn describe(&self) -> TopologyDescription {
-        TopologyDescription { text: self.describe_text() }
-    }
-
-    fn describe_text(&self) -> String {
-        let names = |indices: &[usize]| -> String {
-            if indices.is_empty() {
-                "none".to_string()
-            } else {
-                indices.iter().map(|&i| self.nodes[i].name.as_str()).collect::<Vec<_>>().join(", ")
-            }
-        };
-        let mut out = String::from("Topologies:\n");
-        for (n, sub) in self.subtopologies().iter().enumerate() {
-            if n > 0 {
-                out.push('\n');
-            }
-            out.push_str(&format!("   Sub-topology: {}\n", sub.id));
-            for &i in &sub.nodes {
-                let node = &self.nodes[i];
-                match &node.kind {
-                    NodeKind::Source { topics } => {
-                        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-                        out.push_str(&format!("    Source: {} (topics: [{}])\n", node.name, topics.join(", ")));
-                        out.push_str(&format!("      --> {}\n", names(&node.children)));
-                    }
-                    NodeKind::Processor => {
-                        out.push_str(&format!("    Processor: {} (stores: [{}])\n", node.name, node.stores.join(", ")));
-                        out.push_str(&format!("      --> {}\n", names(&node.children)));
-                        out.push_str(&format!("      <-- {}\n", names(&node.parents)));
-                    }
-                    NodeKind::Sink { topic } => {
-                        out.push_str(&format!("    Sink: {} (topic: {topic})\n", node.name));
-                        out.push_str(&format!("      <-- {}\n", names(&node.parents)));
-                    }
-                }
-            }
-        }
-        out
-    }
 }
 
-/// What [`Topology::partition_counts`] computes.
+/// What [`InternalTopologyBuilder::partition_counts`] computes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionCounts {
     /// Tasks (partitions) per sub-topology.

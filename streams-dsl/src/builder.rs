@@ -5,7 +5,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use streams_core::state::{GlobalStoreSpec, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, ValueAndTimestampSerde};
-use streams_core::{Result, SerdeRef, Serdes, StoreBuilder, StreamsError, TopicName, Topology, ValueAndTimestamp};
+use streams_core::internals::{InternalTopologyBuilder, TopicName};
+use streams_core::{Result, SerdeRef, Serdes, StoreBuilder, StreamsError, Topology, ValueAndTimestamp};
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use streams_core::state::KeyValueStoreBuilder;
+use streams_core::internals::InternalTopologyBuilder;
 use streams_core::{ProcessorSupplier, SerdeRef, Serdes, StoreBuilder, ValueAndTimestamp};
 
 use crate::builder::{repartition, table_store, Shared};

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use streams_core::state::KeyValueStoreBuilder;
-use streams_core::{SerdeRef, Serdes, Stores, TopicName};
+use streams_core::internals::{InternalTopologyBuilder, TopicName};
+use streams_core::{SerdeRef, Serdes, Stores};
 
 use crate::builder::{repartition, require_serde, table_store, GlobalKTable, Shared};
 use crate::change::Change;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use streams_core::internals::InternalTopologyBuilder;
 use streams_core::{ProcessorSupplier, Record, SerdeRef};
 
 use crate::builder::Shared;
@@ -215,7 +216,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
         let mut state = self.state.borrow_mut();
         let name = produced.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SINK-"));
-        let topic = streams_core::TopicName::external(topic);
+        let topic = streams_core::internals::TopicName::external(topic);
         state.apply(|t| {
             t.add_sink_node(&name, topic, produced.key_serde, produced.value_serde, &[&self.node]).map(drop)
         });

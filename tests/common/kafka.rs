@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use streams::runtime::test_utils;
-use streams::{EmbeddedKafkaCluster, Topology};
+use streams::test_utils;
+use streams::test_utils::EmbeddedKafkaCluster;
+use streams::Topology;
 
 pub(crate) enum Cluster {
     Embedded(EmbeddedKafkaCluster),

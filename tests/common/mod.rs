@@ -43,7 +43,7 @@ pub(crate) fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
 
 /// The last count per word in a word count's `output` (read with read_committed).
 pub(crate) fn final_counts(servers: &str, output: &str) -> HashMap<String, i64> {
-    let records = streams::runtime::test_utils::read_all(servers, output, std::time::Duration::from_millis(500)).unwrap();
+    let records = streams::test_utils::read_all(servers, output, std::time::Duration::from_millis(500)).unwrap();
     let mut counts = HashMap::new();
     for r in records {
         let word: String = Serdes::string().deserialize(output, r.key.as_deref()).unwrap();
@@ -51,4 +51,9 @@ pub(crate) fn final_counts(servers: &str, output: &str) -> HashMap<String, i64> 
         counts.insert(word, count);
     }
     counts
+}
+
+/// The number of sub-topologies in a topology's description.
+pub(crate) fn subtopologies(topology: &streams::Topology) -> usize {
+    topology.describe().to_string().matches("Sub-topology:").count()
 }

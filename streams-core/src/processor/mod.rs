@@ -1,5 +1,6 @@
 //! The Processor API: [`Processor`], [`ProcessorSupplier`] and [`ProcessorContext`].
 
+pub(crate) mod context;
 pub(crate) mod node;
 
 use std::time::Duration;
@@ -8,7 +9,7 @@ use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordContext, TaskId};
 use crate::serdes::SerdeRef;
 use crate::state::{GlobalKeyValueStore, KeyValueStore, SessionStore, WindowStore};
-use crate::task::{Schedule, TaskContext};
+use context::{Schedule, TaskContext};
 use node::{Child, NodeMeta};
 
 /// A record-at-a-time operator. `KIn`/`VIn` in, `KOut`/`VOut` forwarded to the children.
@@ -90,7 +91,13 @@ pub struct ProcessorContext<'a, K, V> {
     pub(crate) task: &'a mut TaskContext,
     pub(crate) node: &'a NodeMeta,
     pub(crate) children: &'a [Child<K, V>],
+    /// In `init`: where the node keeps the cache flush listeners registered with it.
+    pub(crate) flush_listeners: Option<&'a mut Vec<FlushListener<K, V>>>,
 }
+
+/// Forwards what a store's cache wrote down through the node that registered it; called with
+/// `true` at commit, when the cache must write all its dirty entries down first.
+pub(crate) type FlushListener<K, V> = Box<dyn for<'c> FnMut(&mut ProcessorContext<'c, K, V>, bool) -> Result<()>>;
 
 impl<K, V> std::fmt::Debug for ProcessorContext<'_, K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +125,20 @@ impl<K: Clone, V: Clone> ProcessorContext<'_, K, V> {
 }
 
 impl<K, V> ProcessorContext<'_, K, V> {
+    /// Registers a cache flush listener with this node (in `init` only).
+    pub(crate) fn add_flush_listener(&mut self, listener: FlushListener<K, V>) -> Result<()> {
+        match &mut self.flush_listeners {
+            Some(listeners) => {
+                listeners.push(listener);
+                Ok(())
+            }
+            None => Err(StreamsError::IllegalState(format!(
+                "node `{}`: cache flush listeners are registered in init",
+                self.node.name
+            ))),
+        }
+    }
+
     /// The typed key-value store `name`; the processor must be connected to it in the topology.
     ///
     /// A wrong name or type is an error (found in `init`, when the task is built).

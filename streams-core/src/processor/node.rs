@@ -9,12 +9,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{Processor, ProcessorContext, ProcessorSupplier, Punctuation};
+use super::{FlushListener, Processor, ProcessorContext, ProcessorSupplier, Punctuation};
 use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::record::{ConsumerRecord, ProducerRecord, Record, RecordContext};
 use crate::serdes::SerdeRef;
-use crate::task::{SkippedRecord, TaskContext};
+use super::context::{SkippedRecord, TaskContext};
 use crate::topology::TopicName;
 
 /// A node's identity within the topology.
@@ -127,13 +127,29 @@ struct ProcessorNode<KIn, VIn, KOut, VOut> {
     meta: NodeMeta,
     processor: Box<dyn Processor<KIn, VIn, KOut, VOut>>,
     children: Vec<Child<KOut, VOut>>,
+    /// What the caches of the processor's stores write down goes through these.
+    flush_listeners: Vec<FlushListener<KOut, VOut>>,
+}
+
+/// A processor's context outside `init`.
+fn context<'a, K, V>(node: &'a NodeMeta, children: &'a [Child<K, V>], task: &'a mut TaskContext) -> ProcessorContext<'a, K, V> {
+    ProcessorContext { task, node, children, flush_listeners: None }
+}
+
+impl<KIn, VIn, KOut, VOut> ProcessorNode<KIn, VIn, KOut, VOut> {
+    /// Pushes what the stores' caches wrote down (all dirty entries at `commit`) to the
+    /// listeners registered in `init`.
+    fn forward_cache_flushes(&mut self, task: &mut TaskContext, commit: bool) -> Result<()> {
+        let mut ctx = context(&self.meta, &self.children, task);
+        self.flush_listeners.iter_mut().try_for_each(|listener| listener(&mut ctx, commit))
+    }
 }
 
 impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut> {
     fn process(&mut self, task: &mut TaskContext, record: Record<KIn, VIn>) -> Result<()> {
         task.record_context.borrow_mut().timestamp = record.timestamp;
-        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
-        let Err(error) = self.processor.process(&mut ctx, record) else { return Ok(()) };
+        let processed = self.processor.process(&mut context(&self.meta, &self.children, task), record);
+        let Err(error) = processed.and_then(|()| self.forward_cache_flushes(task, false)) else { return Ok(()) };
         let error = wrap_user_error(error, task, &self.meta);
         // A failure of the record itself (user code, a value a serde rejects) may be skipped;
         // a broken store or client never is.
@@ -154,18 +170,25 @@ impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut
 
 impl<KIn, VIn, KOut, VOut> TaskNode for ProcessorNode<KIn, VIn, KOut, VOut> {
     fn init(&mut self, task: &mut TaskContext) -> Result<()> {
-        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
+        let mut ctx = ProcessorContext {
+            task: &mut *task,
+            node: &self.meta,
+            children: &self.children,
+            flush_listeners: Some(&mut self.flush_listeners),
+        };
         self.processor.init(&mut ctx).map_err(|e| wrap_user_error(e, task, &self.meta))
     }
     fn punctuate(&mut self, task: &mut TaskContext, punctuation: Punctuation) -> Result<()> {
         *task.record_context.borrow_mut() =
             RecordContext { topic: String::new(), partition: -1, offset: -1, timestamp: punctuation.timestamp };
-        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
-        self.processor.punctuate(&mut ctx, punctuation).map_err(|e| wrap_user_error(e, task, &self.meta))
+        let punctuated = self.processor.punctuate(&mut context(&self.meta, &self.children, task), punctuation);
+        punctuated.and_then(|()| self.forward_cache_flushes(task, false)).map_err(|e| wrap_user_error(e, task, &self.meta))
     }
+    /// The processor's own flush, then its stores' caches, in topological order with the
+    /// other nodes, so what a cache forwards reaches downstream caches before they flush.
     fn flush(&mut self, task: &mut TaskContext) -> Result<()> {
-        let mut ctx = ProcessorContext { task: &mut *task, node: &self.meta, children: &self.children };
-        self.processor.flush(&mut ctx).map_err(|e| wrap_user_error(e, task, &self.meta))
+        let flushed = self.processor.flush(&mut context(&self.meta, &self.children, task));
+        flushed.and_then(|()| self.forward_cache_flushes(task, true)).map_err(|e| wrap_user_error(e, task, &self.meta))
     }
     fn close(&mut self) -> Result<()> {
         self.processor.close()
@@ -186,7 +209,8 @@ impl<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static> NodeFactory for P
     }
     fn build(&self, meta: NodeMeta, children: Vec<(String, Rc<dyn Any>)>, _: &str) -> Result<BuiltNode> {
         let children = typed_children::<KOut, VOut>(&meta.name, children)?;
-        let node = Rc::new(RefCell::new(ProcessorNode { meta, processor: self.supplier.get(), children }));
+        let node =
+            Rc::new(RefCell::new(ProcessorNode { meta, processor: self.supplier.get(), children, flush_listeners: Vec::new() }));
         let input: NodeRef<KIn, VIn> = node.clone();
         Ok(BuiltNode { input: Some(Rc::new(input)), lifecycle: node, source: None })
     }

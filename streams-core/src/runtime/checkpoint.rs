@@ -11,22 +11,22 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, StreamsError};
 
 /// Changelog offsets by (topic, partition): the offset of the last record the store holds.
-pub type Offsets = BTreeMap<(String, i32), i64>;
+pub(super) type Offsets = BTreeMap<(String, i32), i64>;
 
 /// A task's checkpoint file.
 #[derive(Debug, Clone)]
-pub struct OffsetCheckpoint {
+pub(super) struct OffsetCheckpoint {
     path: PathBuf,
 }
 
 impl OffsetCheckpoint {
     /// The checkpoint in a task directory.
-    pub fn in_dir(task_dir: &Path) -> Self {
+    pub(super) fn in_dir(task_dir: &Path) -> Self {
         OffsetCheckpoint { path: task_dir.join(".checkpoint") }
     }
 
     /// Reads the offsets; a missing file is empty, a malformed one an error.
-    pub fn read(&self) -> Result<Offsets> {
+    pub(super) fn read(&self) -> Result<Offsets> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Offsets::new()),
@@ -36,7 +36,7 @@ impl OffsetCheckpoint {
     }
 
     /// Replaces the file with `offsets`.
-    pub fn write(&self, offsets: &Offsets) -> Result<()> {
+    pub(super) fn write(&self, offsets: &Offsets) -> Result<()> {
         let mut text = format!("0\n{}\n", offsets.len());
         for ((topic, partition), offset) in offsets {
             text.push_str(&format!("{topic} {partition} {offset}\n"));
@@ -49,13 +49,6 @@ impl OffsetCheckpoint {
         std::fs::rename(&tmp, &self.path).map_err(|e| StreamsError::io(&self.path, e))
     }
 
-    /// Removes the file.
-    pub fn delete(&self) -> Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StreamsError::io(&self.path, e)),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn parse(text: &str) -> std::result::Result<Offsets, String> {
@@ -102,8 +95,6 @@ mod tests {
         for garbage in ["", "1\n0\n", "0\n2\na 1 2\n", "0\n1\na b 2\n", "0\n1\na 1 x\n", "0\n1\na 1 2 3\n", "0\n1\na 1 2\nextra\n"] {
             assert!(parse(garbage).is_err(), "{garbage:?}");
         }
-        cp.delete().unwrap();
-        assert!(cp.read().unwrap().is_empty());
     }
 
     #[test]

@@ -10,19 +10,19 @@ use crate::record::TaskId;
 
 /// The application's state directory.
 #[derive(Debug, Clone)]
-pub struct StateDirectory {
+pub(crate) struct StateDirectory {
     app_dir: PathBuf,
 }
 
 /// An exclusive lock on a task directory, released on drop.
 #[derive(Debug)]
-pub struct TaskDirLock {
+pub(crate) struct TaskDirLock {
     _file: File,
 }
 
 /// An instance's exclusive lock on the application directory, released on drop.
 #[derive(Debug)]
-pub struct StateDirLock {
+pub(crate) struct StateDirLock {
     _file: File,
 }
 
@@ -31,20 +31,20 @@ const PROCESS_FILE: &str = "kafka-streams-process-metadata";
 
 impl StateDirectory {
     /// `<state_dir>/<application_id>`, created if missing.
-    pub fn new(state_dir: &Path, application_id: &str) -> Result<Self> {
+    pub(crate) fn new(state_dir: &Path, application_id: &str) -> Result<Self> {
         let app_dir = state_dir.join(application_id);
         std::fs::create_dir_all(&app_dir).map_err(|e| StreamsError::io(&app_dir, e))?;
         Ok(StateDirectory { app_dir })
     }
 
     /// The application directory.
-    pub fn app_dir(&self) -> &Path {
+    pub(crate) fn app_dir(&self) -> &Path {
         &self.app_dir
     }
 
     /// Locks the application directory for this instance; a second instance pointed at the
     /// same `state.dir` and `application.id` is refused.
-    pub fn lock_instance(&self) -> Result<StateDirLock> {
+    pub(crate) fn lock_instance(&self) -> Result<StateDirLock> {
         let path = self.app_dir.join(".lock");
         let file = open_lock_file(&path)?;
         match file.try_lock() {
@@ -61,7 +61,7 @@ impl StateDirectory {
 
     /// This instance's process id: random, created once and kept in the state directory, so a
     /// restarted instance keeps its identity (and its transactional ids fence its predecessor).
-    pub fn process_id(&self) -> String {
+    pub(crate) fn process_id(&self) -> String {
         let path = self.app_dir.join(PROCESS_FILE);
         if let Some(id) = std::fs::read_to_string(&path).ok().map(|t| t.trim().to_string()).filter(|t| is_process_id(t)) {
             return id;
@@ -74,12 +74,12 @@ impl StateDirectory {
     }
 
     /// A task's directory.
-    pub fn task_dir(&self, task: TaskId) -> PathBuf {
+    pub(crate) fn task_dir(&self, task: TaskId) -> PathBuf {
         self.app_dir.join(task.to_string())
     }
 
     /// Locks a task directory, waiting up to `wait` for another owner to let go.
-    pub fn lock(&self, task: TaskId, wait: Duration) -> Result<TaskDirLock> {
+    pub(crate) fn lock(&self, task: TaskId, wait: Duration) -> Result<TaskDirLock> {
         let dir = self.task_dir(task);
         std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
         let path = dir.join(".lock");
@@ -106,7 +106,7 @@ impl StateDirectory {
     }
 
     /// Deletes the application's state (only when no instance runs).
-    pub fn clean(&self) -> Result<()> {
+    pub(crate) fn clean(&self) -> Result<()> {
         match std::fs::remove_dir_all(&self.app_dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StreamsError::io(&self.app_dir, e)),
             _ => Ok(()),

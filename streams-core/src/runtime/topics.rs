@@ -8,7 +8,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
 use crate::error::{Result, StreamsError};
-use crate::topology::{PartitionCounts, Topology};
+use crate::topology::{InternalTopologyBuilder, PartitionCounts, Topology};
 
 /// Topic-level configs of a topic to create.
 type TopicConfigs = Vec<(String, String)>;

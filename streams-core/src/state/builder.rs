@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::caching::{CachingKeyValueStore, ThreadCache};
 use super::in_memory::InMemoryKeyValueStore;
 use super::logging::ChangeLoggingKeyValueStore;
-use super::metered::{KeyValueStore, MeteredKeyValueStore};
+use super::typed::{KeyValueStore, SerdeKeyValueStore};
 use super::rocksdb::RocksDbKeyValueStore;
 use super::segmented::{segments_dir, KeySchema, SegmentLocation, SegmentedBytesStore};
 use super::transactional::TransactionalBytesStore;
@@ -54,7 +54,7 @@ impl fmt::Debug for RegisteredStore {
 }
 
 /// The changelog topic of a store: `<application.id>-<store>-changelog`.
-pub fn changelog_topic(application_id: &str, store: &str) -> String {
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
 }
 
@@ -67,6 +67,7 @@ pub trait StoreBuilder: Send + Sync + 'static {
     /// The typed handle's type, for error messages.
     fn type_name(&self) -> String;
     /// Creates the store for one task.
+    #[doc(hidden)]
     fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore>;
     /// Topic configs of the changelog (compacted by default).
     fn changelog_config(&self) -> Vec<(String, String)> {
@@ -186,7 +187,7 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
     fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore> {
         let topic = changelog_topic(&ctx.application_id, &self.supplier.name);
         let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching);
-        let typed = KeyValueStore::new(MeteredKeyValueStore::new(
+        let typed = KeyValueStore::new(SerdeKeyValueStore::new(
             bytes,
             topic.clone(),
             self.key_serde.clone(),
@@ -384,14 +385,14 @@ impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
     fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore> {
         let topic = changelog_topic(&ctx.application_id, &self.supplier.name);
         let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching);
-        let metered = MeteredKeyValueStore::new(bytes, topic.clone(), self.key_serde.clone(), self.value_serde.clone());
+        let serde_layer = SerdeKeyValueStore::new(bytes, topic.clone(), self.key_serde.clone(), self.value_serde.clone());
         let (store, typed): (_, Box<dyn Any>) = match self.supplier.schema {
             KeySchema::Session => {
-                let typed = SessionStore::new(metered);
+                let typed = SessionStore::new(serde_layer);
                 (typed.as_state_store(), Box::new(typed))
             }
             KeySchema::Window { retain_duplicates } => {
-                let typed = WindowStore::new(metered, self.supplier.window_size_ms, retain_duplicates);
+                let typed = WindowStore::new(serde_layer, self.supplier.window_size_ms, retain_duplicates);
                 (typed.as_state_store(), Box::new(typed))
             }
         };

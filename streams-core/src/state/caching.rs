@@ -18,19 +18,20 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// The byte budget shared by the caches of one stream thread.
 #[derive(Debug)]
-pub struct ThreadCache {
+pub(crate) struct ThreadCache {
     max_bytes: usize,
     used_bytes: usize,
 }
 
 impl ThreadCache {
     /// A budget of `max_bytes` (0 disables caching in effect: every write is evicted at once).
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         ThreadCache { max_bytes, used_bytes: 0 }
     }
 
     /// Bytes in use by all caches.
-    pub fn used_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn used_bytes(&self) -> usize {
         self.used_bytes
     }
 }

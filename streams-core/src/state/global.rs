@@ -16,13 +16,12 @@ use crate::error::{Result, SerdeError, StreamsError};
 use crate::serdes::SerdeRef;
 
 /// The bytes of a global store. Safe to share between threads.
-pub trait GlobalBytesStore: Send + Sync + fmt::Debug {
+pub(crate) trait GlobalBytesStore: Send + Sync + fmt::Debug {
     /// The value bytes of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Puts `value` under `key`; `None` deletes.
     fn put(&self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
     /// At most `limit` entries from the start of `range`, in key order (one batch of a scan).
-    #[doc(hidden)]
     fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Makes writes durable.
     fn flush(&self) -> Result<()>;
@@ -107,7 +106,7 @@ impl GlobalStoreSpec {
 }
 
 /// The global stores of an instance, by name.
-pub type GlobalStores = Arc<BTreeMap<String, Arc<dyn GlobalBytesStore>>>;
+pub(crate) type GlobalStores = Arc<BTreeMap<String, Arc<dyn GlobalBytesStore>>>;
 
 /// A typed, read-only view of a global store, as processors use it. Clones share the store.
 pub struct GlobalKeyValueStore<K, V> {

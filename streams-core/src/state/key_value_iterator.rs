@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
-use super::metered::MeteredKeyValueStore;
+use super::typed::SerdeKeyValueStore;
 use super::KeyRange;
 use crate::error::Result;
 
@@ -60,9 +60,9 @@ impl<K: 'static, V: 'static> KeyValueIterator<K, V> {
     /// (`None`: entries that fall inside the byte range but do not match, such as another
     /// key's windows). Reads the first batch at once, so opening errors show here.
     pub(crate) fn new<SK: 'static, SV: 'static>(
-        store: Rc<RefCell<MeteredKeyValueStore<SK, SV>>>,
+        store: Rc<RefCell<SerdeKeyValueStore<SK, SV>>>,
         range: KeyRange,
-        decode: impl Fn(&MeteredKeyValueStore<SK, SV>, &[u8], &[u8]) -> Result<Option<(K, V)>> + 'static,
+        decode: impl Fn(&SerdeKeyValueStore<SK, SV>, &[u8], &[u8]) -> Result<Option<(K, V)>> + 'static,
     ) -> Result<Self> {
         Self::from_batches(range, move |range, n| {
             let mut s = store.borrow_mut();
@@ -136,7 +136,7 @@ mod tests {
     use crate::serdes::{SerdeRef, Serdes};
     use crate::state::caching::{CachingKeyValueStore, ThreadCache};
     use crate::state::in_memory::InMemoryKeyValueStore;
-    use crate::state::metered::MeteredKeyValueStore;
+    use crate::state::typed::SerdeKeyValueStore;
     use crate::state::rocksdb::RocksDbKeyValueStore;
     use crate::state::transactional::TransactionalBytesStore;
     use crate::state::{KeyValueBytesStore, KeyValueStore, StateStore};
@@ -152,7 +152,7 @@ mod tests {
         let cache = Rc::new(RefCell::new(ThreadCache::new(cache_bytes)));
         let ctx = Rc::new(RefCell::new(RecordContext::default()));
         let cached = CachingKeyValueStore::new(Box::new(buffered), cache, ctx);
-        KeyValueStore::new(MeteredKeyValueStore::new(Box::new(cached), "t".into(), bytes(), bytes()))
+        KeyValueStore::new(SerdeKeyValueStore::new(Box::new(cached), "t".into(), bytes(), bytes()))
     }
 
     fn key(n: u32) -> Vec<u8> {
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_scan_longer_than_a_batch_sees_writes_ahead_of_it() {
-        let store = KeyValueStore::new(MeteredKeyValueStore::new(
+        let store = KeyValueStore::new(SerdeKeyValueStore::new(
             Box::new(InMemoryKeyValueStore::new("s")),
             "t".into(),
             bytes(),

@@ -9,32 +9,36 @@ mod in_memory;
 mod iter;
 mod key_value_iterator;
 mod logging;
-mod metered;
+mod typed;
 mod rocksdb;
 mod segmented;
 mod transactional;
 mod window;
 
 pub use builder::{
-    changelog_topic, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, RegisteredStore, SegmentedBytesStoreSupplier,
-    StoreBuilder, StoreContext, Stores, WindowStoreBuilder,
+    KeyValueBytesStoreSupplier, KeyValueStoreBuilder, SegmentedBytesStoreSupplier, StoreBuilder, Stores,
+    WindowStoreBuilder,
 };
-pub use caching::ThreadCache;
+#[doc(hidden)]
+pub use builder::{RegisteredStore, StoreContext};
+pub(crate) use builder::changelog_topic;
+pub(crate) use caching::ThreadCache;
+pub(crate) use global::{GlobalBytesStore, GlobalStores};
+pub use global::{GlobalKeyValueStore, GlobalStoreSpec};
 pub(crate) use iter::{BytesIter, KeyRange};
-pub use global::{GlobalBytesStore, GlobalKeyValueStore, GlobalStoreSpec, GlobalStores};
 pub use key_value_iterator::KeyValueIterator;
+#[doc(hidden)]
+pub use typed::{CacheFlush, CachedStateStore};
+pub use typed::{KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
 pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
-pub use metered::{CacheFlush, KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
 
 use crate::error::Result;
 
 /// A changelog entry to restore: key bytes and value bytes (`None` = delete).
-pub type RestoreRecord = (Vec<u8>, Option<Vec<u8>>);
+pub(crate) type RestoreRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// The task's view of any store: lifecycle, flush and restore.
-pub trait StateStore {
-    /// The store name.
-    fn name(&self) -> &str;
+pub(crate) trait StateStore {
     /// Writes cached entries down and makes buffered writes durable.
     fn flush(&mut self) -> Result<()>;
     /// Flushes and releases resources.
@@ -52,7 +56,7 @@ pub trait StateStore {
 }
 
 /// A key-value store of bytes; implemented by each inner layer.
-pub trait KeyValueBytesStore {
+pub(crate) trait KeyValueBytesStore {
     /// The store name.
     fn name(&self) -> &str;
     /// The value for `key`.
@@ -92,15 +96,15 @@ pub trait KeyValueBytesStore {
 
 /// An entry the cache wrote to the inner store, with the value it replaced.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlushedEntry {
+pub(crate) struct FlushedEntry {
     /// Key bytes.
-    pub key: Vec<u8>,
+    pub(crate) key: Vec<u8>,
     /// The new value bytes (`None` = deleted).
-    pub new_value: Option<Vec<u8>>,
+    pub(crate) new_value: Option<Vec<u8>>,
     /// The value it replaced.
-    pub old_value: Option<Vec<u8>>,
+    pub(crate) old_value: Option<Vec<u8>>,
     /// Timestamp of the record that last wrote the entry.
-    pub timestamp: i64,
+    pub(crate) timestamp: i64,
 }
 
 /// Shared unit tests that every bytes store must pass.

@@ -4,11 +4,12 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
-use super::metered::{CacheFlush, MeteredKeyValueStore};
+use super::typed::{register_flush_listener, CacheFlush, CachedStateStore, SerdeKeyValueStore};
 use super::segmented::{session_key, window_key, KeySchema};
 use super::key_value_iterator::KeyValueIterator;
 use super::{KeyRange, StateStore};
 use crate::error::{Result, SerdeError, StreamsError};
+use crate::processor::ProcessorContext;
 use crate::serdes::{Serde, SerdeRef};
 
 /// A time interval `[start, end)` (time windows) or `[start, end]` (sliding and session windows),
@@ -109,7 +110,7 @@ impl<K: 'static> Serde<Windowed<K>> for WindowedSerde<K> {
 /// A typed window store: values per key and window start, as windowed aggregations and
 /// stream-stream joins keep them. Cheap to clone: clones share the store.
 pub struct WindowStore<K, V> {
-    inner: Rc<RefCell<MeteredKeyValueStore<K, V>>>,
+    inner: Rc<RefCell<SerdeKeyValueStore<K, V>>>,
     window_size: i64,
     retain_duplicates: bool,
     seq: Rc<Cell<u32>>,
@@ -133,7 +134,7 @@ impl<K, V> fmt::Debug for WindowStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> WindowStore<K, V> {
-    pub(crate) fn new(inner: MeteredKeyValueStore<K, V>, window_size: i64, retain_duplicates: bool) -> Self {
+    pub(crate) fn new(inner: SerdeKeyValueStore<K, V>, window_size: i64, retain_duplicates: bool) -> Self {
         WindowStore { inner: Rc::new(RefCell::new(inner)), window_size, retain_duplicates, seq: Rc::default() }
     }
 
@@ -228,27 +229,22 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             Ok(s.value(Some(value))?.map(|value| (windowed, value)))
         })
     }
+}
 
-    /// See [`KeyValueStore::enable_flush_forwarding`](super::KeyValueStore::enable_flush_forwarding).
-    pub fn enable_flush_forwarding(&self) -> bool {
-        self.inner.borrow_mut().inner.enable_flush_forwarding()
-    }
-
-    /// Writes the cache's dirty entries down.
-    pub fn flush_cache(&self) -> Result<()> {
-        self.inner.borrow_mut().inner.flush_cache()
-    }
-
-    /// The entries the cache wrote down since the last call.
-    pub fn take_flushed(&self) -> Result<Vec<CacheFlush<Windowed<K>, V>>> {
+impl<K: 'static, V: 'static> CachedStateStore<Windowed<K>, V> for WindowStore<K, V> {
+    fn set_flush_listener<KO: 'static, VO: 'static>(
+        &self,
+        ctx: &mut ProcessorContext<'_, KO, VO>,
+        listener: impl FnMut(&mut ProcessorContext<'_, KO, VO>, CacheFlush<Windowed<K>, V>) -> Result<()> + 'static,
+    ) -> Result<bool> {
         let (schema, window_size) = (self.schema(), self.window_size);
-        self.inner.borrow_mut().take_flushed(|s, key| decode_window(s, schema, window_size, key))
+        register_flush_listener(&self.inner, move |s, key| decode_window(s, schema, window_size, key), ctx, listener)
     }
 }
 
 /// The windowed key of a composite window-store key.
 fn decode_window<K: 'static, V: 'static>(
-    s: &MeteredKeyValueStore<K, V>,
+    s: &SerdeKeyValueStore<K, V>,
     schema: KeySchema,
     window_size: i64,
     bytes: &[u8],
@@ -263,7 +259,7 @@ fn decode_window<K: 'static, V: 'static>(
 /// A typed session store: one aggregate per key and session `[start, end]`.
 /// Cheap to clone: clones share the store.
 pub struct SessionStore<K, V> {
-    inner: Rc<RefCell<MeteredKeyValueStore<K, V>>>,
+    inner: Rc<RefCell<SerdeKeyValueStore<K, V>>>,
 }
 
 impl<K, V> Clone for SessionStore<K, V> {
@@ -279,7 +275,7 @@ impl<K, V> fmt::Debug for SessionStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> SessionStore<K, V> {
-    pub(crate) fn new(inner: MeteredKeyValueStore<K, V>) -> Self {
+    pub(crate) fn new(inner: SerdeKeyValueStore<K, V>) -> Self {
         SessionStore { inner: Rc::new(RefCell::new(inner)) }
     }
 
@@ -341,7 +337,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         })
     }
 
-    fn decode(s: &MeteredKeyValueStore<K, V>, bytes: &[u8]) -> Result<Windowed<K>> {
+    fn decode(s: &SerdeKeyValueStore<K, V>, bytes: &[u8]) -> Result<Windowed<K>> {
         let schema = KeySchema::Session;
         let (key, (start, end)) = schema
             .key_of(bytes)
@@ -349,20 +345,15 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
             .ok_or_else(|| StreamsError::store(&s.name, "corrupt session key"))?;
         Ok(Windowed::new(s.key(key)?, Window::new(start, end)))
     }
+}
 
-    /// See [`KeyValueStore::enable_flush_forwarding`](super::KeyValueStore::enable_flush_forwarding).
-    pub fn enable_flush_forwarding(&self) -> bool {
-        self.inner.borrow_mut().inner.enable_flush_forwarding()
-    }
-
-    /// Writes the cache's dirty entries down.
-    pub fn flush_cache(&self) -> Result<()> {
-        self.inner.borrow_mut().inner.flush_cache()
-    }
-
-    /// The entries the cache wrote down since the last call.
-    pub fn take_flushed(&self) -> Result<Vec<CacheFlush<Windowed<K>, V>>> {
-        self.inner.borrow_mut().take_flushed(Self::decode)
+impl<K: 'static, V: 'static> CachedStateStore<Windowed<K>, V> for SessionStore<K, V> {
+    fn set_flush_listener<KO: 'static, VO: 'static>(
+        &self,
+        ctx: &mut ProcessorContext<'_, KO, VO>,
+        listener: impl FnMut(&mut ProcessorContext<'_, KO, VO>, CacheFlush<Windowed<K>, V>) -> Result<()> + 'static,
+    ) -> Result<bool> {
+        register_flush_listener(&self.inner, Self::decode, ctx, listener)
     }
 }
 
@@ -377,14 +368,14 @@ mod tests {
         iter.unwrap().map(Result::unwrap).collect()
     }
 
-    fn metered(schema: KeySchema) -> MeteredKeyValueStore<String, i64> {
+    fn serde_layer(schema: KeySchema) -> SerdeKeyValueStore<String, i64> {
         let bytes = SegmentedBytesStore::open("w", schema, 1_000_000, SegmentLocation::InMemory).unwrap();
-        MeteredKeyValueStore::new(Box::new(bytes), "t".into(), Arc::new(Serdes::string()), Arc::new(Serdes::i64()))
+        SerdeKeyValueStore::new(Box::new(bytes), "t".into(), Arc::new(Serdes::string()), Arc::new(Serdes::i64()))
     }
 
     #[test]
     fn window_store_fetches_one_key_by_time_range() {
-        let store = WindowStore::new(metered(KeySchema::Window { retain_duplicates: false }), 10, false);
+        let store = WindowStore::new(serde_layer(KeySchema::Window { retain_duplicates: false }), 10, false);
         let (a, ab) = ("a".to_string(), "ab".to_string());
         store.put(&a, Some(&1), 0).unwrap();
         store.put(&a, Some(&2), 10).unwrap();
@@ -402,7 +393,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_kept_when_asked() {
-        let store = WindowStore::new(metered(KeySchema::Window { retain_duplicates: true }), 0, true);
+        let store = WindowStore::new(serde_layer(KeySchema::Window { retain_duplicates: true }), 0, true);
         let k = "k".to_string();
         store.put(&k, Some(&1), 5).unwrap();
         store.put(&k, Some(&2), 5).unwrap();
@@ -412,7 +403,7 @@ mod tests {
 
     #[test]
     fn session_store_finds_overlapping_sessions() {
-        let store = SessionStore::new(metered(KeySchema::Session));
+        let store = SessionStore::new(serde_layer(KeySchema::Session));
         let k = "k".to_string();
         let session = |s, e| Windowed::new(k.clone(), Window::new(s, e));
         store.put(&session(0, 10), Some(&2)).unwrap();

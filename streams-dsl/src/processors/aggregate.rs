@@ -45,7 +45,4 @@ where
         forwarder.update(ctx, record, Some(new), old)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        self.forwarder.as_ref().expect("initialized").flush(ctx)
-    }
 }

@@ -311,9 +311,6 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> P
         results.update(ctx, Record { key: record.key, value: (), timestamp, headers: record.headers }, new, old)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
-        self.results.as_ref().expect("initialized").flush(ctx)
-    }
 }
 
 /// Left side: a deleted left row deletes its result at once (later answers for it are stale).
@@ -343,9 +340,6 @@ impl<K: Clone + 'static, V: 'static, VR: Clone + 'static> Processor<K, Change<V>
         results.update(ctx, record.with_value(()), None, Some(old))
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
-        self.results.as_ref().expect("initialized").flush(ctx)
-    }
 }
 
 #[cfg(test)]

@@ -3,22 +3,23 @@
 
 use std::marker::PhantomData;
 
-use streams_core::state::CacheFlush;
+use streams_core::internals::{CacheFlush, CachedStateStore};
 use streams_core::{Processor, ProcessorContext, Record, Result, TimestampedKeyValueStore, ValueAndTimestamp};
 
 use crate::change::Change;
 
 /// Writes KTable updates to a timestamped store and forwards `Change`s: at once without a
-/// cache, or when the cache writes them down (eviction or commit) with one.
+/// cache; with one, the store's flush listener forwards them when the cache writes them down
+/// (eviction or commit).
 pub(crate) struct TableForwarder<K, V> {
     store: TimestampedKeyValueStore<K, V>,
     caching: bool,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
-    pub(crate) fn init(ctx: &ProcessorContext<'_, K, Change<V>>, store: &str) -> Result<Self> {
+    pub(crate) fn init(ctx: &mut ProcessorContext<'_, K, Change<V>>, store: &str) -> Result<Self> {
         let store: TimestampedKeyValueStore<K, V> = ctx.get_key_value_store(store)?;
-        let caching = store.enable_flush_forwarding();
+        let caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
         Ok(TableForwarder { store, caching })
     }
 
@@ -26,7 +27,8 @@ impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
         self.store.get(key)
     }
 
-    /// Stores `new_value` (`None` deletes) and forwards the change from `old_value`.
+    /// Stores `new_value` (`None` deletes) and forwards the change from `old_value`, unless
+    /// the cache will.
     pub(crate) fn update(
         &self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
@@ -41,36 +43,28 @@ impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
             }
         }
         if self.caching {
-            self.forward_flushed(ctx)
-        } else {
-            ctx.forward(record.with_value(Change::new(new_value, old_value)))
+            return Ok(());
         }
-    }
-
-    /// Forwards what the cache wrote down.
-    pub(crate) fn forward_flushed(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        forward_flushes(ctx, super::window::timestamped(self.store.take_flushed()?))
-    }
-
-    /// At commit: write the cache down and forward it.
-    pub(crate) fn flush(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        if self.caching {
-            self.store.flush_cache()?;
-            self.forward_flushed(ctx)?;
-        }
-        Ok(())
+        ctx.forward(record.with_value(Change::new(new_value, old_value)))
     }
 }
 
-/// Forwards entries a store's cache wrote down as table changes.
-pub(crate) fn forward_flushes<K: Clone, V: Clone>(
+/// Forwards an entry a store's cache wrote down as a table change.
+pub(crate) fn forward_flush<K: Clone, V: Clone>(
     ctx: &mut ProcessorContext<'_, K, Change<V>>,
-    flushed: impl IntoIterator<Item = CacheFlush<K, V>>,
+    entry: CacheFlush<K, V>,
 ) -> Result<()> {
-    for entry in flushed {
-        ctx.forward(Record::new(entry.key, Change::new(entry.new_value, entry.old_value), entry.timestamp))?;
+    ctx.forward(Record::new(entry.key, Change::new(entry.new_value, entry.old_value), entry.timestamp))
+}
+
+/// A flushed entry of a timestamped store, without the timestamps in its values.
+pub(crate) fn timestamped<K, V>(f: CacheFlush<K, ValueAndTimestamp<V>>) -> CacheFlush<K, V> {
+    CacheFlush {
+        key: f.key,
+        new_value: f.new_value.map(|v| v.value),
+        old_value: f.old_value.map(|v| v.value),
+        timestamp: f.timestamp,
     }
-    Ok(())
 }
 
 /// `KTABLE-SOURCE`: materializes a changelog stream; `None` values delete.
@@ -98,9 +92,6 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V
         forwarder.update(ctx, record.with_value(()), value, old)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        self.forwarder.as_ref().expect("initialized").flush(ctx)
-    }
 }
 
 /// `KTABLE-MATERIALIZE`: writes a table's changes into a store (for joins) and passes them on.
@@ -126,9 +117,6 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         self.forwarder.as_ref().expect("initialized").update(ctx, record.with_value(()), new_value, old_value)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        self.forwarder.as_ref().expect("initialized").flush(ctx)
-    }
 }
 
 /// A stateless operator from `Record<K, Change<V>>` to `Change<V2>` records keyed by `K2`.
@@ -208,7 +196,4 @@ where
         forwarder.update(ctx, Record { key, value: (), timestamp, headers }, new, old)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        self.forwarder.as_ref().expect("initialized").flush(ctx)
-    }
 }

@@ -3,11 +3,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::state::{CacheFlush, SessionStore, Window, WindowStore, Windowed};
+use streams_core::internals::CachedStateStore;
+use streams_core::state::{SessionStore, Window, WindowStore, Windowed};
 use streams_core::{Processor, ProcessorContext, Record, Result, ValueAndTimestamp};
 use tracing::debug;
 
-use super::table::forward_flushes;
+use super::table::{forward_flush, timestamped};
 use crate::change::Change;
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
@@ -33,16 +34,6 @@ impl<K, V, VA, F> TimeWindowAggregate<K, V, VA, F> {
     }
 }
 
-/// Strips the timestamps off a timestamped store's flushed values.
-pub(crate) fn timestamped<K, V>(flushes: Vec<CacheFlush<K, ValueAndTimestamp<V>>>) -> impl Iterator<Item = CacheFlush<K, V>> {
-    flushes.into_iter().map(|f| CacheFlush {
-        key: f.key,
-        new_value: f.new_value.map(|v| v.value),
-        old_value: f.old_value.map(|v| v.value),
-        timestamp: f.timestamp,
-    })
-}
-
 impl<K, V, VA, F> Processor<K, V, Windowed<K>, Change<VA>> for TimeWindowAggregate<K, V, VA, F>
 where
     K: Clone + 'static,
@@ -52,7 +43,7 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
         let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.get_window_store(&self.store_name)?;
-        self.caching = store.enable_flush_forwarding();
+        self.caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
         self.store = Some(store);
         Ok(())
     }
@@ -79,18 +70,6 @@ where
         }
         if !open {
             drop_late(ctx, record.timestamp, close_time);
-        }
-        if self.caching {
-            forward_flushes(ctx, timestamped(store.take_flushed()?))?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
-        if self.caching {
-            store.flush_cache()?;
-            forward_flushes(ctx, timestamped(store.take_flushed()?))?;
         }
         Ok(())
     }
@@ -132,7 +111,7 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
         let store: SessionStore<K, VA> = ctx.get_session_store(&self.store_name)?;
-        self.caching = store.enable_flush_forwarding();
+        self.caching = store.set_flush_listener(ctx, forward_flush)?;
         self.store = Some(store);
         Ok(())
     }
@@ -175,20 +154,10 @@ where
         let merged = Windowed::new(record.key, window);
         store.put(&merged, Some(&agg))?;
         if self.caching {
-            forward_flushes(ctx, store.take_flushed()?)
-        } else {
-            forwards.push(Record::new(merged, Change::new(Some(agg), same_window_old), window.end));
-            forwards.into_iter().try_for_each(|r| ctx.forward(r))
+            return Ok(());
         }
-    }
-
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
-        if self.caching {
-            store.flush_cache()?;
-            forward_flushes(ctx, store.take_flushed()?)?;
-        }
-        Ok(())
+        forwards.push(Record::new(merged, Change::new(Some(agg), same_window_old), window.end));
+        forwards.into_iter().try_for_each(|r| ctx.forward(r))
     }
 }
 

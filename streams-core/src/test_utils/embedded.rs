@@ -4,7 +4,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
 use crate::error::{Result, StreamsError};
-use crate::topology::Topology;
+use crate::topology::{InternalTopologyBuilder, Topology};
 
 /// librdkafka's mock cluster. It has no CreateTopics API, so topics — including a topology's
 /// internal ones — are created through [`create_topic`](Self::create_topic) and

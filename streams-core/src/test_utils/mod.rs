@@ -1,5 +1,15 @@
-//! Producing to and reading from a real (or embedded) cluster in tests and examples, as Kafka
-//! Streams' `IntegrationTestUtils`.
+//! Test utilities (the `test-utils` feature), as Kafka Streams ships them in
+//! `kafka-streams-test-utils`: the broker-free [`TopologyTestDriver`], an embedded cluster, and
+//! helpers to produce to and read from a real (or embedded) cluster in tests and examples, as
+//! Kafka Streams' `IntegrationTestUtils`.
+
+mod driver;
+mod embedded;
+
+pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
+pub use embedded::EmbeddedKafkaCluster;
+pub use crate::record::ConsumerRecord;
+pub use crate::processor::context::TaskMetrics;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +21,6 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::error::{Result, StreamsError};
-use crate::record::ConsumerRecord;
 
 /// Sends `(key, value)` pairs to `topic` (keys partitioned as the Java client does) and waits for
 /// every acknowledgement.
@@ -66,12 +75,12 @@ pub fn produce_at(
 /// Reads every partition of `topic` from the beginning until no record arrived for `idle`
 /// after reaching the end of all partitions.
 pub fn read_all(bootstrap_servers: &str, topic: &str, idle: Duration) -> Result<Vec<ConsumerRecord>> {
-    let consumer: BaseConsumer<super::changelog_reader::EndAwareContext> = ClientConfig::new()
+    let consumer: BaseConsumer<crate::runtime::EndAwareContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
         .set("group.id", "streams-test-utils-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(super::changelog_reader::EndAwareContext)
+        .create_with_context(crate::runtime::EndAwareContext)
         .map_err(|e| StreamsError::kafka("create consumer", e))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -88,7 +97,7 @@ pub fn read_all(bootstrap_servers: &str, topic: &str, idle: Duration) -> Result<
     while at_end.len() < partitions || last.elapsed() < idle {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => {
-                records.push(super::stream_thread::to_record(&m));
+                records.push(crate::runtime::to_record(&m));
                 at_end.remove(&m.partition());
                 last = Instant::now();
             }
@@ -165,7 +174,7 @@ pub fn ensure_topic_with_config(bootstrap_servers: &str, topic: &str, partitions
         .set("bootstrap.servers", bootstrap_servers)
         .create()
         .map_err(|e| StreamsError::kafka("create admin client", e))?;
-    let existing = super::topics::topic_partitions(&admin, Duration::from_secs(10))?;
+    let existing = crate::runtime::topic_partitions(&admin, Duration::from_secs(10))?;
     if existing.contains_key(topic) {
         return Ok(());
     }

@@ -23,8 +23,9 @@ use crate::serdes::{Serde, SerdeRef};
 use crate::state::{
     GlobalBytesStore, GlobalKeyValueStore, KeyValueStore, SessionStore, ThreadCache, TimestampedKeyValueStore, WindowStore,
 };
-use crate::task::{StreamTask, TaskEnv, TaskMetrics};
-use crate::topology::Topology;
+use crate::processor::context::TaskMetrics;
+use crate::task::{StreamTask, TaskEnv};
+use crate::topology::{InternalTopologyBuilder, Topology};
 
 /// A record read from or piped into a test topic.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,10 +7,11 @@ use std::rc::Rc;
 use super::key_value_iterator::KeyValueIterator;
 use super::{KeyRange, KeyValueBytesStore, RestoreRecord, StateStore};
 use crate::error::{Result, SerdeError, StreamsError};
+use crate::processor::ProcessorContext;
 use crate::serdes::{Serde, SerdeRef};
 
 /// Typed store state: serdes plus the bytes layers below.
-pub(crate) struct MeteredKeyValueStore<K, V> {
+pub(crate) struct SerdeKeyValueStore<K, V> {
     pub(crate) name: String,
     serde_topic: String,
     pub(crate) inner: Box<dyn KeyValueBytesStore>,
@@ -18,14 +19,14 @@ pub(crate) struct MeteredKeyValueStore<K, V> {
     value_serde: SerdeRef<V>,
 }
 
-impl<K: 'static, V: 'static> MeteredKeyValueStore<K, V> {
+impl<K: 'static, V: 'static> SerdeKeyValueStore<K, V> {
     pub(crate) fn new(
         inner: Box<dyn KeyValueBytesStore>,
         serde_topic: String,
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
     ) -> Self {
-        MeteredKeyValueStore { name: inner.name().to_string(), serde_topic, inner, key_serde, value_serde }
+        SerdeKeyValueStore { name: inner.name().to_string(), serde_topic, inner, key_serde, value_serde }
     }
 
     pub(crate) fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
@@ -57,7 +58,7 @@ impl<K: 'static, V: 'static> MeteredKeyValueStore<K, V> {
     /// The entries the cache wrote down since the last call, keys decoded by `key`.
     pub(crate) fn take_flushed<KK>(
         &mut self,
-        key: impl Fn(&Self, &[u8]) -> Result<KK>,
+        key: &impl Fn(&Self, &[u8]) -> Result<KK>,
     ) -> Result<Vec<CacheFlush<KK, V>>> {
         let flushed = self.inner.take_flushed();
         flushed
@@ -80,10 +81,7 @@ impl<K: 'static, V: 'static> MeteredKeyValueStore<K, V> {
     }
 }
 
-impl<K: 'static, V: 'static> StateStore for MeteredKeyValueStore<K, V> {
-    fn name(&self) -> &str {
-        &self.name
-    }
+impl<K: 'static, V: 'static> StateStore for SerdeKeyValueStore<K, V> {
     fn flush(&mut self) -> Result<()> {
         self.inner.flush()
     }
@@ -122,7 +120,7 @@ pub struct CacheFlush<K, V> {
 ///
 /// Cheap to clone: clones share the same store.
 pub struct KeyValueStore<K, V> {
-    inner: Rc<RefCell<MeteredKeyValueStore<K, V>>>,
+    inner: Rc<RefCell<SerdeKeyValueStore<K, V>>>,
 }
 
 impl<K, V> Clone for KeyValueStore<K, V> {
@@ -138,7 +136,7 @@ impl<K, V> fmt::Debug for KeyValueStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> KeyValueStore<K, V> {
-    pub(crate) fn new(inner: MeteredKeyValueStore<K, V>) -> Self {
+    pub(crate) fn new(inner: SerdeKeyValueStore<K, V>) -> Self {
         KeyValueStore { inner: Rc::new(RefCell::new(inner)) }
     }
 
@@ -221,22 +219,57 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     pub fn approximate_num_entries(&self) -> Result<u64> {
         self.inner.borrow_mut().inner.approximate_num_entries()
     }
+}
 
-    /// Asks the cache (if any) to keep written-down entries for [`take_flushed`](Self::take_flushed).
-    /// Returns whether the store caches; if not, the caller forwards its own updates.
-    pub fn enable_flush_forwarding(&self) -> bool {
-        self.inner.borrow_mut().inner.enable_flush_forwarding()
+impl<K: 'static, V: 'static> CachedStateStore<K, V> for KeyValueStore<K, V> {
+    fn set_flush_listener<KO: 'static, VO: 'static>(
+        &self,
+        ctx: &mut ProcessorContext<'_, KO, VO>,
+        listener: impl FnMut(&mut ProcessorContext<'_, KO, VO>, CacheFlush<K, V>) -> Result<()> + 'static,
+    ) -> Result<bool> {
+        register_flush_listener(&self.inner, |s, key| s.key(key), ctx, listener)
     }
+}
 
-    /// Writes the cache's dirty entries down (to the changelog and the inner store).
-    pub fn flush_cache(&self) -> Result<()> {
-        self.inner.borrow_mut().inner.flush_cache()
-    }
+/// A store whose record cache hands what it writes down to a listener, as Kafka Streams'
+/// `CachedStateStore`: how KTable and windowed-aggregation processors forward their updates
+/// when caching is on. The flushed key is the store's key (`Windowed<K>` for window and
+/// session stores).
+pub trait CachedStateStore<FK, V> {
+    /// Registers, in `init`, a listener called through the processor's node with each entry
+    /// the cache writes down: evictions after the record (or punctuation) that caused them,
+    /// and every dirty entry at commit, after the processor's own `flush`. Returns whether the
+    /// store caches; if not, nothing is registered and the processor forwards its updates.
+    fn set_flush_listener<KO: 'static, VO: 'static>(
+        &self,
+        ctx: &mut ProcessorContext<'_, KO, VO>,
+        listener: impl FnMut(&mut ProcessorContext<'_, KO, VO>, CacheFlush<FK, V>) -> Result<()> + 'static,
+    ) -> Result<bool>;
+}
 
-    /// The entries the cache wrote down since the last call, with the values they replaced.
-    pub fn take_flushed(&self) -> Result<Vec<CacheFlush<K, V>>> {
-        self.inner.borrow_mut().take_flushed(|s, key| s.key(key))
+/// Registers `listener` with the processor's node for the entries the cache of `store` writes
+/// down, their keys decoded by `key`.
+pub(crate) fn register_flush_listener<K: 'static, V: 'static, FK, KO: 'static, VO: 'static>(
+    store: &Rc<RefCell<SerdeKeyValueStore<K, V>>>,
+    key: impl Fn(&SerdeKeyValueStore<K, V>, &[u8]) -> Result<FK> + 'static,
+    ctx: &mut ProcessorContext<'_, KO, VO>,
+    mut listener: impl FnMut(&mut ProcessorContext<'_, KO, VO>, CacheFlush<FK, V>) -> Result<()> + 'static,
+) -> Result<bool> {
+    if !store.borrow_mut().inner.enable_flush_forwarding() {
+        return Ok(false);
     }
+    let store = store.clone();
+    ctx.add_flush_listener(Box::new(move |ctx, commit| {
+        let flushed = {
+            let mut s = store.borrow_mut();
+            if commit {
+                s.inner.flush_cache()?;
+            }
+            s.take_flushed(&key)?
+        };
+        flushed.into_iter().try_for_each(|entry| listener(ctx, entry))
+    }))?;
+    Ok(true)
 }
 
 /// A value with the timestamp of the record that last updated it (KTable stores).
@@ -288,7 +321,7 @@ mod tests {
 
     #[test]
     fn typed_operations_round_trip_through_serdes() {
-        let store: KeyValueStore<String, i64> = KeyValueStore::new(MeteredKeyValueStore::new(
+        let store: KeyValueStore<String, i64> = KeyValueStore::new(SerdeKeyValueStore::new(
             Box::new(InMemoryKeyValueStore::new("s")),
             "app-s-changelog".into(),
             Arc::new(Serdes::string()),
@@ -308,7 +341,6 @@ mod tests {
         store.put(&"b".into(), &4).unwrap();
         let prefixed: Vec<String> = store.prefix_scan(&"a".to_string(), &Serdes::string()).unwrap().map(|e| e.unwrap().0).collect();
         assert_eq!(prefixed, vec!["a".to_string(), "ab".to_string()]);
-        assert!(!store.enable_flush_forwarding());
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! What a client shares with its threads: its state and listeners, counters, the first error.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::RestoreEvent;
+use crate::error::StreamsError;
+
+/// The client's lifecycle, as in Kafka Streams.
+///
+/// ```text
+/// Created -> Rebalancing <-> Running -> PendingShutdown -> NotRunning
+///                  \-----------\-------> PendingError -> Error
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum State {
+    /// Built, not started.
+    Created,
+    /// Joining the group, or restoring state.
+    Rebalancing,
+    /// Processing.
+    Running,
+    /// Closing.
+    PendingShutdown,
+    /// Closed.
+    NotRunning,
+    /// A thread failed; closing.
+    PendingError,
+    /// Stopped by an error.
+    Error,
+}
+
+impl State {
+    fn can_transition_to(self, next: State) -> bool {
+        use State::*;
+        matches!(
+            (self, next),
+            (Created, Rebalancing)
+                | (Created, PendingShutdown)
+                | (Rebalancing, Running)
+                | (Rebalancing, PendingShutdown)
+                | (Rebalancing, PendingError)
+                | (Running, Rebalancing)
+                | (Running, PendingShutdown)
+                | (Running, PendingError)
+                | (PendingShutdown, NotRunning)
+                | (PendingError, Error)
+        )
+    }
+
+    /// Whether the client is started and not shutting down.
+    pub fn is_running_or_rebalancing(self) -> bool {
+        matches!(self, State::Running | State::Rebalancing)
+    }
+}
+
+/// Counters of a running client.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Records processed by all tasks.
+    pub processed_records: AtomicU64,
+    /// Changelog records restored into stores.
+    pub restored_records: AtomicU64,
+    /// Commits done.
+    pub commits: AtomicU64,
+    /// Records processed while an input partition of their task was empty, after the task had
+    /// waited `max.task.idle.ms` for it (Kafka Streams' `enforced-processing`).
+    pub enforced_processing: AtomicU64,
+}
+
+/// What to do when a stream thread fails with an error its handlers did not absorb, as Kafka
+/// Streams' `StreamsUncaughtExceptionHandler` responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamThreadExceptionResponse {
+    /// Start the thread again with new clients; its tasks resume from their last commit.
+    ReplaceThread,
+    /// Stop every thread of this client; the client ends in [`State::Error`] (the default).
+    ShutdownClient,
+}
+
+type StateListener = Box<dyn Fn(State, State) + Send>;
+type UncaughtHandler = Box<dyn Fn(&StreamsError) -> StreamThreadExceptionResponse + Send>;
+type RestoreListener = Box<dyn Fn(&RestoreEvent) + Send>;
+
+/// State shared by the client and its threads.
+pub(crate) struct ClientShared {
+    pub(crate) application_id: String,
+    pub(super) state: Mutex<State>,
+    pub(super) state_listener: Mutex<Option<StateListener>>,
+    pub(super) restore_listener: Mutex<Option<RestoreListener>>,
+    pub(super) uncaught_handler: Mutex<Option<UncaughtHandler>>,
+    pub(super) rebalancing: Mutex<Vec<bool>>,
+    pub(super) alive: Mutex<Vec<bool>>,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) metrics: Metrics,
+    pub(super) error: Mutex<Option<StreamsError>>,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ClientShared {
+    pub(super) fn set_state(&self, next: State) -> bool {
+        let mut state = lock(&self.state);
+        let previous = *state;
+        if previous == next || !previous.can_transition_to(next) {
+            return false;
+        }
+        *state = next;
+        drop(state);
+        tracing::info!(from = ?previous, to = ?next, "client state");
+        if let Some(listener) = lock(&self.state_listener).as_ref() {
+            listener(next, previous);
+        }
+        true
+    }
+
+    pub(crate) fn thread_rebalancing(&self, thread: usize, rebalancing: bool) {
+        let any = {
+            let mut flags = lock(&self.rebalancing);
+            flags[thread] = rebalancing;
+            flags.iter().any(|f| *f)
+        };
+        self.set_state(if any { State::Rebalancing } else { State::Running });
+    }
+
+    pub(crate) fn on_restore(&self, event: &RestoreEvent) {
+        self.metrics.restored_records.fetch_add(event.restored, Ordering::Relaxed);
+        if let Some(listener) = lock(&self.restore_listener).as_ref() {
+            listener(event);
+        }
+    }
+
+    /// The uncaught-exception handler's response to a thread's error.
+    pub(crate) fn on_uncaught(&self, error: &StreamsError) -> StreamThreadExceptionResponse {
+        match lock(&self.uncaught_handler).as_ref() {
+            Some(handler) => handler(error),
+            None => StreamThreadExceptionResponse::ShutdownClient,
+        }
+    }
+
+    pub(crate) fn fail(&self, error: StreamsError) {
+        lock(&self.error).get_or_insert(error);
+        self.set_state(State::PendingError);
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn thread_stopped(&self, thread: usize) {
+        let all_stopped = {
+            let mut alive = lock(&self.alive);
+            alive[thread] = false;
+            alive.iter().all(|a| !a)
+        };
+        if all_stopped && *lock(&self.state) == State::PendingError {
+            self.set_state(State::Error);
+        }
+    }
+}
