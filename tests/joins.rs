@@ -461,7 +461,7 @@ fn stream_global_table_joins_look_up_any_derived_key_without_co_partitioning() {
             expected.push(("o3".into(), "[p1,null]".into(), 5));
         }
         assert_eq!(got, expected, "left: {left}");
-        let store = driver.get_global_store::<String, String>("products", Serdes::string(), Serdes::string()).unwrap();
+        let store = driver.global_store::<String, String>("products", Serdes::string(), Serdes::string()).unwrap();
         assert_eq!(store.all().unwrap().count(), 0);
     }
 }

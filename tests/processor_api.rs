@@ -18,7 +18,7 @@ struct Totals {
 
 impl Processor<String, i64> for Totals {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> streams::Result<()> {
-        self.store = Some(ctx.get_key_value_store(self.store_name)?);
+        self.store = Some(ctx.key_value_store(self.store_name)?);
         if let Some(kind) = self.punctuation {
             ctx.schedule(Duration::from_millis(10), kind)?;
         }
@@ -60,7 +60,7 @@ fn a_processor_keeps_state_in_rocksdb() {
     let output = driver.create_output_topic::<String, i64>("totals", Serdes::string(), Serdes::i64());
     input.pipe_key_value_list([("a".into(), 5), ("b".into(), 1), ("a".into(), 2)]).unwrap();
     assert_eq!(output.read_key_values_to_list().unwrap(), vec![("a".into(), 5), ("b".into(), 1), ("a".into(), 7)]);
-    let store = driver.get_key_value_store::<String, i64>("totals").unwrap();
+    let store = driver.key_value_store::<String, i64>("totals").unwrap();
     assert_eq!(store.get(&"a".into()).unwrap(), Some(7));
     let changelog = driver.create_output_topic::<String, i64>("totals-totals-changelog", Serdes::string(), Serdes::i64());
     assert_eq!(changelog.queue_size(), 3, "every write is logged");

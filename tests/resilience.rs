@@ -494,7 +494,7 @@ struct Upsert {
 
 impl Processor<String, Option<String>, String, String> for Upsert {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> streams::Result<()> {
-        let store = ctx.get_key_value_store::<String, String>("latest")?;
+        let store = ctx.key_value_store::<String, String>("latest")?;
         self.contents.lock().unwrap().get_or_insert_with(BTreeMap::new).extend(store.all()?.collect::<streams::Result<Vec<_>>>()?);
         self.store = Some(store);
         Ok(())

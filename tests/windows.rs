@@ -82,7 +82,7 @@ fn hopping_windows_are_epoch_aligned_and_half_open() {
         input.pipe_input_at(k(), "v".into(), *ts).unwrap();
         assert_eq!(&read(&out), expected, "record at {ts}");
     }
-    let store = driver.get_window_store::<String, ValueAndTimestamp<i64>>("counts").unwrap();
+    let store = driver.window_store::<String, ValueAndTimestamp<i64>>("counts").unwrap();
     let fetched: Vec<(i64, i64)> = store.fetch_range(&k(), 0, 6000).unwrap().map(|e| e.unwrap()).map(|(s, v)| (s, v.value)).collect();
     assert_eq!(fetched, vec![(0, 3), (3000, 4), (6000, 1)]);
 }
@@ -249,7 +249,7 @@ fn session_windows_merge_on_out_of_order_records_within_the_gap() {
     // Inside the session: it grows in place.
     input.pipe_input_at("k".into(), "v".into(), 12_000).unwrap();
     assert_eq!(out.read_key_values_to_list().unwrap(), vec![(session(0, 10_000), None), (session(0, 12_000), Some(4))]);
-    let store = driver.get_session_store::<String, i64>("sessions").unwrap();
+    let store = driver.session_store::<String, i64>("sessions").unwrap();
     assert_eq!(store.find_sessions(&"k".into(), 0, i64::MAX).unwrap().map(|e| e.unwrap()).collect::<Vec<_>>(), vec![(session(0, 12_000), 4)]);
     // A record far later starts a new session; one older than the closed session is dropped.
     input.pipe_input_at("k".into(), "v".into(), 40_000).unwrap();
@@ -282,12 +282,12 @@ fn windowed_reduce_and_aggregate() {
     for (v, ts) in [(3, 0), (9, 500), (4, 1200), (7, 12_000)] {
         input.pipe_input_at("k".into(), v, ts).unwrap();
     }
-    let max = driver.get_window_store::<String, ValueAndTimestamp<i64>>("max").unwrap();
+    let max = driver.window_store::<String, ValueAndTimestamp<i64>>("max").unwrap();
     let max: Vec<(i64, i64)> = max.fetch_range(&"k".into(), 0, 20_000).unwrap().map(|e| e.unwrap()).map(|(s, v)| (s, v.value)).collect();
     assert_eq!(max, vec![(0, 9), (10_000, 7)]);
-    let all = driver.get_window_store::<String, ValueAndTimestamp<Vec<i64>>>("all").unwrap();
+    let all = driver.window_store::<String, ValueAndTimestamp<Vec<i64>>>("all").unwrap();
     assert_eq!(all.fetch(&"k".into(), 0).unwrap().map(|v| v.value), Some(vec![3, 9, 4]));
-    let sums = driver.get_session_store::<String, i64>("session-sums").unwrap();
+    let sums = driver.session_store::<String, i64>("session-sums").unwrap();
     let sums: Vec<(i64, i64, i64)> =
         sums.all().unwrap().map(|e| e.unwrap()).map(|(w, v)| (w.window.start, w.window.end, v)).collect();
     assert_eq!(sums, vec![(0, 1200, 16), (12_000, 12_000, 7)]);

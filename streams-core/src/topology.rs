@@ -277,7 +277,7 @@ impl Topology {
     }
 
     /// Adds a global store: a full copy of `topic` (all partitions) in every instance, read by
-    /// processors through [`ProcessorContext::get_global_store`](crate::ProcessorContext::get_global_store).
+    /// processors through [`ProcessorContext::global_store`](crate::ProcessorContext::global_store).
     pub fn add_global_store(&mut self, spec: GlobalStoreSpec) -> Result<&mut Self> {
         if self.global_stores.iter().any(|g| g.name == spec.name) || self.stores.contains_key(&spec.name) {
             return Err(StreamsError::Topology(format!("state store `{}` is already added", spec.name)));

@@ -24,7 +24,7 @@ use crate::processors::join::{
 };
 use crate::processors::stateless;
 use crate::processors::table::TableMaterialize;
-use crate::windows::JoinWindows;
+use crate::windows::{millis, JoinWindows};
 
 /// Serdes and store settings of a stream-stream join's window stores.
 pub struct StreamJoined<K, V1, V2> {
@@ -143,9 +143,9 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         let retention = windows.size_ms() + windows.grace_ms;
         let window_store = |name: &str| {
             if joined.in_memory {
-                Stores::in_memory_window_store(name, retention, windows.size_ms(), true)
+                Stores::in_memory_window_store(name, millis(retention), millis(windows.size_ms()), true)
             } else {
-                Stores::persistent_window_store(name, retention, windows.size_ms(), true)
+                Stores::persistent_window_store(name, millis(retention), millis(windows.size_ms()), true)
             }
         };
         let this_builder =

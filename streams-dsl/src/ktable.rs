@@ -9,7 +9,8 @@ use streams_core::{StreamsError, Stores};
 
 use crate::builder::{require_serde, Shared};
 use crate::change::ChangeSerde;
-use crate::suppress::{Buffered, BufferedSerde, BufferTime, SuppressProcessor, Suppressed};
+use crate::processors::suppress::{Buffered, BufferedSerde, BufferTime, SuppressProcessor};
+use crate::suppress::Suppressed;
 use crate::change::Change;
 use crate::grouped::KGroupedTable;
 use crate::kstream::KStream;

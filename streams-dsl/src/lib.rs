@@ -57,7 +57,7 @@ mod arbitrary_bytes {
     use crate::change::ChangeSerde;
     use crate::processors::fk_join::{CombinedKeySerde, ResponseSerde, SubscriptionSerde};
     use crate::processors::join::{LeftOrRightSerde, OuterKeySerde};
-    use crate::suppress::BufferedSerde;
+    use crate::processors::suppress::BufferedSerde;
 
     /// 20,000 random byte strings of up to 47 bytes (xorshift, fixed seed).
     fn inputs() -> Vec<Vec<u8>> {

@@ -1,22 +1,14 @@
-//! `KTable::suppress`: hold back updates until a window closes or a time limit passes.
-//!
-//! The buffer keeps the latest update per key in a change-logged store, so held-back results
-//! survive a restart or a task move and are emitted exactly once by whichever instance owns the
-//! task when its time comes.
+//! `KTable::suppress` options: hold back updates until a window closes or a time limit passes
+//! (the processor is `processors::suppress`).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use streams_core::{Processor, ProcessorContext, Record, Result, Serde, SerdeError, StreamsError};
-
-use crate::change::{Change, ChangeSerde};
 
 /// What a suppression buffer may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferConfig {
-    max_records: Option<usize>,
-    emit_early_when_full: bool,
+    pub(crate) max_records: Option<usize>,
+    pub(crate) emit_early_when_full: bool,
 }
 
 impl BufferConfig {
@@ -38,7 +30,7 @@ impl BufferConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Until {
+pub(crate) enum Until {
     WindowCloses,
     TimeLimit(i64),
 }
@@ -46,8 +38,8 @@ enum Until {
 /// How [`KTable::suppress`](crate::KTable::suppress) holds updates back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suppressed {
-    until: Until,
-    buffer: BufferConfig,
+    pub(crate) until: Until,
+    pub(crate) buffer: BufferConfig,
     pub(crate) name: Option<String>,
 }
 
@@ -69,161 +61,5 @@ impl Suppressed {
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
-    }
-}
-
-/// A buffered update: the change (first old value, latest new value), the latest record's
-/// timestamp, the time that decides its emission, and an insertion number for ordering.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Buffered<V> {
-    change: Change<V>,
-    timestamp: i64,
-    buffer_time: i64,
-    seq: u64,
-}
-
-/// Serde of [`Buffered`]: buffer time, timestamp and sequence (8 bytes big-endian each), then
-/// the change.
-pub(crate) struct BufferedSerde<V>(pub(crate) ChangeSerde<V>);
-
-impl<V: 'static> Serde<Buffered<V>> for BufferedSerde<V> {
-    fn serialize(&self, topic: &str, data: &Buffered<V>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
-        let change = self.0.serialize(topic, &data.change)?.unwrap_or_default();
-        let mut out = Vec::with_capacity(24 + change.len());
-        out.extend_from_slice(&data.buffer_time.to_be_bytes());
-        out.extend_from_slice(&data.timestamp.to_be_bytes());
-        out.extend_from_slice(&data.seq.to_be_bytes());
-        out.extend_from_slice(&change);
-        Ok(Some(out))
-    }
-
-    fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<Buffered<V>, SerdeError> {
-        let bytes = data.ok_or_else(|| SerdeError::null("suppression buffer entry"))?;
-        if bytes.len() < 24 {
-            return Err(SerdeError::new(format!("suppression buffer entry of {} bytes", bytes.len())));
-        }
-        let int = |i: usize| i64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-        Ok(Buffered {
-            buffer_time: int(0),
-            timestamp: int(8),
-            seq: int(16) as u64,
-            change: self.0.deserialize(topic, Some(&bytes[24..]))?,
-        })
-    }
-}
-
-/// The time a buffered key waits for: its window's end, or its latest update's timestamp.
-pub(crate) type BufferTime<K> = Arc<dyn Fn(&K, i64) -> i64 + Send + Sync>;
-
-/// `KTABLE-SUPPRESS`: buffers changes per key and forwards each when
-/// `buffer_time <= stream time - delay`.
-pub(crate) struct SuppressProcessor<K, V> {
-    store_name: String,
-    buffer_time: BufferTime<K>,
-    delay_ms: i64,
-    buffer: BufferConfig,
-    store: Option<streams_core::KeyValueStore<K, Buffered<V>>>,
-    /// (buffer time, seq) -> key: the emission order.
-    index: BTreeMap<(i64, u64), K>,
-    next_seq: u64,
-}
-
-impl<K, V> SuppressProcessor<K, V> {
-    pub(crate) fn new(store_name: &str, suppressed: &Suppressed, buffer_time: BufferTime<K>, grace_ms: i64) -> Self {
-        let delay_ms = match suppressed.until {
-            Until::WindowCloses => grace_ms,
-            Until::TimeLimit(limit) => limit,
-        };
-        SuppressProcessor {
-            store_name: store_name.to_string(),
-            buffer_time,
-            delay_ms,
-            buffer: suppressed.buffer,
-            store: None,
-            index: BTreeMap::new(),
-            next_seq: 0,
-        }
-    }
-
-    /// Whether the suppression waits for window ends (and needs a windowed table).
-    pub(crate) fn waits_for_windows(suppressed: &Suppressed) -> bool {
-        suppressed.until == Until::WindowCloses
-    }
-}
-
-impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
-    fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, slot: (i64, u64)) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
-        let key = self.index.remove(&slot).expect("indexed");
-        let Some(entry) = store.delete(&key)? else { return Ok(()) };
-        if entry.change.new_value.is_none() && entry.change.old_value.is_none() {
-            return Ok(());
-        }
-        ctx.forward(Record::new(key, entry.change, entry.timestamp))
-    }
-}
-
-impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V>> for SuppressProcessor<K, V> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        let store: streams_core::KeyValueStore<K, Buffered<V>> = ctx.get_key_value_store(&self.store_name)?;
-        // Rebuild the emission order from the (restored) buffer.
-        for entry in store.all()? {
-            let (key, entry) = entry?;
-            self.next_seq = self.next_seq.max(entry.seq + 1);
-            self.index.insert((entry.buffer_time, entry.seq), key);
-        }
-        self.store = Some(store);
-        Ok(())
-    }
-
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Change<V>>) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
-        // A key keeps its first update's place and old value; the new value is the latest.
-        let (buffer_time, seq, old_value) = match store.get(&record.key)? {
-            Some(prev) => (prev.buffer_time, prev.seq, prev.change.old_value),
-            None => {
-                self.next_seq += 1;
-                ((self.buffer_time)(&record.key, record.timestamp), self.next_seq - 1, record.value.old_value)
-            }
-        };
-        let entry = Buffered { change: Change::new(record.value.new_value, old_value), timestamp: record.timestamp, buffer_time, seq };
-        store.put(&record.key, &entry)?;
-        self.index.insert((buffer_time, seq), record.key);
-        // Emit what is due, then what does not fit.
-        let due = ctx.stream_time() - self.delay_ms;
-        while let Some((&slot, _)) = self.index.first_key_value() {
-            if slot.0 > due {
-                break;
-            }
-            self.emit(ctx, slot)?;
-        }
-        if let Some(max) = self.buffer.max_records {
-            while self.index.len() > max {
-                if !self.buffer.emit_early_when_full {
-                    return Err(StreamsError::store(
-                        &self.store_name,
-                        format!("suppression buffer is full ({max} records) and configured to shut down when full"),
-                    ));
-                }
-                let slot = *self.index.first_key_value().expect("non-empty").0;
-                self.emit(ctx, slot)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use streams_core::{SerdeRef, Serdes};
-
-    #[test]
-    fn buffered_entries_round_trip() {
-        let serde = BufferedSerde(ChangeSerde::<i64>(Arc::new(Serdes::i64()) as SerdeRef<i64>));
-        let entry = Buffered { change: Change::new(Some(3), Some(1)), timestamp: 7, buffer_time: 9, seq: 2 };
-        let bytes = serde.serialize("t", &entry).unwrap();
-        assert_eq!(serde.deserialize("t", bytes.as_deref()).unwrap(), entry);
-        assert!(serde.deserialize("t", Some(&[0; 10])).is_err());
     }
 }

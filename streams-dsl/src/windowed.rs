@@ -11,7 +11,7 @@ use crate::ktable::KTable;
 use crate::options::Materialized;
 use crate::processors::window::{SessionFunctions, SessionWindowAggregate, SlidingWindowAggregate, TimeWindowAggregate};
 use crate::suppress::Suppressed;
-use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
+use crate::windows::{millis, SessionWindows, SlidingWindows, TimeWindows};
 
 /// When a windowed aggregation emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -105,9 +105,9 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         let in_memory = materialized.in_memory;
         let supplier = move |name: &str, retention: i64, duplicates: bool| {
             if in_memory {
-                Stores::in_memory_window_store(name, retention, size, duplicates)
+                Stores::in_memory_window_store(name, millis(retention), millis(size), duplicates)
             } else {
-                Stores::persistent_window_store(name, retention, size, duplicates)
+                Stores::persistent_window_store(name, millis(retention), millis(size), duplicates)
             }
         };
         let mut records_builder = None;
@@ -216,9 +216,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             self.grouping.value_serde.clone(),
             |store| {
                 let supplier = if materialized.in_memory {
-                    Stores::in_memory_session_store(store, retention)
+                    Stores::in_memory_session_store(store, millis(retention))
                 } else {
-                    Stores::persistent_session_store(store, retention)
+                    Stores::persistent_session_store(store, millis(retention))
                 };
                 window_store(&self.grouping, &materialized, supplier, value_serde.clone())
             },

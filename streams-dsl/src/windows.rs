@@ -143,6 +143,11 @@ impl JoinWindows {
     }
 }
 
+/// Milliseconds of stream time (never negative) as a `Duration`, for the `Stores` builders.
+pub(crate) fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,3 +173,4 @@ mod tests {
         }
     }
 }
+

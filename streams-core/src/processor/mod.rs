@@ -142,22 +142,22 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// The typed key-value store `name`; the processor must be connected to it in the topology.
     ///
     /// A wrong name or type is an error (found in `init`, when the task is built).
-    pub fn get_key_value_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<SK, SV>> {
-        self.get_state_store(name)
+    pub fn key_value_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<SK, SV>> {
+        self.state_store(name)
     }
 
     /// The typed window store `name`.
-    pub fn get_window_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<WindowStore<SK, SV>> {
-        self.get_state_store(name)
+    pub fn window_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<WindowStore<SK, SV>> {
+        self.state_store(name)
     }
 
     /// The typed session store `name`.
-    pub fn get_session_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<SessionStore<SK, SV>> {
-        self.get_state_store(name)
+    pub fn session_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<SessionStore<SK, SV>> {
+        self.state_store(name)
     }
 
     /// The typed handle of store `name`: a [`KeyValueStore`], [`WindowStore`] or [`SessionStore`].
-    pub fn get_state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
+    pub fn state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         if !self.node.stores.iter().any(|s| s == name) {
             return Err(StreamsError::Topology(format!(
                 "processor `{}` has no access to state store `{name}`; connect it when adding the processor \
@@ -169,7 +169,7 @@ impl<K, V> ProcessorContext<'_, K, V> {
     }
 
     /// The global store `name` (a full copy of its topic), read with these serdes.
-    pub fn get_global_store<SK: 'static, SV: 'static>(
+    pub fn global_store<SK: 'static, SV: 'static>(
         &self,
         name: &str,
         key_serde: SerdeRef<SK>,

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::caching::{CachingKeyValueStore, ThreadCache};
 use super::in_memory::InMemoryKeyValueStore;
@@ -270,20 +271,25 @@ impl SegmentedBytesStoreSupplier {
     }
 }
 
+/// A duration in milliseconds of stream time, saturating.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Stores {
-    /// A RocksDB window store: windows of `window_size_ms` kept for `retention_ms` of stream
-    /// time; `retain_duplicates` keeps every put (join buffers).
+    /// A RocksDB window store: windows of `window_size` kept for `retention` of stream time;
+    /// `retain_duplicates` keeps every put (join buffers).
     pub fn persistent_window_store(
         name: impl Into<String>,
-        retention_ms: i64,
-        window_size_ms: i64,
+        retention: Duration,
+        window_size: Duration,
         retain_duplicates: bool,
     ) -> SegmentedBytesStoreSupplier {
         SegmentedBytesStoreSupplier {
             name: name.into(),
             persistent: true,
-            retention_ms,
-            window_size_ms,
+            retention_ms: millis(retention),
+            window_size_ms: millis(window_size),
             schema: KeySchema::Window { retain_duplicates },
         }
     }
@@ -291,27 +297,27 @@ impl Stores {
     /// A window store held in memory.
     pub fn in_memory_window_store(
         name: impl Into<String>,
-        retention_ms: i64,
-        window_size_ms: i64,
+        retention: Duration,
+        window_size: Duration,
         retain_duplicates: bool,
     ) -> SegmentedBytesStoreSupplier {
-        SegmentedBytesStoreSupplier { persistent: false, ..Self::persistent_window_store(name, retention_ms, window_size_ms, retain_duplicates) }
+        SegmentedBytesStoreSupplier { persistent: false, ..Self::persistent_window_store(name, retention, window_size, retain_duplicates) }
     }
 
-    /// A RocksDB session store keeping sessions for `retention_ms` of stream time after they end.
-    pub fn persistent_session_store(name: impl Into<String>, retention_ms: i64) -> SegmentedBytesStoreSupplier {
+    /// A RocksDB session store keeping sessions for `retention` of stream time after they end.
+    pub fn persistent_session_store(name: impl Into<String>, retention: Duration) -> SegmentedBytesStoreSupplier {
         SegmentedBytesStoreSupplier {
             name: name.into(),
             persistent: true,
-            retention_ms,
+            retention_ms: millis(retention),
             window_size_ms: 0,
             schema: KeySchema::Session,
         }
     }
 
     /// A session store held in memory.
-    pub fn in_memory_session_store(name: impl Into<String>, retention_ms: i64) -> SegmentedBytesStoreSupplier {
-        SegmentedBytesStoreSupplier { persistent: false, ..Self::persistent_session_store(name, retention_ms) }
+    pub fn in_memory_session_store(name: impl Into<String>, retention: Duration) -> SegmentedBytesStoreSupplier {
+        SegmentedBytesStoreSupplier { persistent: false, ..Self::persistent_session_store(name, retention) }
     }
 
     /// A typed window store builder (logging on, caching off).

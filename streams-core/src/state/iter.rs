@@ -146,7 +146,7 @@ pub(crate) fn merge_disjoint(scans: Vec<BytesIter<'_>>) -> BytesIter<'_> {
 struct MergeDisjoint<'a> {
     scans: Vec<BytesIter<'a>>,
     /// The next entry of each scan (`None`: the scan ended).
-    heads: Vec<Option<Result<(Vec<u8>, Vec<u8>)>>>,
+    heads: Vec<Option<<BytesIter<'a> as Iterator>::Item>>,
 }
 
 impl Iterator for MergeDisjoint<'_> {

@@ -23,12 +23,15 @@ const BATCH: usize = 256;
 ///
 /// Dropping the iterator ends the scan; there is nothing to close.
 pub struct KeyValueIterator<K, V> {
-    fetch: Box<dyn FnMut(&KeyRange, usize) -> Result<Batch<(K, V)>>>,
+    fetch: Box<FetchBatch<(K, V)>>,
     /// What is left to scan.
     rest: KeyRange,
     buffer: VecDeque<(K, V)>,
     exhausted: bool,
 }
+
+/// Reads at most `n` raw entries from the start of a range and decodes them.
+type FetchBatch<T> = dyn FnMut(&KeyRange, usize) -> Result<Batch<T>>;
 
 /// One batch: the decoded items, the last raw key read, and whether the range ended.
 pub(crate) struct Batch<T> {
@@ -202,7 +205,7 @@ mod tests {
         for round in 0..5000u32 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let k = key((seed >> 33) as u32 % 700);
-            if (seed >> 20) % 5 == 0 {
+            if (seed >> 20).is_multiple_of(5) {
                 store.delete(&k).unwrap();
                 truth.remove(&k);
             } else {

@@ -116,7 +116,7 @@ pub struct CacheFlush<K, V> {
 }
 
 /// A typed key-value store, as processors get it from
-/// [`ProcessorContext::get_key_value_store`](crate::processor::ProcessorContext::get_key_value_store).
+/// [`ProcessorContext::key_value_store`](crate::processor::ProcessorContext::key_value_store).
 ///
 /// Cheap to clone: clones share the same store.
 pub struct KeyValueStore<K, V> {

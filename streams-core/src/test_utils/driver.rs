@@ -349,8 +349,8 @@ impl TopologyTestDriver {
     }
 
     /// The store `name`, when exactly one task has it (one partition).
-    pub fn get_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
-        self.get_state_store(name)
+    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
+        self.state_store(name)
     }
 
     /// A KTable's store (values with timestamps), when exactly one task has it.
@@ -358,37 +358,37 @@ impl TopologyTestDriver {
         &self,
         name: &str,
     ) -> Result<TimestampedKeyValueStore<K, V>> {
-        self.get_state_store(name)
+        self.state_store(name)
     }
 
     /// A window store, when exactly one task has it.
-    pub fn get_window_store<K: 'static, V: 'static>(&self, name: &str) -> Result<WindowStore<K, V>> {
-        self.get_state_store(name)
+    pub fn window_store<K: 'static, V: 'static>(&self, name: &str) -> Result<WindowStore<K, V>> {
+        self.state_store(name)
     }
 
     /// A session store, when exactly one task has it.
-    pub fn get_session_store<K: 'static, V: 'static>(&self, name: &str) -> Result<SessionStore<K, V>> {
-        self.get_state_store(name)
+    pub fn session_store<K: 'static, V: 'static>(&self, name: &str) -> Result<SessionStore<K, V>> {
+        self.state_store(name)
     }
 
     /// The typed handle of store `name` (key-value, window or session), when exactly one task has it.
-    pub fn get_state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
-        let mut stores = self.get_state_stores::<S>(name)?;
+    pub fn state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
+        let mut stores = self.state_stores::<S>(name)?;
         match stores.len() {
             1 => Ok(stores.remove(0).1),
             n => Err(StreamsError::IllegalState(format!(
-                "state store `{name}` exists in {n} tasks; use get_state_stores to read each partition"
+                "state store `{name}` exists in {n} tasks; use state_stores to read each partition"
             ))),
         }
     }
 
     /// The store `name` of every task that has it.
     pub fn get_key_value_stores<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(TaskId, KeyValueStore<K, V>)>> {
-        self.get_state_stores(name)
+        self.state_stores(name)
     }
 
     /// The global store `name`, read with these serdes.
-    pub fn get_global_store<K: 'static, V: 'static>(
+    pub fn global_store<K: 'static, V: 'static>(
         &self,
         name: &str,
         key_serde: impl Serde<K>,
@@ -401,7 +401,7 @@ impl TopologyTestDriver {
     }
 
     /// The typed store `name` of every task that has it.
-    pub fn get_state_stores<S: Clone + 'static>(&self, name: &str) -> Result<Vec<(TaskId, S)>> {
+    pub fn state_stores<S: Clone + 'static>(&self, name: &str) -> Result<Vec<(TaskId, S)>> {
         let inner = self.inner.borrow();
         let mut out = Vec::new();
         for (id, task) in &inner.tasks {

@@ -44,5 +44,4 @@ where
         let record = Record { key, value: (), timestamp, headers: record.headers };
         forwarder.update(ctx, record, Some(new), old)
     }
-
 }

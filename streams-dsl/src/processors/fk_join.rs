@@ -201,8 +201,8 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
     for SubscriptionReceive<KO, K, VO>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>) -> Result<()> {
-        self.subscriptions = Some(ctx.get_key_value_store(&self.subscriptions_store)?);
-        self.right = Some(ctx.get_key_value_store(&self.right_store)?);
+        self.subscriptions = Some(ctx.key_value_store(&self.subscriptions_store)?);
+        self.right = Some(ctx.key_value_store(&self.right_store)?);
         Ok(())
     }
 
@@ -241,7 +241,7 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
     for RightChange<KO, K>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>) -> Result<()> {
-        self.subscriptions = Some(ctx.get_key_value_store(&self.subscriptions_store)?);
+        self.subscriptions = Some(ctx.key_value_store(&self.subscriptions_store)?);
         Ok(())
     }
 
@@ -289,7 +289,7 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> P
     for ResponseJoin<K, V, VO, VR>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
-        self.left = Some(ctx.get_key_value_store(&self.left_store)?);
+        self.left = Some(ctx.key_value_store(&self.left_store)?);
         self.results = Some(TableForwarder::init(ctx, &self.result_store)?);
         Ok(())
     }
@@ -310,7 +310,6 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> P
         let timestamp = record.timestamp.max(current.timestamp);
         results.update(ctx, Record { key: record.key, value: (), timestamp, headers: record.headers }, new, old)
     }
-
 }
 
 /// Left side: a deleted left row deletes its result at once (later answers for it are stale).
@@ -339,7 +338,6 @@ impl<K: Clone + 'static, V: 'static, VR: Clone + 'static> Processor<K, Change<V>
         let Some(old) = results.get(&record.key)?.map(|r| r.value) else { return Ok(()) };
         results.update(ctx, record.with_value(()), None, Some(old))
     }
-
 }
 
 #[cfg(test)]

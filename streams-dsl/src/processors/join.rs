@@ -191,10 +191,10 @@ where
     VOut: Clone + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
-        self.this = Some(ctx.get_window_store(&self.spec.this_store)?);
-        self.other = Some(ctx.get_window_store(&self.spec.other_store)?);
+        self.this = Some(ctx.window_store(&self.spec.this_store)?);
+        self.other = Some(ctx.window_store(&self.spec.other_store)?);
         if let Some(name) = &self.spec.outer_store {
-            let outer: OuterBuffer<K, V1, V2> = ctx.get_key_value_store(name)?;
+            let outer: OuterBuffer<K, V1, V2> = ctx.key_value_store(name)?;
             for entry in outer.all()? {
                 self.next_seq = self.next_seq.max(entry?.0.seq + 1);
             }
@@ -255,7 +255,7 @@ where
     VOut: Clone + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
-        self.table = Some(ctx.get_key_value_store(&self.table_store)?);
+        self.table = Some(ctx.key_value_store(&self.table_store)?);
         Ok(())
     }
 
@@ -300,7 +300,7 @@ where
     VOut: Clone + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
-        self.table = Some(ctx.get_global_store(&self.store, self.key_serde.clone(), self.value_serde.clone())?);
+        self.table = Some(ctx.global_store(&self.store, self.key_serde.clone(), self.value_serde.clone())?);
         Ok(())
     }
 
@@ -347,7 +347,7 @@ where
     VOut: Clone + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>) -> Result<()> {
-        self.other = Some(ctx.get_key_value_store(&self.other_store)?);
+        self.other = Some(ctx.key_value_store(&self.other_store)?);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 pub(crate) mod aggregate;
 pub(crate) mod fk_join;
 pub(crate) mod join;
+pub(crate) mod suppress;
 pub(crate) mod table;
 pub(crate) mod window;
 

@@ -18,7 +18,7 @@ pub(crate) struct TableForwarder<K, V> {
 
 impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
     pub(crate) fn init(ctx: &mut ProcessorContext<'_, K, Change<V>>, store: &str) -> Result<Self> {
-        let store: TimestampedKeyValueStore<K, V> = ctx.get_key_value_store(store)?;
+        let store: TimestampedKeyValueStore<K, V> = ctx.key_value_store(store)?;
         let caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
         Ok(TableForwarder { store, caching })
     }
@@ -91,7 +91,6 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V
         let value = record.value.clone();
         forwarder.update(ctx, record.with_value(()), value, old)
     }
-
 }
 
 /// `KTABLE-MATERIALIZE`: writes a table's changes into a store (for joins) and passes them on.
@@ -116,7 +115,6 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         let Change { new_value, old_value } = record.value.clone();
         self.forwarder.as_ref().expect("initialized").update(ctx, record.with_value(()), new_value, old_value)
     }
-
 }
 
 /// A stateless operator from `Record<K, Change<V>>` to `Change<V2>` records keyed by `K2`.
@@ -195,5 +193,4 @@ where
         let new = (self.combine)(&key, value, old.clone());
         forwarder.update(ctx, Record { key, value: (), timestamp, headers }, new, old)
     }
-
 }

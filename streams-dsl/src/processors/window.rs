@@ -42,7 +42,7 @@ where
     F: Fn(&K, V, Option<VA>) -> VA,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.get_window_store(&self.store_name)?;
+        let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.window_store(&self.store_name)?;
         self.caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
         self.store = Some(store);
         Ok(())
@@ -110,7 +110,7 @@ where
     VA: Clone + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store: SessionStore<K, VA> = ctx.get_session_store(&self.store_name)?;
+        let store: SessionStore<K, VA> = ctx.session_store(&self.store_name)?;
         self.caching = store.set_flush_listener(ctx, forward_flush)?;
         self.store = Some(store);
         Ok(())
@@ -197,8 +197,8 @@ where
     F: Fn(&K, V, Option<VA>) -> VA,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        self.store = Some(ctx.get_window_store(&self.store_name)?);
-        self.records = Some(ctx.get_window_store(&self.records_store)?);
+        self.store = Some(ctx.window_store(&self.store_name)?);
+        self.records = Some(ctx.window_store(&self.records_store)?);
         Ok(())
     }
 
