@@ -179,7 +179,7 @@ impl StreamsBuilder {
         let mut state = self.state.borrow_mut();
         state.apply(|t| {
             t.add_source_node(&source, topics, key_serde, value_serde, true)?;
-            t.add_processor(&processor, move || TableSource::<K, V>::new(&store_name), &[&source])?;
+            t.add_processor(&processor, move || TableSource::<K, V>::processor(&store_name), &[&source])?;
             if let Some(builder) = builder {
                 t.add_state_store(builder, &[&processor])?;
             }

@@ -134,7 +134,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         self.grouping.aggregate(prefix, materialized, default_value_serde, input_serde, move |store| {
             let combine = combine.clone();
             let store = store.to_string();
-            Box::new(move || StreamAggregate::new(&store, combine.clone()))
+            Box::new(move || StreamAggregate::processor(&store, combine.clone()))
         })
     }
 
@@ -225,7 +225,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
         self.grouping.aggregate(prefix, materialized, default_value_serde, self.change_serde(), move |store| {
             let combine = combine.clone();
             let store = store.to_string();
-            Box::new(move || TableAggregate::new(&store, combine.clone()))
+            Box::new(move || TableAggregate::processor(&store, combine.clone()))
         })
     }
 
@@ -336,7 +336,7 @@ impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
                 |_| None::<KeyValueStoreBuilder<K, ValueAndTimestamp<VA>>>,
                 |store| {
                     let store = store.to_string();
-                    Box::new(move || StreamAggregate::new(&store, combine.clone()))
+                    Box::new(move || StreamAggregate::processor(&store, combine.clone()))
                 },
             );
             node

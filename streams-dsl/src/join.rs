@@ -184,12 +184,12 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         self.state.borrow_mut().apply(|t| {
             t.add_processor(
                 &this_name,
-                move || StreamStreamJoin::<K, V1, V2, V1, V2, VOut>::new(left_spec.clone(), as_left, j1.clone()),
+                move || StreamStreamJoin::<K, V1, V2, V1, V2, VOut>::processor(left_spec.clone(), as_left, j1.clone()),
                 &[&left],
             )?;
             t.add_processor(
                 &other_name,
-                move || StreamStreamJoin::<K, V2, V1, V1, V2, VOut>::new(right_spec.clone(), as_right, j2.clone()),
+                move || StreamStreamJoin::<K, V2, V1, V1, V2, VOut>::processor(right_spec.clone(), as_right, j2.clone()),
                 &[&right],
             )?;
             t.add_state_store(this_builder, &[])?;
@@ -261,7 +261,7 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         let name = self.state.borrow_mut().new_name(if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" });
         let store_name = store.clone();
         self.state.borrow_mut().apply(|t| {
-            let supplier = move || StreamTableJoin::new(&store_name, left, joiner.clone());
+            let supplier = move || StreamTableJoin::processor(&store_name, left, joiner.clone());
             t.add_processor(&name, supplier, &[&stream])?;
             t.connect_processor_and_state_store(&name, &store)?;
             Ok(())
@@ -282,7 +282,7 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         let (store, serdes) = (table.store.clone(), (table.key_serde.clone(), table.value_serde.clone()));
         self.state.borrow_mut().apply(|t| {
             let supplier =
-                move || StreamGlobalJoin::new(&store, serdes.clone(), key_selector.clone(), left, joiner.clone());
+                move || StreamGlobalJoin::processor(&store, serdes.clone(), key_selector.clone(), left, joiner.clone());
             t.add_processor(&name, supplier, &[&self.node])?;
             Ok(())
         });
@@ -350,7 +350,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let builder = table_store(&self.state, &materialized, &store, self.key_serde.clone(), self.value_serde.clone())?;
         let store_name = store.clone();
         self.state.borrow_mut().apply(|t| {
-            t.add_processor(&name, move || TableMaterialize::<K, V>::new(&store_name), &[&self.node])?;
+            t.add_processor(&name, move || TableMaterialize::<K, V>::processor(&store_name), &[&self.node])?;
             t.add_state_store(builder, &[&name])?;
             Ok(())
         });
@@ -386,12 +386,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         self.state.borrow_mut().apply(|t| {
             t.add_processor(
                 &this_name,
-                move || TableTableJoin::<K, V, V2, V, V2, VOut>::new(&s1, as_left, emits, j1.clone()),
+                move || TableTableJoin::<K, V, V2, V, V2, VOut>::processor(&s1, as_left, emits, j1.clone()),
                 &[&this_node],
             )?;
             t.add_processor(
                 &other_name,
-                move || TableTableJoin::<K, V2, V, V, V2, VOut>::new(&s2, as_right, emits, j2.clone()),
+                move || TableTableJoin::<K, V2, V, V, V2, VOut>::processor(&s2, as_right, emits, j2.clone()),
                 &[&other_node],
             )?;
             t.connect_processor_and_state_store(&this_name, &other_store)?;
@@ -495,10 +495,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let (l1, res1, res2) = (left_store.clone(), results.clone(), results.clone());
         let ko2 = ko.clone();
         self.state.borrow_mut().apply(|t| {
-            t.add_processor(&receive, move || SubscriptionReceive::<KO, K, VO>::new(&s1, &r1), &[&subscription_source])?;
+            t.add_processor(&receive, move || SubscriptionReceive::<KO, K, VO>::processor(&s1, &r1), &[&subscription_source])?;
             t.add_processor::<KO, Change<VO>, K, Response<VO>>(
                 &right_change,
-                move || RightChange::<KO, K>::new(&s2, ko2.clone()),
+                move || RightChange::<KO, K>::processor(&s2, ko2.clone()),
                 &[&right_node],
             )?;
             t.add_state_store(subscriptions_builder, &[&receive, &right_change])?;
@@ -508,11 +508,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             t.add_source_node(&response_source, vec![response_topic], k.clone(), response_serde, false)?;
             t.add_processor(
                 &response_join,
-                move || ResponseJoin::<K, V, VO, VR>::new(&l1, &res1, v2.clone(), joiner.clone()),
+                move || ResponseJoin::<K, V, VO, VR>::processor(&l1, &res1, v2.clone(), joiner.clone()),
                 &[&response_source],
             )?;
             t.connect_processor_and_state_store(&response_join, &left_store)?;
-            t.add_processor::<K, Change<V>, K, Change<VR>>(&left_delete, move || LeftDelete::<K, VR>::new(&res2), &[&left_node])?;
+            t.add_processor::<K, Change<V>, K, Change<VR>>(&left_delete, move || LeftDelete::<K, VR>::processor(&res2), &[&left_node])?;
             if let Some(builder) = results_builder {
                 t.add_state_store(builder, &[&response_join, &left_delete])?;
             }

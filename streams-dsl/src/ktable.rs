@@ -9,7 +9,7 @@ use streams_core::{StreamsError, Stores};
 
 use crate::builder::{require_serde, Shared};
 use crate::change::ChangeSerde;
-use crate::processors::suppress::{Buffered, BufferedSerde, BufferTime, SuppressProcessor};
+use crate::processors::suppress::{self, Buffered, BufferedSerde, BufferTime, SuppressProcessor};
 use crate::suppress::Suppressed;
 use crate::change::Change;
 use crate::grouped::KGroupedTable;
@@ -137,7 +137,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     /// Holds updates back and emits them later: each window's final result when it closes, or
     /// the latest update of a key after a time limit. The buffer is change-logged.
     pub fn suppress(&self, suppressed: Suppressed) -> KTable<K, V> {
-        let waits_for_windows = SuppressProcessor::<K, V>::waits_for_windows(&suppressed);
+        let waits_for_windows = suppress::waits_for_windows(&suppressed);
         let (buffer_time, grace_ms): (BufferTime<K>, i64) = match (&self.windowing, waits_for_windows) {
             (Some(w), true) => {
                 let end = w.end.clone();
@@ -169,7 +169,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             let store_name = store.clone();
             self.state.borrow_mut().apply(|t| {
                 let supplier =
-                    move || SuppressProcessor::<K, V>::new(&store_name, &suppressed, buffer_time.clone(), grace_ms);
+                    move || SuppressProcessor::<K, V>::processor(&store_name, &suppressed, buffer_time.clone(), grace_ms);
                 t.add_processor(&name, supplier, &[&self.node])?;
                 t.add_state_store(builder, &[&name])?;
                 Ok(())

@@ -130,10 +130,10 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
             |store| {
                 let store = store.to_string();
                 match windows {
-                    AnyTimeWindows::Time(w) => Box::new(move || TimeWindowAggregate::new(&store, w, combine.clone())),
+                    AnyTimeWindows::Time(w) => Box::new(move || TimeWindowAggregate::processor(&store, w, combine.clone())),
                     AnyTimeWindows::Sliding(w) => {
                         let records = format!("{store}-records");
-                        Box::new(move || SlidingWindowAggregate::new(&store, &records, w, combine.clone()))
+                        Box::new(move || SlidingWindowAggregate::processor(&store, &records, w, combine.clone()))
                     }
                 }
             },
@@ -224,7 +224,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             },
             |store| {
                 let store = store.to_string();
-                Box::new(move || SessionWindowAggregate::new(&store, windows, functions.clone()))
+                Box::new(move || SessionWindowAggregate::processor(&store, windows, functions.clone()))
             },
         );
         let key_serde = materialized.key_serde.clone().or(self.grouping.key_serde.clone());

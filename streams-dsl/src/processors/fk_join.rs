@@ -12,6 +12,7 @@ use streams_core::{
 };
 
 use super::table::TableForwarder;
+use super::Stateful;
 use crate::change::Change;
 
 /// FNV-1a over a value's bytes: stable across builds, as it travels between instances.
@@ -180,34 +181,27 @@ impl<K: Clone + 'static, V: Clone + 'static, KO: Clone + PartialEq + 'static> Pr
 
 /// Right side: keeps subscriptions and answers them with the right table's value.
 pub(crate) struct SubscriptionReceive<KO, K, VO> {
-    subscriptions_store: String,
-    right_store: String,
-    subscriptions: Option<KeyValueStore<CombinedKey<KO, K>, u64>>,
-    right: Option<TimestampedKeyValueStore<KO, VO>>,
+    subscriptions: KeyValueStore<CombinedKey<KO, K>, u64>,
+    right: TimestampedKeyValueStore<KO, VO>,
 }
 
-impl<KO, K, VO> SubscriptionReceive<KO, K, VO> {
-    pub(crate) fn new(subscriptions_store: &str, right_store: &str) -> Self {
-        SubscriptionReceive {
-            subscriptions_store: subscriptions_store.to_string(),
-            right_store: right_store.to_string(),
-            subscriptions: None,
-            right: None,
-        }
+impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> SubscriptionReceive<KO, K, VO> {
+    pub(crate) fn processor(subscriptions_store: &str, right_store: &str) -> impl Processor<KO, Subscription<K>, K, Response<VO>> {
+        let (subscriptions_store, right_store) = (subscriptions_store.to_string(), right_store.to_string());
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Response<VO>>| {
+            Ok(SubscriptionReceive {
+                subscriptions: ctx.key_value_store(&subscriptions_store)?,
+                right: ctx.key_value_store(&right_store)?,
+            })
+        })
     }
 }
 
 impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO, Subscription<K>, K, Response<VO>>
     for SubscriptionReceive<KO, K, VO>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>) -> Result<()> {
-        self.subscriptions = Some(ctx.key_value_store(&self.subscriptions_store)?);
-        self.right = Some(ctx.key_value_store(&self.right_store)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Subscription<K>>) -> Result<()> {
-        let subscriptions = self.subscriptions.as_ref().expect("initialized");
+        let subscriptions = &self.subscriptions;
         let Record { key: fk, value: sub, timestamp, headers } = record;
         let key = CombinedKey { fk: fk.clone(), pk: sub.pk.clone() };
         match (sub.register, sub.hash) {
@@ -217,7 +211,7 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
                 return Ok(());
             }
         }
-        let right = self.right.as_ref().expect("initialized").get(&fk)?;
+        let right = self.right.get(&fk)?;
         let timestamp = right.as_ref().map_or(timestamp, |r| r.timestamp.max(timestamp));
         let response = Response { hash: sub.hash, value: right.map(|r| r.value) };
         ctx.forward(Record { key: sub.pk, value: response, timestamp, headers })
@@ -226,27 +220,27 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
 
 /// Right side: a change of a right row answers every subscriber of its key again.
 pub(crate) struct RightChange<KO, K> {
-    subscriptions_store: String,
     prefix: SerdeRef<KO>,
-    subscriptions: Option<KeyValueStore<CombinedKey<KO, K>, u64>>,
+    subscriptions: KeyValueStore<CombinedKey<KO, K>, u64>,
 }
 
-impl<KO, K> RightChange<KO, K> {
-    pub(crate) fn new(subscriptions_store: &str, fk_serde: SerdeRef<KO>) -> Self {
-        RightChange { subscriptions_store: subscriptions_store.to_string(), prefix: fk_serde, subscriptions: None }
+impl<KO: Clone + 'static, K: Clone + 'static> RightChange<KO, K> {
+    pub(crate) fn processor<VO: Clone + 'static>(
+        subscriptions_store: &str,
+        fk_serde: SerdeRef<KO>,
+    ) -> impl Processor<KO, Change<VO>, K, Response<VO>> {
+        let subscriptions_store = subscriptions_store.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Response<VO>>| {
+            Ok(RightChange { prefix: fk_serde.clone(), subscriptions: ctx.key_value_store(&subscriptions_store)? })
+        })
     }
 }
 
 impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO, Change<VO>, K, Response<VO>>
     for RightChange<KO, K>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>) -> Result<()> {
-        self.subscriptions = Some(ctx.key_value_store(&self.subscriptions_store)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Change<VO>>) -> Result<()> {
-        let subscriptions = self.subscriptions.as_ref().expect("initialized");
+        let subscriptions = &self.subscriptions;
         let prefix = ForeignKeyPrefix(self.prefix.clone());
         for entry in subscriptions.prefix_scan(&record.key, &prefix)? {
             let (key, hash) = entry?;
@@ -259,50 +253,43 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
 
 /// Left side: joins an answer with the row's current value if it is still the subscribed one.
 pub(crate) struct ResponseJoin<K, V, VO, VR> {
-    left_store: String,
-    result_store: String,
     value_serde: SerdeRef<V>,
     joiner: FkJoiner<V, VO, VR>,
-    left: Option<TimestampedKeyValueStore<K, V>>,
-    results: Option<TableForwarder<K, VR>>,
+    left: TimestampedKeyValueStore<K, V>,
+    results: TableForwarder<K, VR>,
 }
 
-impl<K, V, VO, VR> ResponseJoin<K, V, VO, VR> {
-    pub(crate) fn new(
+impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> ResponseJoin<K, V, VO, VR> {
+    pub(crate) fn processor(
         left_store: &str,
         result_store: &str,
         value_serde: SerdeRef<V>,
         joiner: FkJoiner<V, VO, VR>,
-    ) -> Self {
-        ResponseJoin {
-            left_store: left_store.to_string(),
-            result_store: result_store.to_string(),
-            value_serde,
-            joiner,
-            left: None,
-            results: None,
-        }
+    ) -> impl Processor<K, Response<VO>, K, Change<VR>> {
+        let (left_store, result_store) = (left_store.to_string(), result_store.to_string());
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
+            Ok(ResponseJoin {
+                value_serde: value_serde.clone(),
+                joiner: joiner.clone(),
+                left: ctx.key_value_store(&left_store)?,
+                results: TableForwarder::init(ctx, &result_store)?,
+            })
+        })
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> Processor<K, Response<VO>, K, Change<VR>>
     for ResponseJoin<K, V, VO, VR>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
-        self.left = Some(ctx.key_value_store(&self.left_store)?);
-        self.results = Some(TableForwarder::init(ctx, &self.result_store)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>, record: Record<K, Response<VO>>) -> Result<()> {
-        let current = self.left.as_ref().expect("initialized").get(&record.key)?;
+        let current = self.left.get(&record.key)?;
         let current_hash = current.as_ref().map(|v| hash_of(&self.value_serde, &v.value)).transpose()?;
         if current_hash != record.value.hash || current.is_none() {
             return Ok(()); // an answer to a subscription the row has since replaced
         }
         let current = current.expect("checked");
         let new = (self.joiner)(&current.value, record.value.value.as_ref());
-        let results = self.results.as_ref().expect("initialized");
+        let results = &self.results;
         let old = results.get(&record.key)?.map(|r| r.value);
         if new.is_none() && old.is_none() {
             return Ok(());
@@ -314,27 +301,24 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> P
 
 /// Left side: a deleted left row deletes its result at once (later answers for it are stale).
 pub(crate) struct LeftDelete<K, VR> {
-    result_store: String,
-    results: Option<TableForwarder<K, VR>>,
+    results: TableForwarder<K, VR>,
 }
 
-impl<K, VR> LeftDelete<K, VR> {
-    pub(crate) fn new(result_store: &str) -> Self {
-        LeftDelete { result_store: result_store.to_string(), results: None }
+impl<K: Clone + 'static, VR: Clone + 'static> LeftDelete<K, VR> {
+    pub(crate) fn processor<V: 'static>(result_store: &str) -> impl Processor<K, Change<V>, K, Change<VR>> {
+        let result_store = result_store.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
+            Ok(LeftDelete { results: TableForwarder::init(ctx, &result_store)? })
+        })
     }
 }
 
 impl<K: Clone + 'static, V: 'static, VR: Clone + 'static> Processor<K, Change<V>, K, Change<VR>> for LeftDelete<K, VR> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
-        self.results = Some(TableForwarder::init(ctx, &self.result_store)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>, record: Record<K, Change<V>>) -> Result<()> {
         if record.value.new_value.is_some() {
             return Ok(());
         }
-        let results = self.results.as_ref().expect("initialized");
+        let results = &self.results;
         let Some(old) = results.get(&record.key)?.map(|r| r.value) else { return Ok(()) };
         results.update(ctx, record.with_value(()), None, Some(old))
     }

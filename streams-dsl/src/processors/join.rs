@@ -8,6 +8,7 @@ use streams_core::{
 };
 use tracing::debug;
 
+use super::Stateful;
 use crate::change::Change;
 use crate::windows::JoinWindows;
 
@@ -119,15 +120,49 @@ pub(crate) struct StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
     spec: StreamJoinSpec,
     arrange: Arrange<VT, VO, V1, V2>,
     joiner: Joiner<K, V1, V2, VOut>,
-    this: Option<WindowStore<K, VT>>,
-    other: Option<WindowStore<K, VO>>,
+    this: WindowStore<K, VT>,
+    other: WindowStore<K, VO>,
+    /// Unmatched records waiting for their window to close (left and outer joins).
     outer: Option<OuterBuffer<K, V1, V2>>,
     next_seq: u64,
 }
 
-impl<K, VT, VO, V1, V2, VOut> StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
-    pub(crate) fn new(spec: StreamJoinSpec, arrange: Arrange<VT, VO, V1, V2>, joiner: Joiner<K, V1, V2, VOut>) -> Self {
-        StreamStreamJoin { spec, arrange, joiner, this: None, other: None, outer: None, next_seq: 0 }
+impl<K, VT, VO, V1, V2, VOut> StreamStreamJoin<K, VT, VO, V1, V2, VOut>
+where
+    K: Clone + PartialEq + 'static,
+    VT: Clone + 'static,
+    VO: Clone + 'static,
+    V1: Clone + 'static,
+    V2: Clone + 'static,
+    VOut: Clone + 'static,
+{
+    pub(crate) fn processor(
+        spec: StreamJoinSpec,
+        arrange: Arrange<VT, VO, V1, V2>,
+        joiner: Joiner<K, V1, V2, VOut>,
+    ) -> impl Processor<K, VT, K, VOut> {
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, VOut>| {
+            let mut next_seq = 0;
+            let outer = match &spec.outer_store {
+                Some(name) => {
+                    let outer: OuterBuffer<K, V1, V2> = ctx.key_value_store(name)?;
+                    for entry in outer.all()? {
+                        next_seq = next_seq.max(entry?.0.seq + 1);
+                    }
+                    Some(outer)
+                }
+                None => None,
+            };
+            Ok(StreamStreamJoin {
+                this: ctx.window_store(&spec.this_store)?,
+                other: ctx.window_store(&spec.other_store)?,
+                spec: spec.clone(),
+                arrange,
+                joiner: joiner.clone(),
+                outer,
+                next_seq,
+            })
+        })
     }
 }
 
@@ -190,19 +225,6 @@ where
     V2: Clone + 'static,
     VOut: Clone + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
-        self.this = Some(ctx.window_store(&self.spec.this_store)?);
-        self.other = Some(ctx.window_store(&self.spec.other_store)?);
-        if let Some(name) = &self.spec.outer_store {
-            let outer: OuterBuffer<K, V1, V2> = ctx.key_value_store(name)?;
-            for entry in outer.all()? {
-                self.next_seq = self.next_seq.max(entry?.0.seq + 1);
-            }
-            self.outer = Some(outer);
-        }
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, VT>) -> Result<()> {
         let w = self.spec.windows;
         let t = record.timestamp;
@@ -211,9 +233,9 @@ where
             ctx.record_dropped();
             return Ok(());
         }
-        self.this.as_ref().expect("initialized").put(&record.key, Some(&record.value), t)?;
+        self.this.put(&record.key, Some(&record.value), t)?;
         let mut matched = false;
-        for entry in self.other.as_ref().expect("initialized").fetch_range(&record.key, t - w.before_ms, t + w.after_ms)? {
+        for entry in self.other.fetch_range(&record.key, t - w.before_ms, t + w.after_ms)? {
             let (other_ts, other) = entry?;
             matched = true;
             let (left, right) = (self.arrange)(Some(record.value.clone()), Some(other));
@@ -236,15 +258,23 @@ where
 /// `KSTREAM-LEFTJOIN` / `KSTREAM-JOIN` with a table: each stream record looks up the table's
 /// current value for its key; the output keeps the stream record's timestamp.
 pub(crate) struct StreamTableJoin<K, V1, V2, VOut> {
-    table_store: String,
     left: bool,
     joiner: Joiner<K, V1, V2, VOut>,
-    table: Option<TimestampedKeyValueStore<K, V2>>,
+    table: TimestampedKeyValueStore<K, V2>,
 }
 
-impl<K, V1, V2, VOut> StreamTableJoin<K, V1, V2, VOut> {
-    pub(crate) fn new(table_store: &str, left: bool, joiner: Joiner<K, V1, V2, VOut>) -> Self {
-        StreamTableJoin { table_store: table_store.to_string(), left, joiner, table: None }
+impl<K, V1, V2, VOut> StreamTableJoin<K, V1, V2, VOut>
+where
+    K: Clone + 'static,
+    V1: 'static,
+    V2: Clone + 'static,
+    VOut: Clone + 'static,
+{
+    pub(crate) fn processor(table_store: &str, left: bool, joiner: Joiner<K, V1, V2, VOut>) -> impl Processor<K, V1, K, VOut> {
+        let table_store = table_store.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, VOut>| {
+            Ok(StreamTableJoin { left, joiner: joiner.clone(), table: ctx.key_value_store(&table_store)? })
+        })
     }
 }
 
@@ -254,13 +284,8 @@ where
     V2: Clone + 'static,
     VOut: Clone + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
-        self.table = Some(ctx.key_value_store(&self.table_store)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, V1>) -> Result<()> {
-        let other = self.table.as_ref().expect("initialized").get(&record.key)?.map(|v| v.value);
+        let other = self.table.get(&record.key)?.map(|v| v.value);
         if other.is_none() && !self.left {
             return Ok(());
         }
@@ -271,24 +296,32 @@ where
 
 /// `KSTREAM-JOIN` with a global table: looks up the key `key_selector` derives from each record.
 pub(crate) struct StreamGlobalJoin<K, V1, GK, GV, VOut> {
-    store: String,
-    key_serde: SerdeRef<GK>,
-    value_serde: SerdeRef<GV>,
     key_selector: KeySelector<K, V1, GK>,
     left: bool,
     joiner: Joiner<K, V1, GV, VOut>,
-    table: Option<GlobalKeyValueStore<GK, GV>>,
+    table: GlobalKeyValueStore<GK, GV>,
 }
 
-impl<K, V1, GK, GV, VOut> StreamGlobalJoin<K, V1, GK, GV, VOut> {
-    pub(crate) fn new(
+impl<K, V1, GK, GV, VOut> StreamGlobalJoin<K, V1, GK, GV, VOut>
+where
+    K: Clone + 'static,
+    V1: 'static,
+    GK: 'static,
+    GV: 'static,
+    VOut: Clone + 'static,
+{
+    pub(crate) fn processor(
         store: &str,
         serdes: (SerdeRef<GK>, SerdeRef<GV>),
         key_selector: KeySelector<K, V1, GK>,
         left: bool,
         joiner: Joiner<K, V1, GV, VOut>,
-    ) -> Self {
-        StreamGlobalJoin { store: store.to_string(), key_serde: serdes.0, value_serde: serdes.1, key_selector, left, joiner, table: None }
+    ) -> impl Processor<K, V1, K, VOut> {
+        let store = store.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, VOut>| {
+            let table = ctx.global_store(&store, serdes.0.clone(), serdes.1.clone())?;
+            Ok(StreamGlobalJoin { key_selector: key_selector.clone(), left, joiner: joiner.clone(), table })
+        })
     }
 }
 
@@ -299,14 +332,9 @@ where
     GV: 'static,
     VOut: Clone + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
-        self.table = Some(ctx.global_store(&self.store, self.key_serde.clone(), self.value_serde.clone())?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, V1>) -> Result<()> {
         let key = (self.key_selector)(&record.key, &record.value);
-        let other = self.table.as_ref().expect("initialized").get(&key)?;
+        let other = self.table.get(&key)?;
         if other.is_none() && !self.left {
             return Ok(());
         }
@@ -318,22 +346,32 @@ where
 /// One side of a table-table join: on each change of this table, joins the old and the new
 /// value with the other table's current value and forwards the change of the result.
 pub(crate) struct TableTableJoin<K, VT, VO, V1, V2, VOut> {
-    other_store: String,
     arrange: Arrange<VT, VO, V1, V2>,
     /// Whether a result exists for (left present?, right present?).
     emits: fn(bool, bool) -> bool,
     joiner: Joiner<K, V1, V2, VOut>,
-    other: Option<TimestampedKeyValueStore<K, VO>>,
+    other: TimestampedKeyValueStore<K, VO>,
 }
 
-impl<K, VT, VO, V1, V2, VOut> TableTableJoin<K, VT, VO, V1, V2, VOut> {
-    pub(crate) fn new(
+impl<K, VT, VO, V1, V2, VOut> TableTableJoin<K, VT, VO, V1, V2, VOut>
+where
+    K: Clone + 'static,
+    VT: Clone + 'static,
+    VO: Clone + 'static,
+    V1: 'static,
+    V2: 'static,
+    VOut: Clone + 'static,
+{
+    pub(crate) fn processor(
         other_store: &str,
         arrange: Arrange<VT, VO, V1, V2>,
         emits: fn(bool, bool) -> bool,
         joiner: Joiner<K, V1, V2, VOut>,
-    ) -> Self {
-        TableTableJoin { other_store: other_store.to_string(), arrange, emits, joiner, other: None }
+    ) -> impl Processor<K, Change<VT>, K, Change<VOut>> {
+        let other_store = other_store.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<VOut>>| {
+            Ok(TableTableJoin { arrange, emits, joiner: joiner.clone(), other: ctx.key_value_store(&other_store)? })
+        })
     }
 }
 
@@ -346,13 +384,8 @@ where
     V2: 'static,
     VOut: Clone + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>) -> Result<()> {
-        self.other = Some(ctx.key_value_store(&self.other_store)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>, record: Record<K, Change<VT>>) -> Result<()> {
-        let other = self.other.as_ref().expect("initialized").get(&record.key)?;
+        let other = self.other.get(&record.key)?;
         let timestamp = other.as_ref().map_or(record.timestamp, |o| o.timestamp.max(record.timestamp));
         let other = other.map(|o| o.value);
         let result = |this: Option<VT>| {

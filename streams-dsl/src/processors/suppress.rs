@@ -10,6 +10,7 @@ use std::sync::Arc;
 use streams_core::{Processor, ProcessorContext, Record, Result, Serde, SerdeError, StreamsError};
 
 use crate::change::{Change, ChangeSerde};
+use super::Stateful;
 use crate::suppress::{BufferConfig, Suppressed, Until};
 
 /// A buffered update: the change (first old value, latest new value), the latest record's
@@ -62,40 +63,40 @@ pub(crate) struct SuppressProcessor<K, V> {
     buffer_time: BufferTime<K>,
     delay_ms: i64,
     buffer: BufferConfig,
-    store: Option<streams_core::KeyValueStore<K, Buffered<V>>>,
+    store: streams_core::KeyValueStore<K, Buffered<V>>,
     /// (buffer time, seq) -> key: the emission order.
     index: BTreeMap<(i64, u64), K>,
     next_seq: u64,
 }
 
-impl<K, V> SuppressProcessor<K, V> {
-    pub(crate) fn new(store_name: &str, suppressed: &Suppressed, buffer_time: BufferTime<K>, grace_ms: i64) -> Self {
+impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
+    pub(crate) fn processor(
+        store_name: &str,
+        suppressed: &Suppressed,
+        buffer_time: BufferTime<K>,
+        grace_ms: i64,
+    ) -> impl Processor<K, Change<V>, K, Change<V>> {
         let delay_ms = match suppressed.until {
             Until::WindowCloses => grace_ms,
             Until::TimeLimit(limit) => limit,
         };
-        SuppressProcessor {
-            store_name: store_name.to_string(),
-            buffer_time,
-            delay_ms,
-            buffer: suppressed.buffer,
-            store: None,
-            index: BTreeMap::new(),
-            next_seq: 0,
-        }
+        let (store_name, buffer) = (store_name.to_string(), suppressed.buffer);
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<V>>| {
+            Ok(SuppressProcessor {
+                store: ctx.key_value_store(&store_name)?,
+                store_name: store_name.clone(),
+                buffer_time: buffer_time.clone(),
+                delay_ms,
+                buffer,
+                index: BTreeMap::new(),
+                next_seq: 0,
+            })
+        })
     }
 
-    /// Whether the suppression waits for window ends (and needs a windowed table).
-    pub(crate) fn waits_for_windows(suppressed: &Suppressed) -> bool {
-        suppressed.until == Until::WindowCloses
-    }
-}
-
-impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
     fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, slot: (i64, u64)) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
         let key = self.index.remove(&slot).expect("indexed");
-        let Some(entry) = store.delete(&key)? else { return Ok(()) };
+        let Some(entry) = self.store.delete(&key)? else { return Ok(()) };
         if entry.change.new_value.is_none() && entry.change.old_value.is_none() {
             return Ok(());
         }
@@ -103,21 +104,24 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
     }
 }
 
+/// Whether the suppression waits for window ends (and needs a windowed table).
+pub(crate) fn waits_for_windows(suppressed: &Suppressed) -> bool {
+    suppressed.until == Until::WindowCloses
+}
+
 impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V>> for SuppressProcessor<K, V> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        let store: streams_core::KeyValueStore<K, Buffered<V>> = ctx.key_value_store(&self.store_name)?;
+    fn init(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
         // Rebuild the emission order from the (restored) buffer.
-        for entry in store.all()? {
+        for entry in self.store.all()? {
             let (key, entry) = entry?;
             self.next_seq = self.next_seq.max(entry.seq + 1);
             self.index.insert((entry.buffer_time, entry.seq), key);
         }
-        self.store = Some(store);
         Ok(())
     }
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Change<V>>) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
+        let store = &self.store;
         // A key keeps its first update's place and old value; the new value is the latest.
         let (buffer_time, seq, old_value) = match store.get(&record.key)? {
             Some(prev) => (prev.buffer_time, prev.seq, prev.change.old_value),

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use streams_core::internals::{CacheFlush, CachedStateStore};
 use streams_core::{Processor, ProcessorContext, Record, Result, TimestampedKeyValueStore, ValueAndTimestamp};
 
+use super::Stateful;
 use crate::change::Change;
 
 /// Writes KTable updates to a timestamped store and forwards `Change`s: at once without a
@@ -69,24 +70,21 @@ pub(crate) fn timestamped<K, V>(f: CacheFlush<K, ValueAndTimestamp<V>>) -> Cache
 
 /// `KTABLE-SOURCE`: materializes a changelog stream; `None` values delete.
 pub(crate) struct TableSource<K, V> {
-    store_name: String,
-    forwarder: Option<TableForwarder<K, V>>,
+    forwarder: TableForwarder<K, V>,
 }
 
-impl<K, V> TableSource<K, V> {
-    pub(crate) fn new(store_name: &str) -> Self {
-        TableSource { store_name: store_name.to_string(), forwarder: None }
+impl<K: Clone + 'static, V: Clone + 'static> TableSource<K, V> {
+    pub(crate) fn processor(store_name: &str) -> impl Processor<K, Option<V>, K, Change<V>> {
+        let store_name = store_name.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<V>>| {
+            Ok(TableSource { forwarder: TableForwarder::init(ctx, &store_name)? })
+        })
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        self.forwarder = Some(TableForwarder::init(ctx, &self.store_name)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Option<V>>) -> Result<()> {
-        let forwarder = self.forwarder.as_ref().expect("initialized");
+        let forwarder = &self.forwarder;
         let old = forwarder.get(&record.key)?.map(|v| v.value);
         let value = record.value.clone();
         forwarder.update(ctx, record.with_value(()), value, old)
@@ -95,25 +93,22 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V
 
 /// `KTABLE-MATERIALIZE`: writes a table's changes into a store (for joins) and passes them on.
 pub(crate) struct TableMaterialize<K, V> {
-    store_name: String,
-    forwarder: Option<TableForwarder<K, V>>,
+    forwarder: TableForwarder<K, V>,
 }
 
-impl<K, V> TableMaterialize<K, V> {
-    pub(crate) fn new(store_name: &str) -> Self {
-        TableMaterialize { store_name: store_name.to_string(), forwarder: None }
+impl<K: Clone + 'static, V: Clone + 'static> TableMaterialize<K, V> {
+    pub(crate) fn processor(store_name: &str) -> impl Processor<K, Change<V>, K, Change<V>> {
+        let store_name = store_name.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<V>>| {
+            Ok(TableMaterialize { forwarder: TableForwarder::init(ctx, &store_name)? })
+        })
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V>> for TableMaterialize<K, V> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        self.forwarder = Some(TableForwarder::init(ctx, &self.store_name)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Change<V>>) -> Result<()> {
         let Change { new_value, old_value } = record.value.clone();
-        self.forwarder.as_ref().expect("initialized").update(ctx, record.with_value(()), new_value, old_value)
+        self.forwarder.update(ctx, record.with_value(()), new_value, old_value)
     }
 }
 
@@ -158,15 +153,23 @@ where
 /// `KTABLE-AGGREGATE` / `KTABLE-REDUCE`: folds changes into a per-key aggregate; `combine`
 /// subtracts the old value and adds the new one, and may delete the row by returning `None`.
 pub(crate) struct TableAggregate<K, V, VA, F> {
-    store_name: String,
     combine: std::sync::Arc<F>,
-    forwarder: Option<TableForwarder<K, VA>>,
+    forwarder: TableForwarder<K, VA>,
     _types: PhantomData<fn(V)>,
 }
 
-impl<K, V, VA, F> TableAggregate<K, V, VA, F> {
-    pub(crate) fn new(store_name: &str, combine: std::sync::Arc<F>) -> Self {
-        TableAggregate { store_name: store_name.to_string(), combine, forwarder: None, _types: PhantomData }
+impl<K, V, VA, F> TableAggregate<K, V, VA, F>
+where
+    K: Clone + 'static,
+    VA: Clone + 'static,
+    F: Fn(&K, Change<V>, Option<VA>) -> Option<VA>,
+{
+    pub(crate) fn processor(store_name: &str, combine: std::sync::Arc<F>) -> impl Processor<K, Change<V>, K, Change<VA>> {
+        let store_name = store_name.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<VA>>| {
+            let forwarder = TableForwarder::init(ctx, &store_name)?;
+            Ok(TableAggregate { combine: combine.clone(), forwarder, _types: PhantomData })
+        })
     }
 }
 
@@ -176,16 +179,11 @@ where
     VA: Clone + 'static,
     F: Fn(&K, Change<V>, Option<VA>) -> Option<VA>,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        self.forwarder = Some(TableForwarder::init(ctx, &self.store_name)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>, record: Record<K, Change<V>>) -> Result<()> {
         if record.value.new_value.is_none() && record.value.old_value.is_none() {
             return Ok(());
         }
-        let forwarder = self.forwarder.as_ref().expect("initialized");
+        let forwarder = &self.forwarder;
         let old = forwarder.get(&record.key)?;
         let timestamp = old.as_ref().map_or(record.timestamp, |o| o.timestamp.max(record.timestamp));
         let old = old.map(|o| o.value);

@@ -9,6 +9,7 @@ use streams_core::{Processor, ProcessorContext, Record, Result, ValueAndTimestam
 use tracing::debug;
 
 use super::table::{forward_flush, timestamped};
+use super::Stateful;
 use crate::change::Change;
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
@@ -20,17 +21,27 @@ fn drop_late<K, V>(ctx: &mut ProcessorContext<'_, K, V>, timestamp: i64, close_t
 
 /// Folds records into every time window that contains them and is still open.
 pub(crate) struct TimeWindowAggregate<K, V, VA, F> {
-    store_name: String,
     windows: TimeWindows,
     combine: Arc<F>,
-    store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
+    store: WindowStore<K, ValueAndTimestamp<VA>>,
     caching: bool,
     _types: PhantomData<fn(V)>,
 }
 
-impl<K, V, VA, F> TimeWindowAggregate<K, V, VA, F> {
-    pub(crate) fn new(store_name: &str, windows: TimeWindows, combine: Arc<F>) -> Self {
-        TimeWindowAggregate { store_name: store_name.to_string(), windows, combine, store: None, caching: false, _types: PhantomData }
+impl<K, V, VA, F> TimeWindowAggregate<K, V, VA, F>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    VA: Clone + 'static,
+    F: Fn(&K, V, Option<VA>) -> VA,
+{
+    pub(crate) fn processor(store_name: &str, windows: TimeWindows, combine: Arc<F>) -> impl Processor<K, V, Windowed<K>, Change<VA>> {
+        let store_name = store_name.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>| {
+            let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.window_store(&store_name)?;
+            let caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
+            Ok(TimeWindowAggregate { windows, combine: combine.clone(), store, caching, _types: PhantomData })
+        })
     }
 }
 
@@ -41,15 +52,8 @@ where
     VA: Clone + 'static,
     F: Fn(&K, V, Option<VA>) -> VA,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.window_store(&self.store_name)?;
-        self.caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
-        self.store = Some(store);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
+        let store = &self.store;
         let close_time = ctx.stream_time() - self.windows.grace_ms;
         let mut open = false;
         for window in self.windows.windows_for(record.timestamp) {
@@ -90,16 +94,29 @@ pub(crate) type SessionMerger<K, VA> = Box<dyn Fn(&K, VA, VA) -> VA + Send + Syn
 
 /// Merges each record with the sessions of its key within the gap into one session.
 pub(crate) struct SessionWindowAggregate<K, V, VA> {
-    store_name: String,
     windows: SessionWindows,
     functions: Arc<SessionFunctions<K, V, VA>>,
-    store: Option<SessionStore<K, VA>>,
+    store: SessionStore<K, VA>,
     caching: bool,
 }
 
-impl<K, V, VA> SessionWindowAggregate<K, V, VA> {
-    pub(crate) fn new(store_name: &str, windows: SessionWindows, functions: Arc<SessionFunctions<K, V, VA>>) -> Self {
-        SessionWindowAggregate { store_name: store_name.to_string(), windows, functions, store: None, caching: false }
+impl<K, V, VA> SessionWindowAggregate<K, V, VA>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    VA: Clone + 'static,
+{
+    pub(crate) fn processor(
+        store_name: &str,
+        windows: SessionWindows,
+        functions: Arc<SessionFunctions<K, V, VA>>,
+    ) -> impl Processor<K, V, Windowed<K>, Change<VA>> {
+        let store_name = store_name.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>| {
+            let store: SessionStore<K, VA> = ctx.session_store(&store_name)?;
+            let caching = store.set_flush_listener(ctx, forward_flush)?;
+            Ok(SessionWindowAggregate { windows, functions: functions.clone(), store, caching })
+        })
     }
 }
 
@@ -109,15 +126,8 @@ where
     V: Clone + 'static,
     VA: Clone + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store: SessionStore<K, VA> = ctx.session_store(&self.store_name)?;
-        self.caching = store.set_flush_listener(ctx, forward_flush)?;
-        self.store = Some(store);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
+        let store = &self.store;
         let f = &self.functions;
         let ts = record.timestamp;
         let close_time = ctx.stream_time() - self.windows.grace_ms;
@@ -168,24 +178,34 @@ where
 /// Existing windows that contain a new record fold it in; windows the record creates are
 /// computed from a change-logged buffer of the key's recent records (`records_store`).
 pub(crate) struct SlidingWindowAggregate<K, V, VA, F> {
-    store_name: String,
-    records_store: String,
     windows: SlidingWindows,
     combine: Arc<F>,
-    store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
-    records: Option<WindowStore<K, V>>,
+    store: WindowStore<K, ValueAndTimestamp<VA>>,
+    records: WindowStore<K, V>,
 }
 
-impl<K, V, VA, F> SlidingWindowAggregate<K, V, VA, F> {
-    pub(crate) fn new(store_name: &str, records_store: &str, windows: SlidingWindows, combine: Arc<F>) -> Self {
-        SlidingWindowAggregate {
-            store_name: store_name.to_string(),
-            records_store: records_store.to_string(),
-            windows,
-            combine,
-            store: None,
-            records: None,
-        }
+impl<K, V, VA, F> SlidingWindowAggregate<K, V, VA, F>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    VA: Clone + 'static,
+    F: Fn(&K, V, Option<VA>) -> VA,
+{
+    pub(crate) fn processor(
+        store_name: &str,
+        records_store: &str,
+        windows: SlidingWindows,
+        combine: Arc<F>,
+    ) -> impl Processor<K, V, Windowed<K>, Change<VA>> {
+        let (store_name, records_store) = (store_name.to_string(), records_store.to_string());
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>| {
+            Ok(SlidingWindowAggregate {
+                windows,
+                combine: combine.clone(),
+                store: ctx.window_store(&store_name)?,
+                records: ctx.window_store(&records_store)?,
+            })
+        })
     }
 }
 
@@ -196,14 +216,8 @@ where
     VA: Clone + 'static,
     F: Fn(&K, V, Option<VA>) -> VA,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        self.store = Some(ctx.window_store(&self.store_name)?);
-        self.records = Some(ctx.window_store(&self.records_store)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
-        let (store, records) = (self.store.as_ref().expect("initialized"), self.records.as_ref().expect("initialized"));
+        let (store, records) = (&self.store, &self.records);
         let d = self.windows.time_difference_ms;
         let t = record.timestamp;
         let close_time = ctx.stream_time() - self.windows.grace_ms;
