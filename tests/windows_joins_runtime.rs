@@ -109,8 +109,17 @@ const KEYS: usize = 8;
 const WINDOW_MS: i64 = 10_000;
 
 /// Clicks: every key every 500 ms from 1 ms to 35 s; keys of odd index stop at 24.5 s. Then
-/// one record per key at 100 s moves stream time past every window before it. (Timestamp 0
-/// would mean "now" to the producer.)
+/// one record per key at 100 s moves stream time past every window before it. Times are
+/// relative to [`base_time`].
+/// The time the clicks count from: an hour ago, on a 100 s boundary. Windowed changelogs are
+/// `compact,delete` with a retention of window retention plus a day, by record timestamp (as
+/// Kafka Streams creates them): records from 1970 would be deleted by the broker's retention
+/// check whenever it runs, before a restore reads them.
+fn base_time() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    (now - 3_600_000) / 100_000 * 100_000
+}
+
 fn clicks() -> Vec<(String, i64)> {
     let mut out = Vec::new();
     for ts in (1..35_000).step_by(500) {
@@ -144,8 +153,9 @@ fn a_suppressed_windowed_count_survives_a_task_move_and_a_restart() {
     };
     cluster.prepare(&topology(), &app, 2);
     let servers = cluster.bootstrap_servers();
+    let base = base_time();
     let produce = |records: &[(String, i64)]| {
-        let records = records.iter().map(|(k, ts)| (bytes(k), bytes("click"), Some(*ts)));
+        let records = records.iter().map(|(k, ts)| (bytes(k), bytes("click"), Some(base + *ts)));
         test_utils::produce_at(&servers, &input, records).unwrap();
     };
     let run = |dir: &std::path::Path| {
@@ -185,7 +195,7 @@ fn a_suppressed_windowed_count_survives_a_task_move_and_a_restart() {
     for r in test_utils::read_all(&servers, &output, Duration::from_millis(500)).unwrap() {
         let key: Windowed<String> = serde.deserialize(&output, r.key.as_deref()).unwrap();
         let count: i64 = Serdes::i64().deserialize(&output, r.value.as_deref()).unwrap();
-        emitted.entry((key.key, key.window.start)).or_default().push(count);
+        emitted.entry((key.key, key.window.start - base)).or_default().push(count);
     }
     let expected: BTreeMap<(String, i64), Vec<i64>> = truth.into_iter().map(|(k, c)| (k, vec![c])).collect();
     assert_eq!(emitted, expected, "one final count per key and window, equal to the truth");
