@@ -7,8 +7,8 @@
 //! - the Processor API ([`Processor`], [`ProcessorContext`]) and [`Topology`];
 //! - state stores ([`state`]), serdes ([`serdes`]), the [`KafkaStreams`] client and its
 //!   [`StreamsConfig`];
-//! - with the `test-utils` feature: the broker-free [`TopologyTestDriver`], an embedded
-//!   cluster and integration-test helpers ([`test_utils`]).
+//! - with the `test-utils` feature: the broker-free `TopologyTestDriver`, an embedded
+//!   cluster and integration-test helpers (`test_utils`).
 //!
 //! ```
 //! use streams::prelude::*;

@@ -14,7 +14,8 @@ use crate::processor::context::{TaskContext, TaskMetrics};
 use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
 use crate::processor::{Punctuation, PunctuationType};
 use crate::record::{ConsumerRecord, RecordContext, TaskId};
-use crate::state::{GlobalStores, StateStore, StoreContext, ThreadCache};
+use crate::state::builder::StoreContext;
+use crate::state::{GlobalStores, StateStore, ThreadCache};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
 /// The lifecycle of a task, as in Kafka Streams.

@@ -9,7 +9,8 @@ use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::processor::{PunctuationType, ScheduleId};
 use crate::record::{ConsumerRecord, ProducerRecord, RecordContext, TaskId};
-use crate::state::{GlobalStores, RegisteredStore};
+use crate::state::builder::RegisteredStore;
+use crate::state::GlobalStores;
 
 /// Counters of one task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -2,14 +2,14 @@
 //! [`KeyValueStore`], [`WindowStore`], [`SessionStore`] (typed, serde) > caching > change-logging >
 //! RocksDB or in-memory bytes (time-segmented for window and session stores).
 
-mod builder;
+pub(crate) mod builder;
 mod caching;
 mod global;
 mod in_memory;
 mod iter;
 mod key_value_iterator;
 mod logging;
-mod typed;
+pub(crate) mod typed;
 mod rocksdb;
 mod segmented;
 mod transactional;
@@ -19,16 +19,14 @@ pub use builder::{
     KeyValueBytesStoreSupplier, KeyValueStoreBuilder, SegmentedBytesStoreSupplier, StoreBuilder, Stores,
     WindowStoreBuilder,
 };
-#[doc(hidden)]
-pub use builder::{RegisteredStore, StoreContext};
+
 pub(crate) use builder::changelog_topic;
 pub(crate) use caching::ThreadCache;
 pub(crate) use global::{GlobalBytesStore, GlobalStores};
 pub use global::{GlobalKeyValueStore, GlobalStoreSpec};
 pub(crate) use iter::{BytesIter, KeyRange};
 pub use key_value_iterator::KeyValueIterator;
-#[doc(hidden)]
-pub use typed::{CacheFlush, CachedStateStore};
+
 pub use typed::{KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
 pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
 
