@@ -1,6 +1,6 @@
 //! The core of the library: serdes, records, the Processor API, [`Topology`], state stores and
 //! the [`KafkaStreams`] runtime (stream threads, tasks, changelogs); with the `test-utils`
-//! feature, also the broker-free [`TopologyTestDriver`] and an embedded cluster.
+//! feature, also the broker-free `TopologyTestDriver` and an embedded cluster.
 //!
 //! Records flow between typed processor nodes as [`Record<K, V>`](Record); bytes appear only at
 //! sources, sinks and the store serde layer.

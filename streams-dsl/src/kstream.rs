@@ -223,7 +223,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     }
 
     /// Runs a Processor API processor on the stream, with access to the named stores
-    /// (add them with [`StreamsBuilder::add_state_store`]).
+    /// (add them with [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)).
     pub fn process<K2: Clone + 'static, V2: Clone + 'static>(
         &self,
         supplier: impl ProcessorSupplier<K, V, K2, V2>,
