@@ -9,12 +9,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::context::{SkippedRecord, TaskContext};
 use super::{FlushListener, Processor, ProcessorContext, ProcessorSupplier, Punctuation};
 use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::record::{ConsumerRecord, ProducerRecord, Record, RecordContext};
 use crate::serdes::SerdeRef;
-use super::context::{SkippedRecord, TaskContext};
 use crate::topology::TopicName;
 
 /// A node's identity within the topology.
