@@ -1,5 +1,5 @@
 # The project's commands. `make test` is what CI runs.
-.PHONY: setup test test-kafka kafka-start kafka-stop bench word-count
+.PHONY: setup test test-kafka conformance kafka-start kafka-stop bench word-count
 
 setup:
 	@scripts/setup.sh
@@ -13,6 +13,13 @@ test: setup
 ## `docker compose up -d`), else a broker started from the Maven jars (needs Java 17+ and Maven).
 test-kafka: setup
 	@scripts/test-kafka.sh
+
+## Runs the catalogue of topologies through Kafka Streams itself and through this project, on SEEDS
+## random scenarios each, and compares every output record (needs Java 17+ and Maven; `make test`
+## runs it too, with 200 seeds, where Java is installed).
+SEEDS ?= 1000
+conformance: setup
+	CONFORMANCE_SEEDS=$(SEEDS) STREAMS_REQUIRE_JAVA=1 cargo test --test conformance -- --nocapture
 
 ## Starts (kafka-start) or stops (kafka-stop) a local Apache Kafka broker; prints its address.
 kafka-start:

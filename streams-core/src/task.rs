@@ -412,13 +412,26 @@ impl StreamTask {
         Ok(fired)
     }
 
+    /// The timestamp of the record `process` would take next, if it would take one now.
+    pub(crate) fn next_timestamp(&self) -> Option<i64> {
+        self.queues.iter().filter_map(|q| q.records.front().map(|r| r.timestamp)).min()
+    }
+
+    /// Flushes processors in topological order, so caches forward downstream; stores keep
+    /// their writes unflushed (the test driver's commits, which need no durability).
+    pub(crate) fn flush_processors(&mut self) -> Result<()> {
+        for (_, node) in &self.nodes {
+            node.borrow_mut().flush(&mut self.ctx)?;
+        }
+        self.ctx.commit_requested = false;
+        Ok(())
+    }
+
     /// Flushes processors (in topological order, so caches forward downstream) and then stores.
     ///
     /// The caller flushes the record collector and then writes checkpoints and commits offsets.
     pub(crate) fn flush(&mut self) -> Result<()> {
-        for (_, node) in &self.nodes {
-            node.borrow_mut().flush(&mut self.ctx)?;
-        }
+        self.flush_processors()?;
         for store in self.ctx.stores.values() {
             store.store.borrow_mut().flush()?;
         }

@@ -5,8 +5,11 @@
 //! written to repartition topics are routed to the tasks that read them, so repartitioning
 //! and multi-task topologies are testable.
 //!
-//! Commits (which flush record caches) happen when the mocked wall clock passes
-//! `commit.interval.ms`, or on [`TopologyTestDriver::commit`] and `close`, as in the runtime.
+//! As in Kafka Streams' driver, every piped record is processed at once and followed by a
+//! commit, which flushes the record caches, and so is every wall-clock advance: a cache still
+//! merges the updates one record causes to a key and sets the timestamps, but holds nothing
+//! between records. Records written to repartition topics are processed one at a time, each
+//! followed by a commit, earliest first.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -114,20 +117,27 @@ struct DriverInner {
     globals: HashMap<String, Arc<dyn GlobalBytesStore>>,
     tasks: BTreeMap<TaskId, StreamTask>,
     wall_clock_ms: i64,
-    last_commit_ms: i64,
-    commit_interval_ms: i64,
     closed: bool,
     _state_dir: tempfile::TempDir,
 }
 
 impl DriverInner {
-    /// Processes until every queue is empty; commits if a processor asked for it.
+    /// Processes until every queue is empty, one record at a time, each followed by a commit
+    /// (as Kafka Streams' driver does): caches flush after every record, and what they and the
+    /// record wrote to repartition topics queues behind it. The next record is the earliest
+    /// queued one of any task (Kafka Streams' driver runs one task whose partition group picks
+    /// the earliest head).
     fn run(&mut self) -> Result<()> {
-        self.run_without_commit()?;
-        if self.tasks.values().any(StreamTask::commit_requested) {
-            self.commit()?;
+        loop {
+            self.route();
+            let next = self.tasks.iter().filter_map(|(id, task)| task.next_timestamp().map(|ts| (ts, *id))).min();
+            let Some((_, id)) = next else { return Ok(()) };
+            let wall_clock_ms = self.wall_clock_ms;
+            if !self.tasks.get_mut(&id).expect("a task of the driver").process(wall_clock_ms)? {
+                return Ok(());
+            }
+            self.flush_caches()?;
         }
-        Ok(())
     }
 
     fn route(&mut self) {
@@ -140,34 +150,22 @@ impl DriverInner {
         }
     }
 
-    fn commit(&mut self) -> Result<()> {
-        // Flushing a task's caches can write to repartition topics read by later tasks; repeat
-        // until nothing moves so a commit leaves every cache and queue drained.
-        loop {
-            for task in self.tasks.values_mut() {
-                task.flush()?;
-            }
-            if self.topics.borrow().pending.is_empty() {
-                break;
-            }
-            self.run_without_commit()?;
+    /// A commit without durability: processors flush and caches forward what they hold.
+    fn flush_caches(&mut self) -> Result<()> {
+        for task in self.tasks.values_mut() {
+            task.flush_processors()?;
         }
-        self.last_commit_ms = self.wall_clock_ms;
         Ok(())
     }
 
-    /// Routes pending records to their tasks and processes until every queue is empty.
-    fn run_without_commit(&mut self) -> Result<()> {
-        loop {
-            self.route();
-            let mut progressed = false;
-            for task in self.tasks.values_mut() {
-                progressed |= task.process(self.wall_clock_ms)?;
-            }
-            if !progressed && self.topics.borrow().pending.is_empty() {
-                return Ok(());
-            }
+    /// A full commit: caches flush, what they forward is processed, and stores flush.
+    fn commit(&mut self) -> Result<()> {
+        self.flush_caches()?;
+        self.run()?;
+        for task in self.tasks.values_mut() {
+            task.flush()?;
         }
+        Ok(())
     }
 
     fn pipe(&mut self, record: ProducerRecord) -> Result<()> {
@@ -275,8 +273,6 @@ impl TopologyTestDriver {
             globals,
             tasks,
             wall_clock_ms: now,
-            last_commit_ms: now,
-            commit_interval_ms: settings.commit_interval.as_millis() as i64,
             closed: false,
             _state_dir: state_dir,
         };
@@ -328,7 +324,7 @@ impl TopologyTestDriver {
         }
     }
 
-    /// Advances the mocked wall clock: fires wall-clock punctuations and commits when due.
+    /// Advances the mocked wall clock: fires wall-clock punctuations, then commits.
     pub fn advance_wall_clock_time(&self, by: Duration) -> Result<()> {
         let mut inner = self.inner.borrow_mut();
         inner.wall_clock_ms += by.as_millis() as i64;
@@ -336,11 +332,8 @@ impl TopologyTestDriver {
         for task in inner.tasks.values_mut() {
             task.punctuate_wall_clock(now)?;
         }
-        inner.run()?;
-        if now - inner.last_commit_ms >= inner.commit_interval_ms {
-            inner.commit()?;
-        }
-        Ok(())
+        inner.flush_caches()?;
+        inner.run()
     }
 
     /// Commits every task now: caches flush and forward downstream.

@@ -58,13 +58,15 @@ pub(crate) fn forward_flush<K: Clone, V: Clone>(
     ctx.forward(Record::new(entry.key, Change::new(entry.new_value, entry.old_value), entry.timestamp))
 }
 
-/// A flushed entry of a timestamped store, without the timestamps in its values.
+/// A flushed entry of a timestamped store, without the timestamps in its values. It carries
+/// the new value's own timestamp (an aggregate's is the latest of its inputs', not that of the
+/// record that last wrote the entry); a delete carries the deleting record's.
 pub(crate) fn timestamped<K, V>(f: CacheFlush<K, ValueAndTimestamp<V>>) -> CacheFlush<K, V> {
     CacheFlush {
+        timestamp: f.new_value.as_ref().map_or(f.timestamp, |v| v.timestamp),
         key: f.key,
         new_value: f.new_value.map(|v| v.value),
         old_value: f.old_value.map(|v| v.value),
-        timestamp: f.timestamp,
     }
 }
 
