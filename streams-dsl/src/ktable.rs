@@ -106,10 +106,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             "KTABLE-FILTER-",
             move |ctx, r: Record<K, Change<V>>| {
                 let keep = |v: Option<V>| v.filter(|v| predicate(&r.key, v));
+                // A row that neither matched nor matches is still a (no-op) delete downstream,
+                // as in Kafka Streams; consumers that keep state ignore it.
                 let change = Change::new(keep(r.value.new_value.clone()), keep(r.value.old_value.clone()));
-                if change.new_value.is_none() && change.old_value.is_none() {
-                    return Ok(());
-                }
                 ctx.forward(r.with_value(change))
             },
             self.value_serde.clone(),
@@ -163,13 +162,15 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         if let (Some(ks), Some(vs)) = (key_serde, value_serde) {
             let builder = KeyValueStoreBuilder::new(
                 Stores::in_memory_key_value_store(&store),
-                ks,
+                ks.clone(),
                 Arc::new(BufferedSerde(ChangeSerde(vs))) as SerdeRef<Buffered<V>>,
             );
             let store_name = store.clone();
+            let buffer_keys = ks.clone();
             self.state.borrow_mut().apply(|t| {
-                let supplier =
-                    move || SuppressProcessor::<K, V>::processor(&store_name, &suppressed, buffer_time.clone(), grace_ms);
+                let supplier = move || {
+                    SuppressProcessor::<K, V>::processor(&store_name, buffer_keys.clone(), &suppressed, buffer_time.clone(), grace_ms)
+                };
                 t.add_processor(&name, supplier, &[&self.node])?;
                 t.add_state_store(builder, &[&name])?;
                 Ok(())

@@ -229,7 +229,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         );
         let key_serde = materialized.key_serde.clone().or(self.grouping.key_serde.clone());
         let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::session(s)) as SerdeRef<Windowed<K>>);
-        KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store)).with_window_grace(windows.grace_ms)
+        // A session may still grow until its end plus the gap plus grace: that is when it closes.
+        KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store))
+            .with_window_grace(windows.grace_ms + windows.gap_ms)
     }
 
     /// Counts records per key and session.
@@ -237,7 +239,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
         let functions = SessionFunctions {
             aggregator: Box::new(|_, _, count: Option<i64>| count.unwrap_or(0) + 1),
-            merger: Box::new(|_, a, b| a + b),
+            merger: Box::new(|_, a: Option<i64>, b| a.unwrap_or(0) + b),
         };
         self.aggregate_with(materialized, Some(serde), functions)
     }
@@ -256,7 +258,10 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
                 Some(agg) => r(agg, value),
                 None => value,
             }),
-            merger: Box::new(move |_, a, b| reducer(a, b)),
+            merger: Box::new(move |_, a, b| match a {
+                Some(a) => reducer(a, b),
+                None => b,
+            }),
         };
         let serde = self.grouping.value_serde.clone();
         self.aggregate_with(materialized, serde, functions)
@@ -271,9 +276,11 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
+        let initializer = Arc::new(initializer);
+        let init = initializer.clone();
         let functions = SessionFunctions {
-            aggregator: Box::new(move |key: &K, value, agg: Option<VA>| aggregator(key, value, agg.unwrap_or_else(&initializer))),
-            merger: Box::new(merger),
+            aggregator: Box::new(move |key: &K, value, agg: Option<VA>| aggregator(key, value, agg.unwrap_or_else(|| init()))),
+            merger: Box::new(move |key, a: Option<VA>, b| merger(key, a.unwrap_or_else(|| initializer()), b)),
         };
         self.aggregate_with(materialized, None, functions)
     }

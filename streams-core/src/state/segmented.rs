@@ -219,6 +219,15 @@ impl SegmentedBytesStore {
         Ok(self.segments.get_mut(&id))
     }
 
+    /// The oldest segment time still readable: as in Kafka Streams, entries older than
+    /// retention behind observed stream time are gone for reads even while their segment lives.
+    fn live_from(&self) -> i64 {
+        if self.observed_stream_time == i64::MIN {
+            return i64::MIN;
+        }
+        self.observed_stream_time.saturating_sub(self.retention_ms).saturating_add(1)
+    }
+
     /// Writes dropped because their segment had expired.
     #[cfg(test)]
     pub(crate) fn expired_records(&self) -> u64 {
@@ -232,6 +241,9 @@ impl KeyValueBytesStore for SegmentedBytesStore {
     }
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let Some(ts) = self.schema.segment_time(key) else { return Ok(None) };
+        if ts < self.live_from() {
+            return Ok(None);
+        }
         let id = self.segment_id(ts);
         match self.segments.get_mut(&id) {
             Some(segment) => segment.get(key),
@@ -264,8 +276,12 @@ impl KeyValueBytesStore for SegmentedBytesStore {
             Some((lo, hi)) => self.segment_id(lo)..=self.segment_id(hi),
             None => i64::MIN..=i64::MAX,
         };
+        let live_from = self.live_from();
         let scans = self.segments.range_mut(ids).map(|(_, s)| s.range(range)).collect::<Result<Vec<_>>>()?;
-        Ok(merge_disjoint(scans))
+        let live = move |entry: &Result<(Vec<u8>, Vec<u8>)>| {
+            entry.as_ref().map_or(true, |(k, _)| schema.segment_time(k).is_none_or(|ts| ts >= live_from))
+        };
+        Ok(Box::new(merge_disjoint(scans).filter(live)))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let mut total = 0;

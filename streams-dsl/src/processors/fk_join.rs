@@ -240,6 +240,9 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
     for RightChange<KO, K>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Change<VO>>) -> Result<()> {
+        if record.value.new_value.is_none() && record.value.old_value.is_none() {
+            return Ok(()); // the delete of an absent row changes no result
+        }
         let subscriptions = &self.subscriptions;
         let prefix = ForeignKeyPrefix(self.prefix.clone());
         for entry in subscriptions.prefix_scan(&record.key, &prefix)? {
@@ -292,10 +295,10 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> P
         let results = &self.results;
         let old = results.get(&record.key)?.map(|r| r.value);
         if new.is_none() && old.is_none() {
-            return Ok(());
+            return Ok(()); // no result before, none now (an inner join without a match)
         }
-        let timestamp = record.timestamp.max(current.timestamp);
-        results.update(ctx, Record { key: record.key, value: (), timestamp, headers: record.headers }, new, old)
+        // The result carries the response's timestamp: the update that caused it.
+        results.update(ctx, record.with_value(()), new, old)
     }
 }
 
@@ -315,12 +318,13 @@ impl<K: Clone + 'static, VR: Clone + 'static> LeftDelete<K, VR> {
 
 impl<K: Clone + 'static, V: 'static, VR: Clone + 'static> Processor<K, Change<V>, K, Change<VR>> for LeftDelete<K, VR> {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>, record: Record<K, Change<V>>) -> Result<()> {
-        if record.value.new_value.is_some() {
+        if record.value.new_value.is_some() || record.value.old_value.is_none() {
             return Ok(());
         }
-        let results = &self.results;
-        let Some(old) = results.get(&record.key)?.map(|r| r.value) else { return Ok(()) };
-        results.update(ctx, record.with_value(()), None, Some(old))
+        // A deleted row deletes its result, and Kafka Streams emits the tombstone even when the
+        // row had no result (an inner join without a match).
+        let old = self.results.get(&record.key)?.map(|r| r.value);
+        self.results.update(ctx, record.with_value(()), None, old)
     }
 }
 

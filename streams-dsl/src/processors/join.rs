@@ -385,6 +385,9 @@ where
     VOut: Clone + 'static,
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>, record: Record<K, Change<VT>>) -> Result<()> {
+        if record.value.new_value.is_none() && record.value.old_value.is_none() {
+            return Ok(()); // the delete of an absent row changes no result
+        }
         let other = self.other.get(&record.key)?;
         let timestamp = other.as_ref().map_or(record.timestamp, |o| o.timestamp.max(record.timestamp));
         let other = other.map(|o| o.value);

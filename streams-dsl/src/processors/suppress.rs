@@ -7,48 +7,44 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use streams_core::{Processor, ProcessorContext, Record, Result, Serde, SerdeError, StreamsError};
+use streams_core::{Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, StreamsError};
 
 use crate::change::{Change, ChangeSerde};
 use super::Stateful;
 use crate::suppress::{BufferConfig, Suppressed, Until};
 
 /// A buffered update: the change (first old value, latest new value), the latest record's
-/// timestamp, the time that decides its emission, and an insertion number for ordering.
+/// timestamp, and the time that decides its emission.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Buffered<V> {
     change: Change<V>,
     timestamp: i64,
     buffer_time: i64,
-    seq: u64,
 }
 
-/// Serde of [`Buffered`]: buffer time, timestamp and sequence (8 bytes big-endian each), then
-/// the change.
+/// Serde of [`Buffered`]: buffer time and timestamp (8 bytes big-endian each), then the change.
 pub(crate) struct BufferedSerde<V>(pub(crate) ChangeSerde<V>);
 
 impl<V: 'static> Serde<Buffered<V>> for BufferedSerde<V> {
     fn serialize(&self, topic: &str, data: &Buffered<V>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
         let change = self.0.serialize(topic, &data.change)?.unwrap_or_default();
-        let mut out = Vec::with_capacity(24 + change.len());
+        let mut out = Vec::with_capacity(16 + change.len());
         out.extend_from_slice(&data.buffer_time.to_be_bytes());
         out.extend_from_slice(&data.timestamp.to_be_bytes());
-        out.extend_from_slice(&data.seq.to_be_bytes());
         out.extend_from_slice(&change);
         Ok(Some(out))
     }
 
     fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<Buffered<V>, SerdeError> {
         let bytes = data.ok_or_else(|| SerdeError::null("suppression buffer entry"))?;
-        if bytes.len() < 24 {
+        if bytes.len() < 16 {
             return Err(SerdeError::new(format!("suppression buffer entry of {} bytes", bytes.len())));
         }
         let int = |i: usize| i64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
         Ok(Buffered {
             buffer_time: int(0),
             timestamp: int(8),
-            seq: int(16) as u64,
-            change: self.0.deserialize(topic, Some(&bytes[24..]))?,
+            change: self.0.deserialize(topic, Some(&bytes[16..]))?,
         })
     }
 }
@@ -57,25 +53,31 @@ impl<V: 'static> Serde<Buffered<V>> for BufferedSerde<V> {
 pub(crate) type BufferTime<K> = Arc<dyn Fn(&K, i64) -> i64 + Send + Sync>;
 
 /// `KTABLE-SUPPRESS`: buffers changes per key and forwards each when
-/// `buffer_time <= stream time - delay`.
+/// `buffer_time <= stream time - delay`, where stream time is the largest timestamp the
+/// processor has seen. Due entries go out by buffer time, then key bytes; a key updated while
+/// buffered keeps its place. Final results (until a window closes) drop tombstones.
 pub(crate) struct SuppressProcessor<K, V> {
     store_name: String,
+    key_serde: SerdeRef<K>,
     buffer_time: BufferTime<K>,
     delay_ms: i64,
+    final_results: bool,
     buffer: BufferConfig,
     store: streams_core::KeyValueStore<K, Buffered<V>>,
-    /// (buffer time, seq) -> key: the emission order.
-    index: BTreeMap<(i64, u64), K>,
-    next_seq: u64,
+    /// (buffer time, key bytes) -> key: the emission order.
+    index: BTreeMap<(i64, Vec<u8>), K>,
+    stream_time: i64,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
     pub(crate) fn processor(
         store_name: &str,
+        key_serde: SerdeRef<K>,
         suppressed: &Suppressed,
         buffer_time: BufferTime<K>,
         grace_ms: i64,
     ) -> impl Processor<K, Change<V>, K, Change<V>> {
+        let final_results = suppressed.until == Until::WindowCloses;
         let delay_ms = match suppressed.until {
             Until::WindowCloses => grace_ms,
             Until::TimeLimit(limit) => limit,
@@ -85,19 +87,27 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
             Ok(SuppressProcessor {
                 store: ctx.key_value_store(&store_name)?,
                 store_name: store_name.clone(),
+                key_serde: key_serde.clone(),
                 buffer_time: buffer_time.clone(),
                 delay_ms,
+                final_results,
                 buffer,
                 index: BTreeMap::new(),
-                next_seq: 0,
+                stream_time: i64::MIN,
             })
         })
     }
 
-    fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, slot: (i64, u64)) -> Result<()> {
+    fn slot(&self, key: &K, buffer_time: i64) -> Result<(i64, Vec<u8>)> {
+        let bytes = self.key_serde.serialize(&self.store_name, key).map_err(|e| StreamsError::serde(&self.store_name, e))?;
+        Ok((buffer_time, bytes.unwrap_or_default()))
+    }
+
+    fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, slot: (i64, Vec<u8>)) -> Result<()> {
         let key = self.index.remove(&slot).expect("indexed");
         let Some(entry) = self.store.delete(&key)? else { return Ok(()) };
-        if entry.change.new_value.is_none() && entry.change.old_value.is_none() {
+        let tombstone = entry.change.new_value.is_none();
+        if tombstone && (self.final_results || entry.change.old_value.is_none()) {
             return Ok(());
         }
         ctx.forward(Record::new(key, entry.change, entry.timestamp))
@@ -114,8 +124,8 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         // Rebuild the emission order from the (restored) buffer.
         for entry in self.store.all()? {
             let (key, entry) = entry?;
-            self.next_seq = self.next_seq.max(entry.seq + 1);
-            self.index.insert((entry.buffer_time, entry.seq), key);
+            let slot = self.slot(&key, entry.buffer_time)?;
+            self.index.insert(slot, key);
         }
         Ok(())
     }
@@ -123,22 +133,22 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Change<V>>) -> Result<()> {
         let store = &self.store;
         // A key keeps its first update's place and old value; the new value is the latest.
-        let (buffer_time, seq, old_value) = match store.get(&record.key)? {
-            Some(prev) => (prev.buffer_time, prev.seq, prev.change.old_value),
-            None => {
-                self.next_seq += 1;
-                ((self.buffer_time)(&record.key, record.timestamp), self.next_seq - 1, record.value.old_value)
-            }
+        let (buffer_time, old_value) = match store.get(&record.key)? {
+            Some(prev) => (prev.buffer_time, prev.change.old_value),
+            None => ((self.buffer_time)(&record.key, record.timestamp), record.value.old_value),
         };
-        let entry = Buffered { change: Change::new(record.value.new_value, old_value), timestamp: record.timestamp, buffer_time, seq };
+        let entry = Buffered { change: Change::new(record.value.new_value, old_value), timestamp: record.timestamp, buffer_time };
         store.put(&record.key, &entry)?;
-        self.index.insert((buffer_time, seq), record.key);
+        let slot = self.slot(&record.key, buffer_time)?;
+        self.index.insert(slot, record.key);
         // Emit what is due, then what does not fit.
-        let due = ctx.stream_time() - self.delay_ms;
-        while let Some((&slot, _)) = self.index.first_key_value() {
+        self.stream_time = self.stream_time.max(record.timestamp);
+        let due = self.stream_time - self.delay_ms;
+        while let Some((slot, _)) = self.index.first_key_value() {
             if slot.0 > due {
                 break;
             }
+            let slot = slot.clone();
             self.emit(ctx, slot)?;
         }
         if let Some(max) = self.buffer.max_records {
@@ -149,7 +159,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
                         format!("suppression buffer is full ({max} records) and configured to shut down when full"),
                     ));
                 }
-                let slot = *self.index.first_key_value().expect("non-empty").0;
+                let slot = self.index.first_key_value().expect("non-empty").0.clone();
                 self.emit(ctx, slot)?;
             }
         }
@@ -165,7 +175,7 @@ mod tests {
     #[test]
     fn buffered_entries_round_trip() {
         let serde = BufferedSerde(ChangeSerde::<i64>(Arc::new(Serdes::i64()) as SerdeRef<i64>));
-        let entry = Buffered { change: Change::new(Some(3), Some(1)), timestamp: 7, buffer_time: 9, seq: 2 };
+        let entry = Buffered { change: Change::new(Some(3), Some(1)), timestamp: 7, buffer_time: 9 };
         let bytes = serde.serialize("t", &entry).unwrap();
         assert_eq!(serde.deserialize("t", bytes.as_deref()).unwrap(), entry);
         assert!(serde.deserialize("t", Some(&[0; 10])).is_err());

@@ -29,7 +29,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
     }
 
     /// Stores `new_value` (`None` deletes) and forwards the change from `old_value`, unless
-    /// the cache will.
+    /// the cache will; a delete of an absent row is forwarded at once.
     pub(crate) fn update(
         &self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
@@ -37,6 +37,11 @@ impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
         new_value: Option<V>,
         old_value: Option<V>,
     ) -> Result<()> {
+        if new_value.is_none() && old_value.is_none() {
+            // Deleting an absent row changes nothing, but Kafka Streams passes the tombstone on
+            // (a cache would drop it).
+            return ctx.forward(record.with_value(Change::new(None, None)));
+        }
         match &new_value {
             Some(v) => self.store.put(&record.key, &ValueAndTimestamp { value: v.clone(), timestamp: record.timestamp })?,
             None => {

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::internals::CachedStateStore;
+use streams_core::internals::{CacheFlush, CachedStateStore};
 use streams_core::state::{SessionStore, Window, WindowStore, Windowed};
 use streams_core::{Processor, ProcessorContext, Record, Result, ValueAndTimestamp};
 use tracing::debug;
@@ -89,8 +89,9 @@ pub(crate) struct SessionFunctions<K, V, VA> {
 /// Folds a record into a session's aggregate (`None` for a new session).
 pub(crate) type SessionAggregator<K, V, VA> = Box<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
 
-/// Merges the aggregates of two sessions.
-pub(crate) type SessionMerger<K, VA> = Box<dyn Fn(&K, VA, VA) -> VA + Send + Sync>;
+/// Merges a session's aggregate into the aggregate so far (`None` before the first session:
+/// the aggregation's initial value, as Kafka Streams merges into `initializer()`).
+pub(crate) type SessionMerger<K, VA> = Box<dyn Fn(&K, Option<VA>, VA) -> VA + Send + Sync>;
 
 /// Merges each record with the sessions of its key within the gap into one session.
 pub(crate) struct SessionWindowAggregate<K, V, VA> {
@@ -98,6 +99,8 @@ pub(crate) struct SessionWindowAggregate<K, V, VA> {
     functions: Arc<SessionFunctions<K, V, VA>>,
     store: SessionStore<K, VA>,
     caching: bool,
+    /// The largest timestamp this processor has seen.
+    stream_time: i64,
 }
 
 impl<K, V, VA> SessionWindowAggregate<K, V, VA>
@@ -114,8 +117,12 @@ where
         let store_name = store_name.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>| {
             let store: SessionStore<K, VA> = ctx.session_store(&store_name)?;
-            let caching = store.set_flush_listener(ctx, forward_flush)?;
-            Ok(SessionWindowAggregate { windows, functions: functions.clone(), store, caching })
+            // A session's updates carry its end time, flushed from a cache too.
+            let caching = store.set_flush_listener(ctx, |ctx, flushed: CacheFlush<Windowed<K>, VA>| {
+                let end = flushed.key.window.end;
+                forward_flush(ctx, CacheFlush { timestamp: end, ..flushed })
+            })?;
+            Ok(SessionWindowAggregate { windows, functions: functions.clone(), store, caching, stream_time: i64::MIN })
         })
     }
 }
@@ -130,30 +137,31 @@ where
         let store = &self.store;
         let f = &self.functions;
         let ts = record.timestamp;
-        let close_time = ctx.stream_time() - self.windows.grace_ms;
+        self.stream_time = self.stream_time.max(ts);
+        // A session may still grow until stream time passes its end plus the gap plus grace.
+        let close_time = self.stream_time - self.windows.grace_ms - self.windows.gap_ms;
         // The sessions this record merges: one key's, around one record, so few.
-        let mut overlapping = store
+        let overlapping = store
             .find_sessions(&record.key, ts - self.windows.gap_ms, ts + self.windows.gap_ms)?
             .collect::<Result<Vec<_>>>()?;
-        overlapping.sort_by_key(|(w, _)| w.window.start);
-        let mut window = Window::new(ts, ts);
+        let new_session = Window::new(ts, ts);
+        let mut window = new_session;
         let mut agg: Option<VA> = None;
-        let mut same_window_old = None;
         for (session, value) in &overlapping {
             window = Window::new(window.start.min(session.window.start), window.end.max(session.window.end));
-            agg = Some(match agg {
-                Some(agg) => (f.merger)(&record.key, agg, value.clone()),
-                None => value.clone(),
-            });
+            agg = Some((f.merger)(&record.key, agg, value.clone()));
         }
         if window.end < close_time {
             drop_late(ctx, ts, close_time);
             return Ok(());
         }
+        // As in Kafka Streams, every session the record lands in is retracted (at its own end
+        // time) and the merged one emitted anew, even when the window did not change.
         let mut forwards = Vec::new();
+        let mut same_session_old = None;
         for (session, value) in overlapping {
-            if session.window == window {
-                same_window_old = Some(value);
+            if window == new_session {
+                same_session_old = Some(value);
                 continue;
             }
             store.remove(&session)?;
@@ -166,7 +174,7 @@ where
         if self.caching {
             return Ok(());
         }
-        forwards.push(Record::new(merged, Change::new(Some(agg), same_window_old), window.end));
+        forwards.push(Record::new(merged, Change::new(Some(agg), same_session_old), window.end));
         forwards.into_iter().try_for_each(|r| ctx.forward(r))
     }
 }
