@@ -15,7 +15,7 @@ use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
 use crate::processors::fk_join::{
-    CombinedKey, CombinedKeySerde, FkJoiner, LeftDelete, Response, ResponseJoin, ResponseSerde, RightChange, Subscription,
+    CombinedKey, CombinedKeySerde, FkJoiner, Response, ResponseJoin, ResponseSerde, RightChange, Subscription,
     SubscriptionReceive, SubscriptionSend, SubscriptionSerde,
 };
 use crate::processors::join::{
@@ -444,6 +444,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         other: &KTable<KO, VO>,
         extractor: Arc<dyn Fn(&V) -> KO + Send + Sync>,
         joiner: FkJoiner<V, VO, VR>,
+        left_join: bool,
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
         let base = self.state.borrow_mut().new_name("KTABLE-FK-JOIN-");
@@ -462,15 +463,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             return KTable::new(self.state.clone(), self.node.clone(), None, None, None);
         };
         let name = |suffix: &str| format!("{base}-{suffix}");
-        let (send, receive, right_change, response_sink, response_source, response_join, left_delete, merge) = (
+        let (send, receive, right_change, response_sink, response_source, response_join) = (
             name("SUBSCRIPTION-SEND"),
             name("SUBSCRIPTION-RECEIVE"),
             name("RIGHT-CHANGE"),
             name("SUBSCRIPTION-RESPONSE-SINK"),
             name("SUBSCRIPTION-RESPONSE-SOURCE"),
             name("RESPONSE-JOIN"),
-            name("LEFT-DELETE"),
-            name("MERGE"),
         );
         let subscriptions = name("SUBSCRIPTION-STATE-STORE");
         let results = materialized.store_name.clone().unwrap_or_else(|| name("STATE-STORE"));
@@ -486,13 +485,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         // Subscriptions travel to the right side keyed by foreign key.
         self.state.borrow_mut().apply(|t| {
             let (v, extractor) = (v.clone(), extractor.clone());
-            t.add_processor(&send, move || SubscriptionSend::<K, V, KO>::new(extractor.clone(), v.clone()), &[&left_node])?;
+            t.add_processor(&send, move || SubscriptionSend::<K, V, KO>::new(extractor.clone(), v.clone(), left_join), &[&left_node])?;
             Ok(())
         });
         let subscription_source =
             repartition(&self.state, &send, &name("SUBSCRIPTION-REGISTRATION"), Some(ko.clone()), Some(subscription_serde));
         let (v2, s1, s2, r1) = (v.clone(), subscriptions.clone(), subscriptions.clone(), right_store.clone());
-        let (l1, res1, res2) = (left_store.clone(), results.clone(), results.clone());
+        let (l1, res1) = (left_store.clone(), results.clone());
         let ko2 = ko.clone();
         self.state.borrow_mut().apply(|t| {
             t.add_processor(&receive, move || SubscriptionReceive::<KO, K, VO>::processor(&s1, &r1), &[&subscription_source])?;
@@ -512,19 +511,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 &[&response_source],
             )?;
             t.connect_processor_and_state_store(&response_join, &left_store)?;
-            t.add_processor::<K, Change<V>, K, Change<VR>>(&left_delete, move || LeftDelete::<K, VR>::processor(&res2), &[&left_node])?;
             if let Some(builder) = results_builder {
-                t.add_state_store(builder, &[&response_join, &left_delete])?;
+                t.add_state_store(builder, &[&response_join])?;
             }
-            t.add_processor(&merge, stateless(|ctx, r: streams_core::Record<K, Change<VR>>| ctx.forward(r)), &[
-                &response_join,
-                &left_delete,
-            ])?;
             Ok(())
         });
         copartition(&self.state, &[&receive, &right_change]);
-        copartition(&self.state, &[&response_join, &left_delete]);
-        KTable::new(self.state.clone(), merge, self.key_serde.clone(), materialized.value_serde, Some(results))
+        copartition(&self.state, &[&response_join, &left_node]);
+        KTable::new(self.state.clone(), response_join, self.key_serde.clone(), materialized.value_serde, Some(results))
     }
 
     /// Foreign-key join: each row joins the row of `other` whose key `extractor` takes from its
@@ -538,7 +532,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
         let joiner = Arc::new(move |v: &V, vo: Option<&VO>| vo.map(|vo| joiner(v, vo)));
-        self.foreign_key_join(other, Arc::new(extractor), joiner, materialized)
+        self.foreign_key_join(other, Arc::new(extractor), joiner, false, materialized)
     }
 
     /// Left foreign-key join: as [`join_foreign_key`](Self::join_foreign_key), and rows without
@@ -551,6 +545,6 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
         let joiner = Arc::new(move |v: &V, vo: Option<&VO>| Some(joiner(v, vo)));
-        self.foreign_key_join(other, Arc::new(extractor), joiner, materialized)
+        self.foreign_key_join(other, Arc::new(extractor), joiner, true, materialized)
     }
 }

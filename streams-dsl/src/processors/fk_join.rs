@@ -29,6 +29,11 @@ pub(crate) struct Subscription<K> {
     pub(crate) pk: K,
     pub(crate) hash: Option<u64>,
     pub(crate) register: bool,
+    /// The row changed its foreign key or was deleted: the answer comes even without a match,
+    /// so a result the row had is deleted.
+    pub(crate) update: bool,
+    /// The answer carries the subscription's timestamp, not the later of it and the right row's.
+    pub(crate) own_time: bool,
 }
 
 /// The right side's answer: the right value for the subscribed hash.
@@ -36,6 +41,8 @@ pub(crate) struct Subscription<K> {
 pub(crate) struct Response<VO> {
     pub(crate) hash: Option<u64>,
     pub(crate) value: Option<VO>,
+    /// A missing result is forwarded as a tombstone even if there was none before.
+    pub(crate) propagate_null: bool,
 }
 
 fn flags_and_hash(flags: u8, hash: Option<u64>) -> Vec<u8> {
@@ -60,13 +67,20 @@ pub(crate) struct SubscriptionSerde<K>(pub(crate) SerdeRef<K>);
 
 impl<K: 'static> Serde<Subscription<K>> for SubscriptionSerde<K> {
     fn serialize(&self, topic: &str, data: &Subscription<K>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
-        let mut out = flags_and_hash(u8::from(data.register), data.hash);
+        let flags = u8::from(data.register) | if data.update { 4 } else { 0 } | if data.own_time { 8 } else { 0 };
+        let mut out = flags_and_hash(flags, data.hash);
         out.extend(self.0.serialize(topic, &data.pk)?.ok_or_else(|| SerdeError::null("join key"))?);
         Ok(Some(out))
     }
     fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<Subscription<K>, SerdeError> {
         let (flags, hash, rest) = read_flags_and_hash(data.ok_or_else(|| SerdeError::null("subscription"))?)?;
-        Ok(Subscription { pk: self.0.deserialize(topic, Some(rest))?, hash, register: flags & 1 != 0 })
+        Ok(Subscription {
+            pk: self.0.deserialize(topic, Some(rest))?,
+            hash,
+            register: flags & 1 != 0,
+            update: flags & 4 != 0,
+            own_time: flags & 8 != 0,
+        })
     }
 }
 
@@ -76,14 +90,14 @@ pub(crate) struct ResponseSerde<VO>(pub(crate) SerdeRef<VO>);
 impl<VO: 'static> Serde<Response<VO>> for ResponseSerde<VO> {
     fn serialize(&self, topic: &str, data: &Response<VO>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
         let value = data.value.as_ref().map(|v| self.0.serialize(topic, v)).transpose()?.flatten();
-        let mut out = flags_and_hash(u8::from(value.is_some()), data.hash);
+        let mut out = flags_and_hash(u8::from(value.is_some()) | if data.propagate_null { 4 } else { 0 }, data.hash);
         out.extend(value.unwrap_or_default());
         Ok(Some(out))
     }
     fn deserialize(&self, topic: &str, data: Option<&[u8]>) -> std::result::Result<Response<VO>, SerdeError> {
         let (flags, hash, rest) = read_flags_and_hash(data.ok_or_else(|| SerdeError::null("response"))?)?;
         let value = if flags & 1 != 0 { Some(self.0.deserialize(topic, Some(rest))?) } else { None };
-        Ok(Response { hash, value })
+        Ok(Response { hash, value, propagate_null: flags & 4 != 0 })
     }
 }
 
@@ -149,12 +163,13 @@ fn hash_of<V: 'static>(serde: &SerdeRef<V>, value: &V) -> Result<u64> {
 pub(crate) struct SubscriptionSend<K, V, KO> {
     extractor: Arc<dyn Fn(&V) -> KO + Send + Sync>,
     value_serde: SerdeRef<V>,
+    left_join: bool,
     _key: std::marker::PhantomData<fn(K)>,
 }
 
 impl<K, V, KO> SubscriptionSend<K, V, KO> {
-    pub(crate) fn new(extractor: Arc<dyn Fn(&V) -> KO + Send + Sync>, value_serde: SerdeRef<V>) -> Self {
-        SubscriptionSend { extractor, value_serde, _key: std::marker::PhantomData }
+    pub(crate) fn new(extractor: Arc<dyn Fn(&V) -> KO + Send + Sync>, value_serde: SerdeRef<V>, left_join: bool) -> Self {
+        SubscriptionSend { extractor, value_serde, left_join, _key: std::marker::PhantomData }
     }
 }
 
@@ -165,12 +180,22 @@ impl<K: Clone + 'static, V: Clone + 'static, KO: Clone + PartialEq + 'static> Pr
         let new_fk = record.value.new_value.as_ref().map(|v| (self.extractor)(v));
         let old_fk = record.value.old_value.as_ref().map(|v| (self.extractor)(v));
         let hash = record.value.new_value.as_ref().map(|v| hash_of(&self.value_serde, v)).transpose()?;
+        // A row moving to another foreign key must delete a result it had if the new key has
+        // no match (with the same key, the result stands or never was).
+        let update = old_fk.is_some() && old_fk != new_fk;
         let send = |ctx: &mut ProcessorContext<'_, KO, Subscription<K>>, fk: KO, register: bool| {
-            let subscription = Subscription { pk: record.key.clone(), hash, register };
+            let subscription = Subscription { pk: record.key.clone(), hash, register, update, own_time: false };
             ctx.forward(Record { key: fk, value: subscription, timestamp: record.timestamp, headers: record.headers.clone() })
         };
         if let Some(old) = old_fk.clone().filter(|old| Some(old) != new_fk.as_ref()) {
-            send(ctx, old, false)?;
+            // A deleted row unsubscribes and is answered (with no value), so its result is
+            // deleted in order with the answers before it; a moved row only unsubscribes.
+            let deleted = new_fk.is_none();
+            // A left join's delete is answered at its own time (Kafka Streams subscribes it to no
+            // foreign key); an inner join's at the later of it and the right row.
+            let own_time = deleted && self.left_join;
+            let subscription = Subscription { pk: record.key.clone(), hash: None, register: false, update: deleted, own_time };
+            ctx.forward(Record { key: old, value: subscription, timestamp: record.timestamp, headers: record.headers.clone() })?;
         }
         if let Some(new) = new_fk {
             send(ctx, new, true)?;
@@ -208,12 +233,18 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
             (true, Some(hash)) => subscriptions.put(&key, &hash)?,
             _ => {
                 subscriptions.delete(&key)?;
-                return Ok(());
+                if !sub.update {
+                    return Ok(());
+                }
             }
         }
         let right = self.right.get(&fk)?;
-        let timestamp = right.as_ref().map_or(timestamp, |r| r.timestamp.max(timestamp));
-        let response = Response { hash: sub.hash, value: right.map(|r| r.value) };
+        let timestamp = match &right {
+            Some(r) if !sub.own_time => r.timestamp.max(timestamp),
+            _ => timestamp,
+        };
+        let value = if sub.register { right.map(|r| r.value) } else { None };
+        let response = Response { hash: sub.hash, value, propagate_null: sub.update };
         ctx.forward(Record { key: sub.pk, value: response, timestamp, headers })
     }
 }
@@ -247,7 +278,7 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
         let prefix = ForeignKeyPrefix(self.prefix.clone());
         for entry in subscriptions.prefix_scan(&record.key, &prefix)? {
             let (key, hash) = entry?;
-            let response = Response { hash: Some(hash), value: record.value.new_value.clone() };
+            let response = Response { hash: Some(hash), value: record.value.new_value.clone(), propagate_null: true };
             ctx.forward(Record { key: key.pk, value: response, timestamp: record.timestamp, headers: record.headers.clone() })?;
         }
         Ok(())
@@ -287,44 +318,22 @@ impl<K: Clone + 'static, V: Clone + 'static, VO: 'static, VR: Clone + 'static> P
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>, record: Record<K, Response<VO>>) -> Result<()> {
         let current = self.left.get(&record.key)?;
         let current_hash = current.as_ref().map(|v| hash_of(&self.value_serde, &v.value)).transpose()?;
-        if current_hash != record.value.hash || current.is_none() {
+        if current_hash != record.value.hash {
             return Ok(()); // an answer to a subscription the row has since replaced
         }
-        let current = current.expect("checked");
+        let Some(current) = current else {
+            // The answer to the row's delete: its result goes, as a tombstone even if it had none.
+            let old = self.results.get(&record.key)?.map(|r| r.value);
+            return self.results.update(ctx, record.with_value(()), None, old);
+        };
         let new = (self.joiner)(&current.value, record.value.value.as_ref());
         let results = &self.results;
         let old = results.get(&record.key)?.map(|r| r.value);
-        if new.is_none() && old.is_none() {
-            return Ok(()); // no result before, none now (an inner join without a match)
+        if new.is_none() && old.is_none() && !record.value.propagate_null {
+            return Ok(()); // a new row without a match: no result, and none before
         }
         // The result carries the response's timestamp: the update that caused it.
         results.update(ctx, record.with_value(()), new, old)
-    }
-}
-
-/// Left side: a deleted left row deletes its result at once (later answers for it are stale).
-pub(crate) struct LeftDelete<K, VR> {
-    results: TableForwarder<K, VR>,
-}
-
-impl<K: Clone + 'static, VR: Clone + 'static> LeftDelete<K, VR> {
-    pub(crate) fn processor<V: 'static>(result_store: &str) -> impl Processor<K, Change<V>, K, Change<VR>> {
-        let result_store = result_store.to_string();
-        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
-            Ok(LeftDelete { results: TableForwarder::init(ctx, &result_store)? })
-        })
-    }
-}
-
-impl<K: Clone + 'static, V: 'static, VR: Clone + 'static> Processor<K, Change<V>, K, Change<VR>> for LeftDelete<K, VR> {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>, record: Record<K, Change<V>>) -> Result<()> {
-        if record.value.new_value.is_some() || record.value.old_value.is_none() {
-            return Ok(());
-        }
-        // A deleted row deletes its result, and Kafka Streams emits the tombstone even when the
-        // row had no result (an inner join without a match).
-        let old = self.results.get(&record.key)?.map(|r| r.value);
-        self.results.update(ctx, record.with_value(()), None, old)
     }
 }
 
@@ -337,14 +346,16 @@ mod tests {
     fn join_messages_round_trip_and_keys_group_by_foreign_key() {
         let s = SubscriptionSerde::<String>(Arc::new(Serdes::string()));
         for sub in [
-            Subscription { pk: "p".to_string(), hash: Some(7), register: true },
-            Subscription { pk: "p".to_string(), hash: None, register: false },
+            Subscription { pk: "p".to_string(), hash: Some(7), register: true, update: false, own_time: false },
+            Subscription { pk: "p".to_string(), hash: None, register: false, update: true, own_time: true },
         ] {
             let bytes = s.serialize("t", &sub).unwrap();
             assert_eq!(s.deserialize("t", bytes.as_deref()).unwrap(), sub);
         }
         let r = ResponseSerde::<i64>(Arc::new(Serdes::i64()));
-        for resp in [Response { hash: Some(1), value: Some(5) }, Response { hash: None, value: None }] {
+        for resp in
+            [Response { hash: Some(1), value: Some(5), propagate_null: false }, Response { hash: None, value: None, propagate_null: true }]
+        {
             let bytes = r.serialize("t", &resp).unwrap();
             assert_eq!(r.deserialize("t", bytes.as_deref()).unwrap(), resp);
         }
