@@ -20,7 +20,7 @@ use crate::processors::fk_join::{
 };
 use crate::processors::join::{
     as_left, as_right, Joiner, KeySelector, LeftOrRightSerde, OuterKeySerde, StreamGlobalJoin, StreamJoinSpec, StreamStreamJoin,
-    StreamTableJoin, TableTableJoin,
+    StreamTableJoin, TableTableJoin, TimeTrackers,
 };
 use crate::processors::stateless;
 use crate::processors::table::TableMaterialize;
@@ -168,6 +168,7 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
             }
             b
         });
+        let trackers = TimeTrackers::default();
         let spec = |side: u8| StreamJoinSpec {
             this_store: if side == 0 { this_store.clone() } else { other_store.clone() },
             other_store: if side == 0 { other_store.clone() } else { this_store.clone() },
@@ -175,7 +176,7 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
             windows: if side == 0 { windows } else { windows.reversed() },
             side,
             this_unmatched: kind == JoinKind::Outer || (kind == JoinKind::Left && side == 0),
-            other_unmatched: kind == JoinKind::Outer || (kind == JoinKind::Left && side == 1),
+            trackers: trackers.clone(),
         };
         let (left_spec, right_spec) = (spec(0), spec(1));
         let (j1, j2) = (joiner.clone(), joiner);

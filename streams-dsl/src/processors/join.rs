@@ -1,12 +1,12 @@
 //! Join processors: stream-stream (windowed), stream-table and table-table.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use streams_core::state::{GlobalKeyValueStore, WindowStore};
 use streams_core::{
-    KeyValueStore, Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, TimestampedKeyValueStore,
+    KeyValueStore, Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, TaskId, TimestampedKeyValueStore,
 };
-use tracing::debug;
 
 use super::Stateful;
 use crate::change::Change;
@@ -34,29 +34,36 @@ pub(crate) fn as_right<A, B>(this: Option<A>, other: Option<B>) -> (Option<B>, O
     (other, this)
 }
 
-/// A key in the buffer of not-yet-joined records of left and outer joins: ordered by
-/// timestamp, so records whose window closed are found by one range scan.
+/// A key in the buffer of not-yet-joined records of left and outer joins, ordered as Kafka
+/// Streams orders it: by timestamp, then side (right before left), then key; records of one
+/// key, side and time keep their arrival order (`seq`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct OuterKey<K> {
     timestamp: i64,
     /// 0 = left, 1 = right.
     side: u8,
-    seq: u64,
     key: Option<K>,
+    seq: u64,
 }
 
-/// Serde of [`OuterKey`]: timestamp (8 bytes big-endian), side, sequence (8 bytes), key bytes.
+/// Serde of [`OuterKey`]: timestamp (8 bytes big-endian), side (right 0, left 1), key bytes,
+/// sequence (8 bytes).
 pub(crate) struct OuterKeySerde<K>(pub(crate) SerdeRef<K>);
+
+/// The side byte of an [`OuterKey`], as Kafka Streams' `TimestampedKeyAndJoinSide` writes it.
+fn side_byte(side: u8) -> u8 {
+    1 - side
+}
 
 impl<K: 'static> Serde<OuterKey<K>> for OuterKeySerde<K> {
     fn serialize(&self, topic: &str, data: &OuterKey<K>) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
         let mut out = Vec::with_capacity(17 + 16);
         out.extend_from_slice(&data.timestamp.to_be_bytes());
-        out.push(data.side);
-        out.extend_from_slice(&data.seq.to_be_bytes());
+        out.push(side_byte(data.side));
         if let Some(key) = &data.key {
             out.extend(self.0.serialize(topic, key)?.ok_or_else(|| SerdeError::null("join key"))?);
         }
+        out.extend_from_slice(&data.seq.to_be_bytes());
         Ok(Some(out))
     }
 
@@ -65,11 +72,12 @@ impl<K: 'static> Serde<OuterKey<K>> for OuterKeySerde<K> {
         if bytes.len() < 17 {
             return Err(SerdeError::new(format!("outer join key of {} bytes", bytes.len())));
         }
+        let seq_at = bytes.len() - 8;
         Ok(OuterKey {
             timestamp: i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
-            side: bytes[8],
-            seq: u64::from_be_bytes(bytes[9..17].try_into().expect("8 bytes")),
-            key: Some(self.0.deserialize(topic, Some(&bytes[17..]))?),
+            side: side_byte(bytes[8]),
+            key: Some(self.0.deserialize(topic, Some(&bytes[9..seq_at]))?),
+            seq: u64::from_be_bytes(bytes[seq_at..].try_into().expect("8 bytes")),
         })
     }
 }
@@ -111,11 +119,28 @@ pub(crate) struct StreamJoinSpec {
     pub(crate) side: u8,
     /// Whether unmatched records of this side are emitted (left side of left joins, both of outer).
     pub(crate) this_unmatched: bool,
-    /// Whether unmatched records of the other side are emitted.
-    pub(crate) other_unmatched: bool,
+    /// The times both sides of one join share, per task.
+    pub(crate) trackers: TimeTrackers,
 }
 
-/// `KSTREAM-JOINTHIS` / `KSTREAM-JOINOTHER`: one side of a windowed stream-stream join.
+/// What both processors of a stream-stream join share in a task: the join's stream time (the
+/// largest timestamp either side has seen) and a lower bound of the unmatched buffer's times.
+#[derive(Debug)]
+pub(crate) struct TimeTracker {
+    stream_time: i64,
+    min_time: i64,
+}
+
+/// The time trackers of a join, by task.
+pub(crate) type TimeTrackers = Arc<Mutex<HashMap<TaskId, Arc<Mutex<TimeTracker>>>>>;
+
+/// `KSTREAM-JOINTHIS` / `KSTREAM-JOINOTHER`: one side of a windowed stream-stream join, with
+/// Kafka Streams' semantics: a record joins every record of the other side's buffer within the
+/// window (a late record too: it is only not kept, when its own store has dropped its time);
+/// an unmatched record of a left/outer side waits in the unmatched buffer until the join's
+/// stream time passes `ts + window + grace`, unless its window already ended (then it is
+/// emitted at once). Expired unmatched records are emitted, in buffer order (time, right
+/// before left, key), before the joins of a record that advances stream time.
 pub(crate) struct StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
     spec: StreamJoinSpec,
     arrange: Arrange<VT, VO, V1, V2>,
@@ -124,6 +149,8 @@ pub(crate) struct StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
     other: WindowStore<K, VO>,
     /// Unmatched records waiting for their window to close (left and outer joins).
     outer: Option<OuterBuffer<K, V1, V2>>,
+    tracker: Arc<Mutex<TimeTracker>>,
+    task: TaskId,
     next_seq: u64,
 }
 
@@ -143,16 +170,27 @@ where
     ) -> impl Processor<K, VT, K, VOut> {
         Stateful::new(move |ctx: &mut ProcessorContext<'_, K, VOut>| {
             let mut next_seq = 0;
+            let mut min_time = i64::MAX;
             let outer = match &spec.outer_store {
                 Some(name) => {
                     let outer: OuterBuffer<K, V1, V2> = ctx.key_value_store(name)?;
                     for entry in outer.all()? {
-                        next_seq = next_seq.max(entry?.0.seq + 1);
+                        let key = entry?.0;
+                        next_seq = next_seq.max(key.seq + 1);
+                        min_time = min_time.min(key.timestamp);
                     }
                     Some(outer)
                 }
                 None => None,
             };
+            let task = ctx.task_id();
+            let tracker = spec
+                .trackers
+                .lock()
+                .expect("join time trackers")
+                .entry(task)
+                .or_insert_with(|| Arc::new(Mutex::new(TimeTracker { stream_time: i64::MIN, min_time })))
+                .clone();
             Ok(StreamStreamJoin {
                 this: ctx.window_store(&spec.this_store)?,
                 other: ctx.window_store(&spec.other_store)?,
@@ -160,6 +198,8 @@ where
                 arrange,
                 joiner: joiner.clone(),
                 outer,
+                tracker,
+                task,
                 next_seq,
             })
         })
@@ -175,12 +215,13 @@ where
     V2: Clone + 'static,
     VOut: Clone + 'static,
 {
-    /// Forgets the buffered unmatched record of the other side at `timestamp` for `key`.
+    /// Forgets the buffered unmatched records of the other side at `timestamp` for `key`.
     fn matched(&self, key: &K, timestamp: i64) -> Result<()> {
         let Some(outer) = &self.outer else { return Ok(()) };
         let side = 1 - self.spec.side;
-        let bound = |seq| OuterKey { timestamp, side, seq, key: None };
-        for entry in outer.range(&bound(0), &bound(u64::MAX))? {
+        let first = OuterKey { timestamp, side, key: Some(key.clone()), seq: 0 };
+        let last = OuterKey { timestamp, side, key: Some(key.clone()), seq: u64::MAX };
+        for entry in outer.range(&first, &last)? {
             let (k, _) = entry?;
             if k.key.as_ref() == Some(key) {
                 outer.delete(&k)?;
@@ -189,28 +230,41 @@ where
         Ok(())
     }
 
-    /// Emits buffered unmatched records whose join window has closed.
-    fn emit_closed(&self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
+    /// Emits buffered unmatched records whose join window has closed, in buffer order.
+    fn emit_closed(&self, ctx: &mut ProcessorContext<'_, K, VOut>, record: &Record<K, VT>) -> Result<()> {
         let Some(outer) = &self.outer else { return Ok(()) };
         let w = self.spec.windows;
-        let stream_time = ctx.stream_time();
-        // This side's records wait `after`, the other side's `before`.
-        let close = |side: u8, ts: i64| ts + w.grace_ms + if side == self.spec.side { w.after_ms } else { w.before_ms };
-        let horizon = stream_time - w.grace_ms - w.after_ms.min(w.before_ms);
-        if horizon < 0 {
+        let mut tracker = self.tracker.lock().expect("join time tracker");
+        let stream_time = tracker.stream_time;
+        // Nothing can be due yet (the bound is Kafka Streams' own, with this side's window).
+        if tracker.min_time.saturating_add(w.after_ms).saturating_add(w.grace_ms) >= stream_time {
             return Ok(());
         }
-        let from = OuterKey { timestamp: 0, side: 0, seq: 0, key: None };
-        let to = OuterKey { timestamp: horizon, side: 1, seq: u64::MAX, key: None };
-        for entry in outer.range(&from, &to)? {
+        // Left records wait for the original window's `after`, right ones for its `before`.
+        let (left_wait, right_wait) = if self.spec.side == 0 { (w.after_ms, w.before_ms) } else { (w.before_ms, w.after_ms) };
+        tracker.min_time = i64::MAX;
+        // Kafka Streams' scan: skip records still waiting, and stop once one of each side waits
+        // (the bound then is the time of the record it stopped at).
+        let (mut left_waits, mut right_waits) = (false, false);
+        for entry in outer.all()? {
             let (k, (left, right)) = entry?;
-            if close(k.side, k.timestamp) > stream_time {
+            tracker.min_time = k.timestamp;
+            if left_waits && right_waits {
+                break;
+            }
+            let wait = if k.side == 0 { left_wait } else { right_wait };
+            if k.timestamp.saturating_add(wait).saturating_add(w.grace_ms) >= stream_time {
+                if k.side == 0 {
+                    left_waits = true;
+                } else {
+                    right_waits = true;
+                }
                 continue;
             }
             outer.delete(&k)?;
             let key = k.key.expect("stored keys are present");
             let value = (self.joiner)(&key, left.as_ref(), right.as_ref());
-            ctx.forward(Record::new(key, value, k.timestamp))?;
+            ctx.forward(Record { key, value, timestamp: k.timestamp, headers: record.headers.clone() })?;
         }
         Ok(())
     }
@@ -228,30 +282,48 @@ where
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, VT>) -> Result<()> {
         let w = self.spec.windows;
         let t = record.timestamp;
-        if t + w.after_ms + w.grace_ms < ctx.stream_time() {
-            debug!(node = %ctx.node_name(), timestamp = t, "dropping late record: its join window has closed");
-            ctx.record_dropped();
-            return Ok(());
-        }
+        // This side's store keeps the record unless its time is already out of retention.
         self.this.put(&record.key, Some(&record.value), t)?;
+        let stream_time = {
+            let mut tracker = self.tracker.lock().expect("join time tracker");
+            tracker.stream_time = tracker.stream_time.max(t);
+            tracker.stream_time
+        };
+        if t == stream_time {
+            self.emit_closed(ctx, &record)?;
+        }
+        let (from, to) = ((t - w.before_ms).max(0), (t + w.after_ms).max(0));
         let mut matched = false;
-        for entry in self.other.fetch_range(&record.key, t - w.before_ms, t + w.after_ms)? {
+        for entry in self.other.fetch_range(&record.key, from, to)? {
             let (other_ts, other) = entry?;
             matched = true;
+            self.matched(&record.key, other_ts)?;
             let (left, right) = (self.arrange)(Some(record.value.clone()), Some(other));
             let value = (self.joiner)(&record.key, left.as_ref(), right.as_ref());
             ctx.forward(Record { key: record.key.clone(), value, timestamp: t.max(other_ts), headers: record.headers.clone() })?;
-            if self.spec.other_unmatched {
-                self.matched(&record.key, other_ts)?;
-            }
         }
-        if !matched && self.spec.this_unmatched {
-            let outer = self.outer.as_ref().expect("left and outer joins have a buffer");
-            let key = OuterKey { timestamp: t, side: self.spec.side, seq: self.next_seq, key: Some(record.key.clone()) };
-            self.next_seq += 1;
-            outer.put(&key, &(self.arrange)(Some(record.value), None))?;
+        if matched || !self.spec.this_unmatched {
+            return Ok(());
         }
-        self.emit_closed(ctx)
+        if to < stream_time {
+            // Its window has ended: no record still to come can join it.
+            let (left, right) = (self.arrange)(Some(record.value.clone()), None);
+            let value = (self.joiner)(&record.key, left.as_ref(), right.as_ref());
+            return ctx.forward(record.with_value(value));
+        }
+        {
+            let mut tracker = self.tracker.lock().expect("join time tracker");
+            tracker.min_time = tracker.min_time.min(t);
+        }
+        let outer = self.outer.as_ref().expect("left and outer joins have a buffer");
+        let key = OuterKey { timestamp: t, side: self.spec.side, key: Some(record.key.clone()), seq: self.next_seq };
+        self.next_seq += 1;
+        outer.put(&key, &(self.arrange)(Some(record.value), None))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.spec.trackers.lock().expect("join time trackers").remove(&self.task);
+        Ok(())
     }
 }
 
@@ -411,7 +483,7 @@ mod tests {
     #[test]
     fn outer_keys_sort_by_time_and_round_trip() {
         let serde = OuterKeySerde::<String>(Arc::new(Serdes::string()));
-        let key = |ts, seq| OuterKey { timestamp: ts, side: 0, seq, key: Some("k".to_string()) };
+        let key = |ts, seq| OuterKey { timestamp: ts, side: 0, key: Some("k".to_string()), seq };
         let a = serde.serialize("t", &key(5, 9)).unwrap().unwrap();
         let b = serde.serialize("t", &key(6, 0)).unwrap().unwrap();
         assert!(a < b);
