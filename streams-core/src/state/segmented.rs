@@ -370,7 +370,13 @@ mod tests {
     fn old_segments_expire_with_stream_time() {
         let mut store = SegmentedBytesStore::open("w", schema(), MIN, SegmentLocation::InMemory).unwrap();
         store.put(&window_key(b"k", 0, None), Some(b"0")).unwrap();
-        store.put(&window_key(b"k", MIN, None), Some(b"1")).unwrap();
+        store.put(&window_key(b"k", MIN - 1, None), Some(b"1")).unwrap();
+        assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 2);
+        // Stream time 1 min: the entry at 0 is a full retention behind and no longer read, though
+        // its segment lives on.
+        store.put(&window_key(b"k", MIN, None), Some(b"2")).unwrap();
+        assert_eq!(store.get(&window_key(b"k", 0, None)).unwrap(), None);
+        assert_eq!(store.get(&window_key(b"k", MIN - 1, None)).unwrap(), Some(b"1".to_vec()));
         assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 2);
         // Stream time 3 min: segment [0, 1 min) is older than retention (1 min) and goes.
         store.put(&window_key(b"k", 3 * MIN, None), Some(b"3")).unwrap();
@@ -391,7 +397,10 @@ mod tests {
         store.put(&window_key(b"k", MIN, None), Some(b"1")).unwrap();
         store.close().unwrap();
         let mut store = SegmentedBytesStore::open("w", schema(), MIN, location).unwrap();
-        assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 2);
+        // Both segments are back; reads resume from the newest segment's start (1 min), where
+        // the entry at 0 is behind retention.
+        assert_eq!(store.segments.len(), 2);
+        assert_eq!(store.range(&KeyRange::all()).unwrap().count(), 1);
         store.put(&window_key(b"k", 3 * MIN, None), Some(b"3")).unwrap();
         let dirs: Vec<String> = std::fs::read_dir(segments_dir(dir.path(), "w"))
             .unwrap()

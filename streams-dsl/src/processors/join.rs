@@ -73,6 +73,9 @@ impl<K: 'static> Serde<OuterKey<K>> for OuterKeySerde<K> {
             return Err(SerdeError::new(format!("outer join key of {} bytes", bytes.len())));
         }
         let seq_at = bytes.len() - 8;
+        if bytes[8] > 1 {
+            return Err(SerdeError::new(format!("outer join key with side byte {}", bytes[8])));
+        }
         Ok(OuterKey {
             timestamp: i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
             side: side_byte(bytes[8]),
