@@ -327,13 +327,14 @@ fn sliding_windows_hold_each_distinct_set_of_records_with_inclusive_bounds() {
     let steps: &[(i64, Out)] = &[
         // Records closer to 0 than the window size share the window [0, 10 s].
         (5000, vec![w(0, 1)]),
-        // 8 s joins [0, 10 s] and creates the window right after 5 s: [5.001 s, 15.001 s].
-        (8000, vec![w(0, 2), w(5001, 1)]),
+        // 8 s creates the window right after 5 s ([5.001 s, 15.001 s]), then joins [0, 10 s].
+        (8000, vec![w(5001, 1), w(0, 2)]),
         // 20 s is more than 10 s after 8 s: a window of its own.
         (20_000, vec![w(10_000, 1)]),
-        // Out of order, within grace: 12 s updates the windows it falls in and creates the
-        // ones it bounds ([2 s, 12 s], [8.001 s, 18.001 s]) or starts ([12.001 s, 22.001 s]).
-        (12_000, vec![w(2000, 3), w(5001, 2), w(8001, 1), w(10_000, 2), w(12_001, 1)]),
+        // Out of order, within grace: 12 s updates the windows it falls in, newest first, then
+        // creates the right window of the record before it ([8.001 s, 18.001 s]), its own left
+        // window ([2 s, 12 s]) and its right window ([12.001 s, 22.001 s]), as Kafka Streams does.
+        (12_000, vec![w(10_000, 2), w(5001, 2), w(8001, 1), w(2000, 3), w(12_001, 1)]),
     ];
     for (ts, expected) in steps {
         input.pipe_input_at("k".into(), "v".into(), *ts).unwrap();

@@ -101,7 +101,10 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         let (size, grace) = (windows.size_ms(), windows.grace_ms());
         let combine = Arc::new(combine);
         let value_serde = materialized.value_serde.clone().or(default_value_serde);
-        let retention = materialized.retention_ms.unwrap_or(size + grace);
+        // A sliding window's aggregate is read back while records up to 2 x the difference
+        // later arrive (as Kafka Streams keeps them).
+        let default_retention = if let AnyTimeWindows::Sliding(_) = windows { 2 * size + grace } else { size + grace };
+        let retention = materialized.retention_ms.unwrap_or(default_retention);
         let in_memory = materialized.in_memory;
         let supplier = move |name: &str, retention: i64, duplicates: bool| {
             if in_memory {
@@ -110,7 +113,6 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
                 Stores::persistent_window_store(name, millis(retention), millis(size), duplicates)
             }
         };
-        let mut records_builder = None;
         let (name, store) = self.grouping.add_aggregate(
             "KSTREAM-AGGREGATE-",
             materialized.store_name.clone(),
@@ -118,29 +120,16 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
             |store| {
                 let serde = value_serde.clone().map(|s| Arc::new(ValueAndTimestampSerde(s)) as SerdeRef<ValueAndTimestamp<VA>>);
                 let builder = window_store(&self.grouping, &materialized, supplier(store, retention, false), serde);
-                if let AnyTimeWindows::Sliding(_) = windows {
-                    // Sliding windows forward every update: their windows are computed, not cached.
-                    let records = supplier(&format!("{store}-records"), 2 * size + grace + 1, true);
-                    records_builder = window_store(&self.grouping, &materialized, records, self.grouping.value_serde.clone())
-                        .map(|b| b.with_caching(false));
-                    return builder.map(|b| b.with_caching(false));
-                }
                 builder
             },
             |store| {
                 let store = store.to_string();
                 match windows {
                     AnyTimeWindows::Time(w) => Box::new(move || TimeWindowAggregate::processor(&store, w, combine.clone())),
-                    AnyTimeWindows::Sliding(w) => {
-                        let records = format!("{store}-records");
-                        Box::new(move || SlidingWindowAggregate::processor(&store, &records, w, combine.clone()))
-                    }
+                    AnyTimeWindows::Sliding(w) => Box::new(move || SlidingWindowAggregate::processor(&store, w, combine.clone())),
                 }
             },
         );
-        if let Some(builder) = records_builder {
-            self.grouping.state.borrow_mut().apply(|t| t.add_state_store(builder, &[&name]).map(drop));
-        }
         let key_serde = materialized.key_serde.clone().or(self.grouping.key_serde.clone());
         let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::time(s, size)) as SerdeRef<Windowed<K>>);
         let table =

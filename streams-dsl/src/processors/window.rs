@@ -179,17 +179,22 @@ where
     }
 }
 
-/// Sliding windows of size `d` (both bounds inclusive), one per distinct set of records: the
-/// window ending at each record, `[t - d, t]`, and the window starting just after it,
-/// `[t + 1, t + 1 + d]`, when a later record falls in it. Windows never start before 0.
-///
-/// Existing windows that contain a new record fold it in; windows the record creates are
-/// computed from a change-logged buffer of the key's recent records (`records_store`).
+/// Sliding windows of size `d` (both bounds inclusive), one per distinct set of records, as
+/// Kafka Streams computes them: the window ending at each record, `[t - d, t]`, and the window
+/// starting just after it, `[t + 1, t + 1 + d]`, when a later record falls in it. A record
+/// updates the windows that contain it (newest first), then creates the right window of the
+/// record before it, its own left window (from the aggregate of the window before it) and its
+/// own right window (the aggregate of the window after it). Records earlier than `d` share the
+/// window `[0, d]`.
 pub(crate) struct SlidingWindowAggregate<K, V, VA, F> {
     windows: SlidingWindows,
     combine: Arc<F>,
     store: WindowStore<K, ValueAndTimestamp<VA>>,
-    records: WindowStore<K, V>,
+    /// Whether the store's cache forwards the updates (when it writes them down).
+    caching: bool,
+    /// The largest timestamp this processor has seen.
+    stream_time: i64,
+    _values: PhantomData<fn(V)>,
 }
 
 impl<K, V, VA, F> SlidingWindowAggregate<K, V, VA, F>
@@ -201,19 +206,105 @@ where
 {
     pub(crate) fn processor(
         store_name: &str,
-        records_store: &str,
         windows: SlidingWindows,
         combine: Arc<F>,
     ) -> impl Processor<K, V, Windowed<K>, Change<VA>> {
-        let (store_name, records_store) = (store_name.to_string(), records_store.to_string());
+        let store_name = store_name.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>| {
+            let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.window_store(&store_name)?;
+            let caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
             Ok(SlidingWindowAggregate {
                 windows,
                 combine: combine.clone(),
-                store: ctx.window_store(&store_name)?,
-                records: ctx.window_store(&records_store)?,
+                store,
+                caching,
+                stream_time: i64::MIN,
+                _values: PhantomData,
             })
         })
+    }
+
+    /// Folds the record into the window (`agg` is its aggregate so far, `None` for a new one)
+    /// and forwards the update, unless the window has closed.
+    fn update(
+        &self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        start: i64,
+        agg: Option<ValueAndTimestamp<VA>>,
+        record: &Record<K, V>,
+        close_time: i64,
+    ) -> Result<()> {
+        let window = Window::new(start, start + self.windows.time_difference_ms);
+        if window.end < close_time {
+            drop_late(ctx, record.timestamp, close_time);
+            return Ok(());
+        }
+        let timestamp = agg.as_ref().map_or(record.timestamp, |a| a.timestamp.max(record.timestamp));
+        let old = agg.map(|a| a.value);
+        let new = (self.combine)(&record.key, record.value.clone(), old.clone());
+        self.store.put(&record.key, Some(&ValueAndTimestamp { value: new.clone(), timestamp }), start)?;
+        if self.caching {
+            return Ok(());
+        }
+        ctx.forward(Record::new(Windowed::new(record.key.clone(), window), Change::new(Some(new), old), timestamp))
+    }
+
+    /// The record's right window, holding what the window after it holds (not the record).
+    fn create_right_window(
+        &self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: &Record<K, V>,
+        right: ValueAndTimestamp<VA>,
+    ) -> Result<()> {
+        let start = record.timestamp + 1;
+        let window = Window::new(start, start + self.windows.time_difference_ms);
+        self.store.put(&record.key, Some(&right), start)?;
+        if self.caching {
+            return Ok(());
+        }
+        ctx.forward(Record::new(Windowed::new(record.key.clone(), window), Change::new(Some(right.value), None), right.timestamp))
+    }
+
+    /// The windows of the key with a start in `[from, to]`, newest first.
+    fn windows_newest_first(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, ValueAndTimestamp<VA>)>> {
+        // One key's windows within 2d + 1: few. (A reverse scan would spare the reversal.)
+        let mut windows = self.store.fetch_range(key, from, to)?.collect::<Result<Vec<_>>>()?;
+        windows.reverse();
+        Ok(windows)
+    }
+
+    fn process_early(&self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: &Record<K, V>, close_time: i64) -> Result<()> {
+        let t = record.timestamp;
+        let mut combined: Option<ValueAndTimestamp<VA>> = None;
+        let mut right: Option<ValueAndTimestamp<VA>> = None;
+        let mut right_exists = false;
+        let mut starts = std::collections::BTreeSet::new();
+        let mut previous = None;
+        let mut windows = self.store.fetch_range(&record.key, 0, t + 1)?.collect::<Result<Vec<_>>>()?;
+        for (start, agg) in windows.drain(..) {
+            starts.insert(start);
+            if start == 0 {
+                if agg.timestamp < t {
+                    previous = Some(agg.timestamp);
+                }
+                combined = Some(agg);
+            } else if start <= t {
+                right = Some(agg.clone());
+                self.update(ctx, start, Some(agg), record, close_time)?;
+            } else if start == t + 1 {
+                right_exists = true;
+            }
+        }
+        if right.is_none() {
+            right = combined.clone().filter(|c| c.timestamp > t);
+        }
+        if let Some(r) = right.filter(|r| !right_exists && r.timestamp > t) {
+            self.create_right_window(ctx, record, r)?;
+        }
+        if let Some(p) = previous.filter(|p| !starts.contains(&(p + 1))) {
+            self.update(ctx, p + 1, None, record, close_time)?;
+        }
+        self.update(ctx, 0, combined, record, close_time)
     }
 }
 
@@ -225,65 +316,65 @@ where
     F: Fn(&K, V, Option<VA>) -> VA,
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
-        let (store, records) = (&self.store, &self.records);
         let d = self.windows.time_difference_ms;
         let t = record.timestamp;
-        let close_time = ctx.stream_time() - self.windows.grace_ms;
-        if t + d < close_time {
+        self.stream_time = self.stream_time.max(t);
+        let close_time = self.stream_time - self.windows.grace_ms;
+        if t + 1 + d <= close_time {
             drop_late(ctx, t, close_time);
             return Ok(());
         }
-        records.put(&record.key, Some(&record.value), t)?;
-        // Every record that can bound a window containing t, in time order.
-        let nearby = records.fetch_range(&record.key, (t - d - 1).max(0), t + d + 1)?.collect::<Result<Vec<_>>>()?;
-        let left_start = |r: i64| (r - d).max(0);
+        if t < d {
+            return self.process_early(ctx, &record, close_time);
+        }
         let mut starts = std::collections::BTreeSet::new();
-        // Whether a record follows `r` closely enough to give it a right window.
-        let has_right = |r: i64| {
-            let next = nearby.partition_point(|&(q, _)| q <= r);
-            nearby.get(next).is_some_and(|&(q, _)| q <= r + 1 + d)
-        };
-        for &(r, _) in &nearby {
-            if (t..=t + d).contains(&r) && left_start(r) <= t {
-                starts.insert(left_start(r));
-            }
-            if r < t && t <= r + 1 + d && has_right(r) {
-                starts.insert(r + 1);
-            }
-        }
-        if has_right(t) {
-            // The record's own right window does not contain it: only created, never updated.
-            starts.insert(t + 1);
-        }
-        for start in starts {
-            let window = Window::new(start, start + d);
-            if window.end < close_time {
-                continue;
-            }
-            let old = store.fetch(&record.key, start)?;
-            let (new, timestamp) = match &old {
-                // An existing window: fold the record in (unless it lies outside, as for t's right window).
-                Some(old) if window.start <= t => (
-                    (self.combine)(&record.key, record.value.clone(), Some(old.value.clone())),
-                    old.timestamp.max(t),
-                ),
-                Some(_) => continue,
-                // A new window: fold its records, in time order.
-                None => {
-                    let mut agg = None;
-                    let mut max_ts = start;
-                    for (r, v) in nearby.iter().filter(|(r, _)| window.start <= *r && *r <= window.end) {
-                        agg = Some((self.combine)(&record.key, v.clone(), agg));
-                        max_ts = max_ts.max(*r);
-                    }
-                    let Some(agg) = agg else { continue };
-                    (agg, max_ts)
+        let (mut left_agg, mut right_agg) = (None, None);
+        let (mut left_exists, mut right_exists) = (false, false);
+        let mut previous = None;
+        for (start, agg) in self.windows_newest_first(&record.key, (t - 2 * d).max(0), t + 1)? {
+            starts.insert(start);
+            let end = start + d;
+            if start == t + 1 {
+                right_exists = true;
+            } else if end > t {
+                if right_agg.is_none() {
+                    right_agg = Some(agg.clone());
                 }
-            };
-            store.put(&record.key, Some(&ValueAndTimestamp { value: new.clone(), timestamp }), start)?;
-            let old = old.map(|o| o.value);
-            ctx.forward(Record::new(Windowed::new(record.key.clone(), window), Change::new(Some(new), old), timestamp))?;
+                self.update(ctx, start, Some(agg), &record, close_time)?;
+            } else if end == t {
+                left_exists = true;
+                let latest = agg.timestamp;
+                self.update(ctx, start, Some(agg), &record, close_time)?;
+                if latest < t {
+                    previous = Some(latest);
+                } else {
+                    // A record at t already made every window: nothing to create.
+                    return Ok(());
+                }
+            } else {
+                previous = Some(agg.timestamp);
+                left_agg = Some(agg);
+                break;
+            }
+        }
+        // The right window of the record before, if this record falls in it.
+        if let Some(p) = previous {
+            if !starts.contains(&(p + 1)) && p + 1 + d >= t {
+                self.update(ctx, p + 1, None, &record, close_time)?;
+            }
+        }
+        if !left_exists {
+            // The record's left window holds what the window before it holds, if the record
+            // before is within d.
+            let agg = left_agg
+                .filter(|_| previous.is_some_and(|p| t - d <= p))
+                .map(|a| ValueAndTimestamp { value: a.value, timestamp: t });
+            self.update(ctx, t - d, agg, &record, close_time)?;
+        }
+        if let Some(r) = right_agg.filter(|r| !right_exists && r.timestamp > t) {
+            self.create_right_window(ctx, &record, r)?;
         }
         Ok(())
     }
 }
+
