@@ -212,10 +212,13 @@ impl TopologyTestDriver {
         topology.validate()?;
         let settings = config.settings(Some("topology-test-driver"))?;
         let application_id = settings.application_id.clone();
+        // A directory of its own, removed on drop, under `state.dir` (the system's temporary
+        // directory by default).
+        std::fs::create_dir_all(&settings.state_dir).map_err(|e| StreamsError::io(&settings.state_dir, e))?;
         let state_dir = tempfile::Builder::new()
             .prefix("streams-test-driver-")
-            .tempdir()
-            .map_err(|e| StreamsError::io(std::env::temp_dir(), e))?;
+            .tempdir_in(&settings.state_dir)
+            .map_err(|e| StreamsError::io(&settings.state_dir, e))?;
         let mut topics = Topics::default();
         for (topic, n) in partitions {
             if *n < 1 {

@@ -41,6 +41,16 @@ import org.apache.kafka.streams.test.TestRecord;
 public final class Reference {
     private static final ObjectMapper JSON = new ObjectMapper();
 
+    /** The driver's state directory: in memory where the machine has a tmpfs (the driver
+     *  flushes RocksDB on every commit, that is after every record). */
+    private static final String STATE_DIR = stateDir();
+
+    private static String stateDir() {
+        final java.io.File shm = new java.io.File("/dev/shm");
+        final java.io.File base = shm.isDirectory() && shm.canWrite() ? shm : new java.io.File(System.getProperty("java.io.tmpdir"));
+        return new java.io.File(base, "streams-reference-" + ProcessHandle.current().pid()).getPath();
+    }
+
     public static void main(final String[] args) throws Exception {
         // Kafka Streams logs through slf4j (no-op here); anything printed to stdout would break
         // the protocol, so stdout is kept for answers only.
@@ -82,6 +92,7 @@ public final class Reference {
         final Properties config = new Properties();
         config.put(StreamsConfig.APPLICATION_ID_CONFIG, "conformance");
         config.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "unused:9092");
+        config.put(StreamsConfig.STATE_DIR_CONFIG, STATE_DIR);
         config.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
         config.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
         // Kafka Streams throttles the emission of expired left/outer stream-stream join results
