@@ -16,6 +16,11 @@ impl<V> Change<V> {
     pub fn new(new_value: Option<V>, old_value: Option<V>) -> Self {
         Change { new_value, old_value }
     }
+
+    /// Neither value: the delete of a row that was not there.
+    pub(crate) fn is_noop(&self) -> bool {
+        self.new_value.is_none() && self.old_value.is_none()
+    }
 }
 
 /// Serde for a [`Change`] on repartition topics: a flags byte (bit 0 new, bit 1 old), then the

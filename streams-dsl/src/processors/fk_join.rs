@@ -271,7 +271,7 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
     for RightChange<KO, K>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Change<VO>>) -> Result<()> {
-        if record.value.new_value.is_none() && record.value.old_value.is_none() {
+        if record.value.is_noop() {
             return Ok(()); // the delete of an absent row changes no result
         }
         let subscriptions = &self.subscriptions;

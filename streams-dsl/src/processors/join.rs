@@ -460,7 +460,7 @@ where
     VOut: Clone + 'static,
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>, record: Record<K, Change<VT>>) -> Result<()> {
-        if record.value.new_value.is_none() && record.value.old_value.is_none() {
+        if record.value.is_noop() {
             return Ok(()); // the delete of an absent row changes no result
         }
         let other = self.other.get(&record.key)?;
@@ -471,7 +471,7 @@ where
             (self.emits)(left.is_some(), right.is_some()).then(|| (self.joiner)(&record.key, left.as_ref(), right.as_ref()))
         };
         let change = Change::new(result(record.value.new_value.clone()), result(record.value.old_value.clone()));
-        if change.new_value.is_none() && change.old_value.is_none() {
+        if change.is_noop() {
             return Ok(());
         }
         ctx.forward(Record { key: record.key, value: change, timestamp, headers: record.headers })

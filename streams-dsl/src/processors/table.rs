@@ -187,7 +187,7 @@ where
     F: Fn(&K, Change<V>, Option<VA>) -> Option<VA>,
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>, record: Record<K, Change<V>>) -> Result<()> {
-        if record.value.new_value.is_none() && record.value.old_value.is_none() {
+        if record.value.is_noop() {
             return Ok(());
         }
         let forwarder = &self.forwarder;
