@@ -6,7 +6,7 @@
 //!   joins and suppression;
 //! - the Processor API ([`Processor`], [`ProcessorContext`]) and [`Topology`];
 //! - state stores ([`state`]), serdes ([`serdes`]), the [`KafkaStreams`] client and its
-//!   [`StreamsConfig`];
+//!   [`StreamsConfig`], interactive queries and instance metadata ([`query`]);
 //! - with the `test-utils` feature: the broker-free `TopologyTestDriver`, an embedded
 //!   cluster and integration-test helpers (`test_utils`).
 //!
@@ -26,7 +26,7 @@
 pub mod topologies;
 
 pub use streams_core::{
-    serdes, state, BoxError, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
+    query, serdes, state, BoxError, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
     KeyValueIterator, KeyValueStore, Metrics, ProcessingGuarantee, Processor, ProcessorContext, ProcessorSupplier,
     Punctuation, PunctuationType, Record, RecordContext, RestoreEvent, Result, ScheduleId, Serde, SerdeError,
     SerdeRef, Serdes, State, StoreBuilder, Stores, StreamThreadExceptionResponse, StreamsConfig, StreamsError, TaskId,

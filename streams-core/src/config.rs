@@ -86,6 +86,14 @@ impl StreamsConfig {
     /// client creates; default -1, the broker's `default.replication.factor`.
     pub const REPLICATION_FACTOR: &'static str = "replication.factor";
 
+    /// `application.server`: this instance's `host:port` for interactive queries; other
+    /// instances learn it through [`KafkaStreams::metadata_for_all_streams_clients`](crate::KafkaStreams::metadata_for_all_streams_clients)
+    /// and friends (unset: no instance metadata).
+    pub const APPLICATION_SERVER: &'static str = "application.server";
+    /// `metrics.recording.level`: `INFO` (default) or `DEBUG` (adds per-task, per-node and
+    /// per-store latencies and the record-cache hit ratio), as Kafka Streams' levels.
+    pub const METRICS_RECORDING_LEVEL: &'static str = "metrics.recording.level";
+
     /// The prefixes of settings that go to the Kafka clients.
     const CLIENT_PREFIXES: [&'static str; 5] = ["consumer.", "restore.consumer.", "global.consumer.", "producer.", "admin."];
 
@@ -153,8 +161,19 @@ impl StreamsConfig {
         if replication_factor == 0 || replication_factor < -1 {
             return Err(bad(Self::REPLICATION_FACTOR, &replication_factor.to_string(), "must be -1 (broker default) or at least 1"));
         }
+        let application_server = match self.get(Self::APPLICATION_SERVER).filter(|s| !s.is_empty()) {
+            Some(server) => Some(server.parse::<crate::query::HostInfo>()?),
+            None => None,
+        };
+        let debug_metrics = match self.get(Self::METRICS_RECORDING_LEVEL).map(str::trim) {
+            None | Some("INFO") => false,
+            Some("DEBUG") | Some("TRACE") => true,
+            Some(other) => return Err(bad(Self::METRICS_RECORDING_LEVEL, other, "expected INFO, DEBUG or TRACE")),
+        };
         Ok(Settings {
             application_id,
+            application_server,
+            debug_metrics,
             bootstrap_servers: self.get(Self::BOOTSTRAP_SERVERS).map(str::to_string),
             num_stream_threads,
             guarantee,
@@ -218,6 +237,10 @@ fn bad(key: &str, value: &str, why: &str) -> StreamsError {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) application_id: String,
+    /// `application.server`.
+    pub(crate) application_server: Option<crate::query::HostInfo>,
+    /// `metrics.recording.level` is DEBUG (or TRACE).
+    pub(crate) debug_metrics: bool,
     pub(crate) bootstrap_servers: Option<String>,
     pub(crate) num_stream_threads: usize,
     pub(crate) guarantee: ProcessingGuarantee,
@@ -239,8 +262,10 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The settings this library reads.
-    const KNOWN: [&'static str; 15] = [
+    const KNOWN: [&'static str; 17] = [
         StreamsConfig::APPLICATION_ID,
+        StreamsConfig::APPLICATION_SERVER,
+        StreamsConfig::METRICS_RECORDING_LEVEL,
         StreamsConfig::BOOTSTRAP_SERVERS,
         StreamsConfig::NUM_STREAM_THREADS,
         StreamsConfig::PROCESSING_GUARANTEE,

@@ -163,6 +163,23 @@ pub enum StreamsError {
         message: String,
     },
 
+    /// An interactive query could not read a store (Kafka Streams' `InvalidStateStoreException`
+    /// family); [`is_retriable`](StreamsError::is_retriable) says whether asking again can work.
+    #[error("state store `{store}` cannot be queried ({reason}): {message}")]
+    InvalidStateStore {
+        /// The store queried.
+        store: String,
+        /// Why.
+        reason: InvalidStateStoreReason,
+        /// Details: the task, the client state.
+        message: String,
+    },
+
+    /// Instance metadata is not known yet (the group is rebalancing, or this instance has not
+    /// read it); retriable.
+    #[error("instance metadata unavailable: {0}")]
+    MetadataUnavailable(String),
+
     /// A user error from inside a processor, punctuator or callback; any error type, see
     /// [`StreamsError::user`].
     #[error(transparent)]
@@ -172,7 +189,58 @@ pub enum StreamsError {
 /// A boxed error of any type, as user code returns them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Why a store cannot be queried, as the subclasses of Kafka Streams'
+/// `InvalidStateStoreException`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidStateStoreReason {
+    /// The client has not started yet (`StreamsNotStartedException`); retriable.
+    NotStarted,
+    /// The store's task is not here in a queryable state: it moved to another instance, is
+    /// restoring, or the group is rebalancing (`StateStoreMigratedException`); retriable.
+    Migrated,
+    /// The thread holding the task did not answer in time (it is restoring or committing);
+    /// retriable.
+    Busy,
+    /// The client is shutting down or stopped (`StateStoreNotAvailableException`).
+    NotRunning,
+    /// No store of that name and type in the topology (`UnknownStateStoreException`).
+    UnknownStore,
+    /// The requested partition does not exist (`InvalidStateStorePartitionException`).
+    UnknownPartition,
+}
+
+impl std::fmt::Display for InvalidStateStoreReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvalidStateStoreReason::NotStarted => "client not started",
+            InvalidStateStoreReason::Migrated => "migrated",
+            InvalidStateStoreReason::Busy => "busy",
+            InvalidStateStoreReason::NotRunning => "client not running",
+            InvalidStateStoreReason::UnknownStore => "unknown store",
+            InvalidStateStoreReason::UnknownPartition => "unknown partition",
+        })
+    }
+}
+
 impl StreamsError {
+    /// Whether the same call may succeed later: a store that is migrating or restoring, a
+    /// client still starting, metadata during a rebalance.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            StreamsError::InvalidStateStore { reason, .. } => matches!(
+                reason,
+                InvalidStateStoreReason::NotStarted | InvalidStateStoreReason::Migrated | InvalidStateStoreReason::Busy
+            ),
+            StreamsError::MetadataUnavailable(_) | StreamsError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn invalid_store(store: &str, reason: InvalidStateStoreReason, message: impl Into<String>) -> Self {
+        StreamsError::InvalidStateStore { store: store.to_string(), reason, message: message.into() }
+    }
+
     /// A store error.
     pub fn store(store: impl Into<String>, message: impl std::fmt::Display) -> Self {
         StreamsError::Store { store: store.into(), message: message.to_string() }

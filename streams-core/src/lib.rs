@@ -14,6 +14,7 @@ mod collector;
 mod config;
 mod error;
 mod processor;
+pub mod query;
 mod record;
 mod runtime;
 pub mod serdes;
@@ -28,7 +29,7 @@ mod topology;
 pub mod internals;
 
 pub use config::{DeserializationHandler, ExceptionHandler, ProcessingGuarantee, StreamsConfig};
-pub use error::{BoxError, KafkaError, Result, SerdeError, StreamsError};
+pub use error::{BoxError, InvalidStateStoreReason, KafkaError, Result, SerdeError, StreamsError};
 pub use processor::{Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType, ScheduleId};
 pub use record::{Headers, Record, RecordContext, TaskId};
 pub use runtime::{KafkaStreams, Metrics, RestoreEvent, State, StreamThreadExceptionResponse};

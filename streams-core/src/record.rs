@@ -115,7 +115,6 @@ pub(crate) struct ProducerRecord {
 }
 
 /// Kafka's default partitioner for keyed records: `murmur2(key) & 0x7fffffff % partitions`.
-#[cfg(any(test, feature = "test-utils"))]
 pub(crate) fn default_partition(key: &[u8], partitions: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
 }

@@ -266,7 +266,6 @@ impl StreamTask {
     }
 
     /// The typed handle of any store of this task (`KeyValueStore`, `WindowStore`, `SessionStore`).
-    #[cfg(feature = "test-utils")]
     pub(crate) fn typed_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         self.ctx.state_store(name)
     }

@@ -6,10 +6,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::global_thread::GlobalStreamThread;
+use super::metadata::{metadata_topic, MetadataThread};
 use super::shared::{lock, ClientShared, Metrics, State, StreamThreadExceptionResponse};
 use super::{state_directory, stream_thread, topics, RestoreEvent, StateDirectory};
 use crate::config::{Settings, StreamsConfig};
-use crate::error::{Result, StreamsError};
+use crate::error::{InvalidStateStoreReason, Result, StreamsError};
+use crate::query::sealed::StoreHandle;
+use crate::query::{KeyQueryMetadata, QueryableStoreType, StoreQueryParameters, StreamsMetadata};
+use crate::record::default_partition;
+use crate::serdes::Serde;
+use crate::state::changelog_topic;
 use crate::state::GlobalStores;
 use crate::topology::Topology;
 
@@ -29,6 +35,8 @@ use crate::topology::Topology;
 /// ```
 pub struct KafkaStreams {
     topology: Arc<Topology>,
+    /// Tasks (partitions) per sub-topology, known once started.
+    partition_counts: std::collections::BTreeMap<u32, i32>,
     settings: Arc<Settings>,
     shared: Arc<ClientShared>,
     threads: Vec<JoinHandle<()>>,
@@ -65,9 +73,12 @@ impl KafkaStreams {
                 shutdown: AtomicBool::new(false),
                 metrics: Metrics::default(),
                 error: Mutex::new(None),
+                router: Default::default(),
+                metadata: Default::default(),
             }),
             threads: Vec::new(),
             state_lock: None,
+            partition_counts: Default::default(),
         })
     }
 
@@ -134,14 +145,32 @@ impl KafkaStreams {
     fn start_threads(&mut self) -> Result<()> {
         let admin = self.settings.client_config("admin.", &[]);
         let dead_letter_queue = self.settings.dead_letter_queue_topic.clone();
-        topics::setup(
+        let metadata_topic = self.settings.application_server.as_ref().map(|_| metadata_topic(&self.shared.application_id));
+        let counts = topics::setup(
             &self.topology,
             &self.shared.application_id,
             &admin,
             self.settings.replication_factor,
             dead_letter_queue.as_deref(),
+            metadata_topic.as_deref(),
             Duration::from_secs(30),
         )?;
+        self.partition_counts = counts.tasks;
+        if let Some(server) = &self.settings.application_server {
+            let app = &self.shared.application_id;
+            let process_id = StateDirectory::new(&self.settings.state_dir, app)?.process_id();
+            let consumer = self.settings.client_config(
+                "consumer.",
+                &[("client.id", format!("{app}-{process_id}-metadata-consumer")), ("enable.auto.commit", "false".into())],
+            );
+            let mut consumer = consumer;
+            for key in ["group.id", "group.instance.id", "isolation.level"] {
+                consumer.remove(key);
+            }
+            let producer = self.settings.client_config("producer.", &[("client.id", format!("{app}-{process_id}-metadata-producer"))]);
+            let thread = MetadataThread::new(app, &process_id, server.clone(), &consumer, &producer)?;
+            self.threads.push(thread.spawn(format!("{app}-MetadataThread"), self.shared.clone())?);
+        }
         // Global stores are complete before any task processes a record.
         let global_consumer = self.settings.client_config(
             "global.consumer.",
@@ -172,6 +201,106 @@ impl KafkaStreams {
             self.threads.push(handle);
         }
         Ok(())
+    }
+
+    /// A read-only view of a state store over this instance's tasks (Kafka Streams'
+    /// `KafkaStreams#store`); see [`query`](crate::query).
+    ///
+    /// Fails with [`StreamsError::InvalidStateStore`]: unknown store or type (not retriable),
+    /// client not started or no queryable local task of the store (retriable).
+    pub fn store<T: QueryableStoreType>(&self, params: StoreQueryParameters<T>) -> Result<T::Store> {
+        let name = params.store_name();
+        let unknown = |message: String| StreamsError::invalid_store(name, InvalidStateStoreReason::UnknownStore, message);
+        let builder = self.topology.stores.get(name).ok_or_else(|| unknown("no such store in the topology".into()))?;
+        let store_type = sealed_type(&params);
+        if !store_type.accepts(&builder.type_name()) {
+            return Err(unknown(format!("it is a {}, which {store_type:?} cannot read", builder.type_name())));
+        }
+        let sub = self.store_subtopology(name)?;
+        if let (Some(p), Some(n)) = (params.partition(), self.partition_counts.get(&sub)) {
+            if p < 0 || p >= *n {
+                return Err(StreamsError::invalid_store(
+                    name,
+                    InvalidStateStoreReason::UnknownPartition,
+                    format!("partition {p} does not exist: the store has {n}"),
+                ));
+            }
+        }
+        let handle = StoreHandle::new(&params, changelog_topic(&self.shared.application_id, name), sub, self.shared.clone());
+        // A first check now, as Kafka Streams does: a store that is not here fails at once.
+        handle.check()?;
+        Ok(store_type.create(handle))
+    }
+
+    fn store_subtopology(&self, store: &str) -> Result<u32> {
+        self.topology
+            .subtopologies()
+            .into_iter()
+            .find(|s| s.stores.iter().any(|n| n == store))
+            .map(|s| s.id)
+            .ok_or_else(|| StreamsError::invalid_store(store, InvalidStateStoreReason::UnknownStore, "no processor uses it"))
+    }
+
+    /// Where to query `key` of `store` (Kafka Streams' `queryMetadataForKey`): the instance
+    /// with the active task of the key's partition (by the default partitioner over the key
+    /// serialized with `serializer`), its standbys, and the partition. Needs
+    /// `application.server`; retriable [`StreamsError::MetadataUnavailable`] while the group
+    /// rebalances.
+    pub fn query_metadata_for_key<K: 'static>(&self, store: &str, key: &K, serializer: &dyn Serde<K>) -> Result<KeyQueryMetadata> {
+        let sub = self.store_subtopology(store)?;
+        let partitions = *self.partition_counts.get(&sub).ok_or_else(|| {
+            StreamsError::invalid_store(store, InvalidStateStoreReason::NotStarted, "the client has not started")
+        })?;
+        let topic = changelog_topic(&self.shared.application_id, store);
+        let bytes = serializer
+            .serialize(&topic, key)
+            .map_err(|e| StreamsError::serde(format!("the key of a metadata query of store `{store}`"), e))?
+            .unwrap_or_default();
+        let partition = default_partition(&bytes, partitions);
+        let sources = self.source_topics_of(sub);
+        let owner = self.metadata_for_all_streams_clients()?.into_iter().find(|m| {
+            m.topic_partitions.iter().any(|(t, p)| *p == partition && sources.contains(t))
+        });
+        match owner {
+            Some(owner) => Ok(KeyQueryMetadata { active_host: owner.host_info, standby_hosts: Vec::new(), partition }),
+            None => Err(StreamsError::MetadataUnavailable(format!("no instance holds partition {partition} of store `{store}` yet"))),
+        }
+    }
+
+    /// Every instance of the application with its endpoint, stores and partitions (Kafka
+    /// Streams' `metadataForAllStreamsClients`). Needs `application.server`; retriable
+    /// [`StreamsError::MetadataUnavailable`] while the group rebalances.
+    pub fn metadata_for_all_streams_clients(&self) -> Result<Vec<StreamsMetadata>> {
+        if self.settings.application_server.is_none() {
+            return Err(StreamsError::Config {
+                key: StreamsConfig::APPLICATION_SERVER.into(),
+                message: "instance metadata needs this instance's host:port".into(),
+            });
+        }
+        let app = &self.shared.application_id;
+        let subs = self.topology.subtopologies();
+        self.shared.metadata.instances(|topic| {
+            subs.iter()
+                .filter(|s| s.source_topics.iter().any(|t| t.resolve(app) == topic))
+                .flat_map(|s| s.stores.iter().filter(|n| self.topology.stores.contains_key(*n)).cloned())
+                .collect()
+        })
+    }
+
+    /// The instances whose active tasks hold `store` (Kafka Streams' `streamsMetadataForStore`).
+    pub fn streams_metadata_for_store(&self, store: &str) -> Result<Vec<StreamsMetadata>> {
+        self.store_subtopology(store)?;
+        Ok(self.metadata_for_all_streams_clients()?.into_iter().filter(|m| m.state_store_names.contains(store)).collect())
+    }
+
+    fn source_topics_of(&self, sub: u32) -> Vec<String> {
+        let app = &self.shared.application_id;
+        self.topology
+            .subtopologies()
+            .into_iter()
+            .filter(|s| s.id == sub)
+            .flat_map(|s| s.source_topics.iter().map(|t| t.resolve(app)).collect::<Vec<_>>())
+            .collect()
     }
 
     /// Waits until the client is `Running` (or stopped), at most `timeout`; returns the state.
@@ -213,6 +342,11 @@ impl KafkaStreams {
         }
         StateDirectory::new(&self.settings.state_dir, &self.shared.application_id)?.clean()
     }
+}
+
+/// The store type of a query's parameters.
+fn sealed_type<T: QueryableStoreType>(params: &StoreQueryParameters<T>) -> &T {
+    params.store_type()
 }
 
 impl Drop for KafkaStreams {

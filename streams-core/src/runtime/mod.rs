@@ -10,6 +10,8 @@ mod checkpoint;
 mod client;
 mod collector;
 mod global_thread;
+mod metadata;
+mod query;
 mod shared;
 mod state_directory;
 mod stream_thread;
@@ -25,4 +27,6 @@ pub(crate) use state_directory::StateDirectory;
 #[cfg(feature = "test-utils")]
 pub(crate) use {stream_thread::to_record, topics::topic_partitions};
 
-use shared::ClientShared;
+pub(crate) use shared::ClientShared;
+#[cfg(feature = "test-utils")]
+pub(crate) use metadata::metadata_topic;

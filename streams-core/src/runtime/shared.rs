@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::metadata::InstanceMetadata;
+use super::query::QueryRouter;
 use super::RestoreEvent;
 use crate::error::StreamsError;
 
@@ -97,6 +99,10 @@ pub(crate) struct ClientShared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) metrics: Metrics,
     pub(super) error: Mutex<Option<StreamsError>>,
+    /// Where each local task is, for interactive queries.
+    pub(crate) router: QueryRouter,
+    /// The group's instances and their endpoints (with `application.server`).
+    pub(crate) metadata: InstanceMetadata,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -104,6 +110,11 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ClientShared {
+    /// The client's state.
+    pub(crate) fn state(&self) -> State {
+        *lock(&self.state)
+    }
+
     pub(super) fn set_state(&self, next: State) -> bool {
         let mut state = lock(&self.state);
         let previous = *state;

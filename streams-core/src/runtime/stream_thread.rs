@@ -13,6 +13,7 @@ use rdkafka::{ClientContext, Message};
 use tracing::{error, info, warn};
 
 use super::changelog_reader::{is_transient, ChangelogReader};
+use super::query::QUERY_POLL_SLICE;
 use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
 use super::task_manager::TaskManager;
@@ -182,7 +183,8 @@ fn run_loop(
         dead_letter_queue: settings.dead_letter_queue_topic.clone(),
         max_task_idle_ms: settings.max_task_idle_ms,
     };
-    let manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), settings.task_timeout);
+    let mut manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), settings.task_timeout);
+    manager.queries = Some(shared.router.register_thread(index));
     let topics = manager.source_topics();
     TASK_MANAGER.with(|tm| *tm.borrow_mut() = Some(manager));
 
@@ -201,6 +203,8 @@ fn run_loop(
 fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, settings: &Settings, shared: &Arc<ClientShared>) -> Result<()> {
     let (poll, commit_interval) = (settings.poll, settings.commit_interval);
     let mut last_commit = Instant::now();
+    // Short polls, so that queries for this thread's tasks wait at most a slice.
+    let poll = poll.min(QUERY_POLL_SLICE);
     while !shared.shutdown.load(Ordering::Acquire) {
         let mut timeout = poll;
         // Records go to their tasks as they arrive: a rebalance callback inside a later poll
@@ -226,9 +230,11 @@ fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, settings: &Settings, s
                 tm.assignment_pending = false;
                 tm.shared.thread_rebalancing(tm.thread_index, false);
             }
+            tm.serve_queries();
             let processed = tm.process()?;
             tm.shared.metrics.processed_records.fetch_add(processed, Ordering::Relaxed);
             tm.punctuate()?;
+            tm.serve_queries();
             if last_commit.elapsed() >= commit_interval || tm.commit_requested() {
                 tm.commit(consumer, false)?;
                 last_commit = Instant::now();

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::changelog_reader::{is_transient, ChangelogReader};
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::collector::KafkaRecordCollector;
+use super::query::{self, QueryRequest};
 use super::state_directory::{StateDirectory, TaskDirLock};
 use super::ClientShared;
 use crate::collector::RecordCollector;
@@ -51,6 +53,8 @@ pub(crate) struct TaskManager {
     /// `task.timeout.ms`.
     task_timeout: Duration,
     last_checkpoint: Instant,
+    /// Interactive queries for this thread's tasks.
+    pub(crate) queries: Option<Receiver<QueryRequest>>,
 }
 
 /// How often checkpoints are written under exactly-once (each one flushes RocksDB); a crash
@@ -94,6 +98,7 @@ impl TaskManager {
             exactly_once,
             task_timeout,
             last_checkpoint: Instant::now(),
+            queries: None,
         }
     }
 
@@ -144,6 +149,7 @@ impl TaskManager {
                 Err(e) => return Err(e),
             };
             task.transition_to(TaskState::Restoring)?;
+            self.shared.router.task_added(self.thread_index, id, true);
             self.tasks.insert(id, ManagedTask { task, checkpoint, _lock: lock });
         }
         Ok(())
@@ -157,9 +163,18 @@ impl TaskManager {
                 self.shared.on_restore(event);
             }
             managed.task.transition_to(TaskState::Running)?;
+            self.shared.router.task_added(self.thread_index, managed.task.id(), false);
             debug!(task_id = %managed.task.id(), "task running");
         }
+        self.shared.metadata.request_refresh();
         Ok(())
+    }
+
+    /// Answers the interactive queries waiting for this thread's tasks.
+    pub(crate) fn serve_queries(&self) {
+        if let Some(queue) = &self.queries {
+            query::serve(queue, |id| self.tasks.get(&id).map(|m| &m.task));
+        }
     }
 
     /// Queues polled records into their tasks.
@@ -362,7 +377,8 @@ impl TaskManager {
     /// Closes every task; a clean close flushes and keeps the checkpoints.
     pub(crate) fn close_all(&mut self, clean: bool) -> Result<()> {
         let mut result = Ok(());
-        for (_, mut managed) in std::mem::take(&mut self.tasks) {
+        for (id, mut managed) in std::mem::take(&mut self.tasks) {
+            self.shared.router.task_removed(id);
             if let Err(e) = managed.task.close(clean) {
                 warn!(task_id = %managed.task.id(), error = %e, "error closing task");
                 result = result.and(Err(e));

@@ -32,6 +32,7 @@ pub(crate) fn setup(
     admin_config: &ClientConfig,
     replication_factor: i32,
     dead_letter_queue: Option<&str>,
+    metadata_topic: Option<&str>,
     timeout: Duration,
 ) -> Result<PartitionCounts> {
     let admin: AdminClient<DefaultClientContext> =
@@ -61,11 +62,14 @@ pub(crate) fn setup(
     let counts = topology.partition_counts(application_id, partitions);
     let changelog_configs = topology.changelog_configs(application_id);
     let delete = vec![("cleanup.policy".to_string(), "delete".to_string())];
+    let compact = vec![("cleanup.policy".to_string(), "compact".to_string())];
+    let metadata: Vec<(String, i32)> = metadata_topic.map(|t| (t.to_string(), 1)).into_iter().collect();
     let wanted: Vec<(&String, i32, &TopicConfigs)> = counts
         .repartition_topics
         .iter()
         .map(|(t, n)| (t, *n, &delete))
         .chain(counts.changelog_topics.iter().map(|(t, n)| (t, *n, &changelog_configs[t])))
+        .chain(metadata.iter().map(|(t, n)| (t, *n, &compact)))
         .collect();
     let mut to_create = Vec::new();
     for (topic, partitions, configs) in &wanted {

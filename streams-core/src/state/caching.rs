@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use super::iter::overlay;
+use super::iter::{directed, overlay};
 use super::{BytesIter, FlushedEntry, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::error::Result;
 use crate::record::RecordContext;
@@ -182,7 +182,7 @@ impl KeyValueBytesStore for CachingKeyValueStore {
             return Ok(base);
         }
         let cached = self.entries.range::<[u8], _>(range.bounds()).map(|(k, e)| (k.as_slice(), e.value.as_deref()));
-        Ok(overlay(base, cached))
+        Ok(overlay(base, directed(cached, range), range))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let dirty = self.entries.values().filter(|e| e.dirty).count() as u64;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::iter::directed;
 use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::error::Result;
 
@@ -36,7 +37,7 @@ impl KeyValueBytesStore for InMemoryKeyValueStore {
         if range.is_empty() {
             return Ok(Box::new(std::iter::empty()));
         }
-        Ok(Box::new(self.map.range::<[u8], _>(range.bounds()).map(|(k, v)| Ok((k.clone(), v.clone())))))
+        Ok(directed(self.map.range::<[u8], _>(range.bounds()).map(|(k, v)| Ok((k.clone(), v.clone()))), range))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         Ok(self.map.len() as u64)

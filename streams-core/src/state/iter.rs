@@ -13,7 +13,8 @@ use crate::error::Result;
 /// The entries of a bytes scan, in key order: `(key, value)`.
 pub(crate) type BytesIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 
-/// A range of keys in byte order: `from` inclusive, `until` exclusive; `None` is open.
+/// A range of keys in byte order: `from` inclusive, `until` exclusive; `None` is open. A
+/// `reverse` range is scanned from its end down.
 ///
 /// Inclusive upper bounds and exclusive lower bounds become this form through the immediate
 /// successor of a key in byte order, the key followed by a zero byte.
@@ -21,6 +22,7 @@ pub(crate) type BytesIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>
 pub(crate) struct KeyRange {
     pub(crate) from: Option<Vec<u8>>,
     pub(crate) until: Option<Vec<u8>>,
+    pub(crate) reverse: bool,
 }
 
 /// The first key after `key` in byte order.
@@ -39,12 +41,12 @@ impl KeyRange {
 
     /// No key.
     pub(crate) fn empty() -> Self {
-        KeyRange { from: Some(Vec::new()), until: Some(Vec::new()) }
+        KeyRange { from: Some(Vec::new()), until: Some(Vec::new()), reverse: false }
     }
 
     /// `from <= key <= to`.
     pub(crate) fn inclusive(from: Option<&[u8]>, to: Option<&[u8]>) -> Self {
-        KeyRange { from: from.map(<[u8]>::to_vec), until: to.map(successor) }
+        KeyRange { from: from.map(<[u8]>::to_vec), until: to.map(successor), reverse: false }
     }
 
     /// Keys that start with `prefix`.
@@ -58,12 +60,28 @@ impl KeyRange {
         if let Some(last) = until.last_mut() {
             *last += 1;
         }
-        KeyRange { from: Some(prefix.to_vec()), until: (!until.is_empty()).then_some(until) }
+        KeyRange { from: Some(prefix.to_vec()), until: (!until.is_empty()).then_some(until), reverse: false }
     }
 
-    /// The part of this range after `key`.
+    /// The same keys, scanned from the last down.
+    pub(crate) fn reversed(mut self) -> Self {
+        self.reverse = !self.reverse;
+        self
+    }
+
+    /// The part of this range after `key` in byte order.
     pub(crate) fn after(&self, key: &[u8]) -> Self {
-        KeyRange { from: Some(successor(key)), until: self.until.clone() }
+        KeyRange { from: Some(successor(key)), until: self.until.clone(), reverse: self.reverse }
+    }
+
+    /// The part of this range a scan has not reached yet once it returned `key`: after it for
+    /// a forward scan, before it for a reverse one.
+    pub(crate) fn past(&self, key: &[u8]) -> Self {
+        if self.reverse {
+            KeyRange { from: self.from.clone(), until: Some(key.to_vec()), reverse: true }
+        } else {
+            self.after(key)
+        }
     }
 
     /// Whether no key can fall in the range.
@@ -87,18 +105,32 @@ impl KeyRange {
     }
 }
 
+/// A double-ended iterator in the direction of `range`.
+pub(crate) fn directed<'a, I>(iter: I, range: &KeyRange) -> Box<dyn Iterator<Item = I::Item> + 'a>
+where
+    I: DoubleEndedIterator + 'a,
+{
+    if range.reverse {
+        Box::new(iter.rev())
+    } else {
+        Box::new(iter)
+    }
+}
+
 /// Entries of `base` with `overlay` written over them: on equal keys the overlay wins, and an
-/// overlay entry without a value (a pending delete) hides the base entry. Both are in key order.
-pub(crate) fn overlay<'a, O>(base: BytesIter<'a>, overlay: O) -> BytesIter<'a>
+/// overlay entry without a value (a pending delete) hides the base entry. Both run in the
+/// direction of `range`.
+pub(crate) fn overlay<'a, O>(base: BytesIter<'a>, overlay: O, range: &KeyRange) -> BytesIter<'a>
 where
     O: Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a,
 {
-    Box::new(Overlay { base: base.peekable(), overlay: overlay.peekable() })
+    Box::new(Overlay { base: base.peekable(), overlay: overlay.peekable(), reverse: range.reverse })
 }
 
 struct Overlay<'a, O: Iterator> {
     base: Peekable<BytesIter<'a>>,
     overlay: Peekable<O>,
+    reverse: bool,
 }
 
 impl<'a, O> Iterator for Overlay<'a, O>
@@ -113,7 +145,14 @@ where
                 (None, None) => return None,
                 (Some(Err(_)), _) | (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some(Ok((base_key, _))), Some((overlay_key, _))) => base_key.as_slice().cmp(overlay_key),
+                (Some(Ok((base_key, _))), Some((overlay_key, _))) => {
+                    let order = base_key.as_slice().cmp(overlay_key);
+                    if self.reverse {
+                        order.reverse()
+                    } else {
+                        order
+                    }
+                }
             };
             if order == Ordering::Less {
                 return self.base.next();
@@ -130,21 +169,22 @@ where
 }
 
 /// The entries of several scans with disjoint keys (the segments of one store), merged in key
-/// order.
-pub(crate) fn merge_disjoint(scans: Vec<BytesIter<'_>>) -> BytesIter<'_> {
+/// order (descending for a reverse `range`).
+pub(crate) fn merge_disjoint<'a>(scans: Vec<BytesIter<'a>>, range: &KeyRange) -> BytesIter<'a> {
     match scans.len() {
         0 => Box::new(std::iter::empty()),
         1 => scans.into_iter().next().expect("one scan"),
         _ => {
             let mut scans = scans;
             let heads = scans.iter_mut().map(Iterator::next).collect();
-            Box::new(MergeDisjoint { scans, heads })
+            Box::new(MergeDisjoint { scans, heads, reverse: range.reverse })
         }
     }
 }
 
 struct MergeDisjoint<'a> {
     scans: Vec<BytesIter<'a>>,
+    reverse: bool,
     /// The next entry of each scan (`None`: the scan ended).
     heads: Vec<Option<<BytesIter<'a> as Iterator>::Item>>,
 }
@@ -153,7 +193,7 @@ impl Iterator for MergeDisjoint<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        // Few segments are live at once: a linear pick of the smallest head (or of an error)
+        // Few segments are live at once: a linear pick of the first head (or of an error)
         // is enough.
         let mut pick: Option<usize> = None;
         for (i, head) in self.heads.iter().enumerate() {
@@ -164,8 +204,10 @@ impl Iterator for MergeDisjoint<'_> {
                     break;
                 }
                 Some(Ok((key, _))) => {
-                    let smaller = pick.is_none_or(|p| matches!(&self.heads[p], Some(Ok((best, _))) if key < best));
-                    if smaller {
+                    let first = pick.is_none_or(|p| {
+                        matches!(&self.heads[p], Some(Ok((best, _))) if if self.reverse { key > best } else { key < best })
+                    });
+                    if first {
                         pick = Some(i);
                     }
                 }
@@ -207,16 +249,34 @@ mod tests {
         let base = scan(&[("a", "1"), ("b", "1"), ("d", "1")]);
         let pending: Vec<(&[u8], Option<&[u8]>)> =
             vec![(b"a", None), (b"b", Some(b"2")), (b"c", Some(b"2")), (b"e", None)];
-        let merged: Vec<_> = overlay(base, pending.into_iter()).map(Result::unwrap).collect();
+        let merged: Vec<_> = overlay(base, pending.clone().into_iter(), &KeyRange::all()).map(Result::unwrap).collect();
         assert_eq!(
             merged,
             vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"2".to_vec()), (b"d".to_vec(), b"1".to_vec())]
         );
+        let base = scan(&[("d", "1"), ("b", "1"), ("a", "1")]);
+        let reverse = KeyRange::all().reversed();
+        let merged = overlay(base, directed(pending.into_iter(), &reverse), &reverse);
+        assert_eq!(keys(merged), vec!["d", "c", "b"]);
+    }
+
+    #[test]
+    fn continuations_cover_the_rest_of_a_scan() {
+        let r = KeyRange::inclusive(Some(b"b"), Some(b"f"));
+        assert!(r.past(b"c").contains(b"d") && !r.past(b"c").contains(b"c"));
+        let back = r.clone().reversed().past(b"d");
+        assert!(back.reverse && back.contains(b"c") && back.contains(b"b") && !back.contains(b"d"));
     }
 
     #[test]
     fn disjoint_scans_merge_in_key_order() {
-        let merged = merge_disjoint(vec![scan(&[("a", ""), ("d", "")]), scan(&[]), scan(&[("b", ""), ("c", ""), ("e", "")])]);
+        let merged = merge_disjoint(
+            vec![scan(&[("a", ""), ("d", "")]), scan(&[]), scan(&[("b", ""), ("c", ""), ("e", "")])],
+            &KeyRange::all(),
+        );
         assert_eq!(keys(merged), vec!["a", "b", "c", "d", "e"]);
+        let reverse = KeyRange::all().reversed();
+        let merged = merge_disjoint(vec![scan(&[("d", ""), ("a", "")]), scan(&[("e", ""), ("c", ""), ("b", "")])], &reverse);
+        assert_eq!(keys(merged), vec!["e", "d", "c", "b", "a"]);
     }
 }

@@ -101,11 +101,33 @@ impl<K: 'static, V: 'static> KeyValueIterator<K, V> {
             };
             self.exhausted = batch.complete;
             if let Some(last) = batch.last_key {
-                self.rest = self.rest.after(&last);
+                self.rest = self.rest.past(&last);
             }
             self.buffer.extend(batch.items);
         }
         Ok(())
+    }
+
+    /// Starts the scan over at `rest`, a remainder of the same scan (from [`take_batch`](Self::take_batch)).
+    pub(crate) fn restart_at(&mut self, rest: KeyRange) -> Result<()> {
+        self.buffer.clear();
+        self.rest = rest;
+        self.exhausted = false;
+        self.fill()
+    }
+
+    /// At least `n` items (fewer at the end), read in whole batches, and what is left of the
+    /// scan after them (`None`: it ended). Interactive queries page through a store this way.
+    pub(crate) fn take_batch(mut self, n: usize) -> Result<(Vec<(K, V)>, Option<KeyRange>)> {
+        let mut items = Vec::new();
+        loop {
+            items.extend(self.buffer.drain(..));
+            if self.exhausted || items.len() >= n {
+                break;
+            }
+            self.fill()?;
+        }
+        Ok((items, (!self.exhausted).then_some(self.rest)))
     }
 
     /// The key of the next entry, without moving on (Kafka Streams' `peekNextKey`).

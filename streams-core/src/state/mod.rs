@@ -122,6 +122,12 @@ pub(crate) fn check_bytes_store(store: &mut dyn KeyValueBytesStore) {
     assert_eq!(store.range(&KeyRange::inclusive(Some(b"d"), Some(b"b"))).unwrap().count(), 0);
     let after: Vec<_> = store.range(&KeyRange::all().after(b"b")).unwrap().map(|e| e.unwrap().0).collect();
     assert_eq!(after, vec![b"d".to_vec()]);
+    let keys = |range: KeyRange, store: &mut dyn KeyValueBytesStore| -> Vec<Vec<u8>> {
+        store.range(&range).unwrap().map(|e| e.unwrap().0).collect()
+    };
+    assert_eq!(keys(KeyRange::all().reversed(), store), vec![b"d".to_vec(), b"b".to_vec(), b"a".to_vec()]);
+    assert_eq!(keys(KeyRange::inclusive(Some(b"a"), Some(b"c")).reversed(), store), vec![b"b".to_vec(), b"a".to_vec()]);
+    assert_eq!(keys(KeyRange::all().reversed().past(b"d"), store), vec![b"b".to_vec(), b"a".to_vec()]);
     store.flush().unwrap();
     store.restore(&[(b"e".to_vec(), Some(b"5".to_vec())), (b"a".to_vec(), None)]).unwrap();
     assert_eq!(store.get(b"e").unwrap(), Some(b"5".to_vec()));

@@ -86,7 +86,9 @@ impl RocksDbKeyValueStore {
         if let Some(until) = &range.until {
             options.set_iterate_upper_bound(until.clone());
         }
+        // With the upper bound in the options, a reverse scan starts at the last key below it.
         let mode = match &range.from {
+            _ if range.reverse => IteratorMode::End,
             Some(from) => IteratorMode::From(from, Direction::Forward),
             None => IteratorMode::Start,
         };

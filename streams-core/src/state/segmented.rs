@@ -281,7 +281,7 @@ impl KeyValueBytesStore for SegmentedBytesStore {
         let live = move |entry: &Result<(Vec<u8>, Vec<u8>)>| {
             entry.as_ref().map_or(true, |(k, _)| schema.segment_time(k).is_none_or(|ts| ts >= live_from))
         };
-        Ok(Box::new(merge_disjoint(scans).filter(live)))
+        Ok(Box::new(merge_disjoint(scans, range).filter(live)))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let mut total = 0;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::iter::overlay;
+use super::iter::{directed, overlay};
 use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::error::Result;
 
@@ -56,7 +56,7 @@ impl KeyValueBytesStore for TransactionalBytesStore {
             return Ok(committed);
         }
         let pending = self.pending.range::<[u8], _>(range.bounds()).map(|(k, v)| (k.as_slice(), v.as_deref()));
-        Ok(overlay(committed, pending))
+        Ok(overlay(committed, directed(pending, range), range))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         Ok(self.inner.approximate_num_entries()? + self.pending.len() as u64)

@@ -192,6 +192,15 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.scan(range)
     }
 
+    /// Entries with `from <= key <= to`, in descending order of serialized key bytes.
+    pub fn reverse_range(&self, from: &K, to: &K) -> Result<KeyValueIterator<K, V>> {
+        let range = {
+            let s = self.inner.borrow();
+            KeyRange::inclusive(Some(&s.key_bytes(from)?), Some(&s.key_bytes(to)?))
+        };
+        self.scan(range.reversed())
+    }
+
     /// Entries whose serialized key starts with the bytes of `prefix` serialized by
     /// `prefix_serde`, ordered by key bytes.
     pub fn prefix_scan<P: 'static>(&self, prefix: &P, prefix_serde: &dyn Serde<P>) -> Result<KeyValueIterator<K, V>> {
@@ -206,9 +215,19 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.scan(range)
     }
 
+    /// Entries whose serialized key starts with `prefix`.
+    pub(crate) fn prefix_scan_bytes(&self, prefix: &[u8]) -> Result<KeyValueIterator<K, V>> {
+        self.scan(KeyRange::prefix(prefix))
+    }
+
     /// All entries, ordered by serialized key bytes.
     pub fn all(&self) -> Result<KeyValueIterator<K, V>> {
         self.scan(KeyRange::all())
+    }
+
+    /// All entries, in descending order of serialized key bytes.
+    pub fn reverse_all(&self) -> Result<KeyValueIterator<K, V>> {
+        self.scan(KeyRange::all().reversed())
     }
 
     fn scan(&self, range: KeyRange) -> Result<KeyValueIterator<K, V>> {

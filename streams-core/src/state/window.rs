@@ -189,6 +189,15 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// `(window start, value)` of `key` for windows starting in `[from, to]`, by start time
     /// (Kafka Streams' `WindowStoreIterator`).
     pub fn fetch_range(&self, key: &K, from: i64, to: i64) -> Result<KeyValueIterator<i64, V>> {
+        self.fetch_directed(key, from, to, false)
+    }
+
+    /// [`fetch_range`](Self::fetch_range) latest window first (Kafka Streams' `backwardFetch`).
+    pub fn backward_fetch_range(&self, key: &K, from: i64, to: i64) -> Result<KeyValueIterator<i64, V>> {
+        self.fetch_directed(key, from, to, true)
+    }
+
+    fn fetch_directed(&self, key: &K, from: i64, to: i64, reverse: bool) -> Result<KeyValueIterator<i64, V>> {
         // Window starts are never negative (and would not sort as numbers if they were).
         let from = from.max(0);
         let schema = self.schema();
@@ -199,6 +208,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         } else {
             KeyRange::inclusive(Some(&window_key(&k, from, seq(0))), Some(&window_key(&k, to, seq(u32::MAX))))
         };
+        let range = if reverse { range.reversed() } else { range };
         KeyValueIterator::new(self.inner.clone(), range, move |s, bytes, value| {
             // Range bounds are bytes: a longer key with this key as prefix may fall inside.
             if schema.key_of(bytes) != Some(&k[..]) {

@@ -37,7 +37,8 @@ impl EmbeddedKafkaCluster {
     }
 
     /// Creates the repartition and changelog topics `topology` needs as `application_id`,
-    /// given the partition counts of its source topics.
+    /// given the partition counts of its source topics, and the instance-metadata topic
+    /// (used with `application.server`).
     pub fn create_internal_topics(
         &self,
         topology: &Topology,
@@ -48,7 +49,7 @@ impl EmbeddedKafkaCluster {
         for (topic, partitions) in counts.repartition_topics.iter().chain(&counts.changelog_topics) {
             self.create_topic(topic, *partitions)?;
         }
-        Ok(())
+        self.create_topic(&crate::runtime::metadata_topic(application_id), 1)
     }
 
     /// The underlying mock cluster, for fault injection.
