@@ -8,7 +8,6 @@
 //! limits the restore run to fewer records).
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -127,14 +126,14 @@ fn run_topology(broker: &Broker, topology: Topology, app: &str, records: u64, gu
     });
     streams.start().unwrap();
     assert_eq!(streams.wait_until_running(Duration::from_secs(60)), State::Running);
-    let metrics = streams.metrics();
-    while metrics.processed_records.load(Ordering::Relaxed) < records {
+    let total = |name| streams.metrics().sum("stream-thread-metrics", name) as u64;
+    while total("process-total") < records {
         assert_eq!(streams.state(), State::Running, "{:?}", streams.take_error());
         std::thread::sleep(Duration::from_millis(5));
     }
     // The next commit flushes the producer (and commits the transaction): all output is out.
-    let commits = metrics.commits.load(Ordering::Relaxed);
-    while metrics.commits.load(Ordering::Relaxed) <= commits {
+    let commits = total("commit-total");
+    while total("commit-total") <= commits {
         std::thread::sleep(Duration::from_millis(5));
     }
     let secs = running_at.lock().unwrap().expect("was running").elapsed().as_secs_f64();

@@ -114,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("signal received: closing (commit, checkpoints, leave the group)");
             break;
         }
-        let processed = streams.metrics().processed_records.load(Ordering::Relaxed);
+        let processed = streams.metrics().sum("stream-thread-metrics", "process-total") as u64;
         let lag = test_utils::group_lag(&bootstrap, &application_id, &[WORD_COUNT_INPUT, &repartition])?;
         println!("  processed {processed:>8} records, {lag:>8} to go ({:.1} s)", started.elapsed().as_secs_f64());
         if lag == 0 && streams.state() == State::Running {

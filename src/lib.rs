@@ -26,8 +26,8 @@
 pub mod topologies;
 
 pub use streams_core::{
-    query, serdes, state, BoxError, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
-    KeyValueIterator, KeyValueStore, Metrics, ProcessingGuarantee, Processor, ProcessorContext, ProcessorSupplier,
+    metrics, query, serdes, state, BoxError, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
+    KeyValueIterator, KeyValueStore, ProcessingGuarantee, Processor, ProcessorContext, ProcessorSupplier,
     Punctuation, PunctuationType, Record, RecordContext, RestoreEvent, Result, ScheduleId, Serde, SerdeError,
     SerdeRef, Serdes, State, StoreBuilder, Stores, StreamThreadExceptionResponse, StreamsConfig, StreamsError, TaskId,
     TimestampedKeyValueStore, Topology, TopologyDescription, ValueAndTimestamp,

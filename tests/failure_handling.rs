@@ -43,8 +43,8 @@ fn wait_for_end(cluster: &Cluster, group: &str, topics: &[&str], clients: &[&Kaf
         for c in clients {
             assert!(!matches!(c.state(), State::Error | State::PendingError), "stopped with {:?}", c.take_error());
         }
-        let processed: Vec<u64> = clients.iter().map(|c| c.metrics().processed_records.load(Ordering::Relaxed)).collect();
-        let commits: Vec<u64> = clients.iter().map(|c| c.metrics().commits.load(Ordering::Relaxed)).collect();
+        let processed: Vec<u64> = clients.iter().map(|c| c.metrics().sum("stream-thread-metrics", "process-total") as u64).collect();
+        let commits: Vec<u64> = clients.iter().map(|c| c.metrics().sum("stream-thread-metrics", "commit-total") as u64).collect();
         assert!(Instant::now() < deadline, "{lag} records left; processed {processed:?}, commits {commits:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -380,9 +380,9 @@ impl WordCount {
     /// Waits until `streams` processed `records` input records.
     fn wait_for_processed(&self, streams: &KafkaStreams, records: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while streams.metrics().processed_records.load(Ordering::Relaxed) < records {
+        while (streams.metrics().sum("stream-thread-metrics", "process-total") as u64) < records {
             assert!(!matches!(streams.state(), State::Error | State::PendingError), "stopped with {:?}", streams.take_error());
-            assert!(Instant::now() < deadline, "processed {:?} of {records}", streams.metrics().processed_records);
+            assert!(Instant::now() < deadline, "processed {} of {records}", streams.metrics().sum("stream-thread-metrics", "process-total"));
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -404,7 +404,7 @@ fn exactly_once_counts_are_exact_and_a_restart_resumes_from_the_checkpoint() {
     // (Progress by the client's own count: some brokers do not keep transactional offsets.)
     wc.wait_for_processed(&streams, word_count_records(&lines[..1_500]));
     assert!(streams.close(Duration::from_secs(30)));
-    assert!(streams.metrics().commits.load(Ordering::Relaxed) > 1, "commits every commit.interval.ms (100 ms)");
+    assert!(streams.metrics().sum("stream-thread-metrics", "commit-total") as u64 > 1, "commits every commit.interval.ms (100 ms)");
     let app_dir = dir.path().join(&wc.app);
     assert!(app_dir.join("kafka-streams-process-metadata").exists(), "the process id that names the transactional producers");
     assert!(app_dir.join("1_0/.checkpoint").exists() && app_dir.join("1_1/.checkpoint").exists(), "a clean close checkpoints");
@@ -471,8 +471,8 @@ fn an_aborted_or_fenced_transaction_reinitializes_the_tasks_instead_of_stopping(
     // wait until it stops growing too.
     wc.wait_for_processed(&streams, word_count_records(&lines));
     let mut last = 0;
-    while streams.metrics().processed_records.load(Ordering::Relaxed) != last {
-        last = streams.metrics().processed_records.load(Ordering::Relaxed);
+    while streams.metrics().sum("stream-thread-metrics", "process-total") as u64 != last {
+        last = streams.metrics().sum("stream-thread-metrics", "process-total") as u64;
         std::thread::sleep(Duration::from_secs(2));
     }
     assert_eq!(streams.wait_until_running(Duration::from_secs(30)), State::Running);

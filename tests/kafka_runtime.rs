@@ -291,7 +291,8 @@ fn processing_order_with_idle(max_task_idle_ms: Option<&str>) -> (Vec<(String, i
     let records = |from: i64| (0..10).map(move |i| (Some(b"k".to_vec()), Some(b"v".to_vec()), Some(from + 2000 * i)));
     test_utils::produce_at(&cluster.bootstrap_servers(), &left, records(1000)).unwrap();
     let state_dir = tempfile::tempdir().unwrap();
-    let mut config = config(&application_id, &cluster.bootstrap_servers(), state_dir.path(), 1);
+    let mut config = config(&application_id, &cluster.bootstrap_servers(), state_dir.path(), 1)
+        .with(StreamsConfig::METRICS_RECORDING_LEVEL, "DEBUG");
     if let Some(idle) = max_task_idle_ms {
         config.set(StreamsConfig::MAX_TASK_IDLE_MS, idle);
     }
@@ -305,7 +306,7 @@ fn processing_order_with_idle(max_task_idle_ms: Option<&str>) -> (Vec<(String, i
         assert!(Instant::now() < deadline, "processed {} of 20: {:?}", order.lock().unwrap().len(), streams.take_error());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let enforced = streams.metrics().enforced_processing.load(std::sync::atomic::Ordering::Relaxed);
+    let enforced = streams.metrics().sum("stream-task-metrics", "enforced-processing-total") as u64;
     assert!(streams.close(Duration::from_secs(30)));
     let order = order.lock().unwrap().clone();
     (order.into_iter().map(|(topic, ts)| (if topic == left { "left" } else { "right" }.to_string(), ts)).collect(), enforced)

@@ -13,6 +13,7 @@
 mod collector;
 mod config;
 mod error;
+pub mod metrics;
 mod processor;
 pub mod query;
 mod record;
@@ -32,7 +33,7 @@ pub use config::{DeserializationHandler, ExceptionHandler, ProcessingGuarantee, 
 pub use error::{BoxError, InvalidStateStoreReason, KafkaError, Result, SerdeError, StreamsError};
 pub use processor::{Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType, ScheduleId};
 pub use record::{Headers, Record, RecordContext, TaskId};
-pub use runtime::{KafkaStreams, Metrics, RestoreEvent, State, StreamThreadExceptionResponse};
+pub use runtime::{KafkaStreams, RestoreEvent, State, StreamThreadExceptionResponse};
 pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{KeyValueIterator, KeyValueStore, StoreBuilder, Stores, TimestampedKeyValueStore, ValueAndTimestamp};
 #[cfg(feature = "test-utils")]

@@ -14,7 +14,7 @@ use crate::processor::context::{TaskContext, TaskMetrics};
 use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
 use crate::processor::{Punctuation, PunctuationType};
 use crate::record::{ConsumerRecord, RecordContext, TaskId};
-use crate::state::builder::StoreContext;
+use crate::state::builder::{StoreContext, StoreMetricsContext};
 use crate::state::{GlobalStores, StateStore, ThreadCache};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
@@ -72,6 +72,8 @@ pub(crate) struct TaskEnv {
     pub exactly_once: bool,
     /// `max.task.idle.ms` (-1: never wait for empty partitions).
     pub max_task_idle_ms: i64,
+    /// Where store metrics go (none in the test driver).
+    pub metrics: Option<StoreMetricsContext>,
 }
 
 impl std::fmt::Debug for TaskEnv {
@@ -137,6 +139,7 @@ impl StreamTask {
             record_context: record_context.clone(),
             thread_cache: env.thread_cache.clone(),
             exactly_once: env.exactly_once,
+            metrics: env.metrics.clone(),
         };
         let mut stores = BTreeMap::new();
         for name in &subtopology.stores {
@@ -251,6 +254,15 @@ impl StreamTask {
             .stores
             .iter()
             .filter_map(|(name, s)| s.changelog_topic.clone().map(|t| (name.clone(), t)))
+            .collect()
+    }
+
+    /// Each store's name, metrics tag and RocksDB properties.
+    pub(crate) fn store_properties(&self) -> Vec<(String, &'static str, Vec<(&'static str, u64)>)> {
+        self.ctx
+            .stores
+            .iter()
+            .map(|(name, s)| (name.clone(), s.metrics_scope, s.store.borrow().rocksdb_properties()))
             .collect()
     }
 
@@ -549,6 +561,7 @@ mod tests {
             dead_letter_queue: None,
             exactly_once: false,
             max_task_idle_ms,
+            metrics: None,
         };
         let subtopologies = topology.subtopologies();
         StreamTask::new(&topology, &subtopologies[0], 0, &env, 0).unwrap()

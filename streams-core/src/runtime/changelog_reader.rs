@@ -9,6 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::checkpoint::Offsets;
+use crate::metrics::ThreadMetrics;
 use crate::error::{Result, StreamsError};
 use crate::state::RestoreRecord;
 use crate::task::StreamTask;
@@ -76,7 +77,9 @@ impl ChangelogReader {
 
     /// Restores every logged store of `task`; `checkpoint` holds the offsets already in the
     /// stores and is advanced to the last offset applied.
-    pub(crate) fn restore(&self, task: &StreamTask, checkpoint: &mut Offsets) -> Result<Vec<RestoreEvent>> {
+    /// Progress goes to `metrics`: records restored, and records left by the changelog's end
+    /// offset when the restore began.
+    pub(crate) fn restore(&self, task: &StreamTask, checkpoint: &mut Offsets, metrics: Option<&ThreadMetrics>) -> Result<Vec<RestoreEvent>> {
         let partition = task.id().partition;
         let mut events = Vec::new();
         for (store_name, topic) in task.changelogs() {
@@ -90,6 +93,18 @@ impl ChangelogReader {
             self.consumer.assign(&tpl).map_err(|e| StreamsError::kafka(format!("assign {topic}-{partition}"), e))?;
             let started = Instant::now();
             let deadline = started + self.timeout;
+            let end = metrics.and_then(|_| self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok());
+            let report = |restored_now: u64, next: Option<i64>| {
+                if let Some(m) = metrics {
+                    m.restore.add(restored_now);
+                    let left = match (end, next) {
+                        (Some((low, high)), next) => (high - next.unwrap_or(start.unwrap_or(low)).max(low)).max(0),
+                        (None, _) => 0,
+                    };
+                    m.restore_remaining.store(left, std::sync::atomic::Ordering::Relaxed);
+                }
+            };
+            report(0, None);
             let mut batch: Vec<RestoreRecord> = Vec::with_capacity(BATCH);
             let mut restored = 0u64;
             let mut last = None;
@@ -104,6 +119,7 @@ impl ChangelogReader {
                         if batch.len() >= BATCH {
                             store.borrow_mut().restore_batch(&batch)?;
                             restored += batch.len() as u64;
+                            report(batch.len() as u64, last.map(|o| o + 1));
                             batch.clear();
                         }
                     }
@@ -125,6 +141,10 @@ impl ChangelogReader {
             if !batch.is_empty() {
                 store.borrow_mut().restore_batch(&batch)?;
                 restored += batch.len() as u64;
+                report(batch.len() as u64, last.map(|o| o + 1));
+            }
+            if let Some(m) = metrics {
+                m.restore_remaining.store(0, std::sync::atomic::Ordering::Relaxed);
             }
             if let Some(offset) = last {
                 checkpoint.insert((topic.clone(), partition), offset);

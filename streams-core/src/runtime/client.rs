@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::global_thread::GlobalStreamThread;
 use super::metadata::{metadata_topic, MetadataThread};
-use super::shared::{lock, ClientShared, Metrics, State, StreamThreadExceptionResponse};
+use super::shared::{lock, ClientShared, State, StreamThreadExceptionResponse};
 use super::{state_directory, stream_thread, topics, RestoreEvent, StateDirectory};
 use crate::config::{Settings, StreamsConfig};
 use crate::error::{InvalidStateStoreReason, Result, StreamsError};
+use crate::metrics::{MetricsRegistry, MetricsSnapshot};
 use crate::query::sealed::StoreHandle;
 use crate::query::{KeyQueryMetadata, QueryableStoreType, StoreQueryParameters, StreamsMetadata};
 use crate::record::default_partition;
@@ -59,6 +60,8 @@ impl KafkaStreams {
             return Err(StreamsError::Config { key: StreamsConfig::BOOTSTRAP_SERVERS.into(), message: "required".into() });
         }
         let (application_id, threads) = (settings.application_id.clone(), settings.num_stream_threads);
+        let client_id = application_id.clone();
+        let debug_metrics = settings.debug_metrics;
         Ok(KafkaStreams {
             topology: Arc::new(topology),
             settings: Arc::new(settings),
@@ -71,7 +74,7 @@ impl KafkaStreams {
                 rebalancing: Mutex::new(vec![false; threads]),
                 alive: Mutex::new(vec![false; threads]),
                 shutdown: AtomicBool::new(false),
-                metrics: Metrics::default(),
+                metrics: Arc::new(MetricsRegistry::new(client_id, debug_metrics)),
                 error: Mutex::new(None),
                 router: Default::default(),
                 metadata: Default::default(),
@@ -115,9 +118,17 @@ impl KafkaStreams {
         *lock(&self.shared.state)
     }
 
-    /// Counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
+    /// Every metric of this client now, with Kafka Streams' names (see [`metrics`](crate::metrics));
+    /// [`MetricsSnapshot::to_prometheus`] renders them for a scrape.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let state = format!("{:?}", self.state());
+        let state = match state.as_str() {
+            "PendingShutdown" => "PENDING_SHUTDOWN".to_string(),
+            "NotRunning" => "NOT_RUNNING".to_string(),
+            "PendingError" => "PENDING_ERROR".to_string(),
+            other => other.to_uppercase(),
+        };
+        self.shared.metrics.snapshot(&state, self.shared.alive_threads())
     }
 
     /// The error that stopped the client, if any.

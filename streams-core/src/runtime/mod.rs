@@ -20,7 +20,7 @@ mod topics;
 
 pub use changelog_reader::RestoreEvent;
 pub use client::KafkaStreams;
-pub use shared::{Metrics, State, StreamThreadExceptionResponse};
+pub use shared::{State, StreamThreadExceptionResponse};
 #[cfg(feature = "test-utils")]
 pub(crate) use changelog_reader::EndAwareContext;
 pub(crate) use state_directory::StateDirectory;

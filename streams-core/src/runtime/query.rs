@@ -80,11 +80,6 @@ impl QueryRouter {
             .collect()
     }
 
-    /// Every local task and whether it is restoring.
-    pub(crate) fn snapshot(&self) -> BTreeMap<TaskId, TaskSlot> {
-        lock(&self.tasks).clone()
-    }
-
     /// Runs `f` on the thread that owns `task` and returns its answer, waiting at most `timeout`.
     pub(crate) fn query<R: Send + 'static>(
         &self,

@@ -1,11 +1,12 @@
-//! What a client shares with its threads: its state and listeners, counters, the first error.
+//! What a client shares with its threads: its state and listeners, metrics, the first error.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::metadata::InstanceMetadata;
 use super::query::QueryRouter;
 use super::RestoreEvent;
+use crate::metrics::MetricsRegistry;
 use crate::error::StreamsError;
 
 /// The client's lifecycle, as in Kafka Streams.
@@ -57,21 +58,6 @@ impl State {
     }
 }
 
-/// Counters of a running client.
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct Metrics {
-    /// Records processed by all tasks.
-    pub processed_records: AtomicU64,
-    /// Changelog records restored into stores.
-    pub restored_records: AtomicU64,
-    /// Commits done.
-    pub commits: AtomicU64,
-    /// Records processed while an input partition of their task was empty, after the task had
-    /// waited `max.task.idle.ms` for it (Kafka Streams' `enforced-processing`).
-    pub enforced_processing: AtomicU64,
-}
-
 /// What to do when a stream thread fails with an error its handlers did not absorb, as Kafka
 /// Streams' `StreamsUncaughtExceptionHandler` responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +83,7 @@ pub(crate) struct ClientShared {
     pub(super) rebalancing: Mutex<Vec<bool>>,
     pub(super) alive: Mutex<Vec<bool>>,
     pub(crate) shutdown: AtomicBool,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<MetricsRegistry>,
     pub(super) error: Mutex<Option<StreamsError>>,
     /// Where each local task is, for interactive queries.
     pub(crate) router: QueryRouter,
@@ -140,7 +126,6 @@ impl ClientShared {
     }
 
     pub(crate) fn on_restore(&self, event: &RestoreEvent) {
-        self.metrics.restored_records.fetch_add(event.restored, Ordering::Relaxed);
         if let Some(listener) = lock(&self.restore_listener).as_ref() {
             listener(event);
         }
@@ -158,6 +143,11 @@ impl ClientShared {
         lock(&self.error).get_or_insert(error);
         self.set_state(State::PendingError);
         self.shutdown.store(true, Ordering::Release);
+    }
+
+    /// How many stream threads are alive.
+    pub(crate) fn alive_threads(&self) -> usize {
+        lock(&self.alive).iter().filter(|a| **a).count()
     }
 
     pub(crate) fn thread_stopped(&self, thread: usize) {

@@ -2,6 +2,7 @@
 //! loop of poll -> restore -> process -> punctuate -> commit.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Headers;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message};
 use tracing::{error, info, warn};
 
@@ -19,8 +21,10 @@ use super::state_directory::StateDirectory;
 use super::task_manager::TaskManager;
 use super::{ClientShared, StreamThreadExceptionResponse};
 use crate::config::Settings;
+use crate::metrics::ThreadMetrics;
 use crate::error::{Result, StreamsError};
 use crate::record::ConsumerRecord;
+use crate::state::builder::StoreMetricsContext;
 use crate::state::{GlobalStores, ThreadCache};
 use crate::task::TaskEnv;
 use crate::topology::Topology;
@@ -35,10 +39,32 @@ fn with_task_manager<R>(f: impl FnOnce(&mut TaskManager) -> R) -> Option<R> {
     TASK_MANAGER.with(|tm| tm.borrow_mut().as_mut().map(f))
 }
 
-/// Consumer callbacks: commit and close tasks before partitions are revoked, create them on assignment.
-pub(crate) struct StreamsConsumerContext;
+/// Consumer callbacks: commit and close tasks before partitions are revoked, create them on
+/// assignment; consumer lag from librdkafka's statistics.
+pub(crate) struct StreamsConsumerContext {
+    metrics: Arc<ThreadMetrics>,
+    read_committed: bool,
+}
 
-impl ClientContext for StreamsConsumerContext {}
+impl ClientContext for StreamsConsumerContext {
+    fn stats(&self, statistics: Statistics) {
+        // Java's `records-lag`: the partition's end (the last stable offset under
+        // read_committed) less the consumer's position (after the last record handed to the
+        // thread, or its last commit, which is past any transaction markers).
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for p in t.partitions.values().filter(|p| p.partition >= 0 && p.desired) {
+                let end = if self.read_committed { p.ls_offset } else { p.hi_offset };
+                let position = p.app_offset.max(p.committed_offset);
+                if end >= 0 && position >= 0 {
+                    lag.insert((topic.clone(), p.partition), (end - position).max(0));
+                }
+            }
+        }
+        *self.metrics.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+        *self.metrics.consumer_client_id.lock().unwrap_or_else(|e| e.into_inner()) = statistics.client_id;
+    }
+}
 
 impl ConsumerContext for StreamsConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -85,6 +111,7 @@ pub(crate) fn run(index: usize, topology: Arc<Topology>, settings: Arc<Settings>
         let span = tracing::info_span!("stream-thread", thread = %name);
         let _entered = span.enter();
         let result = run_loop(index, &name, topology.clone(), &settings, &shared, global.clone());
+        shared.metrics.remove_thread(&name);
         let clean = result.is_ok();
         if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
             warn!(error = %e, "error closing tasks");
@@ -141,8 +168,13 @@ fn run_loop(
         // its partitions back without a rebalance if it returns within the session timeout.
         consumer_config.set(GROUP_INSTANCE_ID, format!("{instance}-{}", index + 1));
     }
+    if settings.client_setting("consumer.", "statistics.interval.ms").is_none() {
+        consumer_config.set("statistics.interval.ms", "1000");
+    }
+    let metrics = shared.metrics.thread(name);
+    let context = StreamsConsumerContext { metrics: metrics.clone(), read_committed: eos };
     let consumer: BaseConsumer<StreamsConsumerContext> = consumer_config
-        .create_with_context(StreamsConsumerContext)
+        .create_with_context(context)
         .map_err(|e| StreamsError::kafka("create consumer", e))?;
 
     let mut producer_defaults = vec![
@@ -182,8 +214,10 @@ fn run_loop(
         exactly_once: eos,
         dead_letter_queue: settings.dead_letter_queue_topic.clone(),
         max_task_idle_ms: settings.max_task_idle_ms,
+        metrics: Some(StoreMetricsContext { registry: shared.metrics.clone(), thread: name.to_string() }),
     };
     let mut manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), settings.task_timeout);
+    manager.metrics = Some((name.to_string(), metrics.clone()));
     manager.queries = Some(shared.router.register_thread(index));
     let topics = manager.source_topics();
     TASK_MANAGER.with(|tm| *tm.borrow_mut() = Some(manager));
@@ -192,7 +226,7 @@ fn run_loop(
     consumer.subscribe(&topic_refs).map_err(|e| StreamsError::kafka("subscribe", e))?;
     info!(topics = ?topics, "subscribed");
 
-    let result = drive(&consumer, settings, shared);
+    let result = drive(&consumer, settings, shared, &metrics);
     if result.is_err() {
         // Close dirty: no commit on the way out (also when leaving the group revokes partitions).
         with_task_manager(|tm| tm.failed = true);
@@ -200,13 +234,19 @@ fn run_loop(
     result
 }
 
-fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, settings: &Settings, shared: &Arc<ClientShared>) -> Result<()> {
+fn drive(
+    consumer: &BaseConsumer<StreamsConsumerContext>,
+    settings: &Settings,
+    shared: &Arc<ClientShared>,
+    metrics: &ThreadMetrics,
+) -> Result<()> {
     let (poll, commit_interval) = (settings.poll, settings.commit_interval);
     let mut last_commit = Instant::now();
     // Short polls, so that queries for this thread's tasks wait at most a slice.
     let poll = poll.min(QUERY_POLL_SLICE);
     while !shared.shutdown.load(Ordering::Acquire) {
         let mut timeout = poll;
+        let polled = Instant::now();
         // Records go to their tasks as they arrive: a rebalance callback inside a later poll
         // then sees them queued (unprocessed, so not committed) in the tasks it closes.
         for _ in 0..1000 {
@@ -221,6 +261,7 @@ fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, settings: &Settings, s
             }
             timeout = Duration::ZERO;
         }
+        metrics.poll.record(1, polled.elapsed());
         let step = with_task_manager(|tm| -> Result<()> {
             if let Some(e) = tm.callback_error.take() {
                 return Err(e);
@@ -231,14 +272,24 @@ fn drive(consumer: &BaseConsumer<StreamsConsumerContext>, settings: &Settings, s
                 tm.shared.thread_rebalancing(tm.thread_index, false);
             }
             tm.serve_queries();
+            let started = Instant::now();
             let processed = tm.process()?;
-            tm.shared.metrics.processed_records.fetch_add(processed, Ordering::Relaxed);
-            tm.punctuate()?;
+            if processed > 0 {
+                metrics.process.record(processed, started.elapsed());
+            }
+            let started = Instant::now();
+            let punctuations = tm.punctuate()?;
+            if punctuations > 0 {
+                metrics.punctuate.record(punctuations, started.elapsed());
+            }
             tm.serve_queries();
             if last_commit.elapsed() >= commit_interval || tm.commit_requested() {
+                let started = Instant::now();
                 tm.commit(consumer, false)?;
+                metrics.commit.record(1, started.elapsed());
                 last_commit = Instant::now();
             }
+            tm.sample_store_metrics();
             Ok(())
         });
         match step.expect("the task manager is installed for the thread's lifetime") {

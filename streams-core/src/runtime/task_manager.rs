@@ -20,14 +20,29 @@ use super::state_directory::{StateDirectory, TaskDirLock};
 use super::ClientShared;
 use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
+use crate::metrics::{StoreKey, TaskSensors, ThreadMetrics};
 use crate::record::{ConsumerRecord, TaskId};
 use crate::task::{StreamTask, TaskEnv, TaskState};
 use crate::topology::{Subtopology, Topology};
 
 struct ManagedTask {
     task: StreamTask,
+    sensors: Option<Arc<TaskSensors>>,
     checkpoint: Offsets,
     _lock: TaskDirLock,
+}
+
+impl ManagedTask {
+    /// Copies the task's counters into its sensors.
+    fn publish_metrics(&self) {
+        if let Some(s) = &self.sensors {
+            let m = self.task.metrics();
+            s.process.set_total(m.processed_records);
+            s.dropped.set_total(m.dropped_records);
+            s.enforced.set_total(m.enforced_processing);
+            s.punctuate.set_total(m.punctuations);
+        }
+    }
 }
 
 /// Everything a stream thread needs to run its tasks.
@@ -55,6 +70,9 @@ pub(crate) struct TaskManager {
     last_checkpoint: Instant,
     /// Interactive queries for this thread's tasks.
     pub(crate) queries: Option<Receiver<QueryRequest>>,
+    /// The thread's name and sensors.
+    pub(crate) metrics: Option<(String, Arc<ThreadMetrics>)>,
+    last_store_sample: Instant,
 }
 
 /// How often checkpoints are written under exactly-once (each one flushes RocksDB); a crash
@@ -99,6 +117,8 @@ impl TaskManager {
             task_timeout,
             last_checkpoint: Instant::now(),
             queries: None,
+            metrics: None,
+            last_store_sample: Instant::now(),
         }
     }
 
@@ -150,7 +170,8 @@ impl TaskManager {
             };
             task.transition_to(TaskState::Restoring)?;
             self.shared.router.task_added(self.thread_index, id, true);
-            self.tasks.insert(id, ManagedTask { task, checkpoint, _lock: lock });
+            let sensors = self.metrics.as_ref().map(|(thread, _)| self.shared.metrics.task(thread, id));
+            self.tasks.insert(id, ManagedTask { task, sensors, checkpoint, _lock: lock });
         }
         Ok(())
     }
@@ -158,7 +179,7 @@ impl TaskManager {
     /// Restores every restoring task from its changelogs, then lets it run.
     pub(crate) fn restore(&mut self) -> Result<()> {
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Restoring) {
-            let events = self.reader.restore(&managed.task, &mut managed.checkpoint)?;
+            let events = self.reader.restore(&managed.task, &mut managed.checkpoint, self.metrics.as_ref().map(|(_, m)| &**m))?;
             for event in &events {
                 self.shared.on_restore(event);
             }
@@ -194,23 +215,45 @@ impl TaskManager {
         let mut processed = 0;
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let _span = tracing::trace_span!("task", task_id = %managed.task.id()).entered();
-            let enforced = managed.task.metrics().enforced_processing;
             while managed.task.process(now)? {
                 processed += 1;
             }
-            let enforced = managed.task.metrics().enforced_processing - enforced;
-            self.shared.metrics.enforced_processing.fetch_add(enforced, std::sync::atomic::Ordering::Relaxed);
+            managed.publish_metrics();
         }
         Ok(processed)
     }
 
-    /// Fires due wall-clock punctuations.
-    pub(crate) fn punctuate(&mut self) -> Result<()> {
+    /// Fires due wall-clock punctuations; returns how many fired.
+    pub(crate) fn punctuate(&mut self) -> Result<u64> {
         let now = now_ms();
+        let mut fired = 0;
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
-            managed.task.punctuate_wall_clock(now)?;
+            let before = managed.task.metrics().punctuations;
+            if managed.task.punctuate_wall_clock(now)? {
+                fired += managed.task.metrics().punctuations - before;
+                managed.publish_metrics();
+            }
         }
-        Ok(())
+        Ok(fired)
+    }
+
+    /// Every few seconds: the RocksDB properties of every running task's stores.
+    pub(crate) fn sample_store_metrics(&mut self) {
+        const EVERY: Duration = Duration::from_secs(5);
+        let Some((thread, _)) = &self.metrics else { return };
+        if self.last_store_sample.elapsed() < EVERY {
+            return;
+        }
+        self.last_store_sample = Instant::now();
+        for managed in self.tasks.values().filter(|t| t.task.state() == TaskState::Running) {
+            for (name, scope, properties) in managed.task.store_properties() {
+                if properties.is_empty() {
+                    continue;
+                }
+                let key = StoreKey { thread: thread.clone(), task: managed.task.id(), scope, name };
+                *self.shared.metrics.store(key).properties.lock().unwrap_or_else(|e| e.into_inner()) = properties;
+            }
+        }
     }
 
     /// Whether a processor asked for a commit.
@@ -265,7 +308,6 @@ impl TaskManager {
         if !self.exactly_once && offsets.count() > 0 {
             self.commit_offsets(consumer, &offsets)?;
         }
-        self.shared.metrics.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -379,6 +421,9 @@ impl TaskManager {
         let mut result = Ok(());
         for (id, mut managed) in std::mem::take(&mut self.tasks) {
             self.shared.router.task_removed(id);
+            if let Some((thread, _)) = &self.metrics {
+                self.shared.metrics.remove_task(thread, id);
+            }
             if let Err(e) = managed.task.close(clean) {
                 warn!(task_id = %managed.task.id(), error = %e, "error closing task");
                 result = result.and(Err(e));

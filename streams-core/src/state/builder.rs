@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::caching::{CachingKeyValueStore, ThreadCache};
 use super::in_memory::InMemoryKeyValueStore;
 use super::logging::ChangeLoggingKeyValueStore;
+use super::metered::MeteredKeyValueStore;
 use super::typed::{KeyValueStore, SerdeKeyValueStore};
 use super::rocksdb::RocksDbKeyValueStore;
 use super::segmented::{segments_dir, KeySchema, SegmentLocation, SegmentedBytesStore};
@@ -19,6 +20,7 @@ use super::window::{SessionStore, WindowStore};
 use super::{KeyValueBytesStore, StateStore};
 use crate::collector::RecordCollector;
 use crate::error::Result;
+use crate::metrics::{MetricsRegistry, StoreKey, StoreSensors};
 use crate::record::{RecordContext, TaskId};
 use crate::serdes::{Serde, SerdeRef};
 
@@ -32,6 +34,35 @@ pub struct StoreContext {
     pub(crate) thread_cache: Rc<RefCell<ThreadCache>>,
     /// Under `exactly_once_v2`, persistent stores buffer the open transaction's writes.
     pub(crate) exactly_once: bool,
+    /// Where the task's store metrics go (none in the test driver).
+    pub(crate) metrics: Option<StoreMetricsContext>,
+}
+
+/// The registry and thread a task's stores report metrics to.
+#[derive(Clone)]
+pub(crate) struct StoreMetricsContext {
+    pub(crate) registry: Arc<MetricsRegistry>,
+    pub(crate) thread: String,
+}
+
+impl StoreContext {
+    /// The sensors of store `name` of this task, `scope` its kind (`rocksdb-state-id`, ...).
+    pub(crate) fn sensors(&self, name: &str, scope: &'static str) -> Option<Arc<StoreSensors>> {
+        let m = self.metrics.as_ref()?;
+        Some(m.registry.store(StoreKey { thread: m.thread.clone(), task: self.task_id, scope, name: name.to_string() }))
+    }
+}
+
+/// A store's `<type>-state-id` metrics tag, as Kafka Streams names its store types.
+pub(crate) fn metrics_scope(persistent: bool, kind: &str) -> &'static str {
+    match (persistent, kind) {
+        (true, "window") => "rocksdb-window-state-id",
+        (true, "session") => "rocksdb-session-state-id",
+        (true, _) => "rocksdb-state-id",
+        (false, "window") => "in-memory-window-state-id",
+        (false, "session") => "in-memory-session-state-id",
+        (false, _) => "in-memory-state-id",
+    }
 }
 
 /// A store created for a task: an erased handle for the task, a typed one for processors (opaque).
@@ -40,6 +71,8 @@ pub struct RegisteredStore {
     pub(crate) typed: Box<dyn Any>,
     pub(crate) type_name: String,
     pub(crate) changelog_topic: Option<String>,
+    /// The store's `<type>-state-id` metrics tag.
+    pub(crate) metrics_scope: &'static str,
 }
 
 impl fmt::Debug for StoreContext {
@@ -187,7 +220,8 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
     }
     fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore> {
         let topic = changelog_topic(&ctx.application_id, &self.supplier.name);
-        let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching);
+        let scope = metrics_scope(self.supplier.persistent, "key-value");
+        let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching, scope);
         let typed = KeyValueStore::new(SerdeKeyValueStore::new(
             bytes,
             topic.clone(),
@@ -199,6 +233,7 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
             type_name: self.type_name(),
             typed: Box::new(typed),
             changelog_topic: self.logging.then_some(topic),
+            metrics_scope: scope,
         })
     }
 }
@@ -210,7 +245,9 @@ fn layered(
     topic: &str,
     logging: bool,
     caching: bool,
+    scope: &'static str,
 ) -> Box<dyn KeyValueBytesStore> {
+    let sensors = ctx.sensors(bytes.name(), scope).filter(|s| s.debug);
     if ctx.exactly_once && bytes.persistent() {
         bytes = Box::new(TransactionalBytesStore::new(bytes));
     }
@@ -224,7 +261,12 @@ fn layered(
         ));
     }
     if caching {
-        bytes = Box::new(CachingKeyValueStore::new(bytes, ctx.thread_cache.clone(), ctx.record_context.clone()));
+        bytes = Box::new(
+            CachingKeyValueStore::new(bytes, ctx.thread_cache.clone(), ctx.record_context.clone()).with_sensors(sensors.clone()),
+        );
+    }
+    if let Some(sensors) = sensors {
+        bytes = Box::new(MeteredKeyValueStore::new(bytes, sensors));
     }
     bytes
 }
@@ -390,7 +432,9 @@ impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
     }
     fn build(&self, ctx: &StoreContext) -> Result<RegisteredStore> {
         let topic = changelog_topic(&ctx.application_id, &self.supplier.name);
-        let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching);
+        let kind = if matches!(self.supplier.schema, KeySchema::Session) { "session" } else { "window" };
+        let scope = metrics_scope(self.supplier.persistent, kind);
+        let bytes = layered(self.supplier.get(ctx)?, ctx, &topic, self.logging, self.caching, scope);
         let serde_layer = SerdeKeyValueStore::new(bytes, topic.clone(), self.key_serde.clone(), self.value_serde.clone());
         let (store, typed): (_, Box<dyn Any>) = match self.supplier.schema {
             KeySchema::Session => {
@@ -402,6 +446,12 @@ impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
                 (typed.as_state_store(), Box::new(typed))
             }
         };
-        Ok(RegisteredStore { store, typed, type_name: self.type_name(), changelog_topic: self.logging.then_some(topic) })
+        Ok(RegisteredStore {
+            store,
+            typed,
+            type_name: self.type_name(),
+            changelog_topic: self.logging.then_some(topic),
+            metrics_scope: scope,
+        })
     }
 }

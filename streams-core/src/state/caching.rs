@@ -59,6 +59,8 @@ pub(crate) struct CachingKeyValueStore {
     record_context: Rc<RefCell<RecordContext>>,
     forward: bool,
     flushed: Vec<FlushedEntry>,
+    /// Hit and miss counts (`metrics.recording.level = DEBUG`).
+    sensors: Option<std::sync::Arc<crate::metrics::StoreSensors>>,
 }
 
 impl std::fmt::Debug for CachingKeyValueStore {
@@ -86,7 +88,14 @@ impl CachingKeyValueStore {
             record_context,
             forward: false,
             flushed: Vec::new(),
+            sensors: None,
         }
+    }
+
+    /// Counts hits and misses into `sensors`.
+    pub(crate) fn with_sensors(mut self, sensors: Option<std::sync::Arc<crate::metrics::StoreSensors>>) -> Self {
+        self.sensors = sensors;
+        self
     }
 
     fn insert(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) -> Result<()> {
@@ -157,6 +166,9 @@ impl CachingKeyValueStore {
 }
 
 impl KeyValueBytesStore for CachingKeyValueStore {
+    fn rocksdb_properties(&self, out: &mut Vec<(&'static str, u64)>) {
+        self.inner.rocksdb_properties(out)
+    }
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -167,7 +179,13 @@ impl KeyValueBytesStore for CachingKeyValueStore {
             entry.seq = self.next_seq;
             self.next_seq += 1;
             self.lru.insert(entry.seq, key.to_vec());
+            if let Some(s) = &self.sensors {
+                s.cache_hits.add(1);
+            }
             return Ok(entry.value.clone());
+        }
+        if let Some(s) = &self.sensors {
+            s.cache_misses.add(1);
         }
         let value = self.inner.get(key)?;
         self.insert(key, value.clone(), false)?;

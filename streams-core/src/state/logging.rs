@@ -39,6 +39,9 @@ impl ChangeLoggingKeyValueStore {
 }
 
 impl KeyValueBytesStore for ChangeLoggingKeyValueStore {
+    fn rocksdb_properties(&self, out: &mut Vec<(&'static str, u64)>) {
+        self.inner.rocksdb_properties(out)
+    }
     fn name(&self) -> &str {
         self.inner.name()
     }

@@ -9,6 +9,7 @@ mod in_memory;
 mod iter;
 mod key_value_iterator;
 mod logging;
+mod metered;
 pub(crate) mod typed;
 mod rocksdb;
 mod segmented;
@@ -51,6 +52,10 @@ pub(crate) trait StateStore {
     /// Under exactly-once, after the Kafka transaction committed: writes the store's buffered
     /// writes down; with `durable`, also makes them durable (before a checkpoint).
     fn commit_transaction(&mut self, durable: bool) -> Result<()>;
+    /// The RocksDB properties of the store, summed over its databases (segments).
+    fn rocksdb_properties(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A key-value store of bytes; implemented by each inner layer.
@@ -90,6 +95,8 @@ pub(crate) trait KeyValueBytesStore {
     fn take_flushed(&mut self) -> Vec<FlushedEntry> {
         Vec::new()
     }
+    /// Appends the RocksDB properties of the databases below (none for in-memory stores).
+    fn rocksdb_properties(&self, _out: &mut Vec<(&'static str, u64)>) {}
 }
 
 /// An entry the cache wrote to the inner store, with the value it replaced.

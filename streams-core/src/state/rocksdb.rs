@@ -108,6 +108,14 @@ impl RocksDbKeyValueStore {
 }
 
 impl KeyValueBytesStore for RocksDbKeyValueStore {
+    fn rocksdb_properties(&self, out: &mut Vec<(&'static str, u64)>) {
+        let Some(db) = &self.db else { return };
+        for name in crate::metrics::ROCKSDB_PROPERTIES {
+            if let Ok(Some(value)) = db.property_int_value(&format!("rocksdb.{name}")) {
+                out.push((name, value));
+            }
+        }
+    }
     fn name(&self) -> &str {
         &self.name
     }

@@ -236,6 +236,11 @@ impl SegmentedBytesStore {
 }
 
 impl KeyValueBytesStore for SegmentedBytesStore {
+    fn rocksdb_properties(&self, out: &mut Vec<(&'static str, u64)>) {
+        for segment in self.segments.values() {
+            segment.rocksdb_properties(out);
+        }
+    }
     fn name(&self) -> &str {
         &self.name
     }

@@ -36,6 +36,9 @@ impl TransactionalBytesStore {
 }
 
 impl KeyValueBytesStore for TransactionalBytesStore {
+    fn rocksdb_properties(&self, out: &mut Vec<(&'static str, u64)>) {
+        self.inner.rocksdb_properties(out)
+    }
     fn name(&self) -> &str {
         self.inner.name()
     }

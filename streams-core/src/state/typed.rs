@@ -100,6 +100,18 @@ impl<K: 'static, V: 'static> StateStore for SerdeKeyValueStore<K, V> {
     fn commit_transaction(&mut self, durable: bool) -> Result<()> {
         self.inner.commit_transaction(durable)
     }
+    fn rocksdb_properties(&self) -> Vec<(&'static str, u64)> {
+        let mut all = Vec::new();
+        self.inner.rocksdb_properties(&mut all);
+        let mut summed: Vec<(&'static str, u64)> = Vec::new();
+        for (name, value) in all {
+            match summed.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, total)) => *total = total.saturating_add(value),
+                None => summed.push((name, value)),
+            }
+        }
+        summed
+    }
 }
 
 /// An entry that the store's cache wrote down: what a KTable processor forwards.

@@ -260,6 +260,7 @@ impl TopologyTestDriver {
             exactly_once: false,
             // Each piped record is processed at once: there is no fetch to wait for.
             max_task_idle_ms: -1,
+            metrics: None,
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut tasks = BTreeMap::new();
