@@ -33,6 +33,7 @@ bench: setup
 	cargo bench --bench windows_joins
 	cargo bench --bench end_to_end
 
-## Runs the word count example on an embedded broker (pass ARGS="--bootstrap-servers host:port" for a real one).
+## Runs the word count example on an embedded broker until it has counted its sample text; with
+## ARGS="--bootstrap-servers host:port" it runs against a real cluster until Ctrl-C.
 word-count: setup
-	cargo run --example word_count -- $(ARGS)
+	cargo run --example word_count -- $(if $(ARGS),$(ARGS),--until-caught-up)

@@ -9,9 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(--test kafka_runtime --test windows_joins_runtime --test failure_handling)
-# The build first, so that the broker's clock is spent on tests.
-cargo test "${suites[@]}" --test resilience --no-run
+suites=(--test kafka_runtime --test windows_joins_runtime --test failure_handling --test interactive_queries --test metrics)
+# The build first, so that the broker's clock is spent on tests; the service suite runs the
+# examples as processes.
+cargo test "${suites[@]}" --test resilience --test service --no-run
+cargo build --example word_count --example interactive_queries
 
 if [ -z "${STREAMS_BOOTSTRAP_SERVERS:-}" ]; then
     dir="$(mktemp -d "${TMPDIR:-/tmp}/streams-kafka.XXXXXX")"
@@ -23,6 +25,7 @@ if [ -z "${STREAMS_BOOTSTRAP_SERVERS:-}" ]; then
 fi
 echo "== runtime suites against ${STREAMS_BROKER:-the broker} at $STREAMS_BOOTSTRAP_SERVERS =="
 cargo test "${suites[@]}"
+cargo test --test service -- --test-threads=1 --nocapture
 # One at a time: each runs several instances (some as child processes) on this machine's cores;
 # their figures (records, restorations, recovery times) are printed.
 cargo test --test resilience -- --test-threads=1 --nocapture

@@ -67,6 +67,7 @@ impl KafkaStreams {
             settings: Arc::new(settings),
             shared: Arc::new(ClientShared {
                 application_id,
+                client_id: Default::default(),
                 state: Mutex::new(State::Created),
                 state_listener: Mutex::new(None),
                 restore_listener: Mutex::new(None),
@@ -144,8 +145,11 @@ impl KafkaStreams {
         // One instance per state directory: a second one would share (and corrupt) its stores.
         let state_dir = StateDirectory::new(&self.settings.state_dir, &self.shared.application_id)?;
         self.state_lock = Some(state_dir.lock_instance()?);
-        // Created once here, before the threads that name their transactional producers by it.
-        state_dir.process_id();
+        // Created once here, before the threads that name their transactional producers by it
+        // and their clients (as Kafka Streams: `<application.id>-<process id>-StreamThread-<n>`,
+        // which is how instance metadata tells the group's members apart).
+        let process_id = state_dir.process_id();
+        let _ = self.shared.client_id.set(format!("{}-{process_id}", self.shared.application_id));
         let started = self.start_threads();
         if started.is_err() && self.threads.is_empty() {
             self.state_lock = None;
@@ -172,10 +176,16 @@ impl KafkaStreams {
             let process_id = StateDirectory::new(&self.settings.state_dir, app)?.process_id();
             let consumer = self.settings.client_config(
                 "consumer.",
-                &[("client.id", format!("{app}-{process_id}-metadata-consumer")), ("enable.auto.commit", "false".into())],
+                &[
+                    ("client.id", format!("{app}-{process_id}-metadata-consumer")),
+                    // Never joins: the topic is assigned, not subscribed, and nothing is committed.
+                    ("group.id", format!("{app}-{process_id}-metadata")),
+                    ("enable.auto.commit", "false".into()),
+                    ("enable.partition.eof", "false".into()),
+                ],
             );
             let mut consumer = consumer;
-            for key in ["group.id", "group.instance.id", "isolation.level"] {
+            for key in ["group.instance.id", "isolation.level"] {
                 consumer.remove(key);
             }
             let producer = self.settings.client_config("producer.", &[("client.id", format!("{app}-{process_id}-metadata-producer"))]);
@@ -185,7 +195,7 @@ impl KafkaStreams {
         // Global stores are complete before any task processes a record.
         let global_consumer = self.settings.client_config(
             "global.consumer.",
-            &[("client.id", format!("{}-GlobalStreamThread-consumer", self.shared.application_id))],
+            &[("client.id", format!("{}-GlobalStreamThread-consumer", self.shared.client_id()))],
         );
         let app_dir = self.settings.state_dir.join(&self.shared.application_id);
         let global = match GlobalStreamThread::new(&self.topology, &global_consumer, &app_dir, self.settings.commit_interval)? {
@@ -204,7 +214,7 @@ impl KafkaStreams {
         for index in 0..threads {
             let (topology, settings, shared) = (self.topology.clone(), self.settings.clone(), self.shared.clone());
             let global = global.clone();
-            let name = format!("{}-StreamThread-{}", self.shared.application_id, index + 1);
+            let name = format!("{}-StreamThread-{}", self.shared.client_id(), index + 1);
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || stream_thread::run(index, topology, settings, shared, global))

@@ -76,6 +76,8 @@ type RestoreListener = Box<dyn Fn(&RestoreEvent) + Send>;
 /// State shared by the client and its threads.
 pub(crate) struct ClientShared {
     pub(crate) application_id: String,
+    /// `<application.id>-<process id>`: the prefix of the thread and client names, set at start.
+    pub(crate) client_id: std::sync::OnceLock<String>,
     pub(super) state: Mutex<State>,
     pub(super) state_listener: Mutex<Option<StateListener>>,
     pub(super) restore_listener: Mutex<Option<RestoreListener>>,
@@ -96,6 +98,11 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ClientShared {
+    /// `<application.id>-<process id>` once started, else the application id.
+    pub(crate) fn client_id(&self) -> &str {
+        self.client_id.get().map_or(&self.application_id, String::as_str)
+    }
+
     /// The client's state.
     pub(crate) fn state(&self) -> State {
         *lock(&self.state)

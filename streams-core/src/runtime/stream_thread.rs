@@ -105,8 +105,8 @@ pub(crate) fn run(index: usize, topology: Arc<Topology>, settings: Arc<Settings>
     let mut generation = 0;
     loop {
         let name = match generation {
-            0 => format!("{}-StreamThread-{}", shared.application_id, index + 1),
-            n => format!("{}-StreamThread-{}-r{n}", shared.application_id, index + 1),
+            0 => format!("{}-StreamThread-{}", shared.client_id(), index + 1),
+            n => format!("{}-StreamThread-{}-r{n}", shared.client_id(), index + 1),
         };
         let span = tracing::info_span!("stream-thread", thread = %name);
         let _entered = span.enter();
