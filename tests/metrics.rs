@@ -89,6 +89,9 @@ fn a_running_app_reports_kafka_streams_metrics_in_prometheus_format() {
     assert_eq!(snapshot.sum("stream-metrics", "alive-stream-threads"), 1.0);
     assert_eq!(snapshot.sum("stream-task-metrics", "process-total"), processed, "per-task counts at DEBUG add up");
     assert_eq!(snapshot.sum("stream-task-metrics", "dropped-records-total"), 0.0);
+    let nodes: Vec<_> = snapshot.find("stream-processor-node-metrics", "process-total").collect();
+    assert!(nodes.len() >= 4, "DEBUG: per processor node, per task: {nodes:?}");
+    assert!(nodes.iter().any(|m| m.name.tags["processor-node-id"].starts_with("KSTREAM-SOURCE-") && m.value > 0.0), "{nodes:?}");
     let keys = snapshot.sum("stream-state-metrics", "estimate-num-keys");
     assert!(keys > 0.0, "RocksDB estimate-num-keys of the counts store");
     assert!(snapshot.find("stream-state-metrics", "put-latency-avg").count() >= 2, "DEBUG store latencies per task");
@@ -132,6 +135,7 @@ fn the_info_level_leaves_out_the_debug_metrics() {
     assert_eq!(snapshot.find("stream-task-metrics", "dropped-records-total").count(), 2, "INFO: two tasks");
     assert_eq!(snapshot.find("stream-task-metrics", "process-total").count(), 0, "DEBUG only");
     assert_eq!(snapshot.find("stream-state-metrics", "put-latency-avg").count(), 0, "DEBUG only");
+    assert_eq!(snapshot.find("stream-processor-node-metrics", "process-total").count(), 0, "DEBUG only");
     assert!(StreamsConfig::new().with(StreamsConfig::METRICS_RECORDING_LEVEL, "LOUD").validate().is_err());
     assert!(streams.close(Duration::from_secs(60)));
 }

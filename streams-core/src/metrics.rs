@@ -8,6 +8,7 @@
 //! | `stream-thread-metrics` | `thread-id` | `process-`, `poll-`, `commit-`, `punctuate-` `rate`/`total`/`latency-avg`/`latency-max`; `restore-total`, `restore-rate`, `restore-remaining-records-total` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `dropped-records-rate`/`-total` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `process-rate`/`-total`, `enforced-processing-rate`/`-total`, `punctuate-rate`/`-total` | DEBUG |
+//! | `stream-processor-node-metrics` | `thread-id`, `task-id`, `processor-node-id` | `process-rate`/`-total` | DEBUG |
 //! | `stream-state-metrics` | `thread-id`, `task-id`, `<type>-state-id` | RocksDB properties: `cur-size-all-mem-tables`, `size-all-mem-tables`, `estimate-num-keys`, `block-cache-usage`, `block-cache-pinned-usage`, `estimate-table-readers-mem`, `total-sst-files-size`, `live-sst-files-size`, `num-running-compactions`, `estimate-pending-compaction-bytes` | INFO |
 //! | `stream-state-metrics` | as above | `get-`, `put-`, `range-`, `flush-` `rate`/`latency-avg`/`latency-max` | DEBUG |
 //! | `stream-record-cache-metrics` | `thread-id`, `task-id`, `record-cache-id` | `hit-ratio-avg` | DEBUG |
@@ -236,6 +237,8 @@ pub(crate) struct TaskSensors {
     pub(crate) dropped: Sensor,
     pub(crate) enforced: Sensor,
     pub(crate) punctuate: Sensor,
+    /// Records processed per processor node (DEBUG).
+    pub(crate) nodes: Mutex<BTreeMap<String, Sensor>>,
 }
 
 /// A store's sensors: operation latencies and cache hits (DEBUG), RocksDB properties (INFO).
@@ -291,6 +294,11 @@ pub(crate) struct MetricsRegistry {
 impl MetricsRegistry {
     pub(crate) fn new(client_id: String, debug: bool) -> Self {
         MetricsRegistry { client_id, debug, threads: Mutex::default(), tasks: Mutex::default(), stores: Mutex::default() }
+    }
+
+    /// Whether DEBUG metrics are recorded.
+    pub(crate) fn debug(&self) -> bool {
+        self.debug
     }
 
     /// A (re)started thread's sensors.
@@ -402,6 +410,11 @@ impl MetricsRegistry {
                 counted(&mut p, "process", &m.process, "Records the task processed.");
                 counted(&mut p, "enforced-processing", &m.enforced, "Records processed while an input partition was empty (max.task.idle.ms).");
                 counted(&mut p, "punctuate", &m.punctuate, "Punctuations of the task.");
+                for (node, sensor) in lock(&m.nodes).iter() {
+                    let tags = [("thread-id", thread.as_str()), ("task-id", task.as_str()), ("processor-node-id", node.as_str())];
+                    let mut p = |name: &str, kind, value, what| push("stream-processor-node-metrics", name, &tags, kind, value, what);
+                    counted(&mut p, "process", sensor, "Records the processor node processed.");
+                }
             }
         }
 
@@ -469,8 +482,8 @@ mod tests {
         let text = snapshot.to_prometheus();
         assert!(text.contains("# TYPE kafka_streams_stream_thread_metrics_process counter"), "{text}");
         assert!(text.contains("kafka_streams_stream_thread_metrics_process_total{thread_id=\"app-1-StreamThread-1\"} 10"), "{text}");
-        assert!(text.contains("kafka_streams_consumer_fetch_manager_metrics_records_lag{client_id=\"\",topic=\"in\",partition=\"0\"} 3"), "{text}");
-        assert!(text.contains("kafka_streams_stream_state_metrics_estimate_num_keys{thread_id=\"app-1-StreamThread-1\",task_id=\"0_0\",rocksdb_state_id=\"counts\"} 7"), "{text}");
+        assert!(text.contains("kafka_streams_consumer_fetch_manager_metrics_records_lag{client_id=\"\",partition=\"0\",topic=\"in\"} 3.0"), "{text}");
+        assert!(text.contains("kafka_streams_stream_state_metrics_estimate_num_keys{rocksdb_state_id=\"counts\",task_id=\"0_0\",thread_id=\"app-1-StreamThread-1\"} 7.0"), "{text}");
         registry.remove_task("app-1-StreamThread-1", TaskId::new(0, 0));
         assert_eq!(registry.snapshot("RUNNING", 1).find("stream-state-metrics", "estimate-num-keys").count(), 0);
     }

@@ -257,6 +257,11 @@ impl StreamTask {
             .collect()
     }
 
+    /// Each processor and source node's name and the records it processed.
+    pub(crate) fn node_counts(&self) -> Vec<(String, u64)> {
+        self.nodes.iter().filter_map(|(_, n)| n.borrow().processed().map(|(name, c)| (name.to_string(), c))).collect()
+    }
+
     /// Each store's name, metrics tag and RocksDB properties.
     pub(crate) fn store_properties(&self) -> Vec<(String, &'static str, Vec<(&'static str, u64)>)> {
         self.ctx

@@ -54,6 +54,10 @@ pub(crate) trait TaskNode {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+    /// The node's name and the records it has processed (processor and source nodes).
+    fn processed(&self) -> Option<(&str, u64)> {
+        None
+    }
 }
 
 /// The entry of raw records into a task.
@@ -129,6 +133,7 @@ struct ProcessorNode<KIn, VIn, KOut, VOut> {
     children: Vec<Child<KOut, VOut>>,
     /// What the caches of the processor's stores write down goes through these.
     flush_listeners: Vec<FlushListener<KOut, VOut>>,
+    processed: u64,
 }
 
 /// A processor's context outside `init`.
@@ -147,6 +152,7 @@ impl<KIn, VIn, KOut, VOut> ProcessorNode<KIn, VIn, KOut, VOut> {
 
 impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut> {
     fn process(&mut self, task: &mut TaskContext, record: Record<KIn, VIn>) -> Result<()> {
+        self.processed += 1;
         task.record_context.borrow_mut().timestamp = record.timestamp;
         let processed = self.processor.process(&mut context(&self.meta, &self.children, task), record);
         let Err(error) = processed.and_then(|()| self.forward_cache_flushes(task, false)) else { return Ok(()) };
@@ -169,6 +175,9 @@ impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut
 }
 
 impl<KIn, VIn, KOut, VOut> TaskNode for ProcessorNode<KIn, VIn, KOut, VOut> {
+    fn processed(&self) -> Option<(&str, u64)> {
+        Some((&self.meta.name, self.processed))
+    }
     fn init(&mut self, task: &mut TaskContext) -> Result<()> {
         let mut ctx = ProcessorContext {
             task: &mut *task,
@@ -210,7 +219,7 @@ impl<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static> NodeFactory for P
     fn build(&self, meta: NodeMeta, children: Vec<(String, Rc<dyn Any>)>, _: &str) -> Result<BuiltNode> {
         let children = typed_children::<KOut, VOut>(&meta.name, children)?;
         let node =
-            Rc::new(RefCell::new(ProcessorNode { meta, processor: self.supplier.get(), children, flush_listeners: Vec::new() }));
+            Rc::new(RefCell::new(ProcessorNode { meta, processor: self.supplier.get(), children, flush_listeners: Vec::new(), processed: 0 }));
         let input: NodeRef<KIn, VIn> = node.clone();
         Ok(BuiltNode { input: Some(Rc::new(input)), lifecycle: node, source: None })
     }
@@ -225,10 +234,12 @@ struct SourceNodeImpl<K, V> {
     value_serde: SerdeRef<V>,
     skip_null_keys: bool,
     children: Vec<Child<K, V>>,
+    processed: u64,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V> {
     fn process_raw(&mut self, task: &mut TaskContext, raw: &ConsumerRecord) -> Result<()> {
+        self.processed += 1;
         if self.skip_null_keys && raw.key.is_none() {
             tracing::warn!(
                 node = %self.meta.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset,
@@ -284,7 +295,11 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
     }
 }
 
-impl<K, V> TaskNode for SourceNodeImpl<K, V> {}
+impl<K, V> TaskNode for SourceNodeImpl<K, V> {
+    fn processed(&self) -> Option<(&str, u64)> {
+        Some((&self.meta.name, self.processed))
+    }
+}
 
 /// Builds source nodes: raw bytes in, `Record<K, V>` out.
 pub(crate) struct SourceFactory<K, V> {
@@ -308,6 +323,7 @@ impl<K: Clone + 'static, V: Clone + 'static> NodeFactory for SourceFactory<K, V>
             value_serde: self.value_serde.clone(),
             skip_null_keys: self.skip_null_keys,
             children,
+            processed: 0,
         }));
         Ok(BuiltNode { input: None, lifecycle: node.clone(), source: Some(node) })
     }

@@ -33,14 +33,20 @@ struct ManagedTask {
 }
 
 impl ManagedTask {
-    /// Copies the task's counters into its sensors.
-    fn publish_metrics(&self) {
+    /// Copies the task's counters into its sensors (and, with `debug`, its nodes').
+    fn publish_metrics(&self, debug: bool) {
         if let Some(s) = &self.sensors {
             let m = self.task.metrics();
             s.process.set_total(m.processed_records);
             s.dropped.set_total(m.dropped_records);
             s.enforced.set_total(m.enforced_processing);
             s.punctuate.set_total(m.punctuations);
+            if debug {
+                let mut nodes = s.nodes.lock().unwrap_or_else(|e| e.into_inner());
+                for (name, count) in self.task.node_counts() {
+                    nodes.entry(name).or_default().set_total(count);
+                }
+            }
         }
     }
 }
@@ -212,13 +218,14 @@ impl TaskManager {
     /// Processes everything queued in running tasks; returns the number of records.
     pub(crate) fn process(&mut self) -> Result<u64> {
         let now = now_ms();
+        let debug = self.shared.metrics.debug();
         let mut processed = 0;
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let _span = tracing::trace_span!("task", task_id = %managed.task.id()).entered();
             while managed.task.process(now)? {
                 processed += 1;
             }
-            managed.publish_metrics();
+            managed.publish_metrics(debug);
         }
         Ok(processed)
     }
@@ -226,12 +233,13 @@ impl TaskManager {
     /// Fires due wall-clock punctuations; returns how many fired.
     pub(crate) fn punctuate(&mut self) -> Result<u64> {
         let now = now_ms();
+        let debug = self.shared.metrics.debug();
         let mut fired = 0;
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let before = managed.task.metrics().punctuations;
             if managed.task.punctuate_wall_clock(now)? {
                 fired += managed.task.metrics().punctuations - before;
-                managed.publish_metrics();
+                managed.publish_metrics(debug);
             }
         }
         Ok(fired)
