@@ -71,6 +71,9 @@ struct Args {
     /// The topic the counts go to.
     #[arg(long, default_value = WORD_COUNT_OUTPUT)]
     output_topic: String,
+    /// `classic` (eager rebalances) or `consumer` (KIP-848: incremental, Apache Kafka 4.0+).
+    #[arg(long, default_value = "classic")]
+    group_protocol: String,
     /// A file whose lines are written to the input topic at start.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -104,6 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with(StreamsConfig::APPLICATION_ID, &args.application_id)
         .with(StreamsConfig::BOOTSTRAP_SERVERS, &servers)
         .with(StreamsConfig::APPLICATION_SERVER, me.to_string())
+        .with(StreamsConfig::GROUP_PROTOCOL, &args.group_protocol)
         .with(StreamsConfig::NUM_STREAM_THREADS, args.threads.to_string())
         .with(StreamsConfig::COMMIT_INTERVAL_MS, "1000")
         .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy());

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(--test kafka_runtime --test windows_joins_runtime --test failure_handling --test interactive_queries --test metrics)
+suites=(--test kafka_runtime --test windows_joins_runtime --test failure_handling --test interactive_queries --test metrics --test rebalancing)
 # The build first, so that the broker's clock is spent on tests; the service suite runs the
 # examples as processes.
 cargo test "${suites[@]}" --test resilience --test service --no-run

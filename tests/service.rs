@@ -66,13 +66,13 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(servers: &str, app: &str, topics: (&str, &str), dir: &Path, input: Option<&Path>) -> Instance {
+    fn start(servers: &str, app: &str, topics: (&str, &str), dir: &Path, input: Option<&Path>, protocol: &str) -> Instance {
         let port = free_port();
         let log = dir.join(format!("instance-{port}.log"));
         let mut command = Command::new(example("interactive_queries"));
         command
             .args(["--bootstrap-servers", servers, "--port", &port.to_string(), "--application-id", app])
-            .args(["--input-topic", topics.0, "--output-topic", topics.1, "--partitions", "4"])
+            .args(["--input-topic", topics.0, "--output-topic", topics.1, "--partitions", "4", "--group-protocol", protocol])
             .arg("--state-dir")
             .arg(dir.join(format!("state-{port}")))
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
@@ -121,21 +121,31 @@ impl Drop for Instance {
 
 #[test]
 fn instances_answer_every_word_over_http_through_a_rebalance() {
+    // 500,000 words over a vocabulary of 2,000.
+    answer_every_word_through_a_rebalance("classic", 50_000);
+}
+
+#[test]
+fn instances_answer_every_word_through_an_incremental_rebalance() {
+    answer_every_word_through_a_rebalance("consumer", 20_000);
+}
+
+fn answer_every_word_through_a_rebalance(protocol: &str, lines: usize) {
     let cluster = Cluster::new();
     if !cluster.runs_several_members() {
         return;
     }
+    eprintln!("group protocol {protocol}");
     let servers = cluster.bootstrap_servers();
     let (input, output, app) = (unique("svc-in"), unique("svc-out"), unique("svc-app"));
     let dir = tempfile::tempdir().unwrap();
-    // 500,000 words over a vocabulary of 2,000.
-    let lines = random_lines(50_000, 2_000, 11);
+    let lines = random_lines(lines, 2_000, 11);
     let truth: BTreeMap<String, i64> = truth(&lines).into_iter().collect();
     let file = dir.path().join("input.txt");
     std::fs::write(&file, lines.join("\n")).unwrap();
 
-    let a = Instance::start(&servers, &app, (&input, &output), dir.path(), Some(&file));
-    let b = Instance::start(&servers, &app, (&input, &output), dir.path(), None);
+    let a = Instance::start(&servers, &app, (&input, &output), dir.path(), Some(&file), protocol);
+    let b = Instance::start(&servers, &app, (&input, &output), dir.path(), None, protocol);
     let repartition = format!("{app}-counts-repartition");
     let caught_up = || test_utils::group_lag(&servers, &app, &[&input, &repartition]).unwrap() == 0;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -196,7 +206,8 @@ fn instances_answer_every_word_over_http_through_a_rebalance() {
     // A third instance joins. While the group rebalances, answers are right or retriable.
     let joining = {
         let (servers, app, input, output, dir) = (servers.clone(), app.clone(), input.clone(), output.clone(), dir.path().to_path_buf());
-        std::thread::spawn(move || Instance::start(&servers, &app, (&input, &output), &dir, None))
+        let protocol = protocol.to_string();
+        std::thread::spawn(move || Instance::start(&servers, &app, (&input, &output), &dir, None, &protocol))
     };
     let words: Vec<(&String, &i64)> = truth.iter().collect();
     let (mut right, mut retriable, mut i) = (0, 0, 0usize);

@@ -34,6 +34,20 @@ pub enum ProcessingGuarantee {
     ExactlyOnceV2,
 }
 
+/// The consumer-group protocol of the stream threads (`group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// The classic protocol with eager rebalancing: every rebalance revokes (and closes) every
+    /// task of every member, then assigns. Works with every broker.
+    #[default]
+    Classic,
+    /// KIP-848's consumer protocol (Apache Kafka 4.0+): the broker assigns (range, so
+    /// co-partitioned topics stay together) and rebalances incrementally: only the tasks that
+    /// move are closed; the others keep processing.
+    Consumer,
+}
+
 /// Settings by Kafka Streams name, e.g. `config.set("application.id", "word-count")`.
 ///
 /// Settings prefixed `consumer.`, `restore.consumer.`, `global.consumer.`, `producer.` and
@@ -90,6 +104,9 @@ impl StreamsConfig {
     /// instances learn it through [`KafkaStreams::metadata_for_all_streams_clients`](crate::KafkaStreams::metadata_for_all_streams_clients)
     /// and friends (unset: no instance metadata).
     pub const APPLICATION_SERVER: &'static str = "application.server";
+    /// `group.protocol`: `classic` (default) or `consumer` (KIP-848, Apache Kafka 4.0+:
+    /// incremental rebalances); see [`GroupProtocol`].
+    pub const GROUP_PROTOCOL: &'static str = "group.protocol";
     /// `metrics.recording.level`: `INFO` (default) or `DEBUG` (adds per-task, per-node and
     /// per-store latencies and the record-cache hit ratio), as Kafka Streams' levels.
     pub const METRICS_RECORDING_LEVEL: &'static str = "metrics.recording.level";
@@ -170,9 +187,15 @@ impl StreamsConfig {
             Some("DEBUG") | Some("TRACE") => true,
             Some(other) => return Err(bad(Self::METRICS_RECORDING_LEVEL, other, "expected INFO, DEBUG or TRACE")),
         };
+        let group_protocol = match self.get(Self::GROUP_PROTOCOL).map(str::trim) {
+            None | Some("classic") => GroupProtocol::Classic,
+            Some("consumer") => GroupProtocol::Consumer,
+            Some(other) => return Err(bad(Self::GROUP_PROTOCOL, other, "expected classic or consumer")),
+        };
         Ok(Settings {
             application_id,
             application_server,
+            group_protocol,
             debug_metrics,
             bootstrap_servers: self.get(Self::BOOTSTRAP_SERVERS).map(str::to_string),
             num_stream_threads,
@@ -241,6 +264,8 @@ pub(crate) struct Settings {
     pub(crate) application_server: Option<crate::query::HostInfo>,
     /// `metrics.recording.level` is DEBUG (or TRACE).
     pub(crate) debug_metrics: bool,
+    /// `group.protocol`.
+    pub(crate) group_protocol: GroupProtocol,
     pub(crate) bootstrap_servers: Option<String>,
     pub(crate) num_stream_threads: usize,
     pub(crate) guarantee: ProcessingGuarantee,
@@ -262,8 +287,9 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The settings this library reads.
-    const KNOWN: [&'static str; 17] = [
+    const KNOWN: [&'static str; 18] = [
         StreamsConfig::APPLICATION_ID,
+        StreamsConfig::GROUP_PROTOCOL,
         StreamsConfig::APPLICATION_SERVER,
         StreamsConfig::METRICS_RECORDING_LEVEL,
         StreamsConfig::BOOTSTRAP_SERVERS,

@@ -29,7 +29,7 @@ mod topology;
 #[doc(hidden)]
 pub mod internals;
 
-pub use config::{DeserializationHandler, ExceptionHandler, ProcessingGuarantee, StreamsConfig};
+pub use config::{DeserializationHandler, ExceptionHandler, GroupProtocol, ProcessingGuarantee, StreamsConfig};
 pub use error::{BoxError, InvalidStateStoreReason, KafkaError, Result, SerdeError, StreamsError};
 pub use processor::{Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType, ScheduleId};
 pub use record::{Headers, Record, RecordContext, TaskId};

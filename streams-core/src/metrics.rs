@@ -5,7 +5,7 @@
 //! | group | tags | metrics | level |
 //! |---|---|---|---|
 //! | `stream-metrics` | `client-id` | `alive-stream-threads`, `client-state` | INFO |
-//! | `stream-thread-metrics` | `thread-id` | `process-`, `poll-`, `commit-`, `punctuate-` `rate`/`total`/`latency-avg`/`latency-max`; `restore-total`, `restore-rate`, `restore-remaining-records-total` | INFO |
+//! | `stream-thread-metrics` | `thread-id` | `process-`, `poll-`, `commit-`, `punctuate-` `rate`/`total`/`latency-avg`/`latency-max`; `restore-`, `task-created-`, `task-closed-` `rate`/`total`; `restore-remaining-records-total` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `dropped-records-rate`/`-total` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `process-rate`/`-total`, `enforced-processing-rate`/`-total`, `punctuate-rate`/`-total` | DEBUG |
 //! | `stream-processor-node-metrics` | `thread-id`, `task-id`, `processor-node-id` | `process-rate`/`-total` | DEBUG |
@@ -224,6 +224,8 @@ pub(crate) struct ThreadMetrics {
     pub(crate) punctuate: Sensor,
     pub(crate) restore: Sensor,
     pub(crate) restore_remaining: AtomicI64,
+    pub(crate) task_created: Sensor,
+    pub(crate) task_closed: Sensor,
     /// `records-lag` per input partition of the thread's consumer.
     pub(crate) lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// The consumer's client id.
@@ -380,6 +382,8 @@ impl MetricsRegistry {
             with_latency(&mut p, "commit", &m.commit, "Commits of the thread (latency per commit, ms).");
             with_latency(&mut p, "punctuate", &m.punctuate, "Punctuations of the thread's tasks (latency per punctuation, ms).");
             counted(&mut p, "restore", &m.restore, "Changelog records restored into the thread's stores.");
+            counted(&mut p, "task-created", &m.task_created, "Tasks the thread created (assigned).");
+            counted(&mut p, "task-closed", &m.task_closed, "Tasks the thread closed (revoked, or on shutdown).");
             p(
                 "restore-remaining-records-total",
                 MetricKind::Gauge,

@@ -9,7 +9,7 @@ use super::global_thread::GlobalStreamThread;
 use super::metadata::{metadata_topic, MetadataThread};
 use super::shared::{lock, ClientShared, State, StreamThreadExceptionResponse};
 use super::{state_directory, stream_thread, topics, RestoreEvent, StateDirectory};
-use crate::config::{Settings, StreamsConfig};
+use crate::config::{GroupProtocol, Settings, StreamsConfig};
 use crate::error::{InvalidStateStoreReason, Result, StreamsError};
 use crate::metrics::{MetricsRegistry, MetricsSnapshot};
 use crate::query::sealed::StoreHandle;
@@ -189,7 +189,8 @@ impl KafkaStreams {
                 consumer.remove(key);
             }
             let producer = self.settings.client_config("producer.", &[("client.id", format!("{app}-{process_id}-metadata-producer"))]);
-            let thread = MetadataThread::new(app, &process_id, server.clone(), &consumer, &producer)?;
+            let from_claims = self.settings.group_protocol == GroupProtocol::Consumer;
+            let thread = MetadataThread::new(app, &process_id, server.clone(), &consumer, &producer, from_claims, &self.shared.metadata)?;
             self.threads.push(thread.spawn(format!("{app}-MetadataThread"), self.shared.clone())?);
         }
         // Global stores are complete before any task processes a record.

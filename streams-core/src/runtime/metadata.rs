@@ -18,6 +18,15 @@
 //! [`StreamsError::MetadataUnavailable`]); a view read just before a rebalance may name the
 //! previous owner, which then answers with a retriable "migrated" error, never with data it no
 //! longer owns.
+//!
+//! Under the KIP-848 consumer protocol the classic group API does not describe the group (it
+//! reports it `Dead`), and librdkafka's ConsumerGroupDescribe is not in the Rust client. There
+//! each instance's record also carries its current input partitions, republished after every
+//! rebalance, and a partition's owner is the instance whose latest record (by offset in the
+//! single-partition topic) claims it. The protocol revokes a partition from its old owner before
+//! it assigns it to the new one, so the new owner's claim is the later one; until it is
+//! published, the old owner is named and answers "migrated" (or, if it died, cannot be reached):
+//! retriable either way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +62,8 @@ struct Member {
 struct ClusterView {
     /// Process id -> endpoint, from the metadata topic.
     servers: HashMap<String, HostInfo>,
+    /// Process id -> (offset of its latest record, the input partitions it claims).
+    claims: HashMap<String, (i64, BTreeSet<(String, i32)>)>,
     /// The group's members, from the last description.
     members: Vec<Member>,
     /// The group's state then (`Stable`, `PreparingRebalance`, ...).
@@ -65,9 +76,31 @@ struct ClusterView {
 pub(crate) struct InstanceMetadata {
     view: Mutex<ClusterView>,
     refresh: AtomicBool,
+    /// Owners come from the instances' claims (the consumer protocol), not the group description.
+    from_claims: AtomicBool,
+    /// Each local stream thread's input partitions.
+    assigned: Mutex<BTreeMap<usize, BTreeSet<(String, i32)>>>,
+}
+
+/// A record of the metadata topic: an instance's endpoint and input partitions.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct InstanceRecord {
+    server: String,
+    #[serde(default)]
+    partitions: BTreeSet<(String, i32)>,
 }
 
 impl InstanceMetadata {
+    /// `thread` of this instance now holds `partitions`.
+    pub(crate) fn set_assignment(&self, thread: usize, partitions: impl IntoIterator<Item = (String, i32)>) {
+        lock(&self.assigned).insert(thread, partitions.into_iter().collect());
+    }
+
+    /// This instance's input partitions, over all its threads.
+    fn local_partitions(&self) -> BTreeSet<(String, i32)> {
+        lock(&self.assigned).values().flatten().cloned().collect()
+    }
+
     /// Asks for a new description of the group (after an assignment changed).
     pub(crate) fn request_refresh(&self) {
         self.refresh.store(true, Ordering::Release);
@@ -80,6 +113,9 @@ impl InstanceMetadata {
         stores_of: impl Fn(&str) -> Vec<String>,
     ) -> Result<Vec<StreamsMetadata>> {
         let view = lock(&self.view);
+        if self.from_claims.load(Ordering::Acquire) {
+            return Ok(view.from_claims(stores_of));
+        }
         if view.refreshed.is_none() {
             return Err(StreamsError::MetadataUnavailable("the consumer group has not been described yet".into()));
         }
@@ -113,6 +149,39 @@ impl InstanceMetadata {
     }
 }
 
+impl ClusterView {
+    /// The instances by their claims: each partition goes to its latest claimant.
+    fn from_claims(&self, stores_of: impl Fn(&str) -> Vec<String>) -> Vec<StreamsMetadata> {
+        let mut owner: BTreeMap<&(String, i32), (&str, i64)> = BTreeMap::new();
+        for (pid, (offset, partitions)) in &self.claims {
+            if !self.servers.contains_key(pid) {
+                continue;
+            }
+            for tp in partitions {
+                if owner.get(tp).is_none_or(|(_, o)| offset > o) {
+                    owner.insert(tp, (pid, *offset));
+                }
+            }
+        }
+        let mut by_process: BTreeMap<&str, StreamsMetadata> = BTreeMap::new();
+        for ((topic, p), (pid, _)) in owner {
+            let entry = by_process.entry(pid).or_insert_with(|| StreamsMetadata {
+                host_info: self.servers[pid].clone(),
+                process_id: pid.to_string(),
+                state_store_names: BTreeSet::new(),
+                topic_partitions: BTreeSet::new(),
+                standby_state_store_names: BTreeSet::new(),
+                standby_topic_partitions: BTreeSet::new(),
+            });
+            entry.topic_partitions.insert((topic.clone(), *p));
+            entry.state_store_names.extend(stores_of(topic));
+        }
+        let mut all: Vec<StreamsMetadata> = by_process.into_values().collect();
+        all.sort_by(|a, b| a.host_info.cmp(&b.host_info));
+        all
+    }
+}
+
 /// Publishes this instance's endpoint and keeps the view of the group fresh, until shutdown.
 pub(crate) struct MetadataThread {
     group: String,
@@ -130,7 +199,10 @@ impl MetadataThread {
         server: HostInfo,
         consumer_config: &ClientConfig,
         producer_config: &ClientConfig,
+        from_claims: bool,
+        metadata: &InstanceMetadata,
     ) -> Result<Self> {
+        metadata.from_claims.store(from_claims, Ordering::Release);
         let consumer: BaseConsumer =
             consumer_config.create().map_err(|e| StreamsError::kafka("create the metadata consumer", e))?;
         let producer: BaseProducer =
@@ -158,6 +230,7 @@ impl MetadataThread {
     }
 
     fn publish(&self, value: Option<&str>) -> Result<()> {
+        // (Flushed at once: the record goes out before the caller moves on.)
         let record = BaseRecord::<str, str>::to(&self.topic).key(&self.process_id);
         let record = match value {
             Some(v) => record.payload(v),
@@ -175,14 +248,17 @@ impl MetadataThread {
             .map_err(|e| StreamsError::kafka("assign the metadata topic", e))?;
         self.consumer.assign(&assignment).map_err(|e| StreamsError::kafka("assign the metadata topic", e))?;
         let endpoint = self.server.to_string();
-        let mut published = false;
+        let mut published: Option<BTreeSet<(String, i32)>> = None;
         let mut last_refresh: Option<Instant> = None;
         while !shared.shutdown.load(Ordering::Acquire) {
-            if !published {
-                match self.publish(Some(&endpoint)) {
+            let partitions = metadata.local_partitions();
+            if published.as_ref() != Some(&partitions) {
+                let record = InstanceRecord { server: endpoint.clone(), partitions: partitions.clone() };
+                let value = serde_json::to_string(&record).expect("an instance record serializes");
+                match self.publish(Some(&value)) {
                     Ok(()) => {
-                        info!(server = %endpoint, "published this instance's endpoint");
-                        published = true;
+                        info!(server = %endpoint, partitions = partitions.len(), "published this instance's endpoint and partitions");
+                        published = Some(partitions);
                     }
                     Err(e) => warn!(error = %e, "publishing this instance's endpoint failed; retrying"),
                 }
@@ -192,13 +268,20 @@ impl MetadataThread {
                     Ok(m) => {
                         let Some(pid) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
                         let mut view = lock(&metadata.view);
-                        match m.payload().and_then(|v| std::str::from_utf8(v).ok()).map(str::parse::<HostInfo>) {
-                            Some(Ok(host)) => {
+                        let record = m.payload().map(|v| {
+                            serde_json::from_slice::<InstanceRecord>(v)
+                                .map_err(|e| e.to_string())
+                                .and_then(|r| Ok((r.server.parse::<HostInfo>().map_err(|e| e.to_string())?, r.partitions)))
+                        });
+                        match record {
+                            Some(Ok((host, partitions))) => {
                                 view.servers.insert(pid.to_string(), host);
+                                view.claims.insert(pid.to_string(), (m.offset(), partitions));
                             }
-                            Some(Err(e)) => warn!(process = pid, error = %e, "ignoring an unreadable endpoint record"),
+                            Some(Err(e)) => warn!(process = pid, error = %e, "ignoring an unreadable instance record"),
                             None => {
                                 view.servers.remove(pid);
+                                view.claims.remove(pid);
                             }
                         }
                     }
@@ -206,7 +289,8 @@ impl MetadataThread {
                 }
             }
             let due = last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL);
-            if due || metadata.refresh.swap(false, Ordering::AcqRel) {
+            let refresh = metadata.refresh.swap(false, Ordering::AcqRel);
+            if !metadata.from_claims.load(Ordering::Acquire) && (due || refresh) {
                 last_refresh = Some(Instant::now());
                 match self.describe_group() {
                     Ok((state, members)) => {
@@ -304,6 +388,26 @@ mod tests {
         );
         assert_eq!(parse_assignment(&bytes[..7]), Vec::<(String, i32)>::new());
         assert_eq!(parse_assignment(&[]), Vec::<(String, i32)>::new());
+    }
+
+    #[test]
+    fn under_claims_the_latest_claimant_owns_a_partition() {
+        let metadata = InstanceMetadata::default();
+        metadata.from_claims.store(true, Ordering::Release);
+        {
+            let mut view = lock(&metadata.view);
+            view.servers.insert("old".into(), HostInfo::new("a", 1));
+            view.servers.insert("new".into(), HostInfo::new("b", 2));
+            let claim = |ps: &[i32]| ps.iter().map(|p| ("in".to_string(), *p)).collect::<BTreeSet<_>>();
+            // `old` died holding 0 and 1; `new` was assigned 1 afterwards.
+            view.claims.insert("old".into(), (5, claim(&[0, 1])));
+            view.claims.insert("new".into(), (9, claim(&[1, 2])));
+            view.claims.insert("gone".into(), (12, claim(&[0])));
+        }
+        let all = metadata.instances(|_| vec!["s".into()]).unwrap();
+        let owners: Vec<(String, Vec<i32>)> =
+            all.iter().map(|m| (m.process_id.clone(), m.topic_partitions.iter().map(|(_, p)| *p).collect())).collect();
+        assert_eq!(owners, vec![("old".into(), vec![0]), ("new".into(), vec![1, 2])], "a claimant without an endpoint is ignored");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::message::Headers;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message};
@@ -20,7 +20,7 @@ use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
 use super::task_manager::TaskManager;
 use super::{ClientShared, StreamThreadExceptionResponse};
-use crate::config::Settings;
+use crate::config::{GroupProtocol, Settings};
 use crate::metrics::ThreadMetrics;
 use crate::error::{Result, StreamsError};
 use crate::record::ConsumerRecord;
@@ -68,23 +68,42 @@ impl ClientContext for StreamsConsumerContext {
 
 impl ConsumerContext for StreamsConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Eager (classic protocol): everything is revoked, every task closes. Incremental
+            // (the KIP-848 consumer protocol): only the tasks of the revoked partitions close;
+            // the others keep running, with their stores and caches, through the rebalance.
+            let incremental = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+            let revoked: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
             with_task_manager(|tm| {
                 tm.shared.thread_rebalancing(tm.thread_index, true);
-                if let Err(e) = tm.revoke_all(consumer) {
+                let done = if incremental {
+                    // No assignment may follow a revocation alone: the loop ends the rebalance.
+                    tm.assignment_pending = true;
+                    let kept = consumer.assignment().map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>()).unwrap_or_default();
+                    tm.shared.metadata.set_assignment(tm.thread_index, kept.into_iter().filter(|tp| !revoked.contains(tp)));
+                    tm.revoke(consumer, &revoked)
+                } else {
+                    tm.shared.metadata.set_assignment(tm.thread_index, Vec::new());
+                    tm.revoke_all(consumer)
+                };
+                if let Err(e) = done {
                     warn!(error = %e, "commit on revocation failed; the next owner reprocesses uncommitted records");
                 }
             });
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                // The whole assignment, also when this one only adds partitions (incremental):
+                // a task exists for every assigned partition before any of its records arrive.
+                let assigned = consumer.assignment().unwrap_or_else(|_| (*tpl).clone());
                 let partitions: Vec<(String, i32)> =
-                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                    assigned.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
                 with_task_manager(|tm| {
                     tm.shared.thread_rebalancing(tm.thread_index, true);
+                    tm.shared.metadata.set_assignment(tm.thread_index, partitions.clone());
                     if let Err(e) = tm.assign(&partitions) {
                         tm.callback_error.get_or_insert(e);
                     }
@@ -112,6 +131,7 @@ pub(crate) fn run(index: usize, topology: Arc<Topology>, settings: Arc<Settings>
         let _entered = span.enter();
         let result = run_loop(index, &name, topology.clone(), &settings, &shared, global.clone());
         shared.metrics.remove_thread(&name);
+        shared.metadata.set_assignment(index, Vec::new());
         let clean = result.is_ok();
         if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
             warn!(error = %e, "error closing tasks");
@@ -149,19 +169,26 @@ fn run_loop(
     let eos = settings.exactly_once();
     let state_dir = StateDirectory::new(&settings.state_dir, &application_id)?;
 
-    let mut consumer_config = settings.client_config(
-        "consumer.",
-        &[
-            ("group.id", application_id.clone()),
-            ("client.id", format!("{name}-consumer")),
-            ("enable.auto.commit", "false".into()),
-            ("enable.auto.offset.store", "false".into()),
-            ("auto.offset.reset", "earliest".into()),
-            ("partition.assignment.strategy", "range".into()),
-            ("allow.auto.create.topics", "false".into()),
-            ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
-        ],
-    );
+    let mut defaults = vec![
+        ("group.id", application_id.clone()),
+        ("client.id", format!("{name}-consumer")),
+        ("enable.auto.commit", "false".into()),
+        ("enable.auto.offset.store", "false".into()),
+        ("auto.offset.reset", "earliest".into()),
+        ("allow.auto.create.topics", "false".into()),
+        ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
+    ];
+    // Range assignment keeps co-partitioned topics together (the same partitions of topics
+    // with equal partition counts go to the same member): on the client in the classic
+    // protocol, on the broker in the consumer protocol.
+    match settings.group_protocol {
+        GroupProtocol::Classic => defaults.push(("partition.assignment.strategy", "range".into())),
+        GroupProtocol::Consumer => {
+            defaults.push(("group.protocol", "consumer".into()));
+            defaults.push(("group.remote.assignor", "range".into()));
+        }
+    }
+    let mut consumer_config = settings.client_config("consumer.", &defaults);
     if let Some(instance) = settings.client_setting("consumer.", GROUP_INSTANCE_ID) {
         // Static membership (KIP-345), as Kafka Streams: each thread's consumer is a static
         // member named by the configured id and its thread index, so a restarted instance gets

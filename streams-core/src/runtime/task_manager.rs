@@ -176,7 +176,10 @@ impl TaskManager {
             };
             task.transition_to(TaskState::Restoring)?;
             self.shared.router.task_added(self.thread_index, id, true);
-            let sensors = self.metrics.as_ref().map(|(thread, _)| self.shared.metrics.task(thread, id));
+            let sensors = self.metrics.as_ref().map(|(thread, m)| {
+                m.task_created.add(1);
+                self.shared.metrics.task(thread, id)
+            });
             self.tasks.insert(id, ManagedTask { task, sensors, checkpoint, _lock: lock });
         }
         Ok(())
@@ -404,6 +407,31 @@ impl TaskManager {
         self.assign(&partitions)
     }
 
+    /// Some partitions are being revoked (incremental rebalancing): commit, then close the
+    /// tasks of those partitions cleanly; the others keep running.
+    pub(crate) fn revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &[(String, i32)]) -> Result<()> {
+        let revoked: Vec<TaskId> = partitions
+            .iter()
+            .filter_map(|(topic, p)| self.source_topics.get(topic).map(|sub| TaskId::new(*sub, *p)))
+            .filter(|id| self.tasks.contains_key(id))
+            .collect();
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        if self.failed {
+            return self.close_tasks(&revoked, false);
+        }
+        info!(thread = self.thread_index, tasks = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked: committing and closing their tasks");
+        let committed = self.commit(consumer, true);
+        if committed.is_err() && self.exactly_once {
+            if let Err(e) = self.collector.borrow_mut().abort_transaction() {
+                warn!(thread = self.thread_index, error = %e, "abort on revocation failed");
+            }
+        }
+        let closed = self.close_tasks(&revoked, committed.is_ok());
+        committed.and(closed)
+    }
+
     /// Partitions are being revoked: commit, then close every task cleanly (checkpoints kept).
     pub(crate) fn revoke_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         if self.tasks.is_empty() {
@@ -426,11 +454,19 @@ impl TaskManager {
 
     /// Closes every task; a clean close flushes and keeps the checkpoints.
     pub(crate) fn close_all(&mut self, clean: bool) -> Result<()> {
+        let all: Vec<TaskId> = self.tasks.keys().copied().collect();
+        self.close_tasks(&all, clean)
+    }
+
+    /// Closes these tasks; a clean close flushes and keeps the checkpoints.
+    fn close_tasks(&mut self, ids: &[TaskId], clean: bool) -> Result<()> {
         let mut result = Ok(());
-        for (id, mut managed) in std::mem::take(&mut self.tasks) {
-            self.shared.router.task_removed(id);
-            if let Some((thread, _)) = &self.metrics {
-                self.shared.metrics.remove_task(thread, id);
+        for id in ids {
+            let Some(mut managed) = self.tasks.remove(id) else { continue };
+            self.shared.router.task_removed(*id);
+            if let Some((thread, m)) = &self.metrics {
+                self.shared.metrics.remove_task(thread, *id);
+                m.task_closed.add(1);
             }
             if let Err(e) = managed.task.close(clean) {
                 warn!(task_id = %managed.task.id(), error = %e, "error closing task");

@@ -1,0 +1,208 @@
+//! Rebalances under both group protocols: the classic one closes every task of every member
+//! (eager), KIP-848's consumer protocol closes only the tasks that move; co-partitioned joins
+//! stay correct under either. Needs several group members at once: a real broker.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::kafka::{unique, Cluster};
+use common::truth;
+use streams::prelude::*;
+use streams::topologies::{random_lines, word_count_between};
+use streams::{test_utils, KafkaStreams, State};
+
+fn config(app: &str, cluster: &Cluster, dir: &std::path::Path, protocol: &str) -> StreamsConfig {
+    StreamsConfig::new()
+        .with(StreamsConfig::APPLICATION_ID, app)
+        .with(StreamsConfig::BOOTSTRAP_SERVERS, cluster.bootstrap_servers())
+        .with(StreamsConfig::STATE_DIR, dir.to_string_lossy())
+        .with(StreamsConfig::COMMIT_INTERVAL_MS, "200")
+        .with(StreamsConfig::GROUP_PROTOCOL, protocol)
+}
+
+fn start(topology: streams::Topology, config: StreamsConfig) -> KafkaStreams {
+    let mut streams = KafkaStreams::new(topology, config).unwrap();
+    streams.start().unwrap();
+    assert_eq!(streams.wait_until_running(Duration::from_secs(120)), State::Running, "{:?}", streams.take_error());
+    streams
+}
+
+fn thread_total(streams: &KafkaStreams, name: &str) -> f64 {
+    streams.metrics().sum("stream-thread-metrics", name)
+}
+
+/// Tasks an instance holds now (one `dropped-records-total` per task).
+fn tasks(streams: &KafkaStreams) -> usize {
+    streams.metrics().find("stream-task-metrics", "dropped-records-total").count()
+}
+
+fn wait_caught_up(cluster: &Cluster, app: &str, topics: &[&str], instances: &[&KafkaStreams]) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let settled = instances.iter().all(|s| s.state() == State::Running);
+        if settled && test_utils::group_lag(&cluster.bootstrap_servers(), app, topics).unwrap() == 0 {
+            return;
+        }
+        for s in instances {
+            assert!(!matches!(s.state(), State::Error | State::PendingError), "{:?}", s.take_error());
+        }
+        assert!(Instant::now() < deadline, "not caught up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Scale-out 2 -> 3 on a word count of 6 partitions; returns, for each of the first two
+/// instances, (tasks before, tasks closed by the rebalance), and checks the counts.
+fn scale_out(protocol: &str) -> Vec<(usize, f64)> {
+    let cluster = Cluster::new();
+    let (input, output, app) = (unique("rb-in"), unique("rb-out"), unique(&format!("rb-{protocol}")));
+    cluster.create_topic(&input, 6);
+    cluster.create_topic(&output, 6);
+    let topology = || word_count_between(&input, &output, Materialized::as_("counts"));
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let produce = |lines: &[String]| {
+        test_utils::produce(&cluster.bootstrap_servers(), &input, lines.iter().map(|l| (None, Some(l.as_bytes().to_vec())))).unwrap();
+    };
+    let repartition = format!("{app}-counts-repartition");
+    let topics = [input.as_str(), repartition.as_str()];
+    let first = random_lines(2_000, 300, 1);
+    produce(&first);
+    let a = start(topology(), config(&app, &cluster, dirs[0].path(), protocol));
+    let b = start(topology(), config(&app, &cluster, dirs[1].path(), protocol));
+    wait_caught_up(&cluster, &app, &topics, &[&a, &b]);
+    // Let the group settle: both instances hold tasks.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tasks(&a) + tasks(&b) != 12 || tasks(&a) == 0 || tasks(&b) == 0 {
+        assert!(Instant::now() < deadline, "tasks {} + {}", tasks(&a), tasks(&b));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before: Vec<(usize, f64)> = [&a, &b].iter().map(|s| (tasks(s), thread_total(s, "task-closed-total"))).collect();
+
+    let c = start(topology(), config(&app, &cluster, dirs[2].path(), protocol));
+    let second = random_lines(2_000, 300, 2);
+    produce(&second);
+    wait_caught_up(&cluster, &app, &topics, &[&a, &b, &c]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tasks(&c) == 0 || tasks(&a) + tasks(&b) + tasks(&c) != 12 {
+        assert!(Instant::now() < deadline, "tasks {} + {} + {}", tasks(&a), tasks(&b), tasks(&c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_caught_up(&cluster, &app, &topics, &[&a, &b, &c]);
+    let closed: Vec<(usize, f64)> = [&a, &b]
+        .iter()
+        .zip(&before)
+        .map(|(s, (held, closed_before))| (*held, thread_total(s, "task-closed-total") - closed_before))
+        .collect();
+    for mut s in [a, b, c] {
+        assert!(s.close(Duration::from_secs(60)));
+    }
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let counts = common::final_counts(&cluster.bootstrap_servers(), &output);
+    assert_eq!(counts, truth(&all), "exact counts after the rebalance ({protocol})");
+    closed
+}
+
+#[test]
+fn the_consumer_protocol_closes_only_the_tasks_that_move() {
+    if !Cluster::new().runs_several_members() {
+        return;
+    }
+    let classic = scale_out("classic");
+    eprintln!("classic protocol: (tasks held, tasks closed by the scale-out) per instance: {classic:?}");
+    for (held, closed) in &classic {
+        assert!(*closed >= *held as f64, "eager: every task closes ({held} held, {closed} closed)");
+    }
+    let consumer = scale_out("consumer");
+    eprintln!("consumer protocol: (tasks held, tasks closed by the scale-out) per instance: {consumer:?}");
+    let (held, closed): (usize, f64) = consumer.iter().fold((0, 0.0), |(h, c), (held, closed)| (h + held, c + closed));
+    assert!(closed < held as f64, "incremental: tasks that stay are not closed ({closed} of {held} closed)");
+    assert!(closed > 0.0, "the new instance took tasks from the others");
+}
+
+#[test]
+fn co_partitioned_joins_stay_correct_under_the_consumer_protocol() {
+    let cluster = Cluster::new();
+    if !cluster.runs_several_members() {
+        return;
+    }
+    let (orders, customers, output, app) = (unique("cp-orders"), unique("cp-customers"), unique("cp-out"), unique("cp-app"));
+    for topic in [&orders, &customers, &output] {
+        cluster.create_topic(topic, 6);
+    }
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let customers = builder.table::<String, String>(&customers, Consumed::with(Serdes::string(), Serdes::string()), Materialized::as_("customers"));
+        builder
+            .stream::<String, String>(&orders, Consumed::with(Serdes::string(), Serdes::string()))
+            .join_table(&customers, |order, customer| format!("{order}@{customer}"))
+            .to(&output, Produced::with(Serdes::string(), Serdes::string()));
+        builder.build().unwrap()
+    };
+    let servers = cluster.bootstrap_servers();
+    let keys: Vec<String> = (0..300).map(|i| format!("c{i}")).collect();
+    test_utils::produce(&servers, &customers, keys.iter().map(|k| (Some(k.clone().into_bytes()), Some(format!("name-{k}").into_bytes())))).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let instances: Vec<KafkaStreams> = dirs.iter().map(|d| start(topology(), config(&app, &cluster, d.path(), "consumer"))).collect();
+    let refs: Vec<&KafkaStreams> = instances.iter().collect();
+    wait_caught_up(&cluster, &app, &[&customers], &refs);
+    // Every instance holds tasks; each task holds both inputs of its partition.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while refs.iter().any(|s| tasks(s) == 0) {
+        assert!(Instant::now() < deadline, "tasks {:?}", refs.iter().map(|s| tasks(s)).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    test_utils::produce(&servers, &orders, keys.iter().map(|k| (Some(k.clone().into_bytes()), Some(format!("order-{k}").into_bytes())))).unwrap();
+    wait_caught_up(&cluster, &app, &[&customers, &orders], &refs);
+    for mut s in instances {
+        assert!(s.close(Duration::from_secs(60)));
+    }
+    let joined: HashMap<String, String> = test_utils::read_all(&servers, &output, Duration::from_millis(500))
+        .unwrap()
+        .into_iter()
+        .map(|r| (String::from_utf8(r.key.unwrap()).unwrap(), String::from_utf8(r.value.unwrap()).unwrap()))
+        .collect();
+    assert_eq!(joined.len(), keys.len(), "every order joined its customer");
+    for k in &keys {
+        assert_eq!(joined[k], format!("order-{k}@name-{k}"));
+    }
+}
+
+#[test]
+fn instance_metadata_follows_the_group_under_either_protocol() {
+    let cluster = Cluster::new();
+    if !cluster.runs_several_members() {
+        return;
+    }
+    for protocol in ["classic", "consumer"] {
+        let (input, output, app) = (unique("md-in"), unique("md-out"), unique(&format!("md-{protocol}")));
+        cluster.create_topic(&input, 4);
+        cluster.create_topic(&output, 4);
+        let topology = || word_count_between(&input, &output, Materialized::as_("counts"));
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let instances: Vec<KafkaStreams> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| start(topology(), config(&app, &cluster, d.path(), protocol).with(StreamsConfig::APPLICATION_SERVER, format!("host-{i}:80"))))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let all = loop {
+            match instances[0].metadata_for_all_streams_clients() {
+                Ok(all) if all.len() == 2 && all.iter().all(|m| !m.topic_partitions.is_empty()) => break all,
+                Ok(_) => {}
+                Err(e) => assert!(e.is_retriable(), "{protocol}: {e}"),
+            }
+            assert!(Instant::now() < deadline, "{protocol}: no metadata: {:?}", instances[0].metadata_for_all_streams_clients());
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let inputs: usize = all.iter().map(|m| m.topic_partitions.iter().filter(|(t, _)| *t == input).count()).sum();
+        assert_eq!(inputs, 4, "{protocol}: every input partition has one owner: {all:?}");
+        assert!(all.iter().all(|m| m.state_store_names.contains("counts")));
+        let owner = instances[1].query_metadata_for_key("counts", &"kafka".to_string(), &Serdes::string()).unwrap();
+        assert!(all.iter().any(|m| m.host_info == owner.active_host));
+        for mut s in instances {
+            assert!(s.close(Duration::from_secs(60)));
+        }
+    }
+}
