@@ -1,10 +1,13 @@
 //! Rebalances under both group protocols: the classic one closes every task of every member
 //! (eager), KIP-848's consumer protocol closes only the tasks that move; co-partitioned joins
-//! stay correct under either. Needs several group members at once: a real broker.
+//! stay correct under either; instance metadata follows the group. And restoration that does
+//! not stop the thread: a long restore runs between polls while the thread's other tasks keep
+//! processing and the member stays in the group. Needs a real broker.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::kafka::{unique, Cluster};
@@ -205,4 +208,83 @@ fn instance_metadata_follows_the_group_under_either_protocol() {
             assert!(s.close(Duration::from_secs(60)));
         }
     }
+}
+
+#[test]
+fn a_long_restore_leaves_the_other_tasks_processing_and_the_member_in_the_group() {
+    let cluster = Cluster::new();
+    if !cluster.runs_on_a_real_broker("needs a broker that enforces group session timeouts") {
+        return;
+    }
+    let servers = cluster.bootstrap_servers();
+    let (big, small, out, app) = (unique("lr-big"), unique("lr-small"), unique("lr-out"), unique("lr-app"));
+    for topic in [&big, &small, &out] {
+        cluster.create_topic(topic, 1);
+    }
+    let processed_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder.table::<String, String>(&big, Consumed::with(Serdes::string(), Serdes::string()), Materialized::as_("big"));
+        let seen = processed_at.clone();
+        builder
+            .stream::<String, String>(&small, Consumed::with(Serdes::string(), Serdes::string()))
+            .peek(move |_, _| seen.lock().unwrap().push(Instant::now()))
+            .to(&out, Produced::with(Serdes::string(), Serdes::string()));
+        builder.build().unwrap()
+    };
+    let n = 1_000_000;
+    test_utils::produce(&servers, &big, (0..n).map(|i| (Some(format!("k{i:06}").into_bytes()), Some(vec![b'v'; 100])))).unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let mut one = start(topology(), config(&app, &cluster, first.path(), "classic"));
+    wait_caught_up(&cluster, &app, &[&big], &[&one]);
+    assert!(one.close(Duration::from_secs(60)));
+
+    // A fresh state directory restores the whole changelog; the restore consumer fetches a few
+    // kilobytes at a time, so that the restore outlasts max.poll.interval.ms.
+    let poll_interval = Duration::from_secs(6);
+    let second = tempfile::tempdir().unwrap();
+    let config = config(&app, &cluster, second.path(), "classic")
+        .with("consumer.session.timeout.ms", "6000")
+        .with("consumer.heartbeat.interval.ms", "1000")
+        .with("consumer.max.poll.interval.ms", poll_interval.as_millis().to_string())
+        .with("restore.consumer.max.partition.fetch.bytes", "4096");
+    let restored: Arc<Mutex<Vec<(Instant, streams::RestoreEvent)>>> = Arc::default();
+    let mut two = KafkaStreams::new(topology(), config).unwrap();
+    let sink = restored.clone();
+    two.set_restore_listener(move |e| sink.lock().unwrap().push((Instant::now(), e.clone())));
+    let started = Instant::now();
+    two.start().unwrap();
+    // Input for the other task keeps arriving while the big store restores.
+    let producing = {
+        let (servers, small) = (servers.clone(), small.clone());
+        let restored = restored.clone();
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while restored.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(120) {
+                test_utils::produce(&servers, &small, [(Some(format!("s{i}").into_bytes()), Some(b"x".to_vec()))]).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            i
+        })
+    };
+    let sent = producing.join().unwrap();
+    assert_eq!(two.wait_until_running(Duration::from_secs(60)), State::Running, "{:?}", two.take_error());
+    let (restored_at, event) = restored.lock().unwrap()[0].clone();
+    let restore_time = restored_at - started;
+    assert_eq!(event.restored, n as u64, "the whole changelog");
+    let during = processed_at.lock().unwrap().iter().filter(|t| **t < restored_at).count();
+    eprintln!(
+        "restored {} records in {:.1} s (max.poll.interval.ms {} s); {during} of {sent} records of the other task processed meanwhile",
+        event.restored,
+        restore_time.as_secs_f64(),
+        poll_interval.as_secs()
+    );
+    assert!(restore_time > poll_interval, "the restore outlasts max.poll.interval.ms ({restore_time:?})");
+    assert!(during >= 10, "the other task kept processing during the restore: {during}");
+    // Still the first member: no task was closed and re-created by a rebalance.
+    assert_eq!(thread_total(&two, "task-created-total"), 2.0, "each task created once");
+    assert_eq!(thread_total(&two, "task-closed-total"), 0.0);
+    assert_eq!(restored.lock().unwrap().len(), 1, "restored once");
+    assert!(two.close(Duration::from_secs(60)));
 }

@@ -1,6 +1,8 @@
 //! `ChangelogReader`: restores a task's stores from their changelog partitions, from the
-//! checkpointed offset + 1 to the end, in batches, before the task processes input.
+//! checkpointed offset + 1 to the end, in batches, before the task processes input; a slice
+//! at a time, between the stream thread's polls.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -12,6 +14,7 @@ use super::checkpoint::Offsets;
 use crate::metrics::ThreadMetrics;
 use crate::error::{Result, StreamsError};
 use crate::state::RestoreRecord;
+use crate::record::TaskId;
 use crate::task::StreamTask;
 
 /// What one store restored.
@@ -56,6 +59,7 @@ impl rdkafka::consumer::ConsumerContext for EndAwareContext {}
 pub(crate) struct ChangelogReader {
     consumer: BaseConsumer<EndAwareContext>,
     timeout: Duration,
+    active: Option<ActiveRestore>,
 }
 
 impl ChangelogReader {
@@ -72,91 +76,170 @@ impl ChangelogReader {
             .set("auto.offset.reset", "earliest");
         let consumer =
             config.create_with_context(EndAwareContext).map_err(|e| StreamsError::kafka("create restore consumer", e))?;
-        Ok(ChangelogReader { consumer, timeout })
+        Ok(ChangelogReader { consumer, timeout, active: None })
     }
 
-    /// Restores every logged store of `task`; `checkpoint` holds the offsets already in the
-    /// stores and is advanced to the last offset applied.
-    /// Progress goes to `metrics`: records restored, and records left by the changelog's end
-    /// offset when the restore began.
-    pub(crate) fn restore(&self, task: &StreamTask, checkpoint: &mut Offsets, metrics: Option<&ThreadMetrics>) -> Result<Vec<RestoreEvent>> {
+    /// Restores the logged stores of `task` for at most `budget`, from where the previous call
+    /// for the same task stopped: the stream thread calls this between its polls, so it keeps
+    /// its group membership (`max.poll.interval.ms`) and its other tasks keep processing while a
+    /// large changelog restores. Returns the restore events once every store is restored.
+    ///
+    /// `checkpoint` holds the offsets already in the stores and is advanced as records are
+    /// applied. Progress goes to `metrics`: records restored, and records left by the
+    /// changelog's end offset when the store's restore began.
+    pub(crate) fn restore_step(
+        &mut self,
+        task: &StreamTask,
+        checkpoint: &mut Offsets,
+        budget: Duration,
+        metrics: Option<&ThreadMetrics>,
+    ) -> Result<Option<Vec<RestoreEvent>>> {
         let partition = task.id().partition;
-        let mut events = Vec::new();
-        for (store_name, topic) in task.changelogs() {
-            let store = task.state_store(&store_name).expect("changelogs name the task's stores");
-            // An in-memory store starts empty: it restores its whole changelog.
-            let persistent = store.borrow().persistent();
-            let start = checkpoint.get(&(topic.clone(), partition)).filter(|_| persistent).map(|o| o + 1);
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&topic, partition, start.map_or(Offset::Beginning, Offset::Offset))
-                .map_err(|e| StreamsError::kafka("assign changelog", e))?;
-            self.consumer.assign(&tpl).map_err(|e| StreamsError::kafka(format!("assign {topic}-{partition}"), e))?;
-            let started = Instant::now();
-            let deadline = started + self.timeout;
-            let end = metrics.and_then(|_| self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok());
-            let report = |restored_now: u64, next: Option<i64>| {
-                if let Some(m) = metrics {
-                    m.restore.add(restored_now);
-                    let left = match (end, next) {
-                        (Some((low, high)), next) => (high - next.unwrap_or(start.unwrap_or(low)).max(low)).max(0),
-                        (None, _) => 0,
-                    };
-                    m.restore_remaining.store(left, std::sync::atomic::Ordering::Relaxed);
-                }
-            };
-            report(0, None);
-            let mut batch: Vec<RestoreRecord> = Vec::with_capacity(BATCH);
-            let mut restored = 0u64;
-            let mut last = None;
+        if self.active.as_ref().is_none_or(|a| a.task != task.id()) {
+            self.forget()?;
+            self.active = Some(ActiveRestore { task: task.id(), pending: task.changelogs().into(), current: None, events: Vec::new() });
+        }
+        let deadline = Instant::now() + budget;
+        loop {
+            let active = self.active.as_mut().expect("set above");
+            if active.current.is_none() {
+                let Some((store, topic)) = active.pending.pop_front() else {
+                    let events = std::mem::take(&mut active.events);
+                    self.forget()?;
+                    return Ok(Some(events));
+                };
+                let handle = task.state_store(&store).expect("changelogs name the task's stores");
+                // An in-memory store starts empty: it restores its whole changelog.
+                let persistent = handle.borrow().persistent();
+                let start = checkpoint.get(&(topic.clone(), partition)).filter(|_| persistent).map(|o| o + 1);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&topic, partition, start.map_or(Offset::Beginning, Offset::Offset))
+                    .map_err(|e| StreamsError::kafka("assign changelog", e))?;
+                self.consumer.assign(&tpl).map_err(|e| StreamsError::kafka(format!("assign {topic}-{partition}"), e))?;
+                let end = metrics.and_then(|_| self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok());
+                let current = StoreRestore { store, topic, start, end, started: Instant::now(), restored: 0, last: None, batch: Vec::new() };
+                current.report(metrics, 0);
+                active.current = Some(current);
+            }
+            let current = active.current.as_mut().expect("set above");
+            let left = deadline.saturating_duration_since(Instant::now());
             // The end is where the broker reports end-of-partition for our fetch position; a
             // listed end offset alone can be stale on some brokers.
-            loop {
-                match self.consumer.poll(Duration::from_millis(100)) {
-                    None => {}
-                    Some(Ok(message)) => {
-                        last = Some(message.offset());
-                        batch.push((message.key().unwrap_or_default().to_vec(), message.payload().map(<[u8]>::to_vec)));
-                        if batch.len() >= BATCH {
-                            store.borrow_mut().restore_batch(&batch)?;
-                            restored += batch.len() as u64;
-                            report(batch.len() as u64, last.map(|o| o + 1));
-                            batch.clear();
-                        }
+            let ended = match self.consumer.poll(left.min(Duration::from_millis(100))) {
+                None => false,
+                Some(Ok(message)) => {
+                    current.last = Some(message.offset());
+                    current.batch.push((message.key().unwrap_or_default().to_vec(), message.payload().map(<[u8]>::to_vec)));
+                    if current.batch.len() >= BATCH {
+                        current.apply(task, checkpoint, partition, metrics)?;
                     }
-                    Some(Err(KafkaError::PartitionEOF(_))) => break,
-                    Some(Err(e)) if is_transient(&e) => {
-                        tracing::debug!(topic = %topic, partition, error = %e, "transient error while restoring");
-                    }
-                    Some(Err(e)) => {
-                        return Err(StreamsError::kafka(format!("restore {topic}-{partition}"), e));
-                    }
+                    false
                 }
-                if Instant::now() > deadline {
-                    return Err(StreamsError::Timeout(format!(
-                        "restoring {topic}-{partition}: end of changelog not reached within {:?}",
-                        self.timeout
-                    )));
+                Some(Err(KafkaError::PartitionEOF(_))) => true,
+                Some(Err(e)) if is_transient(&e) => {
+                    tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
+                    false
                 }
+                Some(Err(e)) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
+            };
+            if ended {
+                current.apply(task, checkpoint, partition, metrics)?;
+                if let Some(m) = metrics {
+                    m.restore_remaining.store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+                let done = active.current.take().expect("restoring a store");
+                tracing::info!(task_id = %task.id(), store = %done.store, topic = %done.topic, partition, restored = done.restored, "restored store");
+                active.events.push(RestoreEvent {
+                    task: task.id(),
+                    store: done.store,
+                    topic: done.topic,
+                    partition,
+                    start_offset: done.start,
+                    restored: done.restored,
+                    elapsed: done.started.elapsed(),
+                });
+                continue;
             }
-            if !batch.is_empty() {
-                store.borrow_mut().restore_batch(&batch)?;
-                restored += batch.len() as u64;
-                report(batch.len() as u64, last.map(|o| o + 1));
+            if current.started.elapsed() > self.timeout {
+                return Err(StreamsError::Timeout(format!(
+                    "restoring {}-{partition}: end of changelog not reached within {:?}",
+                    current.topic, self.timeout
+                )));
             }
-            if let Some(m) = metrics {
-                m.restore_remaining.store(0, std::sync::atomic::Ordering::Relaxed);
+            if Instant::now() >= deadline {
+                // What was read is in the store: the next call goes on from there.
+                current.apply(task, checkpoint, partition, metrics)?;
+                return Ok(None);
             }
-            if let Some(offset) = last {
-                checkpoint.insert((topic.clone(), partition), offset);
-            }
-            tracing::info!(task_id = %task.id(), store = %store_name, topic = %topic, partition, restored, "restored store");
-            let elapsed = started.elapsed();
-            events.push(RestoreEvent { task: task.id(), store: store_name, topic, partition, start_offset: start, restored, elapsed });
         }
-        self.consumer
-            .assign(&TopicPartitionList::new())
-            .map_err(|e| StreamsError::kafka("unassign restore consumer", e))?;
-        Ok(events)
+    }
+
+    /// Drops a restore in progress (its task closed) and releases the changelog partition.
+    pub(crate) fn forget(&mut self) -> Result<()> {
+        self.active = None;
+        if self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            self.consumer
+                .assign(&TopicPartitionList::new())
+                .map_err(|e| StreamsError::kafka("unassign restore consumer", e))?;
+        }
+        Ok(())
+    }
+
+    /// The task being restored, if any.
+    pub(crate) fn restoring(&self) -> Option<TaskId> {
+        self.active.as_ref().map(|a| a.task)
+    }
+}
+
+/// A task's restoration in progress.
+struct ActiveRestore {
+    task: TaskId,
+    /// `(store, changelog topic)` still to restore after the current one.
+    pending: VecDeque<(String, String)>,
+    current: Option<StoreRestore>,
+    events: Vec<RestoreEvent>,
+}
+
+/// One store's restoration in progress.
+struct StoreRestore {
+    store: String,
+    topic: String,
+    start: Option<i64>,
+    /// The changelog's (low, high) watermarks when the restore began (with metrics).
+    end: Option<(i64, i64)>,
+    started: Instant,
+    restored: u64,
+    last: Option<i64>,
+    batch: Vec<RestoreRecord>,
+}
+
+impl StoreRestore {
+    /// Writes the records read so far to the store and advances the checkpoint.
+    fn apply(&mut self, task: &StreamTask, checkpoint: &mut Offsets, partition: i32, metrics: Option<&ThreadMetrics>) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let store = task.state_store(&self.store).expect("changelogs name the task's stores");
+        store.borrow_mut().restore_batch(&self.batch)?;
+        let applied = self.batch.len() as u64;
+        self.restored += applied;
+        self.batch.clear();
+        if let Some(offset) = self.last {
+            checkpoint.insert((self.topic.clone(), partition), offset);
+        }
+        self.report(metrics, applied);
+        Ok(())
+    }
+
+    fn report(&self, metrics: Option<&ThreadMetrics>, applied: u64) {
+        if let Some(m) = metrics {
+            m.restore.add(applied);
+            let left = match self.end {
+                Some((low, high)) => (high - self.last.map_or(self.start.unwrap_or(low), |o| o + 1).max(low)).max(0),
+                None => 0,
+            };
+            m.restore_remaining.store(left, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

@@ -293,8 +293,9 @@ fn drive(
             if let Some(e) = tm.callback_error.take() {
                 return Err(e);
             }
-            if tm.assignment_pending {
-                tm.restore()?;
+            // Restoration goes a slice at a time: the consumer keeps polling (the member stays
+            // in the group) and restored tasks process while others restore.
+            if tm.assignment_pending && tm.restore(consumer)? {
                 tm.assignment_pending = false;
                 tm.shared.thread_rebalancing(tm.thread_index, false);
             }

@@ -78,8 +78,13 @@ pub(crate) struct TaskManager {
     pub(crate) queries: Option<Receiver<QueryRequest>>,
     /// The thread's name and sensors.
     pub(crate) metrics: Option<(String, Arc<ThreadMetrics>)>,
+    /// Restoring tasks whose input partitions are paused.
+    paused: std::collections::BTreeSet<TaskId>,
     last_store_sample: Instant,
 }
+
+/// How long the thread restores between two polls while it also has running tasks.
+const RESTORE_SLICE: Duration = Duration::from_millis(100);
 
 /// How often checkpoints are written under exactly-once (each one flushes RocksDB); a crash
 /// replays at most this much changelog on top of the committed state on disk.
@@ -124,6 +129,7 @@ impl TaskManager {
             last_checkpoint: Instant::now(),
             queries: None,
             metrics: None,
+            paused: Default::default(),
             last_store_sample: Instant::now(),
         }
     }
@@ -185,19 +191,73 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Restores every restoring task from its changelogs, then lets it run.
-    pub(crate) fn restore(&mut self) -> Result<()> {
-        for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Restoring) {
-            let events = self.reader.restore(&managed.task, &mut managed.checkpoint, self.metrics.as_ref().map(|(_, m)| &**m))?;
+    /// Restores the restoring tasks for a slice of time, one task after the other; a task runs
+    /// once its stores are restored, and the thread's other tasks process meanwhile. Returns
+    /// whether no task is left restoring.
+    pub(crate) fn restore<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool> {
+        // The input of a restoring task waits on the broker, not in memory.
+        let to_pause: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.task.state() == TaskState::Restoring && !self.paused.contains(&t.task.id()))
+            .map(|t| t.task.id())
+            .collect();
+        if !to_pause.is_empty() {
+            let partitions = self.input_partitions(&to_pause)?;
+            consumer.pause(&partitions).map_err(|e| StreamsError::kafka("pause the input of restoring tasks", e))?;
+            self.paused.extend(to_pause);
+        }
+        // Tasks without changelogs run at once, whatever else restores.
+        let stateless: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.task.state() == TaskState::Restoring && t.task.changelogs().is_empty())
+            .map(|t| t.task.id())
+            .collect();
+        for id in stateless {
+            self.task_restored(consumer, id)?;
+        }
+        let running = self.tasks.values().any(|t| t.task.state() == TaskState::Running);
+        // A thread with nothing else to do restores in longer slices.
+        let budget = if running { RESTORE_SLICE } else { RESTORE_SLICE * 5 };
+        let metrics = self.metrics.as_ref().map(|(_, m)| m.clone());
+        // The task being restored first, so that a slice goes on where the previous stopped.
+        let current = self.reader.restoring().filter(|id| self.tasks.get(id).is_some_and(|t| t.task.state() == TaskState::Restoring));
+        let next = current.or_else(|| self.tasks.values().find(|t| t.task.state() == TaskState::Restoring).map(|t| t.task.id()));
+        let Some(id) = next else { return Ok(true) };
+        let managed = self.tasks.get_mut(&id).expect("found above");
+        if let Some(events) = self.reader.restore_step(&managed.task, &mut managed.checkpoint, budget, metrics.as_deref())? {
             for event in &events {
                 self.shared.on_restore(event);
             }
-            managed.task.transition_to(TaskState::Running)?;
-            self.shared.router.task_added(self.thread_index, managed.task.id(), false);
-            debug!(task_id = %managed.task.id(), "task running");
+            self.task_restored(consumer, id)?;
         }
+        Ok(!self.tasks.values().any(|t| t.task.state() == TaskState::Restoring))
+    }
+
+    /// `id` is restored: it runs, queries may read it, its input flows again.
+    fn task_restored<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, id: TaskId) -> Result<()> {
+        let managed = self.tasks.get_mut(&id).expect("a task of this thread");
+        managed.task.transition_to(TaskState::Running)?;
+        self.shared.router.task_added(self.thread_index, id, false);
         self.shared.metadata.request_refresh();
+        if self.paused.remove(&id) {
+            let partitions = self.input_partitions(&[id])?;
+            consumer.resume(&partitions).map_err(|e| StreamsError::kafka("resume the input of a restored task", e))?;
+        }
+        debug!(task_id = %id, "task running");
         Ok(())
+    }
+
+    /// The input partitions of these tasks.
+    fn input_partitions(&self, ids: &[TaskId]) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, sub) in &self.source_topics {
+            for id in ids.iter().filter(|id| id.subtopology == *sub) {
+                tpl.add_partition(topic, id.partition);
+            }
+        }
+        Ok(tpl)
     }
 
     /// Answers the interactive queries waiting for this thread's tasks.
@@ -461,7 +521,13 @@ impl TaskManager {
     /// Closes these tasks; a clean close flushes and keeps the checkpoints.
     fn close_tasks(&mut self, ids: &[TaskId], clean: bool) -> Result<()> {
         let mut result = Ok(());
+        if self.reader.restoring().is_some_and(|r| ids.contains(&r)) {
+            if let Err(e) = self.reader.forget() {
+                warn!(thread = self.thread_index, error = %e, "releasing the restore consumer failed");
+            }
+        }
         for id in ids {
+            self.paused.remove(id);
             let Some(mut managed) = self.tasks.remove(id) else { continue };
             self.shared.router.task_removed(*id);
             if let Some((thread, m)) = &self.metrics {
