@@ -30,6 +30,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
 use crate::record::TaskId;
+use crate::runtime::State;
 
 /// How far back rates and latencies look.
 const WINDOW: Duration = Duration::from_secs(30);
@@ -331,8 +332,8 @@ impl MetricsRegistry {
         lock(&self.stores).retain(|k, _| !(k.thread == thread && k.task == task));
     }
 
-    /// Every metric now; `client` adds the client-level ones.
-    pub(crate) fn snapshot(&self, client_state: &str, alive_threads: usize) -> MetricsSnapshot {
+    /// Every metric now; `client_state` and `alive_threads` are the client-level ones.
+    pub(crate) fn snapshot(&self, client_state: State, alive_threads: usize) -> MetricsSnapshot {
         let mut out = Vec::new();
         let mut push = |group: &str, name: &str, tags: &[(&str, &str)], kind: MetricKind, value: f64, description: &'static str| {
             out.push(Metric {
@@ -348,10 +349,15 @@ impl MetricsRegistry {
         };
         let client = [("client-id", self.client_id.as_str())];
         push("stream-metrics", "alive-stream-threads", &client, MetricKind::Gauge, alive_threads as f64, "Stream threads running.");
-        let state_code = ["CREATED", "REBALANCING", "RUNNING", "PENDING_SHUTDOWN", "NOT_RUNNING", "PENDING_ERROR", "ERROR"]
-            .iter()
-            .position(|s| *s == client_state)
-            .unwrap_or(0);
+        let state_code = match client_state {
+            State::Created => 0,
+            State::Rebalancing => 1,
+            State::Running => 2,
+            State::PendingShutdown => 3,
+            State::NotRunning => 4,
+            State::PendingError => 5,
+            State::Error => 6,
+        };
         push(
             "stream-metrics",
             "client-state",
@@ -479,7 +485,7 @@ mod tests {
         registry.task("app-1-StreamThread-1", TaskId::new(0, 0)).dropped.add(2);
         let store = registry.store(StoreKey { thread: "app-1-StreamThread-1".into(), task: TaskId::new(0, 0), scope: "rocksdb-state-id", name: "counts".into() });
         store.properties.lock().unwrap().push(("estimate-num-keys", 7));
-        let snapshot = registry.snapshot("RUNNING", 1);
+        let snapshot = registry.snapshot(State::Running, 1);
         assert_eq!(snapshot.sum("stream-thread-metrics", "process-total"), 10.0);
         assert_eq!(snapshot.sum("stream-task-metrics", "dropped-records-total"), 2.0);
         assert_eq!(snapshot.sum("stream-metrics", "client-state"), 2.0);
@@ -489,6 +495,6 @@ mod tests {
         assert!(text.contains("kafka_streams_consumer_fetch_manager_metrics_records_lag{client_id=\"\",partition=\"0\",topic=\"in\"} 3.0"), "{text}");
         assert!(text.contains("kafka_streams_stream_state_metrics_estimate_num_keys{rocksdb_state_id=\"counts\",task_id=\"0_0\",thread_id=\"app-1-StreamThread-1\"} 7.0"), "{text}");
         registry.remove_task("app-1-StreamThread-1", TaskId::new(0, 0));
-        assert_eq!(registry.snapshot("RUNNING", 1).find("stream-state-metrics", "estimate-num-keys").count(), 0);
+        assert_eq!(registry.snapshot(State::Running, 1).find("stream-state-metrics", "estimate-num-keys").count(), 0);
     }
 }

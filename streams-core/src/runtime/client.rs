@@ -122,14 +122,7 @@ impl KafkaStreams {
     /// Every metric of this client now, with Kafka Streams' names (see [`metrics`](crate::metrics));
     /// [`MetricsSnapshot::to_prometheus`] renders them for a scrape.
     pub fn metrics(&self) -> MetricsSnapshot {
-        let state = format!("{:?}", self.state());
-        let state = match state.as_str() {
-            "PendingShutdown" => "PENDING_SHUTDOWN".to_string(),
-            "NotRunning" => "NOT_RUNNING".to_string(),
-            "PendingError" => "PENDING_ERROR".to_string(),
-            other => other.to_uppercase(),
-        };
-        self.shared.metrics.snapshot(&state, self.shared.alive_threads())
+        self.shared.metrics.snapshot(self.state(), self.shared.alive_threads())
     }
 
     /// The error that stopped the client, if any.
@@ -150,14 +143,14 @@ impl KafkaStreams {
         // which is how instance metadata tells the group's members apart).
         let process_id = state_dir.process_id();
         let _ = self.shared.client_id.set(format!("{}-{process_id}", self.shared.application_id));
-        let started = self.start_threads();
+        let started = self.start_threads(&process_id);
         if started.is_err() && self.threads.is_empty() {
             self.state_lock = None;
         }
         started
     }
 
-    fn start_threads(&mut self) -> Result<()> {
+    fn start_threads(&mut self, process_id: &str) -> Result<()> {
         let admin = self.settings.client_config("admin.", &[]);
         let dead_letter_queue = self.settings.dead_letter_queue_topic.clone();
         let metadata_topic = self.settings.application_server.as_ref().map(|_| metadata_topic(&self.shared.application_id));
@@ -173,8 +166,7 @@ impl KafkaStreams {
         self.partition_counts = counts.tasks;
         if let Some(server) = &self.settings.application_server {
             let app = &self.shared.application_id;
-            let process_id = StateDirectory::new(&self.settings.state_dir, app)?.process_id();
-            let consumer = self.settings.client_config(
+            let mut consumer = self.settings.client_config(
                 "consumer.",
                 &[
                     ("client.id", format!("{app}-{process_id}-metadata-consumer")),
@@ -184,13 +176,12 @@ impl KafkaStreams {
                     ("enable.partition.eof", "false".into()),
                 ],
             );
-            let mut consumer = consumer;
             for key in ["group.instance.id", "isolation.level"] {
                 consumer.remove(key);
             }
             let producer = self.settings.client_config("producer.", &[("client.id", format!("{app}-{process_id}-metadata-producer"))]);
             let from_claims = self.settings.group_protocol == GroupProtocol::Consumer;
-            let thread = MetadataThread::new(app, &process_id, server.clone(), &consumer, &producer, from_claims, &self.shared.metadata)?;
+            let thread = MetadataThread::new(app, process_id, server.clone(), &consumer, &producer, from_claims, &self.shared.metadata)?;
             self.threads.push(thread.spawn(format!("{app}-MetadataThread"), self.shared.clone())?);
         }
         // Global stores are complete before any task processes a record.

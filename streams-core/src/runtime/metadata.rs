@@ -122,30 +122,17 @@ impl InstanceMetadata {
         if view.group_state != "Stable" {
             return Err(StreamsError::MetadataUnavailable(format!("the consumer group is {}", view.group_state)));
         }
-        let mut by_process: BTreeMap<&str, StreamsMetadata> = BTreeMap::new();
+        let mut owned = Vec::new();
         for member in &view.members {
-            let Some((pid, host)) = view.servers.iter().find(|(pid, _)| member.client_id.contains(pid.as_str())) else {
+            let Some((pid, _)) = view.servers.iter().find(|(pid, _)| member.client_id.contains(pid.as_str())) else {
                 return Err(StreamsError::MetadataUnavailable(format!(
                     "the endpoint of group member `{}` is not known yet",
                     member.client_id
                 )));
             };
-            let entry = by_process.entry(pid).or_insert_with(|| StreamsMetadata {
-                host_info: host.clone(),
-                process_id: pid.clone(),
-                state_store_names: BTreeSet::new(),
-                topic_partitions: BTreeSet::new(),
-                standby_state_store_names: BTreeSet::new(),
-                standby_topic_partitions: BTreeSet::new(),
-            });
-            for (topic, p) in &member.partitions {
-                entry.topic_partitions.insert((topic.clone(), *p));
-                entry.state_store_names.extend(stores_of(topic));
-            }
+            owned.push((pid.as_str(), member.partitions.iter()));
         }
-        let mut all: Vec<StreamsMetadata> = by_process.into_values().collect();
-        all.sort_by(|a, b| a.host_info.cmp(&b.host_info));
-        Ok(all)
+        Ok(view.by_instance(owned, stores_of))
     }
 }
 
@@ -163,8 +150,23 @@ impl ClusterView {
                 }
             }
         }
+        let mut owned: BTreeMap<&str, Vec<&(String, i32)>> = BTreeMap::new();
+        for (tp, (pid, _)) in owner {
+            owned.entry(pid).or_default().push(tp);
+        }
+        self.by_instance(owned, stores_of)
+    }
+
+    /// Each instance in `owned` (by process id, which must have an endpoint; several entries
+    /// may name one instance, such as its threads) with its partitions and the stores that read
+    /// them, ordered by endpoint.
+    fn by_instance<'a, P: IntoIterator<Item = &'a (String, i32)>>(
+        &self,
+        owned: impl IntoIterator<Item = (&'a str, P)>,
+        stores_of: impl Fn(&str) -> Vec<String>,
+    ) -> Vec<StreamsMetadata> {
         let mut by_process: BTreeMap<&str, StreamsMetadata> = BTreeMap::new();
-        for ((topic, p), (pid, _)) in owner {
+        for (pid, partitions) in owned {
             let entry = by_process.entry(pid).or_insert_with(|| StreamsMetadata {
                 host_info: self.servers[pid].clone(),
                 process_id: pid.to_string(),
@@ -173,8 +175,10 @@ impl ClusterView {
                 standby_state_store_names: BTreeSet::new(),
                 standby_topic_partitions: BTreeSet::new(),
             });
-            entry.topic_partitions.insert((topic.clone(), *p));
-            entry.state_store_names.extend(stores_of(topic));
+            for (topic, p) in partitions {
+                entry.topic_partitions.insert((topic.clone(), *p));
+                entry.state_store_names.extend(stores_of(topic));
+            }
         }
         let mut all: Vec<StreamsMetadata> = by_process.into_values().collect();
         all.sort_by(|a, b| a.host_info.cmp(&b.host_info));

@@ -18,7 +18,7 @@ use super::changelog_reader::{is_transient, ChangelogReader};
 use super::query::QUERY_POLL_SLICE;
 use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
-use super::task_manager::TaskManager;
+use super::task_manager::{partitions_of, TaskManager};
 use super::{ClientShared, StreamThreadExceptionResponse};
 use crate::config::{GroupProtocol, Settings};
 use crate::metrics::ThreadMetrics;
@@ -73,13 +73,13 @@ impl ConsumerContext for StreamsConsumerContext {
             // (the KIP-848 consumer protocol): only the tasks of the revoked partitions close;
             // the others keep running, with their stores and caches, through the rebalance.
             let incremental = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
-            let revoked: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            let revoked = partitions_of(tpl);
             with_task_manager(|tm| {
                 tm.shared.thread_rebalancing(tm.thread_index, true);
                 let done = if incremental {
                     // No assignment may follow a revocation alone: the loop ends the rebalance.
                     tm.assignment_pending = true;
-                    let kept = consumer.assignment().map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>()).unwrap_or_default();
+                    let kept = consumer.assignment().map(|a| partitions_of(&a)).unwrap_or_default();
                     tm.shared.metadata.set_assignment(tm.thread_index, kept.into_iter().filter(|tp| !revoked.contains(tp)));
                     tm.revoke(consumer, &revoked)
                 } else {
@@ -99,8 +99,7 @@ impl ConsumerContext for StreamsConsumerContext {
                 // The whole assignment, also when this one only adds partitions (incremental):
                 // a task exists for every assigned partition before any of its records arrive.
                 let assigned = consumer.assignment().unwrap_or_else(|_| (*tpl).clone());
-                let partitions: Vec<(String, i32)> =
-                    assigned.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let partitions = partitions_of(&assigned);
                 with_task_manager(|tm| {
                     tm.shared.thread_rebalancing(tm.thread_index, true);
                     tm.shared.metadata.set_assignment(tm.thread_index, partitions.clone());

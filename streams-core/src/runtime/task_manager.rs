@@ -146,7 +146,7 @@ impl TaskManager {
         self.assignment_pending = true;
         let mut ids: Vec<TaskId> = partitions
             .iter()
-            .filter_map(|(topic, p)| self.source_topics.get(topic).map(|sub| TaskId::new(*sub, *p)))
+            .filter_map(|(topic, p)| self.task_of(topic, *p))
             .collect();
         ids.sort();
         ids.dedup();
@@ -203,7 +203,7 @@ impl TaskManager {
             .map(|t| t.task.id())
             .collect();
         if !to_pause.is_empty() {
-            let partitions = self.input_partitions(&to_pause)?;
+            let partitions = self.input_partitions(&to_pause);
             consumer.pause(&partitions).map_err(|e| StreamsError::kafka("pause the input of restoring tasks", e))?;
             self.paused.extend(to_pause);
         }
@@ -242,22 +242,27 @@ impl TaskManager {
         self.shared.router.task_added(self.thread_index, id, false);
         self.shared.metadata.request_refresh();
         if self.paused.remove(&id) {
-            let partitions = self.input_partitions(&[id])?;
+            let partitions = self.input_partitions(&[id]);
             consumer.resume(&partitions).map_err(|e| StreamsError::kafka("resume the input of a restored task", e))?;
         }
         debug!(task_id = %id, "task running");
         Ok(())
     }
 
+    /// The task that reads `topic`'s `partition`, if the topic is a source of the topology.
+    fn task_of(&self, topic: &str, partition: i32) -> Option<TaskId> {
+        self.source_topics.get(topic).map(|sub| TaskId::new(*sub, partition))
+    }
+
     /// The input partitions of these tasks.
-    fn input_partitions(&self, ids: &[TaskId]) -> Result<TopicPartitionList> {
+    fn input_partitions(&self, ids: &[TaskId]) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for (topic, sub) in &self.source_topics {
             for id in ids.iter().filter(|id| id.subtopology == *sub) {
                 tpl.add_partition(topic, id.partition);
             }
         }
-        Ok(tpl)
+        tpl
     }
 
     /// Answers the interactive queries waiting for this thread's tasks.
@@ -270,8 +275,8 @@ impl TaskManager {
     /// Queues polled records into their tasks.
     pub(crate) fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
         for record in records {
-            let Some(&sub) = self.source_topics.get(&record.topic) else { continue };
-            match self.tasks.get_mut(&TaskId::new(sub, record.partition)) {
+            let Some(id) = self.task_of(&record.topic, record.partition) else { continue };
+            match self.tasks.get_mut(&id) {
                 Some(managed) => managed.task.add_records([record]),
                 None => debug!(topic = %record.topic, partition = record.partition, "record for a task not owned"),
             }
@@ -441,8 +446,7 @@ impl TaskManager {
             warn!(thread = self.thread_index, error = %e, "error closing tasks");
         }
         let assignment = consumer.assignment().map_err(|e| StreamsError::kafka("read the assignment", e))?;
-        let partitions: Vec<(String, i32)> =
-            assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let partitions = partitions_of(&assignment);
         if partitions.is_empty() {
             return Ok(());
         }
@@ -472,35 +476,27 @@ impl TaskManager {
     pub(crate) fn revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &[(String, i32)]) -> Result<()> {
         let revoked: Vec<TaskId> = partitions
             .iter()
-            .filter_map(|(topic, p)| self.source_topics.get(topic).map(|sub| TaskId::new(*sub, *p)))
+            .filter_map(|(topic, p)| self.task_of(topic, *p))
             .filter(|id| self.tasks.contains_key(id))
             .collect();
-        if revoked.is_empty() {
-            return Ok(());
-        }
-        if self.failed {
-            return self.close_tasks(&revoked, false);
-        }
-        info!(thread = self.thread_index, tasks = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked: committing and closing their tasks");
-        let committed = self.commit(consumer, true);
-        if committed.is_err() && self.exactly_once {
-            if let Err(e) = self.collector.borrow_mut().abort_transaction() {
-                warn!(thread = self.thread_index, error = %e, "abort on revocation failed");
-            }
-        }
-        let closed = self.close_tasks(&revoked, committed.is_ok());
-        committed.and(closed)
+        self.commit_and_close(consumer, &revoked)
     }
 
     /// Partitions are being revoked: commit, then close every task cleanly (checkpoints kept).
     pub(crate) fn revoke_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        if self.tasks.is_empty() {
+        let all: Vec<TaskId> = self.tasks.keys().copied().collect();
+        self.commit_and_close(consumer, &all)
+    }
+
+    /// Commits, then closes `ids` cleanly; after a fatal error, closes them without committing.
+    fn commit_and_close<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, ids: &[TaskId]) -> Result<()> {
+        if ids.is_empty() {
             return Ok(());
         }
         if self.failed {
-            return self.close_all(false);
+            return self.close_tasks(ids, false);
         }
-        info!(thread = self.thread_index, "partitions revoked: committing and closing tasks");
+        info!(thread = self.thread_index, tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked: committing and closing their tasks");
         let committed = self.commit(consumer, true);
         if committed.is_err() && self.exactly_once {
             // Nothing of the failed transaction becomes visible; the next owner starts from the last commit.
@@ -508,7 +504,7 @@ impl TaskManager {
                 warn!(thread = self.thread_index, error = %e, "abort on revocation failed");
             }
         }
-        let closed = self.close_all(committed.is_ok());
+        let closed = self.close_tasks(ids, committed.is_ok());
         committed.and(closed)
     }
 
@@ -549,6 +545,11 @@ fn is_rebalance_error(error: &rdkafka::error::KafkaError) -> bool {
         error.rdkafka_error_code(),
         Some(RebalanceInProgress | IllegalGeneration | UnknownMemberId | FencedInstanceId | AssignmentLost)
     )
+}
+
+/// The `(topic, partition)`s of a partition list.
+pub(crate) fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }
 
 pub(crate) fn now_ms() -> i64 {
