@@ -77,6 +77,19 @@ struct Args {
     /// A file whose lines are written to the input topic at start.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Standby replicas of each task's store, kept warm on other instances.
+    #[arg(long, default_value_t = 0)]
+    standby_replicas: usize,
+    /// `at_least_once` or `exactly_once_v2`.
+    #[arg(long, default_value = "at_least_once")]
+    processing_guarantee: String,
+    /// Any other setting, `key=value` (e.g. `consumer.session.timeout.ms=6000`); repeatable.
+    #[arg(long = "config", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not key=value"))
 }
 
 struct Service {
@@ -103,14 +116,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let me = HostInfo::new(args.host.clone(), args.port);
     let state_dir = args.state_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("{}-{}", args.application_id, args.port)));
-    let config = StreamsConfig::new()
+    let mut config = StreamsConfig::new()
         .with(StreamsConfig::APPLICATION_ID, &args.application_id)
         .with(StreamsConfig::BOOTSTRAP_SERVERS, &servers)
         .with(StreamsConfig::APPLICATION_SERVER, me.to_string())
         .with(StreamsConfig::GROUP_PROTOCOL, &args.group_protocol)
         .with(StreamsConfig::NUM_STREAM_THREADS, args.threads.to_string())
         .with(StreamsConfig::COMMIT_INTERVAL_MS, "1000")
+        .with(StreamsConfig::NUM_STANDBY_REPLICAS, args.standby_replicas.to_string())
+        .with(StreamsConfig::PROCESSING_GUARANTEE, &args.processing_guarantee)
         .with(StreamsConfig::STATE_DIR, state_dir.to_string_lossy());
+    for (key, value) in &args.settings {
+        config.set(key, value);
+    }
     let mut streams = KafkaStreams::new(word_count_between(&args.input_topic, &args.output_topic, Materialized::as_("counts")), config)?;
     streams.start()?;
     let service = Arc::new(Service { streams, me: me.clone() });

@@ -56,9 +56,20 @@ fn wait_caught_up(cluster: &Cluster, app: &str, topics: &[&str], instances: &[&K
     }
 }
 
-/// Scale-out 2 -> 3 on a word count of 6 partitions; returns, for each of the first two
-/// instances, (tasks before, tasks closed by the rebalance), and checks the counts.
-fn scale_out(protocol: &str) -> Vec<(usize, f64)> {
+/// The count partitions an instance owns (its consumer's `records-lag` rows of `topic`).
+fn owned(streams: &KafkaStreams, topic: &str) -> Vec<i32> {
+    let metrics = streams.metrics();
+    metrics
+        .find("consumer-fetch-manager-metrics", "records-lag")
+        .filter(|m| m.name.tags.get("topic").map(String::as_str) == Some(topic))
+        .filter_map(|m| m.name.tags.get("partition")?.parse().ok())
+        .collect()
+}
+
+/// Scale-out 2 -> 3 on a word count of 6 partitions while lines keep coming; returns, for each
+/// of the first two instances, (tasks before, tasks closed by the rebalance), and the longest
+/// pause of the output of a partition that stayed with its instance; checks the counts.
+fn scale_out(protocol: &str) -> (Vec<(usize, f64)>, Duration) {
     let cluster = Cluster::new();
     let (input, output, app) = (unique("rb-in"), unique("rb-out"), unique(&format!("rb-{protocol}")));
     cluster.create_topic(&input, 6);
@@ -82,6 +93,56 @@ fn scale_out(protocol: &str) -> Vec<(usize, f64)> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let before: Vec<(usize, f64)> = [&a, &b].iter().map(|s| (tasks(s), thread_total(s, "task-closed-total"))).collect();
+    let owners_before: Vec<Vec<i32>> = [&a, &b].iter().map(|s| owned(s, &repartition)).collect();
+
+    // Lines keep coming, and every output record's arrival is noted, through the scale-out.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let servers = cluster.bootstrap_servers();
+    let producer = {
+        let (servers, input, stop) = (servers.clone(), input.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            for seed in 100.. {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let lines = random_lines(20, 300, seed);
+                test_utils::produce(&servers, &input, lines.iter().map(|l| (None, Some(l.as_bytes().to_vec())))).unwrap();
+                sent.extend(lines);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sent
+        })
+    };
+    let watcher = {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("group.id", unique("rb-watch"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..6 {
+            let (_, high) = consumer.fetch_watermarks(&output, p, Duration::from_secs(10)).unwrap();
+            tpl.add_partition_offset(&output, p, Offset::Offset(high)).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut arrivals: HashMap<i32, Vec<Instant>> = HashMap::new();
+            while !stop.load(Ordering::Acquire) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+                    arrivals.entry(m.partition()).or_default().push(Instant::now());
+                }
+            }
+            arrivals
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let joined = Instant::now();
 
     let c = start(topology(), config(&app, &cluster, dirs[2].path(), protocol));
     let second = random_lines(2_000, 300, 2);
@@ -92,7 +153,26 @@ fn scale_out(protocol: &str) -> Vec<(usize, f64)> {
         assert!(Instant::now() < deadline, "tasks {} + {} + {}", tasks(&a), tasks(&b), tasks(&c));
         std::thread::sleep(Duration::from_millis(200));
     }
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Release);
+    let during = producer.join().unwrap();
+    let arrivals = watcher.join().unwrap();
     wait_caught_up(&cluster, &app, &topics, &[&a, &b, &c]);
+    // Partitions that stayed with their instance, and the longest gap in their output since
+    // just before the third instance started.
+    let owners_after: Vec<Vec<i32>> = [&a, &b].iter().map(|s| owned(s, &repartition)).collect();
+    let staying: Vec<i32> = (0..6).filter(|p| (0..2).any(|i| owners_before[i].contains(p) && owners_after[i].contains(p))).collect();
+    let longest = staying
+        .iter()
+        .filter_map(|p| arrivals.get(p))
+        .flat_map(|times| {
+            let since: Vec<Instant> = times.iter().copied().filter(|t| *t >= joined).collect();
+            let first = since.first().map(|t| t.duration_since(joined));
+            since.windows(2).map(|w| w[1] - w[0]).chain(first).collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or_default();
+    eprintln!("{protocol}: partitions {staying:?} stayed with their instance; their output paused at most {longest:?} during the scale-out");
     let closed: Vec<(usize, f64)> = [&a, &b]
         .iter()
         .zip(&before)
@@ -101,10 +181,10 @@ fn scale_out(protocol: &str) -> Vec<(usize, f64)> {
     for mut s in [a, b, c] {
         assert!(s.close(Duration::from_secs(60)));
     }
-    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let all: Vec<String> = first.iter().chain(&second).chain(&during).cloned().collect();
     let counts = common::final_counts(&cluster.bootstrap_servers(), &output);
     assert_eq!(counts, truth(&all), "exact counts after the rebalance ({protocol})");
-    closed
+    (closed, longest)
 }
 
 #[test]
@@ -112,13 +192,13 @@ fn the_consumer_protocol_closes_only_the_tasks_that_move() {
     if !Cluster::new().runs_several_members() {
         return;
     }
-    let classic = scale_out("classic");
-    eprintln!("classic protocol: (tasks held, tasks closed by the scale-out) per instance: {classic:?}");
+    let (classic, classic_pause) = scale_out("classic");
+    eprintln!("classic protocol: (tasks held, tasks closed by the scale-out) per instance: {classic:?}; longest pause of a staying partition {classic_pause:?}");
     for (held, closed) in &classic {
         assert!(*closed >= *held as f64, "eager: every task closes ({held} held, {closed} closed)");
     }
-    let consumer = scale_out("consumer");
-    eprintln!("consumer protocol: (tasks held, tasks closed by the scale-out) per instance: {consumer:?}");
+    let (consumer, consumer_pause) = scale_out("consumer");
+    eprintln!("consumer protocol: (tasks held, tasks closed by the scale-out) per instance: {consumer:?}; longest pause of a staying partition {consumer_pause:?}");
     let (held, closed): (usize, f64) = consumer.iter().fold((0, 0.0), |(h, c), (held, closed)| (h + held, c + closed));
     assert!(closed < held as f64, "incremental: tasks that stay are not closed ({closed} of {held} closed)");
     assert!(closed > 0.0, "the new instance took tasks from the others");
@@ -287,4 +367,89 @@ fn a_long_restore_leaves_the_other_tasks_processing_and_the_member_in_the_group(
     assert_eq!(thread_total(&two, "task-closed-total"), 0.0);
     assert_eq!(restored.lock().unwrap().len(), 1, "restored once");
     assert!(two.close(Duration::from_secs(60)));
+}
+
+#[test]
+fn standbys_are_placed_on_the_other_instance_kept_warm_and_queryable() {
+    use streams::query::{QueryableStoreTypes, StoreQueryParameters};
+    let cluster = Cluster::new();
+    if !cluster.runs_several_members() {
+        return;
+    }
+    let (input, output, app) = (unique("sb-in"), unique("sb-out"), unique("sb-app"));
+    cluster.create_topic(&input, 4);
+    cluster.create_topic(&output, 4);
+    let lines = random_lines(3_000, 500, 5);
+    let truth: HashMap<String, i64> = truth(&lines).into_iter().collect();
+    test_utils::produce(&cluster.bootstrap_servers(), &input, lines.iter().map(|l| (None, Some(l.as_bytes().to_vec())))).unwrap();
+    let topology = || word_count_between(&input, &output, Materialized::as_("counts"));
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let instances: Vec<KafkaStreams> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let config = config(&app, &cluster, d.path(), "classic")
+                .with(StreamsConfig::APPLICATION_SERVER, format!("host-{i}:80"))
+                .with(StreamsConfig::NUM_STANDBY_REPLICAS, "1");
+            start(topology(), config)
+        })
+        .collect();
+    let refs: Vec<&KafkaStreams> = instances.iter().collect();
+    let repartition = format!("{app}-counts-repartition");
+    wait_caught_up(&cluster, &app, &[&input, &repartition], &refs);
+    // Each instance keeps a standby of every count task the other one runs, caught up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let standby_tasks: Vec<f64> = refs.iter().map(|s| thread_total(s, "standby-updating-tasks")).collect();
+        // (standby changelog partitions, their summed lag)
+        let (lagging, lag): (usize, f64) = refs
+            .iter()
+            .map(|s| {
+                let m = s.metrics();
+                let rows: Vec<f64> = m
+                    .find("consumer-fetch-manager-metrics", "records-lag")
+                    .filter(|m| m.name.tags.get("topic").is_some_and(|t| t.ends_with("-changelog")))
+                    .map(|m| m.value)
+                    .collect();
+                (rows.len(), rows.iter().sum::<f64>())
+            })
+            .fold((0, 0.0), |(n, l), (rows, lag)| (n + rows, l + lag));
+        let active: Vec<usize> = refs.iter().map(|s| owned(s, &repartition).len()).collect();
+        let settled = active.iter().all(|n| *n > 0) && active.iter().sum::<usize>() == 4;
+        if settled && standby_tasks.iter().zip(&active).all(|(s, a)| *s as usize == 4 - a) && lagging == 4 && lag == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "standbys {standby_tasks:?}, active {active:?}, lag {lag}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // (The first instance ran every task before the second joined: its standbys start from its own checkpoints.)
+    assert!(refs.iter().any(|s| thread_total(s, "update-total") > 0.0), "standbys applied changelog records");
+
+    // Instance metadata names the standbys: each instance's standby partitions are the other's active ones.
+    let all = instances[0].metadata_for_all_streams_clients().unwrap();
+    assert_eq!(all.len(), 2);
+    for (me, other) in [(&all[0], &all[1]), (&all[1], &all[0])] {
+        let actives: std::collections::BTreeSet<_> = other.topic_partitions.iter().filter(|(t, _)| *t == repartition).collect();
+        let standbys: std::collections::BTreeSet<_> = me.standby_topic_partitions.iter().filter(|(t, _)| *t == repartition).collect();
+        assert_eq!(standbys, actives, "{} keeps standbys of {}'s tasks", me.host_info, other.host_info);
+        assert!(me.standby_state_store_names.contains("counts"));
+    }
+    // And every word reads the same from its active task and, stale, from its standby.
+    let serde = Serdes::string();
+    for (word, expected) in truth.iter().take(200) {
+        let meta = instances[0].query_metadata_for_key("counts", word, &serde).unwrap();
+        assert_eq!(meta.standby_hosts.len(), 1, "{word}: {meta:?}");
+        assert_ne!(meta.standby_hosts[0], meta.active_host);
+        let on = |host: &streams::query::HostInfo| &instances[all.iter().position(|m| &m.host_info == host).unwrap()];
+        let params = || StoreQueryParameters::from_name_and_type("counts", QueryableStoreTypes::key_value::<String, i64>()).with_partition(meta.partition);
+        let active = on(&meta.active_host).store(params()).unwrap().get(word).unwrap();
+        let standby = on(&meta.standby_hosts[0]).store(params().enable_stale_stores()).unwrap().get(word).unwrap();
+        assert_eq!(active, Some(*expected), "{word} on its active task");
+        assert_eq!(standby, Some(*expected), "{word} on its standby");
+        let not_stale = on(&meta.standby_hosts[0]).store(params()).and_then(|s| s.get(word));
+        assert!(not_stale.is_err_and(|e| e.is_retriable()), "{word}: a standby serves only stale reads");
+    }
+    for mut s in instances {
+        assert!(s.close(Duration::from_secs(60)));
+    }
 }

@@ -67,6 +67,11 @@ struct Instance {
 
 impl Instance {
     fn start(servers: &str, app: &str, topics: (&str, &str), dir: &Path, input: Option<&Path>, protocol: &str) -> Instance {
+        Self::start_with(servers, app, topics, dir, input, protocol, &[])
+    }
+
+    /// As [`Instance::start`], with more command-line arguments.
+    fn start_with(servers: &str, app: &str, topics: (&str, &str), dir: &Path, input: Option<&Path>, protocol: &str, extra: &[String]) -> Instance {
         let port = free_port();
         let log = dir.join(format!("instance-{port}.log"));
         let mut command = Command::new(example("interactive_queries"));
@@ -75,6 +80,7 @@ impl Instance {
             .args(["--input-topic", topics.0, "--output-topic", topics.1, "--partitions", "4", "--group-protocol", protocol])
             .arg("--state-dir")
             .arg(dir.join(format!("state-{port}")))
+            .args(extra)
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()));
         if let Some(input) = input {
@@ -269,4 +275,195 @@ fn the_word_count_example_run_twice_counts_each_line_once() {
     let all: Vec<String> = first.iter().chain(&second).cloned().collect();
     run(Some(&second));
     assert_eq!(common::final_counts(&servers, &output), truth(&all));
+}
+
+/// The samples of an instance's `/metrics`.
+fn scrape(port: u16) -> Vec<prometheus_parse::Sample> {
+    let (status, text) = get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text").samples
+}
+
+fn sample_value(s: &prometheus_parse::Sample) -> f64 {
+    match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    }
+}
+
+/// The sum of metric `name` on `port`.
+fn metric_sum(port: u16, name: &str) -> f64 {
+    scrape(port).iter().filter(|s| s.metric == name).map(sample_value).sum()
+}
+
+#[test]
+fn a_killed_instance_fails_over_to_its_warm_standbys() {
+    failover(1);
+}
+
+#[test]
+fn a_killed_instance_fails_over_without_standbys() {
+    failover(0);
+}
+
+/// Three instances count FAILOVER_KEYS (default 1,000,000) distinct words over 6 partitions;
+/// one is SIGKILLed while new lines keep coming. Measured: the time from the kill to the first
+/// count of a new word on each partition the dead instance owned, and the changelog records
+/// the survivors restored. With a standby replica the takeover restores only the tail.
+fn failover(standbys: usize) {
+    let cluster = Cluster::new();
+    if !cluster.runs_several_members() {
+        return;
+    }
+    let keys: usize = std::env::var("FAILOVER_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let servers = cluster.bootstrap_servers();
+    let (input, output, app) = (unique("fo-in"), unique("fo-out"), unique("fo-app"));
+    test_utils::ensure_topic(&servers, &input, 6).unwrap();
+    test_utils::ensure_topic(&servers, &output, 6).unwrap();
+    let started = Instant::now();
+    let lines = (0..keys / 10).map(|l| {
+        let line: Vec<String> = (0..10).map(|w| format!("k{:07}", l * 10 + w)).collect();
+        (None, Some(line.join(" ").into_bytes()))
+    });
+    test_utils::produce(&servers, &input, lines).unwrap();
+    eprintln!("standbys {standbys}: {keys} words produced in {:?}", started.elapsed());
+
+    let dir = tempfile::tempdir().unwrap();
+    let extra: Vec<String> = [
+        "--standby-replicas".to_string(),
+        standbys.to_string(),
+        // The group notices a dead member after the session timeout (the broker's minimum).
+        "--config".into(),
+        "consumer.session.timeout.ms=6000".into(),
+        "--config".into(),
+        "consumer.heartbeat.interval.ms=1000".into(),
+    ]
+    .into();
+    let mut instances: Vec<Instance> =
+        (0..3).map(|_| Instance::start_with(&servers, &app, (&input, &output), dir.path(), None, "classic", &extra)).collect();
+    let repartition = format!("{app}-counts-repartition");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while test_utils::group_lag(&servers, &app, &[&input, &repartition]).unwrap() != 0 {
+        let logs: Vec<String> = instances.iter().map(Instance::logs).collect();
+        assert!(Instant::now() < deadline, "not caught up: {logs:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("standbys {standbys}: {keys} words counted by 3 instances {:?} after start", started.elapsed());
+    // The standbys are in place and caught up with their changelogs.
+    let standby_lag = |port: u16| -> f64 {
+        scrape(port)
+            .iter()
+            .filter(|s| s.metric == "kafka_streams_consumer_fetch_manager_metrics_records_lag" && s.labels.get("topic").is_some_and(|t| t.ends_with("-changelog")))
+            .map(sample_value)
+            .sum()
+    };
+    loop {
+        let tasks: f64 = instances.iter().map(|i| metric_sum(i.port, "kafka_streams_stream_thread_metrics_standby_updating_tasks")).sum();
+        let lag: f64 = instances.iter().map(|i| standby_lag(i.port)).sum();
+        if tasks == (6 * standbys) as f64 && lag == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "standbys: {tasks} tasks, lag {lag}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A third of the partitions are the victim's; which count partitions it owns, its metrics say.
+    let victim = instances.remove(1);
+    let moved: Vec<i32> = scrape(victim.port)
+        .iter()
+        .filter(|s| s.metric == "kafka_streams_consumer_fetch_manager_metrics_records_lag" && s.labels.get("topic") == Some(repartition.as_str()))
+        .filter_map(|s| s.labels.get("partition").and_then(|p| p.parse().ok()))
+        .collect();
+    assert!(!moved.is_empty(), "the victim owns count partitions");
+    let restored_before: Vec<f64> = instances.iter().map(|i| metric_sum(i.port, "kafka_streams_stream_thread_metrics_restore_total")).collect();
+
+    // New words keep coming; the first count of one on each moved partition is when its output resumed.
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("group.id", unique("fo-watch"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..6 {
+        let (_, high) = watcher.fetch_watermarks(&output, p, Duration::from_secs(10)).unwrap();
+        tpl.add_partition_offset(&output, p, Offset::Offset(high)).unwrap();
+    }
+    watcher.assign(&tpl).unwrap();
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let progress = std::sync::Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (servers, input, stop, progress) = (servers.clone(), input.clone(), stop.clone(), progress.clone());
+        std::thread::spawn(move || {
+            let mut written = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                let lines = (0..10).map(|l| {
+                    let line: Vec<String> = (0..10).map(|w| format!("after{:07}", written + l * 10 + w)).collect();
+                    (None, Some(line.join(" ").into_bytes()))
+                });
+                test_utils::produce(&servers, &input, lines).unwrap();
+                written += 100;
+                progress.store(written, Ordering::Release);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            written
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let mut victim = victim;
+    victim.child.kill().unwrap();
+    let killed = Instant::now();
+    // Words from the batch after the one being written now were produced after the kill.
+    let after_kill = progress.load(Ordering::Acquire) + 100;
+    let mut resumed: BTreeMap<i32, Duration> = BTreeMap::new();
+    while resumed.len() < moved.len() {
+        assert!(killed.elapsed() < Duration::from_secs(180), "output resumed only on {resumed:?} of {moved:?}");
+        if let Some(Ok(m)) = watcher.poll(Duration::from_millis(100)) {
+            let index = m.key().and_then(|k| std::str::from_utf8(k).ok()?.strip_prefix("after")?.parse::<usize>().ok());
+            let new_word = index.is_some_and(|i| i >= after_kill);
+            if new_word && moved.contains(&m.partition()) {
+                resumed.entry(m.partition()).or_insert_with(|| killed.elapsed());
+            }
+        }
+    }
+    stop.store(true, Ordering::Release);
+    let written = producer.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while test_utils::group_lag(&servers, &app, &[&input, &repartition]).unwrap() != 0 {
+        assert!(Instant::now() < deadline, "survivors not caught up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let restored: f64 = instances
+        .iter()
+        .zip(&restored_before)
+        .map(|(i, before)| metric_sum(i.port, "kafka_streams_stream_thread_metrics_restore_total") - before)
+        .sum();
+    let longest = resumed.values().max().unwrap();
+    eprintln!(
+        "FAILOVER standbys={standbys} keys={keys}: kill to first new output on the {} moved partitions: longest {:.1} s ({:?}); survivors restored {restored} changelog records",
+        moved.len(),
+        longest.as_secs_f64(),
+        resumed.iter().map(|(p, d)| format!("{p}: {:.1} s", d.as_secs_f64())).collect::<Vec<_>>(),
+    );
+    if standbys > 0 {
+        assert!(restored < (keys / 20) as f64, "a warm standby restores only the tail, not {restored} of {keys}");
+    }
+
+    // At least once: no count below the truth, old words and new.
+    let sample = (0..keys).step_by((keys / 1000).max(1)).map(|i| (format!("k{i:07}"), 1));
+    let fresh = (0..written).step_by(7).map(|i| (format!("after{i:07}"), 1));
+    for (i, (word, at_least)) in sample.chain(fresh).enumerate() {
+        let on = &instances[i % 2];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (n, host) = loop {
+            if let Some(answer) = count(on.port, &word) {
+                break answer;
+            }
+            assert!(Instant::now() < deadline, "{word} unanswered");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(n >= at_least, "{word}: {n} on {host}");
+    }
 }

@@ -107,6 +107,9 @@ impl StreamsConfig {
     /// `group.protocol`: `classic` (default) or `consumer` (KIP-848, Apache Kafka 4.0+:
     /// incremental rebalances); see [`GroupProtocol`].
     pub const GROUP_PROTOCOL: &'static str = "group.protocol";
+    /// `num.standby.replicas` (default 0): how many other instances keep a warm copy of each
+    /// task's stores by reading its changelogs, so that a failover restores only the tail.
+    pub const NUM_STANDBY_REPLICAS: &'static str = "num.standby.replicas";
     /// `metrics.recording.level`: `INFO` (default) or `DEBUG` (adds per-task, per-node and
     /// per-store latencies and the record-cache hit ratio), as Kafka Streams' levels.
     pub const METRICS_RECORDING_LEVEL: &'static str = "metrics.recording.level";
@@ -193,6 +196,7 @@ impl StreamsConfig {
             Some(other) => return Err(bad(Self::GROUP_PROTOCOL, other, "expected classic or consumer")),
         };
         Ok(Settings {
+            num_standby_replicas: self.parse(Self::NUM_STANDBY_REPLICAS, 0usize)?,
             application_id,
             application_server,
             group_protocol,
@@ -266,6 +270,8 @@ pub(crate) struct Settings {
     pub(crate) debug_metrics: bool,
     /// `group.protocol`.
     pub(crate) group_protocol: GroupProtocol,
+    /// `num.standby.replicas`.
+    pub(crate) num_standby_replicas: usize,
     pub(crate) bootstrap_servers: Option<String>,
     pub(crate) num_stream_threads: usize,
     pub(crate) guarantee: ProcessingGuarantee,
@@ -287,8 +293,9 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The settings this library reads.
-    const KNOWN: [&'static str; 18] = [
+    const KNOWN: [&'static str; 19] = [
         StreamsConfig::APPLICATION_ID,
+        StreamsConfig::NUM_STANDBY_REPLICAS,
         StreamsConfig::GROUP_PROTOCOL,
         StreamsConfig::APPLICATION_SERVER,
         StreamsConfig::METRICS_RECORDING_LEVEL,

@@ -5,14 +5,14 @@
 //! | group | tags | metrics | level |
 //! |---|---|---|---|
 //! | `stream-metrics` | `client-id` | `alive-stream-threads`, `client-state` | INFO |
-//! | `stream-thread-metrics` | `thread-id` | `process-`, `poll-`, `commit-`, `punctuate-` `rate`/`total`/`latency-avg`/`latency-max`; `restore-`, `task-created-`, `task-closed-` `rate`/`total`; `restore-remaining-records-total` | INFO |
+//! | `stream-thread-metrics` | `thread-id` | `process-`, `poll-`, `commit-`, `punctuate-` `rate`/`total`/`latency-avg`/`latency-max`; `restore-`, `update-` (standby), `task-created-`, `task-closed-` `rate`/`total`; `restore-remaining-records-total`, `standby-updating-tasks` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `dropped-records-rate`/`-total` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `process-rate`/`-total`, `enforced-processing-rate`/`-total`, `punctuate-rate`/`-total` | DEBUG |
 //! | `stream-processor-node-metrics` | `thread-id`, `task-id`, `processor-node-id` | `process-rate`/`-total` | DEBUG |
 //! | `stream-state-metrics` | `thread-id`, `task-id`, `<type>-state-id` | RocksDB properties: `cur-size-all-mem-tables`, `size-all-mem-tables`, `estimate-num-keys`, `block-cache-usage`, `block-cache-pinned-usage`, `estimate-table-readers-mem`, `total-sst-files-size`, `live-sst-files-size`, `num-running-compactions`, `estimate-pending-compaction-bytes` | INFO |
 //! | `stream-state-metrics` | as above | `get-`, `put-`, `range-`, `flush-` `rate`/`latency-avg`/`latency-max` | DEBUG |
 //! | `stream-record-cache-metrics` | `thread-id`, `task-id`, `record-cache-id` | `hit-ratio-avg` | DEBUG |
-//! | `consumer-fetch-manager-metrics` | `client-id`, `topic`, `partition` | `records-lag` | INFO |
+//! | `consumer-fetch-manager-metrics` | `client-id`, `topic`, `partition` | `records-lag` (input partitions; standby changelogs under the standby consumer's client id) | INFO |
 //!
 //! Rates and latencies cover the last 30 seconds (Kafka Streams' default sample window);
 //! latencies are in milliseconds, as Kafka Streams reports them. `metrics.recording.level =
@@ -231,6 +231,12 @@ pub(crate) struct ThreadMetrics {
     pub(crate) lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// The consumer's client id.
     pub(crate) consumer_client_id: Mutex<String>,
+    /// Changelog records applied to standby tasks.
+    pub(crate) standby_update: Sensor,
+    /// The thread's standby tasks.
+    pub(crate) standby_tasks: AtomicI64,
+    /// The standby consumer's client id, and `records-lag` per standby changelog partition.
+    pub(crate) standby_lag: Mutex<(String, BTreeMap<(String, i32), i64>)>,
 }
 
 /// A task's sensors.
@@ -396,10 +402,19 @@ impl MetricsRegistry {
                 m.restore_remaining.load(Ordering::Relaxed) as f64,
                 "Changelog records the thread's restoring tasks have still to restore.",
             );
+            counted(&mut p, "update", &m.standby_update, "Changelog records applied to the thread's standby tasks.");
+            p(
+                "standby-updating-tasks",
+                MetricKind::Gauge,
+                m.standby_tasks.load(Ordering::Relaxed) as f64,
+                "Standby tasks the thread keeps up to date.",
+            );
             let client_id = lock(&m.consumer_client_id).clone();
-            for ((topic, partition), lag) in lock(&m.lag).iter() {
+            let standby = lock(&m.standby_lag);
+            let standby_lag = standby.1.iter().map(|tp_lag| (standby.0.as_str(), tp_lag));
+            for (client_id, ((topic, partition), lag)) in lock(&m.lag).iter().map(|tp_lag| (client_id.as_str(), tp_lag)).chain(standby_lag) {
                 let partition = partition.to_string();
-                let tags = [("client-id", client_id.as_str()), ("topic", topic.as_str()), ("partition", partition.as_str())];
+                let tags = [("client-id", client_id), ("topic", topic.as_str()), ("partition", partition.as_str())];
                 push(
                     "consumer-fetch-manager-metrics",
                     "records-lag",

@@ -120,7 +120,6 @@ pub(crate) fn default_partition(key: &[u8], partitions: i32) -> i32 {
 }
 
 /// Kafka's murmur2 hash (the Java client's `Utils.murmur2`).
-#[cfg(any(test, feature = "test-utils"))]
 pub(crate) fn murmur2(data: &[u8]) -> u32 {
     const SEED: u32 = 0x9747_b28c;
     const M: u32 = 0x5bd1_e995;

@@ -429,6 +429,7 @@ impl StreamTask {
     }
 
     /// The timestamp of the record `process` would take next, if it would take one now.
+    #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
     pub(crate) fn next_timestamp(&self) -> Option<i64> {
         self.queues.iter().filter_map(|q| q.records.front().map(|r| r.timestamp)).min()
     }
@@ -452,6 +453,16 @@ impl StreamTask {
             store.store.borrow_mut().flush()?;
         }
         self.ctx.commit_requested = false;
+        Ok(())
+    }
+
+    /// Flushes the stores alone to disk (a standby task, whose processors never run).
+    pub(crate) fn flush_stores(&mut self) -> Result<()> {
+        for store in self.ctx.stores.values() {
+            let mut store = store.store.borrow_mut();
+            store.flush()?;
+            store.commit_transaction(true)?;
+        }
         Ok(())
     }
 

@@ -74,6 +74,11 @@ impl ChangelogReader {
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest");
+        // The end of a changelog shows as an empty fetch: the broker should not hold it for
+        // the default 500 ms (a caught-up store would take that long to "restore").
+        if config.get("fetch.wait.max.ms").is_none() {
+            config.set("fetch.wait.max.ms", "20");
+        }
         let consumer =
             config.create_with_context(EndAwareContext).map_err(|e| StreamsError::kafka("create restore consumer", e))?;
         Ok(ChangelogReader { consumer, timeout, active: None })

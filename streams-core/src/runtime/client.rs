@@ -153,7 +153,9 @@ impl KafkaStreams {
     fn start_threads(&mut self, process_id: &str) -> Result<()> {
         let admin = self.settings.client_config("admin.", &[]);
         let dead_letter_queue = self.settings.dead_letter_queue_topic.clone();
-        let metadata_topic = self.settings.application_server.as_ref().map(|_| metadata_topic(&self.shared.application_id));
+        // Instance metadata serves queries (`application.server`) and standby placement.
+        let with_metadata = self.settings.application_server.is_some() || self.settings.num_standby_replicas > 0;
+        let metadata_topic = with_metadata.then(|| metadata_topic(&self.shared.application_id));
         let counts = topics::setup(
             &self.topology,
             &self.shared.application_id,
@@ -164,7 +166,8 @@ impl KafkaStreams {
             Duration::from_secs(30),
         )?;
         self.partition_counts = counts.tasks;
-        if let Some(server) = &self.settings.application_server {
+        if with_metadata {
+            let server = &self.settings.application_server;
             let app = &self.shared.application_id;
             let mut consumer = self.settings.client_config(
                 "consumer.",
@@ -271,11 +274,13 @@ impl KafkaStreams {
             .unwrap_or_default();
         let partition = default_partition(&bytes, partitions);
         let sources = self.source_topics_of(sub);
-        let owner = self.metadata_for_all_streams_clients()?.into_iter().find(|m| {
-            m.topic_partitions.iter().any(|(t, p)| *p == partition && sources.contains(t))
-        });
-        match owner {
-            Some(owner) => Ok(KeyQueryMetadata { active_host: owner.host_info, standby_hosts: Vec::new(), partition }),
+        let all = self.metadata_for_all_streams_clients()?;
+        let holds = |partitions: &std::collections::BTreeSet<(String, i32)>| {
+            partitions.iter().any(|(t, p)| *p == partition && sources.contains(t))
+        };
+        let standby_hosts = all.iter().filter(|m| holds(&m.standby_topic_partitions)).map(|m| m.host_info.clone()).collect();
+        match all.into_iter().find(|m| holds(&m.topic_partitions)) {
+            Some(owner) => Ok(KeyQueryMetadata { active_host: owner.host_info, standby_hosts, partition }),
             None => Err(StreamsError::MetadataUnavailable(format!("no instance holds partition {partition} of store `{store}` yet"))),
         }
     }
@@ -292,12 +297,31 @@ impl KafkaStreams {
         }
         let app = &self.shared.application_id;
         let subs = self.topology.subtopologies();
-        self.shared.metadata.instances(|topic| {
-            subs.iter()
-                .filter(|s| s.source_topics.iter().any(|t| t.resolve(app) == topic))
-                .flat_map(|s| s.stores.iter().filter(|n| self.topology.stores.contains_key(*n)).cloned())
-                .collect()
-        })
+        let stores_of = |sub: &crate::topology::Subtopology| -> Vec<String> {
+            sub.stores.iter().filter(|n| self.topology.stores.contains_key(*n)).cloned().collect()
+        };
+        let mut all = self.shared.metadata.instances(|topic| {
+            subs.iter().filter(|s| s.source_topics.iter().any(|t| t.resolve(app) == topic)).flat_map(stores_of).collect()
+        })?;
+        // Standbys as every instance plans them from the same view of the group.
+        let replicas = self.settings.num_standby_replicas;
+        if let Some(members) = self.shared.metadata.plan_members(app).filter(|_| replicas > 0) {
+            let task_of = |topic: &str, p: i32| {
+                subs.iter()
+                    .find(|s| !s.stores.is_empty() && s.source_topics.iter().any(|t| t.resolve(app) == topic))
+                    .map(|s| crate::record::TaskId::new(s.id, p))
+            };
+            for (key, tasks) in super::standby::plan(&members, replicas, task_of) {
+                let Some(process) = members.iter().find(|m| m.key == key).map(|m| &m.process) else { continue };
+                let Some(instance) = all.iter_mut().find(|m| &m.process_id == process) else { continue };
+                for task in tasks {
+                    let sub = &subs[task.subtopology as usize];
+                    instance.standby_state_store_names.extend(stores_of(sub));
+                    instance.standby_topic_partitions.extend(sub.source_topics.iter().map(|t| (t.resolve(app), task.partition)));
+                }
+            }
+        }
+        Ok(all)
     }
 
     /// The instances whose active tasks hold `store` (Kafka Streams' `streamsMetadataForStore`).

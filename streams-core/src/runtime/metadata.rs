@@ -52,9 +52,10 @@ pub(crate) fn metadata_topic(application_id: &str) -> String {
 
 /// A member of the group as the last description showed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Member {
-    client_id: String,
-    partitions: Vec<(String, i32)>,
+pub(crate) struct Member {
+    pub(crate) member_id: String,
+    pub(crate) client_id: String,
+    pub(crate) partitions: Vec<(String, i32)>,
 }
 
 /// What an instance knows of the others.
@@ -82,7 +83,8 @@ pub(crate) struct InstanceMetadata {
     assigned: Mutex<BTreeMap<usize, BTreeSet<(String, i32)>>>,
 }
 
-/// A record of the metadata topic: an instance's endpoint and input partitions.
+/// A record of the metadata topic: an instance's endpoint (empty without
+/// `application.server`) and input partitions.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct InstanceRecord {
     server: String,
@@ -97,7 +99,7 @@ impl InstanceMetadata {
     }
 
     /// This instance's input partitions, over all its threads.
-    fn local_partitions(&self) -> BTreeSet<(String, i32)> {
+    pub(crate) fn local_partitions(&self) -> BTreeSet<(String, i32)> {
         lock(&self.assigned).values().flatten().cloned().collect()
     }
 
@@ -133,6 +135,52 @@ impl InstanceMetadata {
             owned.push((pid.as_str(), member.partitions.iter()));
         }
         Ok(view.by_instance(owned, stores_of))
+    }
+}
+
+impl InstanceMetadata {
+    /// The group's members for standby placement (see [`super::standby`]): under the classic
+    /// protocol the members of the group's current generation with their process ids (parsed
+    /// from client ids `<application_id>-<pid>-StreamThread-<n>-...`); under the consumer
+    /// protocol one pseudo-member per instance, by its latest claims. `None` while the group is
+    /// not described or not stable.
+    pub(crate) fn plan_members(&self, application_id: &str) -> Option<Vec<super::standby::PlanMember>> {
+        use super::standby::PlanMember;
+        let view = lock(&self.view);
+        if self.from_claims.load(Ordering::Acquire) {
+            if view.claims.is_empty() {
+                return None;
+            }
+            return Some(
+                view.claims
+                    .iter()
+                    .map(|(pid, (_, partitions))| PlanMember {
+                        member_id: pid.clone(),
+                        process: pid.clone(),
+                        key: pid.clone(),
+                        partitions: partitions.iter().cloned().collect(),
+                    })
+                    .collect(),
+            );
+        }
+        if view.refreshed.is_none() || view.group_state != "Stable" {
+            return None;
+        }
+        let prefix = format!("{application_id}-");
+        let members = view
+            .members
+            .iter()
+            .filter_map(|m| {
+                let pid = m.client_id.strip_prefix(&prefix)?.split_once("-StreamThread-")?.0;
+                Some(PlanMember {
+                    member_id: m.member_id.clone(),
+                    process: pid.to_string(),
+                    key: m.client_id.clone(),
+                    partitions: m.partitions.clone(),
+                })
+            })
+            .collect();
+        Some(members)
     }
 }
 
@@ -191,7 +239,7 @@ pub(crate) struct MetadataThread {
     group: String,
     topic: String,
     process_id: String,
-    server: HostInfo,
+    server: Option<HostInfo>,
     consumer: BaseConsumer,
     producer: BaseProducer,
 }
@@ -200,7 +248,7 @@ impl MetadataThread {
     pub(crate) fn new(
         application_id: &str,
         process_id: &str,
-        server: HostInfo,
+        server: Option<HostInfo>,
         consumer_config: &ClientConfig,
         producer_config: &ClientConfig,
         from_claims: bool,
@@ -251,7 +299,7 @@ impl MetadataThread {
             .add_partition_offset(&self.topic, 0, Offset::Beginning)
             .map_err(|e| StreamsError::kafka("assign the metadata topic", e))?;
         self.consumer.assign(&assignment).map_err(|e| StreamsError::kafka("assign the metadata topic", e))?;
-        let endpoint = self.server.to_string();
+        let endpoint = self.server.as_ref().map(ToString::to_string).unwrap_or_default();
         let mut published: Option<BTreeSet<(String, i32)>> = None;
         let mut last_refresh: Option<Instant> = None;
         while !shared.shutdown.load(Ordering::Acquire) {
@@ -275,11 +323,20 @@ impl MetadataThread {
                         let record = m.payload().map(|v| {
                             serde_json::from_slice::<InstanceRecord>(v)
                                 .map_err(|e| e.to_string())
-                                .and_then(|r| Ok((r.server.parse::<HostInfo>().map_err(|e| e.to_string())?, r.partitions)))
+                                .and_then(|r| {
+                                    let host = match r.server.as_str() {
+                                        "" => None,
+                                        server => Some(server.parse::<HostInfo>().map_err(|e| e.to_string())?),
+                                    };
+                                    Ok((host, r.partitions))
+                                })
                         });
                         match record {
                             Some(Ok((host, partitions))) => {
-                                view.servers.insert(pid.to_string(), host);
+                                match host {
+                                    Some(host) => view.servers.insert(pid.to_string(), host),
+                                    None => view.servers.remove(pid),
+                                };
                                 view.claims.insert(pid.to_string(), (m.offset(), partitions));
                             }
                             Some(Err(e)) => warn!(process = pid, error = %e, "ignoring an unreadable instance record"),
@@ -325,6 +382,7 @@ impl MetadataThread {
             .members()
             .iter()
             .map(|m| Member {
+                member_id: m.id().to_string(),
                 client_id: m.client_id().to_string(),
                 partitions: m.assignment().map(parse_assignment).unwrap_or_default(),
             })
@@ -423,8 +481,8 @@ mod tests {
             view.refreshed = Some(Instant::now());
             view.group_state = "PreparingRebalance".into();
             view.members = vec![
-                Member { client_id: "app-p1-StreamThread-1-consumer".into(), partitions: vec![("in".into(), 0)] },
-                Member { client_id: "app-p2-StreamThread-1-consumer".into(), partitions: vec![("in".into(), 1)] },
+                Member { member_id: String::new(), client_id: "app-p1-StreamThread-1-consumer".into(), partitions: vec![("in".into(), 0)] },
+                Member { member_id: String::new(), client_id: "app-p2-StreamThread-1-consumer".into(), partitions: vec![("in".into(), 1)] },
             ];
             view.servers.insert("p1".into(), HostInfo::new("a", 1));
         }

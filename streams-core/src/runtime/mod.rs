@@ -13,6 +13,7 @@ mod global_thread;
 mod metadata;
 mod query;
 mod shared;
+mod standby;
 mod state_directory;
 mod stream_thread;
 mod task_manager;

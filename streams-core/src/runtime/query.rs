@@ -63,9 +63,12 @@ impl QueryRouter {
         lock(&self.tasks).insert(task, TaskSlot { thread, restoring });
     }
 
-    /// `task` left its thread (closed, revoked).
-    pub(crate) fn task_removed(&self, task: TaskId) {
-        lock(&self.tasks).remove(&task);
+    /// `task` left `thread` (closed, revoked); another thread may hold it by now.
+    pub(crate) fn task_removed(&self, thread: usize, task: TaskId) {
+        let mut tasks = lock(&self.tasks);
+        if tasks.get(&task).is_some_and(|slot| slot.thread == thread) {
+            tasks.remove(&task);
+        }
     }
 
     /// The local tasks of `subtopology` (on `partition` if given) a query may read: running
@@ -122,8 +125,10 @@ pub(crate) fn serve<'t>(queue: &Receiver<QueryRequest>, find: impl Fn(TaskId) ->
     while let Some(QueryRequest { task, stale, run }) = request.take() {
         let target = match find(task) {
             Some(t) if t.state() == TaskState::Running => Ok(t),
-            Some(t) if t.state() == TaskState::Restoring && stale => Ok(t),
+            // Restoring tasks, and standby tasks (which stay `Created`), serve stale reads.
+            Some(t) if matches!(t.state(), TaskState::Restoring | TaskState::Created) && stale => Ok(t),
             Some(t) if t.state() == TaskState::Restoring => Err("is restoring"),
+            Some(t) if t.state() == TaskState::Created => Err("is a standby"),
             Some(_) => Err("is closing"),
             None => Err("is not on this instance"),
         };

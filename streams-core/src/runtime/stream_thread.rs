@@ -18,7 +18,8 @@ use super::changelog_reader::{is_transient, ChangelogReader};
 use super::query::QUERY_POLL_SLICE;
 use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
-use super::task_manager::{partitions_of, TaskManager};
+use super::standby::StandbyTasks;
+use super::task_manager::{partitions_of, StandbyRole, TaskManager};
 use super::{ClientShared, StreamThreadExceptionResponse};
 use crate::config::{GroupProtocol, Settings};
 use crate::metrics::ThreadMetrics;
@@ -116,6 +117,9 @@ impl ConsumerContext for StreamsConsumerContext {
 
 const GROUP_INSTANCE_ID: &str = "group.instance.id";
 
+/// How long a thread applies standby changelog records between two polls, at most.
+const STANDBY_SLICE: Duration = Duration::from_millis(50);
+
 /// Runs one stream thread until shutdown or a fatal error. After an error the client's
 /// uncaught-exception handler decides: replace the thread (fresh clients and tasks, rejoining
 /// the group) or shut the client down.
@@ -132,7 +136,7 @@ pub(crate) fn run(index: usize, topology: Arc<Topology>, settings: Arc<Settings>
         shared.metrics.remove_thread(&name);
         shared.metadata.set_assignment(index, Vec::new());
         let clean = result.is_ok();
-        if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean)) {
+        if let Some(Err(e)) = with_task_manager(|tm| tm.close_all(clean).and(tm.close_standbys())) {
             warn!(error = %e, "error closing tasks");
         }
         TASK_MANAGER.with(|tm| tm.borrow_mut().take());
@@ -242,7 +246,25 @@ fn run_loop(
         max_task_idle_ms: settings.max_task_idle_ms,
         metrics: Some(StoreMetricsContext { registry: shared.metrics.clone(), thread: name.to_string() }),
     };
+    let standby = if settings.num_standby_replicas > 0 {
+        let config = settings.client_config("restore.consumer.", &[("client.id", format!("{name}-standby-consumer"))]);
+        let claims = (settings.group_protocol == GroupProtocol::Consumer).then_some((index, settings.num_stream_threads));
+        Some(StandbyRole {
+            tasks: StandbyTasks::new(&config, eos)?,
+            replicas: settings.num_standby_replicas,
+            key: match claims {
+                Some(_) => state_dir.process_id(),
+                None => consumer_config.get("client.id").unwrap_or_default().to_string(),
+            },
+            claims,
+            planned: Default::default(),
+            last_plan: None,
+        })
+    } else {
+        None
+    };
     let mut manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), settings.task_timeout);
+    manager.standby = standby;
     manager.metrics = Some((name.to_string(), metrics.clone()));
     manager.queries = Some(shared.router.register_thread(index));
     let topics = manager.source_topics();
@@ -298,6 +320,7 @@ fn drive(
                 tm.assignment_pending = false;
                 tm.shared.thread_rebalancing(tm.thread_index, false);
             }
+            tm.maintain_standbys(STANDBY_SLICE)?;
             tm.serve_queries();
             let started = Instant::now();
             let processed = tm.process()?;

@@ -16,6 +16,7 @@ use super::changelog_reader::{is_transient, ChangelogReader};
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::collector::KafkaRecordCollector;
 use super::query::{self, QueryRequest};
+use super::standby::{self, StandbyTasks};
 use super::state_directory::{StateDirectory, TaskDirLock};
 use super::ClientShared;
 use crate::collector::RecordCollector;
@@ -51,6 +52,19 @@ impl ManagedTask {
     }
 }
 
+/// A thread's part in keeping standby replicas (`num.standby.replicas` > 0).
+pub(crate) struct StandbyRole {
+    pub(crate) tasks: StandbyTasks,
+    pub(crate) replicas: usize,
+    /// The plan's key for this thread: its consumer's client id (classic protocol), or the
+    /// process id, with `(thread index, threads)` to share the instance's standbys out.
+    pub(crate) key: String,
+    pub(crate) claims: Option<(usize, usize)>,
+    /// The standbys the last plan gave this thread.
+    pub(crate) planned: std::collections::BTreeSet<TaskId>,
+    pub(crate) last_plan: Option<Instant>,
+}
+
 /// Everything a stream thread needs to run its tasks.
 pub(crate) struct TaskManager {
     pub(crate) thread_index: usize,
@@ -81,6 +95,8 @@ pub(crate) struct TaskManager {
     /// Restoring tasks whose input partitions are paused.
     paused: std::collections::BTreeSet<TaskId>,
     last_store_sample: Instant,
+    /// Standby tasks, with standby replicas configured.
+    pub(crate) standby: Option<StandbyRole>,
 }
 
 /// How long the thread restores between two polls while it also has running tasks.
@@ -131,6 +147,7 @@ impl TaskManager {
             metrics: None,
             paused: Default::default(),
             last_store_sample: Instant::now(),
+            standby: None,
         }
     }
 
@@ -156,30 +173,15 @@ impl TaskManager {
             if self.tasks.contains_key(&id) {
                 continue;
             }
-            let sub = &self.subtopologies[id.subtopology as usize];
-            let lock = self.state_dir.lock(id, Duration::from_secs(10))?;
-            let task_dir = self.state_dir.task_dir(id);
-            let mut checkpoint = match OffsetCheckpoint::in_dir(&task_dir).read() {
-                Ok(offsets) => offsets,
-                // Without knowing what the stores hold, start them over from the changelogs.
-                Err(e) => {
-                    warn!(task_id = %id, error = %e, "unreadable checkpoint; wiping the task's stores and restoring them in full");
-                    wipe_task_state(&task_dir)?;
-                    Offsets::new()
+            // A standby of the task here becomes the active: its stores are checkpointed and
+            // reopened, so the task restores only what the standby had not read yet.
+            if let Some(role) = self.standby.as_mut().filter(|r| r.tasks.get(id).is_some()) {
+                self.shared.router.task_removed(self.thread_index, id);
+                if let Err(e) = role.tasks.remove(id) {
+                    warn!(task_id = %id, error = %e, "closing the standby task failed; the active task restores from its last checkpoint");
                 }
-            };
-            let mut task = match StreamTask::new(&self.topology, sub, id.partition, &self.env, now) {
-                Ok(task) => task,
-                // A store that cannot be opened (a corrupt RocksDB directory): its changelog holds
-                // everything, so wipe the task's local state and restore it from scratch.
-                Err(e @ StreamsError::Store { .. }) => {
-                    warn!(task_id = %id, error = %e, "task state is unusable; wiping it and restoring from the changelogs");
-                    wipe_task_state(&task_dir)?;
-                    checkpoint = Offsets::new();
-                    StreamTask::new(&self.topology, sub, id.partition, &self.env, now)?
-                }
-                Err(e) => return Err(e),
-            };
+            }
+            let (mut task, checkpoint, lock) = self.open_task(id, Duration::from_secs(10), now)?;
             task.transition_to(TaskState::Restoring)?;
             self.shared.router.task_added(self.thread_index, id, true);
             let sensors = self.metrics.as_ref().map(|(thread, m)| {
@@ -189,6 +191,92 @@ impl TaskManager {
             self.tasks.insert(id, ManagedTask { task, sensors, checkpoint, _lock: lock });
         }
         Ok(())
+    }
+
+    /// Locks a task's directory (waiting up to `wait`), reads its checkpoint and opens its
+    /// stores. Unreadable checkpoints and unusable stores are wiped: the changelogs hold
+    /// everything, so the task restores in full.
+    fn open_task(&self, id: TaskId, wait: Duration, now: i64) -> Result<(StreamTask, Offsets, TaskDirLock)> {
+        let sub = &self.subtopologies[id.subtopology as usize];
+        let lock = self.state_dir.lock(id, wait)?;
+        let task_dir = self.state_dir.task_dir(id);
+        let mut checkpoint = match OffsetCheckpoint::in_dir(&task_dir).read() {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                warn!(task_id = %id, error = %e, "unreadable checkpoint; wiping the task's stores and restoring them in full");
+                wipe_task_state(&task_dir)?;
+                Offsets::new()
+            }
+        };
+        let task = match StreamTask::new(&self.topology, sub, id.partition, &self.env, now) {
+            Ok(task) => task,
+            // A store that cannot be opened (a corrupt RocksDB directory).
+            Err(e @ StreamsError::Store { .. }) => {
+                warn!(task_id = %id, error = %e, "task state is unusable; wiping it and restoring from the changelogs");
+                wipe_task_state(&task_dir)?;
+                checkpoint = Offsets::new();
+                StreamTask::new(&self.topology, sub, id.partition, &self.env, now)?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((task, checkpoint, lock))
+    }
+
+    /// Keeps this thread's standby tasks as the standby plan says (re-read every second) and
+    /// applies what their changelogs bring within `budget`. Never a standby of a task active on
+    /// this instance; a task whose directory another local thread still holds waits for the
+    /// next round.
+    pub(crate) fn maintain_standbys(&mut self, budget: Duration) -> Result<()> {
+        let Some(mut role) = self.standby.take() else { return Ok(()) };
+        let result = self.maintain(&mut role, budget);
+        self.standby = Some(role);
+        result
+    }
+
+    fn maintain(&mut self, role: &mut StandbyRole, budget: Duration) -> Result<()> {
+        if role.last_plan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            role.last_plan = Some(Instant::now());
+            if let Some(members) = self.shared.metadata.plan_members(&self.env.application_id) {
+                // Stateless tasks have nothing to keep warm.
+                let stateful = |id: &TaskId| !self.subtopologies[id.subtopology as usize].stores.is_empty();
+                let plan = standby::plan(&members, role.replicas, |t, p| self.task_of(t, p).filter(stateful));
+                role.planned = plan
+                    .get(&role.key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|id| role.claims.is_none_or(|(index, threads)| id.partition as usize % threads == index))
+                    .copied()
+                    .collect();
+            }
+        }
+        let local: std::collections::BTreeSet<TaskId> =
+            self.shared.metadata.local_partitions().iter().filter_map(|(t, p)| self.task_of(t, *p)).collect();
+        let current = role.tasks.ids();
+        for id in current.iter().filter(|id| !role.planned.contains(id) || local.contains(id)) {
+            self.shared.router.task_removed(self.thread_index, *id);
+            role.tasks.remove(*id)?;
+        }
+        let now = now_ms();
+        for &id in role.planned.iter().filter(|id| !current.contains(id) && !local.contains(id) && !self.tasks.contains_key(id)) {
+            match self.open_task(id, Duration::ZERO, now) {
+                Ok((task, checkpoint, lock)) => {
+                    role.tasks.add(task, checkpoint, lock)?;
+                    self.shared.router.task_added(self.thread_index, id, true);
+                }
+                Err(StreamsError::StateDir { message, .. }) => debug!(task_id = %id, message, "standby waits for the task's directory"),
+                Err(e) => return Err(e),
+            }
+        }
+        role.tasks.update(budget, self.metrics.as_ref().map(|(_, m)| m.as_ref()))
+    }
+
+    /// Closes the standby tasks, checkpointing them (the thread is stopping).
+    pub(crate) fn close_standbys(&mut self) -> Result<()> {
+        let Some(role) = self.standby.as_mut() else { return Ok(()) };
+        for id in role.tasks.ids() {
+            self.shared.router.task_removed(self.thread_index, id);
+        }
+        role.tasks.remove_all()
     }
 
     /// Restores the restoring tasks for a slice of time, one task after the other; a task runs
@@ -268,7 +356,8 @@ impl TaskManager {
     /// Answers the interactive queries waiting for this thread's tasks.
     pub(crate) fn serve_queries(&self) {
         if let Some(queue) = &self.queries {
-            query::serve(queue, |id| self.tasks.get(&id).map(|m| &m.task));
+            let standby = |id| self.standby.as_ref().and_then(|r| r.tasks.get(id));
+            query::serve(queue, |id| self.tasks.get(&id).map(|m| &m.task).or_else(|| standby(id)));
         }
     }
 
@@ -525,7 +614,7 @@ impl TaskManager {
         for id in ids {
             self.paused.remove(id);
             let Some(mut managed) = self.tasks.remove(id) else { continue };
-            self.shared.router.task_removed(*id);
+            self.shared.router.task_removed(self.thread_index, *id);
             if let Some((thread, m)) = &self.metrics {
                 self.shared.metrics.remove_task(thread, *id);
                 m.task_closed.add(1);
