@@ -312,22 +312,22 @@ fn a_long_restore_leaves_the_other_tasks_processing_and_the_member_in_the_group(
             .to(&out, Produced::with(Serdes::string(), Serdes::string()));
         builder.build().unwrap()
     };
-    let n = 1_000_000;
-    test_utils::produce(&servers, &big, (0..n).map(|i| (Some(format!("k{i:06}").into_bytes()), Some(vec![b'v'; 100])))).unwrap();
+    let n = 5_000_000;
+    test_utils::produce(&servers, &big, (0..n).map(|i| (Some(format!("k{i:07}").into_bytes()), Some(vec![b'v'; 20])))).unwrap();
     let first = tempfile::tempdir().unwrap();
     let mut one = start(topology(), config(&app, &cluster, first.path(), "classic"));
     wait_caught_up(&cluster, &app, &[&big], &[&one]);
     assert!(one.close(Duration::from_secs(60)));
 
-    // A fresh state directory restores the whole changelog; the restore consumer fetches a few
-    // kilobytes at a time, so that the restore outlasts max.poll.interval.ms.
+    // A fresh state directory restores the whole changelog; the restore consumer fetches 16 KB
+    // at a time, so that the restore surely outlasts max.poll.interval.ms.
     let poll_interval = Duration::from_secs(6);
     let second = tempfile::tempdir().unwrap();
     let config = config(&app, &cluster, second.path(), "classic")
         .with("consumer.session.timeout.ms", "6000")
         .with("consumer.heartbeat.interval.ms", "1000")
         .with("consumer.max.poll.interval.ms", poll_interval.as_millis().to_string())
-        .with("restore.consumer.max.partition.fetch.bytes", "4096");
+        .with("restore.consumer.max.partition.fetch.bytes", "16384");
     let restored: Arc<Mutex<Vec<(Instant, streams::RestoreEvent)>>> = Arc::default();
     let mut two = KafkaStreams::new(topology(), config).unwrap();
     let sink = restored.clone();
