@@ -116,20 +116,8 @@ fn scale_out(protocol: &str) -> (Vec<(usize, f64)>, Duration) {
         })
     };
     let watcher = {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &servers)
-            .set("group.id", unique("rb-watch"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..6 {
-            let (_, high) = consumer.fetch_watermarks(&output, p, Duration::from_secs(10)).unwrap();
-            tpl.add_partition_offset(&output, p, Offset::Offset(high)).unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
+        use rdkafka::Message;
+        let consumer = common::kafka::tail(&servers, &output, 6);
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut arrivals: HashMap<i32, Vec<Instant>> = HashMap::new();

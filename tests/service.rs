@@ -377,20 +377,8 @@ fn failover(standbys: usize) {
     let restored_before: Vec<f64> = instances.iter().map(|i| metric_sum(i.port, "kafka_streams_stream_thread_metrics_restore_total")).collect();
 
     // New words keep coming; the first count of one on each moved partition is when its output resumed.
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-    let watcher: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .set("group.id", unique("fo-watch"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..6 {
-        let (_, high) = watcher.fetch_watermarks(&output, p, Duration::from_secs(10)).unwrap();
-        tpl.add_partition_offset(&output, p, Offset::Offset(high)).unwrap();
-    }
-    watcher.assign(&tpl).unwrap();
+    use rdkafka::Message;
+    let watcher = common::kafka::tail(&servers, &output, 6);
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let progress = std::sync::Arc::new(AtomicUsize::new(0));

@@ -179,3 +179,23 @@ pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// A consumer (no group membership) of `topic`'s partitions `0..partitions`, each from its
+/// current end: it sees only records written from now on.
+pub(crate) fn tail(servers: &str, topic: &str, partitions: i32) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("tail"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, std::time::Duration::from_secs(10)).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Offset(high)).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
+}
