@@ -298,19 +298,26 @@ fn metric_sum(port: u16, name: &str) -> f64 {
 
 #[test]
 fn a_killed_instance_fails_over_to_its_warm_standbys() {
-    failover(1);
+    failover(1, "at_least_once");
+}
+
+#[test]
+fn a_killed_exactly_once_instance_fails_over_to_its_warm_standbys() {
+    failover(1, "exactly_once_v2");
 }
 
 #[test]
 fn a_killed_instance_fails_over_without_standbys() {
-    failover(0);
+    failover(0, "at_least_once");
 }
 
 /// Three instances count FAILOVER_KEYS (default 1,000,000) distinct words over 6 partitions;
 /// one is SIGKILLed while new lines keep coming. Measured: the time from the kill to the first
 /// count of a new word on each partition the dead instance owned, and the changelog records
-/// the survivors restored. With a standby replica the takeover restores only the tail.
-fn failover(standbys: usize) {
+/// the survivors restored. With a standby replica the takeover restores only the tail. Counts
+/// are exact under exactly-once and never below the truth under at-least-once.
+fn failover(standbys: usize, guarantee: &str) {
+    let exactly_once = guarantee == "exactly_once_v2";
     let cluster = Cluster::new();
     if !cluster.runs_several_members() {
         return;
@@ -332,6 +339,8 @@ fn failover(standbys: usize) {
     let extra: Vec<String> = [
         "--standby-replicas".to_string(),
         standbys.to_string(),
+        "--processing-guarantee".into(),
+        guarantee.into(),
         // The group notices a dead member after the session timeout (the broker's minimum).
         "--config".into(),
         "consumer.session.timeout.ms=6000".into(),
@@ -430,7 +439,7 @@ fn failover(standbys: usize) {
         .sum();
     let longest = resumed.values().max().unwrap();
     eprintln!(
-        "FAILOVER standbys={standbys} keys={keys}: kill to first new output on the {} moved partitions: longest {:.1} s ({:?}); survivors restored {restored} changelog records",
+        "FAILOVER {guarantee} standbys={standbys} keys={keys}: kill to first new output on the {} moved partitions: longest {:.1} s ({:?}); survivors restored {restored} changelog records",
         moved.len(),
         longest.as_secs_f64(),
         resumed.iter().map(|(p, d)| format!("{p}: {:.1} s", d.as_secs_f64())).collect::<Vec<_>>(),
@@ -439,7 +448,7 @@ fn failover(standbys: usize) {
         assert!(restored < (keys / 20) as f64, "a warm standby restores only the tail, not {restored} of {keys}");
     }
 
-    // At least once: no count below the truth, old words and new.
+    // Exactly once: every count is the truth; at least once: none below it. Old words and new.
     let sample = (0..keys).step_by((keys / 1000).max(1)).map(|i| (format!("k{i:07}"), 1));
     let fresh = (0..written).step_by(7).map(|i| (format!("after{i:07}"), 1));
     for (i, (word, at_least)) in sample.chain(fresh).enumerate() {
@@ -452,6 +461,10 @@ fn failover(standbys: usize) {
             assert!(Instant::now() < deadline, "{word} unanswered");
             std::thread::sleep(Duration::from_millis(100));
         };
-        assert!(n >= at_least, "{word}: {n} on {host}");
+        if exactly_once {
+            assert_eq!(n, at_least, "{word} on {host}");
+        } else {
+            assert!(n >= at_least, "{word}: {n} on {host}");
+        }
     }
 }

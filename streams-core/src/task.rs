@@ -257,6 +257,17 @@ impl StreamTask {
             .collect()
     }
 
+    /// Changelog topic of each logged store on disk: only these are checkpointed, since an
+    /// in-memory store loses what it held and restores its changelog in full.
+    pub(crate) fn checkpointed_changelogs(&self) -> Vec<String> {
+        self.ctx
+            .stores
+            .values()
+            .filter(|s| s.store.borrow().persistent())
+            .filter_map(|s| s.changelog_topic.clone())
+            .collect()
+    }
+
     /// Each processor and source node's name and the records it processed.
     pub(crate) fn node_counts(&self) -> Vec<(String, u64)> {
         self.nodes.iter().filter_map(|(_, n)| n.borrow().processed().map(|(name, c)| (name.to_string(), c))).collect()

@@ -260,11 +260,20 @@ impl StandbyTasks {
         if let Some(m) = metrics {
             m.standby_update.add(read as u64);
             m.standby_tasks.store(self.tasks.len() as i64, std::sync::atomic::Ordering::Relaxed);
+            // The consumer's position is past any transaction markers after the last record
+            // (under exactly-once a caught-up changelog ends with one), so it, not the last
+            // applied offset, measures what is left.
+            let positions = self.consumer.position().unwrap_or_default();
             let ends = self.context.ends.lock().unwrap_or_else(|e| e.into_inner());
             let mut lag = BTreeMap::new();
             for (tp, (id, _)) in &self.stores {
                 if let Some((low, end)) = ends.get(tp) {
-                    let position = self.tasks[id].checkpoint.get(tp).map_or(*low, |o| o + 1).max(*low);
+                    let applied = self.tasks[id].checkpoint.get(tp).map_or(*low, |o| o + 1);
+                    let fetched = match positions.find_partition(&tp.0, tp.1).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o,
+                        _ => 0,
+                    };
+                    let position = applied.max(fetched).max(*low);
                     lag.insert(tp.clone(), (end - position).max(0));
                 }
             }
@@ -285,14 +294,8 @@ impl StandbyTasks {
 /// Flushes a standby's stores to disk and records what they hold.
 fn checkpoint(standby: &mut StandbyTask) -> Result<()> {
     standby.task.flush_stores()?;
-    let persistent: Offsets = standby
-        .checkpoint
-        .iter()
-        .filter(|((topic, _), _)| {
-            standby.task.changelogs().iter().any(|(store, t)| t == topic && standby.task.state_store(store).is_some_and(|s| s.borrow().persistent()))
-        })
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
+    let topics = standby.task.checkpointed_changelogs();
+    let persistent: Offsets = standby.checkpoint.iter().filter(|((topic, _), _)| topics.contains(topic)).map(|(k, v)| (k.clone(), *v)).collect();
     OffsetCheckpoint::in_dir(standby.task.state_dir()).write(&persistent)
 }
 

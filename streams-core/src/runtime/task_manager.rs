@@ -481,12 +481,7 @@ impl TaskManager {
         let deliveries = self.collector.borrow().deliveries().clone();
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let partition = managed.task.id().partition;
-            for (store, topic) in managed.task.changelogs() {
-                // Only stores on disk keep what they held: in-memory ones restore in full.
-                let persistent = managed.task.state_store(&store).is_some_and(|s| s.borrow().persistent());
-                if !persistent {
-                    continue;
-                }
+            for topic in managed.task.checkpointed_changelogs() {
                 if let Some(offset) = deliveries.offset(&topic, partition) {
                     let entry = managed.checkpoint.entry((topic, partition)).or_insert(offset);
                     *entry = (*entry).max(offset);

@@ -42,6 +42,8 @@ pub fn produce_at(
         .set("bootstrap.servers", bootstrap_servers)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "10")
+        // Retries never duplicate a record: exactly-once tests count the input exactly.
+        .set("enable.idempotence", "true")
         .create()
         .map_err(|e| StreamsError::kafka("create producer", e))?;
     let mut sent = 0;
