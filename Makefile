@@ -32,6 +32,7 @@ bench: setup
 	cargo bench --bench word_count
 	cargo bench --bench windows_joins
 	cargo bench --bench end_to_end
+	cargo bench --bench rocksdb_memory
 
 ## Runs the word count example on an embedded broker until it has counted its sample text; with
 ## ARGS="--bootstrap-servers host:port" it runs against a real cluster until Ctrl-C.

@@ -26,11 +26,11 @@
 pub mod topologies;
 
 pub use streams_core::{
-    metrics, query, serdes, state, BoxError, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
+    handlers, metrics, query, serdes, state, BoxError, fixed_key_supplier, AnyKey, BuiltinTimestampExtractor, ConsumedRecord, FixedKey, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyProcessorSupplier, FixedKeyRecord, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
     KeyValueIterator, KeyValueStore, ProcessingGuarantee, Processor, ProcessorContext, ProcessorSupplier,
     Punctuation, PunctuationType, Record, RecordContext, RestoreEvent, Result, ScheduleId, Serde, SerdeError,
-    SerdeRef, Serdes, State, StoreBuilder, Stores, StreamThreadExceptionResponse, StreamsConfig, StreamsError, TaskId,
-    TimestampedKeyValueStore, Topology, TopologyDescription, ValueAndTimestamp,
+    SerdeRef, Serdes, State, StoreBuilder, Stores, StreamPartitioner, StreamThreadExceptionResponse, StreamsConfig, StreamsError, TaskId,
+    TimestampExtractor, TimestampedKeyValueStore, TopicNameExtractor, Topology, TopologyDescription, ValueAndTimestamp,
 };
 #[cfg(feature = "test-utils")]
 pub use streams_core::{test_utils, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
@@ -43,6 +43,6 @@ pub mod prelude {
     pub use streams_core::TopologyTestDriver;
     pub use streams_dsl::{
         Branched, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named, Produced,
-        StreamsBuilder,
+        Printed, Repartitioned, StreamsBuilder,
     };
 }

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::truth;
 use common::kafka::{unique, Cluster};
+use streams::handlers::{DeadLetter, HandlerResponse, ProducedRecord, ProductionExceptionHandler};
 use streams::prelude::*;
-use streams::test_utils;
+use streams::{test_utils, KafkaError};
 use streams::topologies::{random_lines, word_count_between};
 use streams::{KafkaStreams, State, StreamThreadExceptionResponse, Topology};
 
@@ -192,6 +193,59 @@ fn the_production_handler_decides_about_records_the_producer_refuses() {
     let out = test_utils::read_all(&cluster.bootstrap_servers(), &output, Duration::from_millis(300)).unwrap();
     let keys: BTreeSet<u8> = out.iter().map(|r| r.key.as_ref().unwrap()[0]).collect();
     assert_eq!(keys, (0..10).filter(|i| *i != 5).collect(), "continue skips only the refused record");
+}
+
+/// Sends records the producer refuses to `oversized`, as their key and size.
+struct Oversized {
+    topic: String,
+    calls: Arc<AtomicUsize>,
+}
+
+impl ProductionExceptionHandler for Oversized {
+    fn handle(&self, record: &ProducedRecord<'_>, error: &KafkaError) -> HandlerResponse {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) {
+            return HandlerResponse::fail();
+        }
+        let size = record.value.map_or(0, <[u8]>::len).to_string().into_bytes();
+        HandlerResponse::resume_with(vec![DeadLetter {
+            topic: self.topic.clone(),
+            key: record.key.map(<[u8]>::to_vec),
+            value: Some(size),
+            timestamp: 0,
+            headers: vec![("refused-by".into(), Some(record.topic.as_bytes().to_vec()))],
+        }])
+    }
+}
+
+#[test]
+fn a_user_production_handler_writes_refused_records_where_it_chooses() {
+    init_tracing();
+    let cluster = Cluster::new();
+    let (input, output, oversized, app) = (unique("uph-in"), unique("uph-out"), unique("uph-big"), unique("uph-app"));
+    for topic in [&input, &output, &oversized] {
+        cluster.create_topic(topic, 1);
+    }
+    let records = (0..10).map(|i| (Some(vec![i]), Some(vec![i; if i % 4 == 1 { 20_000 } else { 10 }])));
+    test_utils::produce(&cluster.bootstrap_servers(), &input, records).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut cfg = config(&app, &cluster.bootstrap_servers(), dir.path()).with("producer.message.max.bytes", "10000");
+    cfg.set_production_exception_handler(Oversized { topic: oversized.clone(), calls: calls.clone() });
+    let mut streams = KafkaStreams::new(copy(&input, &output), cfg).unwrap();
+    streams.start().unwrap();
+    wait_for_end(&cluster, &app, &[&input], &[&streams]);
+    assert_eq!(streams.state(), State::Running);
+    streams.close(Duration::from_secs(30));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let out = test_utils::read_all(&cluster.bootstrap_servers(), &output, Duration::from_millis(300)).unwrap();
+    let keys: BTreeSet<u8> = out.iter().map(|r| r.key.as_ref().unwrap()[0]).collect();
+    assert_eq!(keys, [0, 2, 3, 4, 6, 7, 8].into_iter().collect());
+    let big = test_utils::read_all(&cluster.bootstrap_servers(), &oversized, Duration::from_millis(300)).unwrap();
+    let got: Vec<(u8, String)> =
+        big.iter().map(|r| (r.key.as_ref().unwrap()[0], String::from_utf8(r.value.clone().unwrap()).unwrap())).collect();
+    assert_eq!(got, vec![(1, "20000".into()), (5, "20000".into()), (9, "20000".into())]);
+    assert!(big.iter().all(|r| r.headers.iter().any(|(k, v)| k == "refused-by" && v.as_deref() == Some(output.as_bytes()))));
 }
 
 /// Fails the first time it sees the value 13, then works.

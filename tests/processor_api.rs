@@ -181,7 +181,8 @@ fn log_and_continue_skips_and_counts_poison_pills() {
     input.pipe_input("a".into(), 2).unwrap();
     assert_eq!(output.read_values_to_list().unwrap(), vec![1, 3]);
     assert_eq!(driver.metrics().dropped_records, 3);
-    assert_eq!(driver.metrics().processed_records, 5);
+    // As Kafka Streams' record queues, dropped records never reach processing.
+    assert_eq!(driver.metrics().processed_records, 2);
 }
 
 #[test]

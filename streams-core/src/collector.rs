@@ -9,6 +9,10 @@ use crate::record::ProducerRecord;
 pub(crate) trait RecordCollector {
     /// Sends one record.
     fn send(&mut self, record: ProducerRecord) -> Result<()>;
+    /// The partition count of `topic` (for sinks with a partitioner).
+    fn partitions(&mut self, topic: &str) -> Result<i32> {
+        Err(crate::error::StreamsError::IllegalState(format!("no partition count of `{topic}` here")))
+    }
     /// Waits until every record sent so far is acknowledged.
     fn flush(&mut self) -> Result<()>;
 }

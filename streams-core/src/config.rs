@@ -1,12 +1,17 @@
 //! `StreamsConfig`: Kafka Streams' settings with their names and defaults.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::warn;
 
 use crate::error::{Result, StreamsError};
+use crate::handlers::{Builtin, DeserializationExceptionHandler, ProcessingExceptionHandler, ProductionExceptionHandler};
+use crate::processor::BuiltinTimestampExtractor;
+use crate::state::{RocksDbConfig, RocksDbConfigSetter};
 
 /// What to do with a record that cannot be deserialized (`deserialization.exception.handler`)
 /// or whose processing failed (`processing.exception.handler`).
@@ -58,6 +63,40 @@ pub enum GroupProtocol {
 #[derive(Debug, Clone, Default)]
 pub struct StreamsConfig {
     values: BTreeMap<String, String>,
+    handlers: UserHandlers,
+    rocksdb_config: RocksDbConfig,
+}
+
+/// Handlers set as objects, which win over the `*.exception.handler` settings.
+#[derive(Clone, Default)]
+struct UserHandlers {
+    deserialization: Option<Arc<dyn DeserializationExceptionHandler>>,
+    processing: Option<Arc<dyn ProcessingExceptionHandler>>,
+    production: Option<Arc<dyn ProductionExceptionHandler>>,
+}
+
+impl fmt::Debug for UserHandlers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserHandlers")
+            .field("deserialization", &self.deserialization.is_some())
+            .field("processing", &self.processing.is_some())
+            .field("production", &self.production.is_some())
+            .finish()
+    }
+}
+
+/// The handlers a client's tasks and producers use.
+#[derive(Clone)]
+pub(crate) struct Handlers {
+    pub(crate) deserialization: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) processing: Arc<dyn ProcessingExceptionHandler>,
+    pub(crate) production: Arc<dyn ProductionExceptionHandler>,
+}
+
+impl fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handlers").finish_non_exhaustive()
+    }
 }
 
 impl StreamsConfig {
@@ -90,6 +129,11 @@ impl StreamsConfig {
     /// `log-and-fail` (default) or `log-and-continue` for records the producer cannot send
     /// (continue is for records refused outright or, under at-least-once, failed deliveries).
     pub const PRODUCTION_EXCEPTION_HANDLER: &'static str = "default.production.exception.handler";
+    /// `default.timestamp.extractor`: the event time of records of sources without their own
+    /// extractor: `fail-on-invalid` (default: the record's timestamp, a negative one stops the
+    /// task), `log-and-skip-on-invalid`, `use-partition-time-on-invalid` or `wall-clock`, or
+    /// Kafka Streams' class names; see [`BuiltinTimestampExtractor`].
+    pub const DEFAULT_TIMESTAMP_EXTRACTOR: &'static str = "default.timestamp.extractor";
     /// A topic that receives the records the deserialization and processing handlers skip,
     /// with the error in `__streams.errors.*` headers (unset: none).
     pub const DEAD_LETTER_QUEUE_TOPIC: &'static str = "errors.dead.letter.queue.topic.name";
@@ -120,6 +164,35 @@ impl StreamsConfig {
     /// An empty config: every setting at its default.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Handles undeserializable input records with `handler` instead of the built-in
+    /// `deserialization.exception.handler`.
+    pub fn set_deserialization_exception_handler(&mut self, handler: impl DeserializationExceptionHandler) -> &mut Self {
+        self.handlers.deserialization = Some(Arc::new(handler));
+        self
+    }
+
+    /// Handles records processors fail on with `handler` instead of the built-in
+    /// `processing.exception.handler`.
+    pub fn set_processing_exception_handler(&mut self, handler: impl ProcessingExceptionHandler) -> &mut Self {
+        self.handlers.processing = Some(Arc::new(handler));
+        self
+    }
+
+    /// Handles records the producer refuses or fails to deliver with `handler` instead of
+    /// the built-in `default.production.exception.handler`.
+    pub fn set_production_exception_handler(&mut self, handler: impl ProductionExceptionHandler) -> &mut Self {
+        self.handlers.production = Some(Arc::new(handler));
+        self
+    }
+
+    /// Opens every RocksDB store (task stores, window and session segments, global stores)
+    /// with the options `setter` adjusts, as Kafka Streams' `rocksdb.config.setter`; e.g.
+    /// [`BoundedMemory`](crate::state::BoundedMemory) for one memory budget across all stores.
+    pub fn set_rocksdb_config_setter(&mut self, setter: impl RocksDbConfigSetter) -> &mut Self {
+        self.rocksdb_config = RocksDbConfig::new(setter);
+        self
     }
 
     /// Sets a value by name.
@@ -195,6 +268,7 @@ impl StreamsConfig {
             Some("consumer") => GroupProtocol::Consumer,
             Some(other) => return Err(bad(Self::GROUP_PROTOCOL, other, "expected classic or consumer")),
         };
+        let dead_letter_queue_topic = self.get(Self::DEAD_LETTER_QUEUE_TOPIC).filter(|t| !t.is_empty()).map(str::to_string);
         Ok(Settings {
             num_standby_replicas: self.parse(Self::NUM_STANDBY_REPLICAS, 0usize)?,
             application_id,
@@ -209,13 +283,19 @@ impl StreamsConfig {
             cache_max_bytes: self.parse(Self::CACHE_MAX_BYTES, 10_485_760)?,
             max_task_idle_ms,
             poll: Duration::from_millis(self.parse(Self::POLL_MS, 100)?),
-            deserialization_handler: self.exception_handler(Self::DESERIALIZATION_EXCEPTION_HANDLER, "ExceptionHandler")?,
-            processing_handler: self.exception_handler(Self::PROCESSING_EXCEPTION_HANDLER, "ProcessingExceptionHandler")?,
-            production_handler: match self.get(Self::PRODUCTION_EXCEPTION_HANDLER) {
-                Some("DefaultProductionExceptionHandler") => ExceptionHandler::LogAndFail,
-                _ => self.exception_handler(Self::PRODUCTION_EXCEPTION_HANDLER, "ProductionExceptionHandler")?,
+            handlers: self.handlers(&dead_letter_queue_topic)?,
+            rocksdb_config: self.rocksdb_config.clone(),
+            timestamp_extractor: match self.get(Self::DEFAULT_TIMESTAMP_EXTRACTOR) {
+                None => BuiltinTimestampExtractor::default(),
+                Some(name) => BuiltinTimestampExtractor::from_name(name.trim()).ok_or_else(|| {
+                    bad(
+                        Self::DEFAULT_TIMESTAMP_EXTRACTOR,
+                        name,
+                        "expected fail-on-invalid, log-and-skip-on-invalid, use-partition-time-on-invalid or wall-clock",
+                    )
+                })?,
             },
-            dead_letter_queue_topic: self.get(Self::DEAD_LETTER_QUEUE_TOPIC).filter(|t| !t.is_empty()).map(str::to_string),
+            dead_letter_queue_topic,
             task_timeout: Duration::from_millis(self.parse(Self::TASK_TIMEOUT_MS, 300_000)?),
             replication_factor,
             clients: Self::CLIENT_PREFIXES
@@ -241,6 +321,22 @@ impl StreamsConfig {
             None => Ok(default),
             Some(raw) => raw.trim().parse().map_err(|e: T::Err| bad(key, raw, &e.to_string())),
         }
+    }
+
+    /// The user's handlers, or the built-ins the settings name.
+    fn handlers(&self, dead_letter_queue: &Option<String>) -> Result<Handlers> {
+        let builtin = |kind| Builtin { kind, dead_letter_queue: dead_letter_queue.clone() };
+        let deserialization = builtin(self.exception_handler(Self::DESERIALIZATION_EXCEPTION_HANDLER, "ExceptionHandler")?);
+        let processing = builtin(self.exception_handler(Self::PROCESSING_EXCEPTION_HANDLER, "ProcessingExceptionHandler")?);
+        let production = builtin(match self.get(Self::PRODUCTION_EXCEPTION_HANDLER) {
+            Some("DefaultProductionExceptionHandler") => ExceptionHandler::LogAndFail,
+            _ => self.exception_handler(Self::PRODUCTION_EXCEPTION_HANDLER, "ProductionExceptionHandler")?,
+        });
+        Ok(Handlers {
+            deserialization: self.handlers.deserialization.clone().unwrap_or_else(|| Arc::new(deserialization)),
+            processing: self.handlers.processing.clone().unwrap_or_else(|| Arc::new(processing)),
+            production: self.handlers.production.clone().unwrap_or_else(|| Arc::new(production)),
+        })
     }
 
     /// `log-and-fail` / `log-and-continue`, or Kafka Streams' class names `LogAndFail<suffix>` /
@@ -281,9 +377,12 @@ pub(crate) struct Settings {
     /// -1: never wait; see [`StreamsConfig::MAX_TASK_IDLE_MS`].
     pub(crate) max_task_idle_ms: i64,
     pub(crate) poll: Duration,
-    pub(crate) deserialization_handler: DeserializationHandler,
-    pub(crate) processing_handler: ExceptionHandler,
-    pub(crate) production_handler: ExceptionHandler,
+    /// The exception handlers.
+    pub(crate) handlers: Handlers,
+    /// `set_rocksdb_config_setter`.
+    pub(crate) rocksdb_config: RocksDbConfig,
+    /// `default.timestamp.extractor`.
+    pub(crate) timestamp_extractor: BuiltinTimestampExtractor,
     pub(crate) dead_letter_queue_topic: Option<String>,
     pub(crate) task_timeout: Duration,
     pub(crate) replication_factor: i32,
@@ -293,7 +392,8 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The settings this library reads.
-    const KNOWN: [&'static str; 19] = [
+    const KNOWN: [&'static str; 20] = [
+        StreamsConfig::DEFAULT_TIMESTAMP_EXTRACTOR,
         StreamsConfig::APPLICATION_ID,
         StreamsConfig::NUM_STANDBY_REPLICAS,
         StreamsConfig::GROUP_PROTOCOL,
@@ -358,6 +458,7 @@ mod tests {
         assert_eq!(s.num_stream_threads, 1);
         assert_eq!(s.max_task_idle_ms, 0);
         assert_eq!(s.replication_factor, -1);
+        assert_eq!(s.timestamp_extractor, BuiltinTimestampExtractor::FailOnInvalid);
         assert_eq!(s.application_id, "app");
         assert!(StreamsConfig::new().validate().is_err(), "application.id is required");
         let eos = settings(StreamsConfig::new().with(StreamsConfig::PROCESSING_GUARANTEE, "exactly_once_v2")).unwrap();
@@ -374,6 +475,7 @@ mod tests {
             (StreamsConfig::REPLICATION_FACTOR, "0"),
             (StreamsConfig::PROCESSING_GUARANTEE, "exactly_once"),
             (StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "retry"),
+            (StreamsConfig::DEFAULT_TIMESTAMP_EXTRACTOR, "payload"),
             (StreamsConfig::APPLICATION_ID, ""),
         ] {
             let err = settings(StreamsConfig::new().with(key, value)).unwrap_err().to_string();

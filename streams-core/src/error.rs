@@ -69,6 +69,21 @@ pub enum StreamsError {
         source: SerdeError,
     },
 
+    /// The timestamp extractor refused an input record (a negative timestamp under
+    /// `FailOnInvalidTimestamp`, Kafka Streams' default, or a user extractor's error).
+    #[error("timestamp extraction failed for record at {topic}-{partition} offset {offset}: {source}")]
+    TimestampExtraction {
+        /// Topic of the record.
+        topic: String,
+        /// Partition of the record.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+        /// The extractor's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// A value could not be serialized or deserialized outside the source (sinks, stores).
     #[error("serde failed in {context}: {source}")]
     Serde {

@@ -13,6 +13,7 @@
 mod collector;
 mod config;
 mod error;
+pub mod handlers;
 pub mod metrics;
 mod processor;
 pub mod query;
@@ -31,7 +32,11 @@ pub mod internals;
 
 pub use config::{DeserializationHandler, ExceptionHandler, GroupProtocol, ProcessingGuarantee, StreamsConfig};
 pub use error::{BoxError, InvalidStateStoreReason, KafkaError, Result, SerdeError, StreamsError};
-pub use processor::{Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType, ScheduleId};
+pub use processor::{
+    fixed_key_supplier, AnyKey, BuiltinTimestampExtractor, ConsumedRecord, FixedKey, FixedKeyProcessor, FixedKeyProcessorContext,
+    FixedKeyProcessorSupplier, FixedKeyRecord, Processor, ProcessorContext, ProcessorSupplier, Punctuation, PunctuationType,
+    ScheduleId, StreamPartitioner, TimestampExtractor, TopicNameExtractor,
+};
 pub use record::{Headers, Record, RecordContext, TaskId};
 pub use runtime::{KafkaStreams, RestoreEvent, State, StreamThreadExceptionResponse};
 pub use serdes::{Serde, SerdeRef, Serdes};

@@ -9,7 +9,7 @@
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `dropped-records-rate`/`-total` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `process-rate`/`-total`, `enforced-processing-rate`/`-total`, `punctuate-rate`/`-total` | DEBUG |
 //! | `stream-processor-node-metrics` | `thread-id`, `task-id`, `processor-node-id` | `process-rate`/`-total` | DEBUG |
-//! | `stream-state-metrics` | `thread-id`, `task-id`, `<type>-state-id` | RocksDB properties: `cur-size-all-mem-tables`, `size-all-mem-tables`, `estimate-num-keys`, `block-cache-usage`, `block-cache-pinned-usage`, `estimate-table-readers-mem`, `total-sst-files-size`, `live-sst-files-size`, `num-running-compactions`, `estimate-pending-compaction-bytes` | INFO |
+//! | `stream-state-metrics` | `thread-id`, `task-id`, `<type>-state-id` | RocksDB properties: `cur-size-all-mem-tables`, `size-all-mem-tables`, `estimate-num-keys`, `block-cache-capacity`, `block-cache-usage`, `block-cache-pinned-usage`, `estimate-table-readers-mem`, `total-sst-files-size`, `live-sst-files-size`, `num-running-compactions`, `estimate-pending-compaction-bytes` | INFO |
 //! | `stream-state-metrics` | as above | `get-`, `put-`, `range-`, `flush-` `rate`/`latency-avg`/`latency-max` | DEBUG |
 //! | `stream-record-cache-metrics` | `thread-id`, `task-id`, `record-cache-id` | `hit-ratio-avg` | DEBUG |
 //! | `consumer-fetch-manager-metrics` | `client-id`, `topic`, `partition` | `records-lag` (input partitions; standby changelogs under the standby consumer's client id) | INFO |
@@ -276,10 +276,11 @@ pub(crate) struct StoreKey {
 }
 
 /// The RocksDB properties reported per store (`rocksdb.<name>`), as Kafka Streams' `RocksDBMetrics`.
-pub(crate) const ROCKSDB_PROPERTIES: [&str; 10] = [
+pub(crate) const ROCKSDB_PROPERTIES: [&str; 11] = [
     "cur-size-all-mem-tables",
     "size-all-mem-tables",
     "estimate-num-keys",
+    "block-cache-capacity",
     "block-cache-usage",
     "block-cache-pinned-usage",
     "estimate-table-readers-mem",

@@ -4,18 +4,19 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tracing::{debug, trace, warn};
 
 use crate::collector::RecordCollector;
-use crate::config::{DeserializationHandler, ExceptionHandler};
+use crate::handlers::{DeserializationExceptionHandler, ProcessingExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::processor::context::{TaskContext, TaskMetrics};
-use crate::processor::node::{NodeMeta, SourceNode, TaskNode};
-use crate::processor::{Punctuation, PunctuationType};
+use crate::processor::node::{Decoded, NodeMeta, SourceNode, TaskNode};
+use crate::processor::{BuiltinTimestampExtractor, Punctuation, PunctuationType};
 use crate::record::{ConsumerRecord, RecordContext, TaskId};
 use crate::state::builder::{StoreContext, StoreMetricsContext};
-use crate::state::{GlobalStores, StateStore, ThreadCache};
+use crate::state::{GlobalStores, RocksDbConfig, StateStore, ThreadCache};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
 /// The lifecycle of a task, as in Kafka Streams.
@@ -60,13 +61,13 @@ pub(crate) struct TaskEnv {
     /// The thread's cache budget.
     pub thread_cache: Rc<RefCell<ThreadCache>>,
     /// `deserialization.exception.handler`.
-    pub deserialization_handler: DeserializationHandler,
+    pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     /// `processing.exception.handler`.
-    pub processing_handler: ExceptionHandler,
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// `default.timestamp.extractor`.
+    pub timestamp_extractor: BuiltinTimestampExtractor,
     /// The instance's global stores.
     pub global_stores: GlobalStores,
-    /// `errors.dead.letter.queue.topic.name`: where skipped input records go.
-    pub dead_letter_queue: Option<String>,
     /// `processing.guarantee = exactly_once_v2`: persistent stores buffer writes until the
     /// transaction commits ([`StreamTask::commit_state`]).
     pub exactly_once: bool,
@@ -74,6 +75,8 @@ pub(crate) struct TaskEnv {
     pub max_task_idle_ms: i64,
     /// Where store metrics go (none in the test driver).
     pub metrics: Option<StoreMetricsContext>,
+    /// The options RocksDB stores open with.
+    pub rocksdb_config: RocksDbConfig,
 }
 
 impl std::fmt::Debug for TaskEnv {
@@ -97,15 +100,28 @@ pub(crate) struct StreamTask {
     max_task_idle_ms: i64,
 }
 
-/// The records buffered for one input partition, its source node, and the last offset processed.
+/// The records buffered for one input partition, its source node, and the last offset processed
+/// (Kafka Streams' `RecordQueue`): the first record is decoded, its event time extracted, so that
+/// the task takes the partition whose head is earliest.
 struct RecordQueue {
     topic: String,
     partition: i32,
     source: Rc<RefCell<dyn SourceNode>>,
+    /// The first record, decoded, once `fill_heads` reached it.
+    head: Option<(ConsumerRecord, Decoded)>,
+    /// The raw records behind the head.
     records: VecDeque<ConsumerRecord>,
+    /// The highest event time extracted from this partition (-1 before the first).
+    partition_time: i64,
     consumed: Option<i64>,
     /// While the queue is empty: when the task stops waiting for it (`max.task.idle.ms`).
     idle_deadline: Option<i64>,
+}
+
+impl RecordQueue {
+    fn len(&self) -> usize {
+        self.records.len() + usize::from(self.head.is_some())
+    }
 }
 
 impl std::fmt::Debug for StreamTask {
@@ -140,6 +156,7 @@ impl StreamTask {
             thread_cache: env.thread_cache.clone(),
             exactly_once: env.exactly_once,
             metrics: env.metrics.clone(),
+            rocksdb_config: env.rocksdb_config.clone(),
         };
         let mut stores = BTreeMap::new();
         for name in &subtopology.stores {
@@ -159,12 +176,13 @@ impl StreamTask {
             schedules: Vec::new(),
             next_schedule_id: 0,
             commit_requested: false,
-            deserialization_handler: env.deserialization_handler,
-            processing_handler: env.processing_handler,
+            deserialization_handler: env.deserialization_handler.clone(),
+            processing_handler: env.processing_handler.clone(),
+            timestamp_extractor: env.timestamp_extractor,
             metrics: TaskMetrics::default(),
             global_stores: env.global_stores.clone(),
-            dead_letter_queue: env.dead_letter_queue.clone(),
-            skipped: None,
+            source_record: None,
+            dead_letters: Vec::new(),
         };
 
         let mut inputs: BTreeMap<usize, Rc<dyn std::any::Any>> = BTreeMap::new();
@@ -191,7 +209,9 @@ impl StreamTask {
                         topic: topic.resolve(&env.application_id),
                         partition,
                         source: source.clone(),
+                        head: None,
                         records: VecDeque::new(),
+                        partition_time: -1,
                         consumed: None,
                         idle_deadline: None,
                     });
@@ -283,6 +303,12 @@ impl StreamTask {
     }
 
     /// The erased store `name`, for restoration.
+    /// The names of the task's stores.
+    #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
+    pub(crate) fn store_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.ctx.stores.keys().map(String::as_str)
+    }
+
     pub(crate) fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>> {
         self.ctx.stores.get(name).map(|s| s.store.clone())
     }
@@ -332,12 +358,12 @@ impl StreamTask {
 
     /// Records queued for one input partition and not processed yet.
     pub(crate) fn buffered_in(&self, topic: &str, partition: i32) -> usize {
-        self.queues.iter().filter(|q| q.topic == topic && q.partition == partition).map(|q| q.records.len()).sum()
+        self.queues.iter().filter(|q| q.topic == topic && q.partition == partition).map(RecordQueue::len).sum()
     }
 
     /// Records queued and not processed yet.
     pub(crate) fn buffered(&self) -> usize {
-        self.queues.iter().map(|q| q.records.len()).sum()
+        self.queues.iter().map(RecordQueue::len).sum()
     }
 
     /// Whether the task may process now, as Kafka Streams' `PartitionGroup.readyToProcess`:
@@ -351,7 +377,7 @@ impl StreamTask {
         }
         let mut enforced = false;
         for queue in &mut self.queues {
-            if !queue.records.is_empty() {
+            if queue.len() > 0 {
                 queue.idle_deadline = None;
                 continue;
             }
@@ -371,40 +397,79 @@ impl StreamTask {
     /// or if the task waits for data on an empty partition (see `max.task.idle.ms`).
     pub(crate) fn process(&mut self, wall_clock_ms: i64) -> Result<bool> {
         self.ctx.wall_clock_ms = wall_clock_ms;
+        self.fill_heads()?;
         if self.buffered() == 0 || !self.ready_to_process(wall_clock_ms) {
             return Ok(false);
         }
-        let next = self
-            .queues
-            .iter()
-            .enumerate()
-            .filter_map(|(i, q)| q.records.front().map(|r| (r.timestamp, i)))
-            .min_by_key(|(ts, _)| *ts)
-            .map(|(_, i)| i);
-        let Some(index) = next else { return Ok(false) };
+        let Some(index) = self.earliest_head() else { return Ok(false) };
         let queue = &mut self.queues[index];
-        let record = queue.records.pop_front().expect("non-empty queue");
-        let offset = record.offset;
-        if record.timestamp < 0 {
-            warn!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset,
-                timestamp = record.timestamp, "skipping record with invalid (negative) timestamp");
-            self.ctx.metrics.dropped_records += 1;
-            queue.consumed = Some(offset);
-            return Ok(true);
-        }
+        let (record, decoded) = queue.head.take().expect("the earliest head");
         let source = queue.source.clone();
         trace!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset, "process");
-        self.ctx.stream_time = self.ctx.stream_time.max(record.timestamp);
-        source.borrow_mut().process_raw(&mut self.ctx, &record)?;
-        if let Some(skipped) = self.ctx.skipped.take() {
-            if let Some(topic) = &self.ctx.dead_letter_queue {
-                self.ctx.collector.borrow_mut().send(skipped.dead_letter(topic, self.id, &record))?;
-            }
-        }
+        self.ctx.stream_time = self.ctx.stream_time.max(decoded.timestamp);
+        *self.ctx.record_context.borrow_mut() = RecordContext {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: decoded.timestamp,
+        };
+        let offset = record.offset;
+        self.ctx.source_record = Some(record);
+        let processed = source.borrow_mut().process(&mut self.ctx, decoded);
+        self.ctx.source_record = None;
+        processed?;
+        self.send_dead_letters()?;
         self.queues[index].consumed = Some(offset);
         self.ctx.metrics.processed_records += 1;
         self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time)?;
         Ok(true)
+    }
+
+    /// Decodes the first record of every queue that has none decoded, dropping (as consumed)
+    /// the records their source skips and those with a negative event time.
+    fn fill_heads(&mut self) -> Result<()> {
+        for index in 0..self.queues.len() {
+            while self.queues[index].head.is_none() {
+                let queue = &mut self.queues[index];
+                let Some(record) = queue.records.pop_front() else { break };
+                let source = queue.source.clone();
+                match source.borrow_mut().decode(&mut self.ctx, &record, queue.partition_time)? {
+                    Some(decoded) if decoded.timestamp >= 0 => {
+                        queue.partition_time = queue.partition_time.max(decoded.timestamp);
+                        queue.head = Some((record, decoded));
+                        continue;
+                    }
+                    Some(decoded) => {
+                        warn!(task_id = %self.id, topic = %record.topic, partition = record.partition,
+                            offset = record.offset, timestamp = decoded.timestamp,
+                            "skipping record with invalid (negative) timestamp");
+                        self.ctx.metrics.dropped_records += 1;
+                    }
+                    None => {}
+                }
+                queue.consumed = Some(record.offset);
+                self.send_dead_letters()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The queue whose decoded head has the lowest timestamp.
+    fn earliest_head(&self) -> Option<usize> {
+        self.queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.head.as_ref().map(|(_, d)| (d.timestamp, i)))
+            .min_by_key(|(ts, _)| *ts)
+            .map(|(_, i)| i)
+    }
+
+    /// Sends the records the handlers asked for.
+    fn send_dead_letters(&mut self) -> Result<()> {
+        for dead in std::mem::take(&mut self.ctx.dead_letters) {
+            self.ctx.collector.borrow_mut().send(dead.into_producer_record())?;
+        }
+        Ok(())
     }
 
     /// Fires wall-clock punctuations due at `now_ms`; returns whether any fired.
@@ -441,8 +506,9 @@ impl StreamTask {
 
     /// The timestamp of the record `process` would take next, if it would take one now.
     #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
-    pub(crate) fn next_timestamp(&self) -> Option<i64> {
-        self.queues.iter().filter_map(|q| q.records.front().map(|r| r.timestamp)).min()
+    pub(crate) fn next_timestamp(&mut self) -> Result<Option<i64>> {
+        self.fill_heads()?;
+        Ok(self.earliest_head().and_then(|i| self.queues[i].head.as_ref()).map(|(_, d)| d.timestamp))
     }
 
     /// Flushes processors in topological order, so caches forward downstream; stores keep
@@ -526,9 +592,9 @@ impl Drop for StreamTask {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
+    use crate::config::ExceptionHandler;
+    use crate::handlers::Builtin;
     use crate::processor::{Processor, ProcessorContext};
     use crate::record::{ProducerRecord, Record};
     use crate::serdes::Serdes;
@@ -582,13 +648,14 @@ mod tests {
             app_dir: dir.to_path_buf(),
             collector: Rc::new(RefCell::new(Discard)),
             thread_cache: Rc::new(RefCell::new(ThreadCache::new(1 << 20))),
-            deserialization_handler: ExceptionHandler::LogAndFail,
-            processing_handler: ExceptionHandler::LogAndFail,
+            deserialization_handler: Arc::new(Builtin { kind: ExceptionHandler::LogAndFail, dead_letter_queue: None }),
+            processing_handler: Arc::new(Builtin { kind: ExceptionHandler::LogAndFail, dead_letter_queue: None }),
+            timestamp_extractor: BuiltinTimestampExtractor::FailOnInvalid,
             global_stores: Arc::default(),
-            dead_letter_queue: None,
             exactly_once: false,
             max_task_idle_ms,
             metrics: None,
+            rocksdb_config: RocksDbConfig::default(),
         };
         let subtopologies = topology.subtopologies();
         StreamTask::new(&topology, &subtopologies[0], 0, &env, 0).unwrap()

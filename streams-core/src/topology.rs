@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
-use crate::processor::node::{NodeFactory, ProcessorFactory, SinkFactory, SourceFactory};
-use crate::processor::ProcessorSupplier;
+use crate::processor::node::{NodeFactory, ProcessorFactory, SinkFactory, SinkTopic, SourceFactory};
+use crate::processor::{BuiltinTimestampExtractor, ProcessorSupplier, StreamPartitioner, TimestampExtractor, TopicNameExtractor};
 use crate::serdes::{Serde, SerdeRef};
 use crate::state::{GlobalStoreSpec, StoreBuilder};
 pub(crate) use crate::topic::TopicName;
@@ -15,7 +15,8 @@ pub(crate) use crate::topic::TopicName;
 pub(crate) enum NodeKind {
     Source { topics: Vec<TopicName> },
     Processor,
-    Sink { topic: TopicName },
+    /// `None`: a topic per record, from a `TopicNameExtractor`.
+    Sink { topic: Option<TopicName> },
 }
 
 #[derive(Clone)]
@@ -52,6 +53,8 @@ pub struct Topology {
     pub(crate) stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
     copartition_groups: Vec<Vec<TopicName>>,
     global_stores: Vec<GlobalStoreSpec>,
+    /// Repartition topics created with a partition count of their own (`Repartitioned`).
+    fixed_partitions: BTreeMap<TopicName, i32>,
 }
 
 impl fmt::Debug for Topology {
@@ -75,7 +78,21 @@ impl Topology {
         value_serde: impl Serde<V>,
     ) -> Result<&mut Self> {
         let topics = topics.iter().map(|t| TopicName::external(*t)).collect();
-        self.add_source_node(name, topics, Arc::new(key_serde), Arc::new(value_serde), false)
+        self.add_source_node(name, topics, Arc::new(key_serde), Arc::new(value_serde), false, None)
+    }
+
+    /// Adds a source whose records get their event time from `extractor` instead of
+    /// `default.timestamp.extractor`.
+    pub fn add_source_with_timestamp_extractor<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: &[&str],
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        extractor: impl TimestampExtractor<K, V>,
+    ) -> Result<&mut Self> {
+        let topics = topics.iter().map(|t| TopicName::external(*t)).collect();
+        self.add_source_node(name, topics, Arc::new(key_serde), Arc::new(value_serde), false, Some(Arc::new(extractor)))
     }
 
     /// Adds a processor fed by `parents`. Its input types must match the parents' output types.
@@ -97,7 +114,33 @@ impl Topology {
         value_serde: impl Serde<V>,
         parents: &[&str],
     ) -> Result<&mut Self> {
-        self.add_sink_node(name, TopicName::external(topic), Arc::new(key_serde), Arc::new(value_serde), parents)
+        self.add_sink_node(name, TopicName::external(topic), Arc::new(key_serde), Arc::new(value_serde), None, parents)
+    }
+
+    /// Adds a sink writing to `topic` the partition `partitioner` chooses for each record.
+    pub fn add_sink_with_partitioner<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        partitioner: impl StreamPartitioner<K, V>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        let (topic, partitioner) = (TopicName::external(topic), Some(Arc::new(partitioner) as _));
+        self.add_sink_node(name, topic, Arc::new(key_serde), Arc::new(value_serde), partitioner, parents)
+    }
+
+    /// Adds a sink writing each record to the topic `extractor` names for it.
+    pub fn add_sink_with_topic_extractor<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        extractor: impl TopicNameExtractor<K, V>,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        self.add_extracted_sink_node(name, Arc::new(extractor), Arc::new(key_serde), Arc::new(value_serde), None, parents)
     }
 
     /// Adds a store and connects it to `processors`.
@@ -151,6 +194,20 @@ impl Topology {
             .iter()
             .position(|n| n.name == name)
             .ok_or_else(|| StreamsError::Topology(format!("no node named `{name}`")))
+    }
+
+    /// Adds a sink node after checking it has parents.
+    fn add_sink_factory<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: Option<TopicName>,
+        factory: SinkFactory<K, V>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        if parents.is_empty() {
+            return Err(StreamsError::Topology(format!("sink `{name}` must have at least one parent")));
+        }
+        self.add_node(name, NodeKind::Sink { topic }, parents, Arc::new(factory))
     }
 
     fn add_node(
@@ -247,7 +304,7 @@ impl Topology {
                     let node = &self.nodes[i];
                     match &node.kind {
                         NodeKind::Source { topics } => source_topics.extend(topics.iter().cloned()),
-                        NodeKind::Sink { topic } => sink_topics.push(topic.clone()),
+                        NodeKind::Sink { topic } => sink_topics.extend(topic.clone()),
                         NodeKind::Processor => {}
                     }
                     stores.extend(node.stores.iter().cloned());
@@ -336,6 +393,7 @@ impl Topology {
                         out.push_str(&format!("      <-- {}\n", names(&node.parents)));
                     }
                     NodeKind::Sink { topic } => {
+                        let topic = topic.as_ref().map_or_else(|| "extracted per record".to_string(), |t| t.to_string());
                         out.push_str(&format!("    Sink: {} (topic: {topic})\n", node.name));
                         out.push_str(&format!("      <-- {}\n", names(&node.parents)));
                     }
@@ -350,7 +408,9 @@ impl Topology {
 /// names, sources that drop null keys, shared suppliers, renames and co-partition groups, and
 /// what the runtime derives from a topology. Not part of the API.
 pub trait InternalTopologyBuilder {
-    /// Adds a source; `skip_null_keys` drops records without a key before deserializing (KTable sources).
+    /// Adds a source; `skip_null_keys` drops records without a key before deserializing (KTable
+    /// sources). Without an extractor, sources of internal topics take the record's timestamp
+    /// (set upstream from the extracted one), others `default.timestamp.extractor`.
     fn add_source_node<K: Clone + 'static, V: Clone + 'static>(
         &mut self,
         name: &str,
@@ -358,6 +418,7 @@ pub trait InternalTopologyBuilder {
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
         skip_null_keys: bool,
+        timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
     ) -> Result<&mut Self>;
     /// [`add_processor`](Topology::add_processor) with a shared supplier.
     fn add_processor_node<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
@@ -373,6 +434,18 @@ pub trait InternalTopologyBuilder {
         topic: TopicName,
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
+        partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+        parents: &[&str],
+    ) -> Result<&mut Self>;
+    /// [`add_sink_with_topic_extractor`](Topology::add_sink_with_topic_extractor) with a
+    /// partitioner.
+    fn add_extracted_sink_node<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        extractor: Arc<dyn TopicNameExtractor<K, V>>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
         parents: &[&str],
     ) -> Result<&mut Self>;
     /// Renames a node that has no children yet (Kafka Streams' `Named` on a DSL operator).
@@ -380,6 +453,9 @@ pub trait InternalTopologyBuilder {
     /// Declares that `topics` must have the same partition count, as the inputs of a join must:
     /// records with one key then meet in one task.
     fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self;
+    /// Creates the internal topic `topic` with `partitions` partitions instead of the task count
+    /// of the sub-topology that writes it (`Repartitioned::with_number_of_partitions`).
+    fn set_partition_count(&mut self, topic: &TopicName, partitions: i32) -> &mut Self;
     /// The source topics that feed `node`, directly or through its ancestors.
     fn source_topics_of(&self, node: &str) -> Result<Vec<TopicName>>;
     /// Tasks per sub-topology and partitions of every internal topic (repartition and changelog),
@@ -403,6 +479,7 @@ impl InternalTopologyBuilder for Topology {
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
         skip_null_keys: bool,
+        timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
     ) -> Result<&mut Self> {
         if topics.is_empty() {
             return Err(StreamsError::Topology(format!("source `{name}` must read at least one topic")));
@@ -414,7 +491,13 @@ impl InternalTopologyBuilder for Topology {
                 )));
             }
         }
-        let factory = SourceFactory { key_serde, value_serde, skip_null_keys };
+        let timestamp_extractor = timestamp_extractor.or_else(|| {
+            topics
+                .iter()
+                .all(TopicName::is_internal)
+                .then(|| Arc::new(BuiltinTimestampExtractor::FailOnInvalid) as Arc<dyn TimestampExtractor<K, V>>)
+        });
+        let factory = SourceFactory { key_serde, value_serde, skip_null_keys, timestamp_extractor };
         self.add_node(name, NodeKind::Source { topics }, &[], Arc::new(factory))
     }
 
@@ -436,13 +519,24 @@ impl InternalTopologyBuilder for Topology {
         topic: TopicName,
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
+        partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
         parents: &[&str],
     ) -> Result<&mut Self> {
-        if parents.is_empty() {
-            return Err(StreamsError::Topology(format!("sink `{name}` must have at least one parent")));
-        }
-        let factory = SinkFactory { topic: topic.clone(), key_serde, value_serde };
-        self.add_node(name, NodeKind::Sink { topic }, parents, Arc::new(factory))
+        let factory = SinkFactory { topic: SinkTopic::Fixed(topic.clone()), key_serde, value_serde, partitioner };
+        self.add_sink_factory(name, Some(topic), factory, parents)
+    }
+
+    fn add_extracted_sink_node<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        extractor: Arc<dyn TopicNameExtractor<K, V>>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        let factory = SinkFactory { topic: SinkTopic::Extracted(extractor), key_serde, value_serde, partitioner };
+        self.add_sink_factory(name, None, factory, parents)
     }
 
     fn rename_node(&mut self, from: &str, to: &str) -> Result<()> {
@@ -459,6 +553,11 @@ impl InternalTopologyBuilder for Topology {
 
     fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self {
         self.copartition_groups.push(topics.to_vec());
+        self
+    }
+
+    fn set_partition_count(&mut self, topic: &TopicName, partitions: i32) -> &mut Self {
+        self.fixed_partitions.insert(topic.clone(), partitions);
         self
     }
 
@@ -505,7 +604,7 @@ impl InternalTopologyBuilder for Topology {
                     .unwrap_or(1);
                 tasks.insert(sub.id, n);
                 for sink in sub.sink_topics.iter().filter(|t| t.is_internal()) {
-                    internal.insert(sink.resolve(application_id), n);
+                    internal.insert(sink.resolve(application_id), self.fixed_partitions.get(sink).copied().unwrap_or(n));
                 }
             }
             // A repartition topic joined with user topics takes their partition count, so the
@@ -516,8 +615,9 @@ impl InternalTopologyBuilder for Topology {
                     .filter(|t| !t.is_internal())
                     .map(|t| external(&t.resolve(application_id)))
                     .max();
-                if let Some(n) = external_max {
-                    for t in group.iter().filter(|t| t.is_internal()) {
+                let fixed_max = group.iter().filter_map(|t| self.fixed_partitions.get(t).copied()).max();
+                if let Some(n) = external_max.or(fixed_max) {
+                    for t in group.iter().filter(|t| t.is_internal() && !self.fixed_partitions.contains_key(t)) {
                         internal.insert(t.resolve(application_id), n);
                     }
                 }
@@ -535,12 +635,19 @@ impl InternalTopologyBuilder for Topology {
 
     fn check_copartitioning(&self, application_id: &str, partitions: impl Fn(&str) -> i32) -> Result<()> {
         for group in &self.copartition_groups {
-            // Repartition topics are created with the count of the user topics they join.
-            let names: Vec<String> =
-                group.iter().filter(|t| !t.is_internal()).map(|t| t.resolve(application_id)).collect();
-            let counts: BTreeSet<i32> = names.iter().map(|t| partitions(t)).collect();
+            // Repartition topics are created with the count of the user topics they join,
+            // unless their count was set.
+            let counted: Vec<(String, i32)> = group
+                .iter()
+                .filter_map(|t| match (t.is_internal(), self.fixed_partitions.get(t)) {
+                    (false, _) => Some((t.resolve(application_id), partitions(&t.resolve(application_id)))),
+                    (true, Some(n)) => Some((t.resolve(application_id), *n)),
+                    (true, None) => None,
+                })
+                .collect();
+            let counts: BTreeSet<i32> = counted.iter().map(|(_, n)| *n).collect();
             if counts.len() > 1 {
-                let detail: Vec<String> = names.iter().map(|t| format!("{t} ({})", partitions(t))).collect();
+                let detail: Vec<String> = counted.iter().map(|(t, n)| format!("{t} ({n})")).collect();
                 return Err(StreamsError::Topology(format!("Topics not co-partitioned: [{}]", detail.join(", "))));
             }
         }

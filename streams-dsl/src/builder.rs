@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use streams_core::state::{GlobalStoreSpec, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, ValueAndTimestampSerde};
 use streams_core::internals::{InternalTopologyBuilder, TopicName};
-use streams_core::{Result, SerdeRef, Serdes, StoreBuilder, StreamsError, Topology, ValueAndTimestamp};
+use streams_core::{
+    BoxError, BuiltinTimestampExtractor, ConsumedRecord, Result, SerdeRef, Serdes, StoreBuilder, StreamsError,
+    StreamPartitioner, TimestampExtractor, Topology, ValueAndTimestamp,
+};
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
@@ -85,6 +88,23 @@ pub(crate) fn table_store<K: 'static, V: 'static>(
     Some(builder)
 }
 
+/// A table source's extractor, over nullable values: a tombstone carries no value to read a
+/// time from, so it keeps its record's timestamp (`FailOnInvalidTimestamp` rules).
+fn table_extractor<K: 'static, V: 'static>(
+    extractor: Arc<dyn TimestampExtractor<K, V>>,
+) -> Arc<dyn TimestampExtractor<K, Option<V>>> {
+    struct TableExtractor<K, V>(Arc<dyn TimestampExtractor<K, V>>);
+    impl<K: 'static, V: 'static> TimestampExtractor<K, Option<V>> for TableExtractor<K, V> {
+        fn extract(&self, record: &ConsumedRecord<'_, K, Option<V>>, partition_time: i64) -> Result<i64, BoxError> {
+            match record.value {
+                Some(value) => self.0.extract(&record.with_value(value), partition_time),
+                None => BuiltinTimestampExtractor::FailOnInvalid.extract(record, partition_time),
+            }
+        }
+    }
+    Arc::new(TableExtractor(extractor))
+}
+
 /// A table copied in full into every instance (see [`StreamsBuilder::global_table`]).
 pub struct GlobalKTable<K, V> {
     pub(crate) store: String,
@@ -144,7 +164,8 @@ impl StreamsBuilder {
         let name = consumed.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SOURCE-"));
         let topics: Vec<TopicName> = topics.iter().map(|t| TopicName::external(*t)).collect();
         let (ks, vs) = (consumed.key_serde.clone(), consumed.value_serde.clone());
-        state.apply(|t| t.add_source_node(&name, topics, ks, vs, false).map(drop));
+        let extractor = consumed.timestamp_extractor.clone();
+        state.apply(|t| t.add_source_node(&name, topics, ks, vs, false, extractor).map(drop));
         drop(state);
         KStream::new(self.state.clone(), name, Some(consumed.key_serde), Some(consumed.value_serde), false)
     }
@@ -175,11 +196,12 @@ impl StreamsBuilder {
         let value_serde: SerdeRef<Option<V>> = Arc::new(Serdes::nullable(consumed.value_serde.clone()));
         let topics = vec![TopicName::external(topic)];
         let key_serde = consumed.key_serde.clone();
+        let extractor = consumed.timestamp_extractor.clone().map(table_extractor);
         let store_name = store.clone();
         let mut state = self.state.borrow_mut();
         state.apply(|t| {
-            t.add_source_node(&source, topics, key_serde, value_serde, true)?;
-            t.add_processor(&processor, move || TableSource::<K, V>::processor(&store_name), &[&source])?;
+            t.add_source_node(&source, topics, key_serde, value_serde, true, extractor)?;
+            t.add_processor(&processor, move || TableSource::<K, V, Option<V>>::processor(&store_name), &[&source])?;
             if let Some(builder) = builder {
                 t.add_state_store(builder, &[&processor])?;
             }
@@ -239,6 +261,19 @@ pub(crate) fn repartition<K: Clone + 'static, V: Clone + 'static>(
     key_serde: Option<SerdeRef<K>>,
     value_serde: Option<SerdeRef<V>>,
 ) -> String {
+    repartition_with(state, parent, base, key_serde, value_serde, None, None)
+}
+
+/// [`repartition`] with a partitioner for the sink and a partition count for the topic.
+pub(crate) fn repartition_with<K: Clone + 'static, V: Clone + 'static>(
+    state: &Shared,
+    parent: &str,
+    base: &str,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+    partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+    partitions: Option<i32>,
+) -> String {
     let what = format!("repartition topic `{base}-repartition`");
     let key_serde = require_serde(state, key_serde, &what);
     let value_serde = require_serde(state, value_serde, &what);
@@ -248,8 +283,11 @@ pub(crate) fn repartition<K: Clone + 'static, V: Clone + 'static>(
     if let (Some(ks), Some(vs)) = (key_serde, value_serde) {
         let topic = TopicName::internal(format!("{base}-repartition"));
         state.apply(|t| {
-            t.add_sink_node(&sink, topic.clone(), ks.clone(), vs.clone(), &[parent])?;
-            t.add_source_node(&source, vec![topic], ks, vs, false)?;
+            t.add_sink_node(&sink, topic.clone(), ks.clone(), vs.clone(), partitioner, &[parent])?;
+            t.add_source_node(&source, vec![topic.clone()], ks, vs, false, None)?;
+            if let Some(n) = partitions {
+                t.set_partition_count(&topic, n);
+            }
             Ok(())
         });
     }

@@ -504,8 +504,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             t.add_state_store(subscriptions_builder, &[&receive, &right_change])?;
             t.connect_processor_and_state_store(&receive, &right_store)?;
             // Answers travel back keyed by the left key.
-            t.add_sink_node(&response_sink, response_topic.clone(), k.clone(), response_serde.clone(), &[&receive, &right_change])?;
-            t.add_source_node(&response_source, vec![response_topic], k.clone(), response_serde, false)?;
+            t.add_sink_node(&response_sink, response_topic.clone(), k.clone(), response_serde.clone(), None, &[&receive, &right_change])?;
+            t.add_source_node(&response_source, vec![response_topic], k.clone(), response_serde, false, None)?;
             t.add_processor(
                 &response_join,
                 move || ResponseJoin::<K, V, VO, VR>::processor(&l1, &res1, v2.clone(), joiner.clone()),

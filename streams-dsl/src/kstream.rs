@@ -1,14 +1,21 @@
 //! `KStream<K, V>`: a record stream and its stateless operators.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use streams_core::internals::InternalTopologyBuilder;
-use streams_core::{ProcessorSupplier, Record, SerdeRef};
+use streams_core::{
+    fixed_key_supplier, FixedKeyProcessorSupplier, Processor, ProcessorSupplier, Record, SerdeRef, Serdes, StreamsError,
+    TopicNameExtractor,
+};
 
-use crate::builder::Shared;
+use crate::builder::{repartition, repartition_with, table_store, Shared};
+use crate::change::Change;
 use crate::grouped::KGroupedStream;
-use crate::options::{Branched, Grouped, Named, Produced};
+use crate::ktable::KTable;
+use crate::options::{Branched, Grouped, Materialized, Named, PrintTarget, Printed, Produced, Repartitioned};
+use crate::processors::table::TableSource;
 use crate::processors::stateless;
 
 type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
@@ -196,6 +203,30 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         BranchedKStream { stream: self.clone(), prefix: name.clone(), name, branches: Vec::new() }
     }
 
+    /// Prints each record (Kafka Streams' `print`), to standard output or a file.
+    pub fn print(&self, printed: Printed<K, V>) {
+        let name = self.state.borrow_mut().new_name("KSTREAM-PRINTER-");
+        let label = printed.label.clone().unwrap_or_else(|| name.clone());
+        let out: Arc<Mutex<Box<dyn Write + Send>>> = match &printed.target {
+            PrintTarget::Stdout => Arc::new(Mutex::new(Box::new(std::io::stdout()))),
+            PrintTarget::File(path) => match std::fs::File::create(path) {
+                Ok(file) => Arc::new(Mutex::new(Box::new(std::io::LineWriter::new(file)))),
+                Err(e) => {
+                    let error = StreamsError::io(path, e);
+                    self.state.borrow_mut().fail(error);
+                    return;
+                }
+            },
+        };
+        let mapper = printed.mapper;
+        let supplier = stateless(move |_ctx: &mut streams_core::ProcessorContext<'_, K, V>, r: Record<K, V>| {
+            let line = format!("[{label}]: {}", mapper(&r.key, &r.value));
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            writeln!(out, "{line}").map_err(|e| StreamsError::user(e))
+        });
+        self.state.borrow_mut().apply(|t| t.add_processor(&name, supplier, &[&self.node]).map(drop));
+    }
+
     /// Merges another stream of the same types into this one.
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
         let mut state = self.state.borrow_mut();
@@ -218,8 +249,40 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let name = produced.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SINK-"));
         let topic = streams_core::internals::TopicName::external(topic);
         state.apply(|t| {
-            t.add_sink_node(&name, topic, produced.key_serde, produced.value_serde, &[&self.node]).map(drop)
+            t.add_sink_node(&name, topic, produced.key_serde, produced.value_serde, produced.partitioner, &[&self.node])
+                .map(drop)
         });
+    }
+
+    /// Writes each record to the topic `extractor` names for it (Kafka Streams' `to` with a
+    /// `TopicNameExtractor`); the topics must exist.
+    pub fn to_extracted_topic(&self, extractor: impl TopicNameExtractor<K, V>, produced: Produced<K, V>) {
+        let mut state = self.state.borrow_mut();
+        let name = produced.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SINK-"));
+        let extractor = Arc::new(extractor);
+        state.apply(|t| {
+            t.add_extracted_sink_node(&name, extractor, produced.key_serde, produced.value_serde, produced.partitioner, &[&self.node])
+                .map(drop)
+        });
+    }
+
+    /// Writes the stream through a repartition topic and reads it back (Kafka Streams'
+    /// `repartition`): records are spread by key, or by `repartitioned`'s partitioner, over its
+    /// partitions (the input's count unless set), and what follows runs in their tasks.
+    pub fn repartition(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
+        let name = repartitioned.name.clone().unwrap_or_else(|| self.state.borrow_mut().new_name("KSTREAM-REPARTITION-"));
+        let key_serde = repartitioned.key_serde.clone().or(self.key_serde.clone());
+        let value_serde = repartitioned.value_serde.clone().or(self.value_serde.clone());
+        let source = repartition_with(
+            &self.state,
+            &self.node,
+            &name,
+            key_serde.clone(),
+            value_serde.clone(),
+            repartitioned.partitioner,
+            repartitioned.partitions,
+        );
+        KStream::new(self.state.clone(), source, key_serde, value_serde, false)
     }
 
     /// Runs a Processor API processor on the stream, with access to the named stores
@@ -230,12 +293,39 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         stores: &[&str],
     ) -> KStream<K2, V2> {
         let stream = self.add("KSTREAM-PROCESSOR-", supplier, None, None, true);
+        stream.connect_stores(stores);
+        stream
+    }
+
+    /// Runs a fixed-key processor on the stream (Kafka Streams' `processValues`): it may change
+    /// values, timestamps and headers but not keys, so the stream is not marked for
+    /// repartitioning and keeps its key serde. The processor reaches the named stores and the
+    /// record's metadata through its context.
+    pub fn process_values<V2: Clone + 'static>(
+        &self,
+        supplier: impl FixedKeyProcessorSupplier<K, V, V2>,
+        stores: &[&str],
+    ) -> KStream<K, V2> {
+        let supplier = fixed_key_supplier(supplier);
+        let stream = self.add("KSTREAM-PROCESSVALUES-", supplier, self.key_serde.clone(), None, self.repartition_required);
+        stream.connect_stores(stores);
+        stream
+    }
+
+    /// Gives the processor this stream comes out of access to `stores`.
+    fn connect_stores(&self, stores: &[&str]) {
         let mut state = self.state.borrow_mut();
         for store in stores {
-            state.apply(|t| t.connect_processor_and_state_store(&stream.node, store).map(drop));
+            state.apply(|t| t.connect_processor_and_state_store(&self.node, store).map(drop));
         }
-        drop(state);
-        stream
+    }
+
+    /// The stream as a table (Kafka Streams' `toTable`): each record upserts its key in a store
+    /// built as `materialized` says. A stream whose key changed is repartitioned first.
+    pub fn to_table(&self, named: Option<Named>, materialized: Materialized<K, V>) -> KTable<K, V> {
+        let materialized = materialized.with_default_serdes(self.key_serde.clone(), self.value_serde.clone());
+        let value_serde = self.value_serde.clone().or(materialized.value_serde.clone());
+        to_table(self, named, materialized, value_serde, TableSource::<K, V, V>::upserts)
     }
 
     /// Groups by the current key, for aggregation.
@@ -320,4 +410,47 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
         }
         out
     }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KStream<K, Option<V>> {
+    /// The stream as a table where `None` deletes its key (Kafka Streams' `toTable` of a stream
+    /// with null values), as [`to_table`](KStream::to_table) otherwise.
+    pub fn to_table_with_deletes(&self, named: Option<Named>, materialized: Materialized<K, V>) -> KTable<K, V> {
+        let materialized = materialized.with_default_serdes(self.key_serde.clone(), None);
+        let nullable = |s: SerdeRef<V>| Arc::new(Serdes::nullable(s)) as SerdeRef<Option<V>>;
+        let value_serde = self.value_serde.clone().or(materialized.value_serde.clone().map(nullable));
+        to_table(self, named, materialized, value_serde, TableSource::<K, V, Option<V>>::processor)
+    }
+}
+
+/// A `KSTREAM-TOTABLE` processor and its store after `stream` (through a repartition topic
+/// first if its key changed); `source` builds the processor for the store's name.
+fn to_table<K: Clone + 'static, V: Clone + 'static, VIn: Clone + 'static, P: Processor<K, VIn, K, Change<V>> + 'static>(
+    stream: &KStream<K, VIn>,
+    named: Option<Named>,
+    materialized: Materialized<K, V>,
+    value_serde: Option<SerdeRef<VIn>>,
+    source: fn(&str) -> P,
+) -> KTable<K, V> {
+    let (name, store) = {
+        let mut state = stream.state.borrow_mut();
+        let name = named.map_or_else(|| state.new_name("KSTREAM-TOTABLE-"), |n| n.0);
+        let store = materialized.store_name.clone().unwrap_or_else(|| state.new_name("KSTREAM-TOTABLE-STATE-STORE-"));
+        (name, store)
+    };
+    let parent = if stream.repartition_required {
+        repartition(&stream.state, &stream.node, &name, materialized.key_serde.clone(), value_serde)
+    } else {
+        stream.node.clone()
+    };
+    let builder = table_store(&stream.state, &materialized, &store, None, None);
+    let store_name = store.clone();
+    stream.state.borrow_mut().apply(|t| {
+        t.add_processor(&name, move || source(&store_name), &[&parent])?;
+        if let Some(builder) = builder {
+            t.add_state_store(builder, &[&name])?;
+        }
+        Ok(())
+    });
+    KTable::new(stream.state.clone(), name, materialized.key_serde.clone(), materialized.value_serde.clone(), Some(store))
 }

@@ -40,7 +40,7 @@ pub use change::{Change, ChangeSerde};
 pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
-pub use options::{Branched, Consumed, Grouped, Materialized, Named, Produced};
+pub use options::{Branched, Consumed, Grouped, Materialized, Named, Printed, Produced, Repartitioned};
 pub use join::StreamJoined;
 pub use suppress::{BufferConfig, Suppressed};
 pub use windowed::{EmitStrategy, SessionWindowedKStream, TimeWindowedKStream};

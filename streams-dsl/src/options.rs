@@ -1,27 +1,37 @@
 //! Operator options, named as in Kafka Streams: `Consumed`, `Produced`, `Grouped`,
-//! `Materialized`, `Named`, `Branched`.
+//! `Materialized`, `Named`, `Branched`, `Repartitioned`.
 
 use std::fmt;
 use std::sync::Arc;
 
-use streams_core::{Serde, SerdeRef};
+use streams_core::{Serde, SerdeRef, StreamPartitioner, TimestampExtractor};
 
-/// How a topic is read: key and value serdes, and optionally the source's name.
+/// How a topic is read: key and value serdes, and optionally the source's name and its
+/// timestamp extractor.
 pub struct Consumed<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) name: Option<String>,
+    pub(crate) timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
 }
 
 impl<K, V> Consumed<K, V> {
     /// Reads with these serdes.
     pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
-        Consumed { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None }
+        Consumed { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None, timestamp_extractor: None }
     }
 
     /// Names the source node.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Takes each record's event time from `extractor` (e.g. from a field of the payload)
+    /// instead of `default.timestamp.extractor`. At a table source, tombstones keep their
+    /// record's timestamp.
+    pub fn with_timestamp_extractor(mut self, extractor: impl TimestampExtractor<K, V>) -> Self {
+        self.timestamp_extractor = Some(Arc::new(extractor));
         self
     }
 }
@@ -32,23 +42,102 @@ impl<K, V> fmt::Debug for Consumed<K, V> {
     }
 }
 
-/// How a stream is written: key and value serdes, and optionally the sink's name.
+/// How a stream is written: key and value serdes, and optionally the sink's name and its
+/// partitioner.
 pub struct Produced<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) name: Option<String>,
+    pub(crate) partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
 }
 
 impl<K, V> Produced<K, V> {
     /// Writes with these serdes.
     pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
-        Produced { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None }
+        Produced { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None, partitioner: None }
     }
 
     /// Names the sink node.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
+    }
+
+    /// Writes each record to the partition `partitioner` chooses (default: murmur2 of the
+    /// serialized key).
+    pub fn with_stream_partitioner(mut self, partitioner: impl StreamPartitioner<K, V>) -> Self {
+        self.partitioner = Some(Arc::new(partitioner));
+        self
+    }
+}
+
+/// How [`KStream::repartition`](crate::KStream::repartition) writes its topic: name, serdes,
+/// partition count and partitioner, each optional.
+pub struct Repartitioned<K, V> {
+    pub(crate) name: Option<String>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) partitions: Option<i32>,
+    pub(crate) partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+}
+
+impl<K, V> Default for Repartitioned<K, V> {
+    fn default() -> Self {
+        Repartitioned { name: None, key_serde: None, value_serde: None, partitions: None, partitioner: None }
+    }
+}
+
+impl<K, V> Repartitioned<K, V> {
+    /// Defaults: a generated name, the stream's serdes, the partition count of the input.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The topic is `<application.id>-<name>-repartition`.
+    pub fn as_(name: impl Into<String>) -> Self {
+        Repartitioned { name: Some(name.into()), ..Self::default() }
+    }
+
+    /// Writes with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Repartitioned { key_serde: Some(Arc::new(key_serde)), value_serde: Some(Arc::new(value_serde)), ..Self::default() }
+    }
+
+    /// Sets the name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: impl Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, serde: impl Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// Creates the topic with `partitions` partitions (and as many tasks downstream) instead
+    /// of the input's count.
+    pub fn with_number_of_partitions(mut self, partitions: u32) -> Self {
+        self.partitions = Some(i32::try_from(partitions).unwrap_or(i32::MAX));
+        self
+    }
+
+    /// Writes each record to the partition `partitioner` chooses.
+    pub fn with_stream_partitioner(mut self, partitioner: impl StreamPartitioner<K, V>) -> Self {
+        self.partitioner = Some(Arc::new(partitioner));
+        self
+    }
+}
+
+impl<K, V> fmt::Debug for Repartitioned<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repartitioned").field("name", &self.name).field("partitions", &self.partitions).finish()
     }
 }
 
@@ -206,6 +295,15 @@ impl<K, V> Materialized<K, V> {
     }
 }
 
+impl<K, V> Materialized<K, V> {
+    /// Takes these serdes where none is set.
+    pub(crate) fn with_default_serdes(mut self, key_serde: Option<SerdeRef<K>>, value_serde: Option<SerdeRef<V>>) -> Self {
+        self.key_serde = self.key_serde.or(key_serde);
+        self.value_serde = self.value_serde.or(value_serde);
+        self
+    }
+}
+
 impl<K, V> fmt::Debug for Materialized<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Materialized")
@@ -253,5 +351,53 @@ impl Branched {
     /// A branch named by its position.
     pub fn new() -> Self {
         Branched(None)
+    }
+}
+
+/// Where and how [`KStream::print`](crate::KStream::print) writes records (Kafka Streams'
+/// `Printed`): one line per record, `[<label>]: <key>, <value>`, the label defaulting to the
+/// print node's name.
+pub struct Printed<K, V> {
+    pub(crate) target: PrintTarget,
+    pub(crate) label: Option<String>,
+    pub(crate) mapper: Arc<dyn Fn(&K, &V) -> String + Send + Sync>,
+}
+
+/// Standard output or a file.
+#[derive(Debug, Clone)]
+pub(crate) enum PrintTarget {
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> Printed<K, V> {
+    /// Prints to standard output, keys and values as `Debug` shows them.
+    pub fn to_sys_out() -> Self {
+        Printed { target: PrintTarget::Stdout, label: None, mapper: Arc::new(|k, v| format!("{k:?}, {v:?}")) }
+    }
+
+    /// Writes to the file at `path` (created or truncated when the topology is built).
+    pub fn to_file(path: impl Into<std::path::PathBuf>) -> Self {
+        Printed { target: PrintTarget::File(path.into()), ..Self::to_sys_out() }
+    }
+}
+
+impl<K, V> Printed<K, V> {
+    /// The label in front of each line.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// How a record becomes the text after the label.
+    pub fn with_key_value_mapper(mut self, mapper: impl Fn(&K, &V) -> String + Send + Sync + 'static) -> Self {
+        self.mapper = Arc::new(mapper);
+        self
+    }
+}
+
+impl<K, V> fmt::Debug for Printed<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Printed").field("target", &self.target).field("label", &self.label).finish()
     }
 }

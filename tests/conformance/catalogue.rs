@@ -8,8 +8,8 @@ use std::time::Duration;
 use streams::prelude::*;
 use streams::state::WindowedSerde;
 use streams::{
-    BufferConfig, EmitStrategy, JoinWindows, KGroupedStream, KTable, SessionWindows, SlidingWindows, StreamJoined,
-    Suppressed, TimeWindows, Topology,
+    BufferConfig, ConsumedRecord, EmitStrategy, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, JoinWindows,
+    KGroupedStream, KTable, SessionWindows, SlidingWindows, StreamJoined, Suppressed, TimeWindows, Topology,
 };
 use streams::state::Windowed;
 
@@ -406,5 +406,44 @@ pub(crate) fn catalogue() -> Vec<Entry> {
                 }),
         )
     });
+    add("to-table", IN, Output::Strings, |b| to_out(stream(b, "in").select_key(|_, v| first(v)).to_table(None, strings(false))));
+    add("repartition-reduce", IN, Output::Strings, |b| {
+        to_out(
+            stream(b, "in")
+                .repartition(Repartitioned::with(Serdes::string(), Serdes::string()))
+                .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+                .reduce(|a, v| format!("{a}|{v}"), strings(false)),
+        )
+    });
+    add("process-values", IN, Output::Strings, |b| stream_out(stream(b, "in").process_values(|| Stamp, &[])));
+    add("payload-time-tumbling", IN, windowed(SIZE, true), |b| {
+        let consumed = Consumed::with(Serdes::string(), Serdes::string()).with_timestamp_extractor(payload_time);
+        windowed_counts_out(
+            b.stream("in", consumed)
+                .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+                .windowed_by(TimeWindows::of_size_and_grace(ms(SIZE), ms(GRACE)))
+                .count(longs(false)),
+            SIZE,
+        )
+    });
     entries
+}
+
+/// Event time from the record and its value: values starting with `x` have none (dropped).
+fn payload_time(record: &ConsumedRecord<'_, String, String>, _partition_time: i64) -> i64 {
+    if record.value.starts_with('x') {
+        -1
+    } else {
+        record.timestamp + record.value.len() as i64
+    }
+}
+
+/// Appends the record's timestamp and input offset to its value.
+struct Stamp;
+
+impl FixedKeyProcessor<String, String, String> for Stamp {
+    fn process(&mut self, ctx: &mut FixedKeyProcessorContext<'_, String, String>, r: FixedKeyRecord<String, String>) -> streams::Result<()> {
+        let value = format!("{}@{}#{}", r.value, r.timestamp, ctx.record_context().offset);
+        ctx.forward(r.with_value(value))
+    }
 }

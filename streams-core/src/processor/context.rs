@@ -3,12 +3,13 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::collector::RecordCollector;
-use crate::config::{DeserializationHandler, ExceptionHandler};
 use crate::error::{Result, StreamsError};
-use crate::processor::{PunctuationType, ScheduleId};
-use crate::record::{ConsumerRecord, ProducerRecord, RecordContext, TaskId};
+use crate::handlers::{DeadLetter, DeserializationExceptionHandler, ErrorHandlerContext, HandlerResponse, ProcessingExceptionHandler};
+use crate::processor::{BuiltinTimestampExtractor, PunctuationType, ScheduleId};
+use crate::record::{ConsumerRecord, Headers, RecordContext, TaskId};
 use crate::state::builder::RegisteredStore;
 use crate::state::GlobalStores;
 
@@ -58,51 +59,46 @@ pub(crate) struct TaskContext {
     pub(crate) schedules: Vec<Schedule>,
     pub(crate) next_schedule_id: u64,
     pub(crate) commit_requested: bool,
-    pub(crate) deserialization_handler: DeserializationHandler,
-    pub(crate) processing_handler: ExceptionHandler,
+    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// `default.timestamp.extractor`, for sources without their own.
+    pub(crate) timestamp_extractor: BuiltinTimestampExtractor,
     pub(crate) metrics: TaskMetrics,
     pub(crate) global_stores: GlobalStores,
-    /// `errors.dead.letter.queue.topic.name`.
-    pub(crate) dead_letter_queue: Option<String>,
-    /// Set by a handler that skipped the record being processed.
-    pub(crate) skipped: Option<SkippedRecord>,
-}
-
-/// Why a handler skipped the current input record (for the dead-letter queue).
-#[derive(Debug, Clone)]
-pub(crate) struct SkippedRecord {
-    /// `deserialization` or `processing`.
-    kind: &'static str,
-    message: String,
-}
-
-impl SkippedRecord {
-    pub(crate) fn new(kind: &'static str, error: &dyn std::fmt::Display) -> Self {
-        SkippedRecord { kind, message: error.to_string() }
-    }
-
-    /// The input record as it was consumed, with the error in `__streams.errors.*` headers.
-    pub(crate) fn dead_letter(self, topic: &str, task: TaskId, record: &ConsumerRecord) -> ProducerRecord {
-        let mut headers = record.headers.clone();
-        let text = |s: String| Some(s.into_bytes());
-        headers.push(("__streams.errors.exception".into(), text(format!("{}-exception", self.kind))));
-        headers.push(("__streams.errors.message".into(), text(self.message)));
-        headers.push(("__streams.errors.topic".into(), text(record.topic.clone())));
-        headers.push(("__streams.errors.partition".into(), text(record.partition.to_string())));
-        headers.push(("__streams.errors.offset".into(), text(record.offset.to_string())));
-        headers.push(("__streams.errors.task".into(), text(task.to_string())));
-        ProducerRecord {
-            topic: topic.to_string(),
-            partition: None,
-            timestamp: record.timestamp,
-            key: record.key.clone(),
-            value: record.value.clone(),
-            headers,
-        }
-    }
+    /// The input record being processed, as consumed (for the handlers' context).
+    pub(crate) source_record: Option<ConsumerRecord>,
+    /// Records the handlers asked to write (dead letters), sent after the record.
+    pub(crate) dead_letters: Vec<DeadLetter>,
 }
 
 impl TaskContext {
+    /// Asks the processing handler about `error`, raised by `node` on the current record;
+    /// returns whether to go on (the dead letters are queued).
+    pub(crate) fn handle_processing_error(&mut self, node: &str, error: &StreamsError) -> bool {
+        static NO_HEADERS: Headers = Vec::new();
+        let at = self.record_context.borrow().clone();
+        let source = self.source_record.as_ref();
+        let ctx = ErrorHandlerContext {
+            topic: &at.topic,
+            partition: at.partition,
+            offset: at.offset,
+            timestamp: source.map_or(at.timestamp, |r| r.timestamp),
+            headers: source.map_or(&NO_HEADERS, |r| &r.headers),
+            processor_node: node,
+            task_id: self.task_id,
+            source_raw_key: source.and_then(|r| r.key.as_deref()),
+            source_raw_value: source.and_then(|r| r.value.as_deref()),
+        };
+        match self.processing_handler.handle(&ctx, error) {
+            HandlerResponse::Fail => false,
+            HandlerResponse::Resume(dead) => {
+                self.metrics.dropped_records += 1;
+                self.dead_letters.extend(dead);
+                true
+            }
+        }
+    }
+
     /// The typed handle of store `name` (a `KeyValueStore`, `WindowStore` or `SessionStore`).
     pub(crate) fn state_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         let entry = self.stores.get(name).ok_or_else(|| {

@@ -2,6 +2,15 @@
 
 pub(crate) mod context;
 pub(crate) mod node;
+mod fixed_key;
+mod partitioner;
+mod timestamp;
+
+pub use fixed_key::{
+    fixed_key_supplier, AnyKey, FixedKey, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyProcessorSupplier, FixedKeyRecord,
+};
+pub use partitioner::{StreamPartitioner, TopicNameExtractor};
+pub use timestamp::{BuiltinTimestampExtractor, ConsumedRecord, TimestampExtractor};
 
 use std::time::Duration;
 
@@ -87,19 +96,23 @@ pub struct Punctuation {
 }
 
 /// What a processor sees of its task: forwarding, stores, time and punctuation.
-pub struct ProcessorContext<'a, K, V> {
+///
+/// `F` says what it forwards: any [`Record`] (the default), or a
+/// [`FixedKeyRecord`] in a [`FixedKeyProcessorContext`].
+pub struct ProcessorContext<'a, K, V, F = AnyKey> {
     pub(crate) task: &'a mut TaskContext,
     pub(crate) node: &'a NodeMeta,
     pub(crate) children: &'a [Child<K, V>],
     /// In `init`: where the node keeps the cache flush listeners registered with it.
     pub(crate) flush_listeners: Option<&'a mut Vec<FlushListener<K, V>>>,
+    pub(crate) forwarding: std::marker::PhantomData<F>,
 }
 
 /// Forwards what a store's cache wrote down through the node that registered it; called with
 /// `true` at commit, when the cache must write all its dirty entries down first.
 pub(crate) type FlushListener<K, V> = Box<dyn for<'c> FnMut(&mut ProcessorContext<'c, K, V>, bool) -> Result<()>>;
 
-impl<K, V> std::fmt::Debug for ProcessorContext<'_, K, V> {
+impl<K, V, F> std::fmt::Debug for ProcessorContext<'_, K, V, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessorContext").field("task", &self.task.task_id).field("node", &self.node.name).finish()
     }
@@ -124,7 +137,7 @@ impl<K: Clone, V: Clone> ProcessorContext<'_, K, V> {
     }
 }
 
-impl<K, V> ProcessorContext<'_, K, V> {
+impl<K, V, F> ProcessorContext<'_, K, V, F> {
     /// Registers a cache flush listener with this node (in `init` only).
     pub(crate) fn add_flush_listener(&mut self, listener: FlushListener<K, V>) -> Result<()> {
         match &mut self.flush_listeners {

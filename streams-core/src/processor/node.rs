@@ -9,10 +9,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::context::{SkippedRecord, TaskContext};
-use super::{FlushListener, Processor, ProcessorContext, ProcessorSupplier, Punctuation};
-use crate::config::{DeserializationHandler, ExceptionHandler};
+use super::context::TaskContext;
+use super::{
+    ConsumedRecord, FlushListener, Processor, ProcessorContext, ProcessorSupplier, Punctuation, StreamPartitioner,
+    TimestampExtractor, TopicNameExtractor,
+};
 use crate::error::{Result, StreamsError};
+use crate::handlers::{ErrorHandlerContext, HandlerResponse};
 use crate::record::{ConsumerRecord, ProducerRecord, Record, RecordContext};
 use crate::serdes::SerdeRef;
 use crate::topology::TopicName;
@@ -60,9 +63,20 @@ pub(crate) trait TaskNode {
     }
 }
 
-/// The entry of raw records into a task.
+/// The entry of raw records into a task: each record is decoded when it reaches the head of its
+/// partition's queue (its event time decides which partition goes next), then processed.
 pub(crate) trait SourceNode {
-    fn process_raw(&mut self, task: &mut TaskContext, record: &ConsumerRecord) -> Result<()>;
+    /// Deserializes a raw record and extracts its event time; `None` if it is dropped (a null
+    /// key at a table source, or a deserialization error the handler skips).
+    fn decode(&mut self, task: &mut TaskContext, raw: &ConsumerRecord, partition_time: i64) -> Result<Option<Decoded>>;
+    /// Forwards a record `decode` returned to the source's children.
+    fn process(&mut self, task: &mut TaskContext, decoded: Decoded) -> Result<()>;
+}
+
+/// An input record decoded by its source: its event time and the typed record.
+pub(crate) struct Decoded {
+    pub(crate) timestamp: i64,
+    record: Box<dyn Any>,
 }
 
 /// The key and value types on one side of a node, for checks and messages.
@@ -138,7 +152,7 @@ struct ProcessorNode<KIn, VIn, KOut, VOut> {
 
 /// A processor's context outside `init`.
 fn context<'a, K, V>(node: &'a NodeMeta, children: &'a [Child<K, V>], task: &'a mut TaskContext) -> ProcessorContext<'a, K, V> {
-    ProcessorContext { task, node, children, flush_listeners: None }
+    ProcessorContext { task, node, children, flush_listeners: None, forwarding: std::marker::PhantomData }
 }
 
 impl<KIn, VIn, KOut, VOut> ProcessorNode<KIn, VIn, KOut, VOut> {
@@ -160,14 +174,7 @@ impl<KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<KIn, VIn, KOut, VOut
         // A failure of the record itself (user code, a value a serde rejects) may be skipped;
         // a broken store or client never is.
         let record_failure = matches!(error, StreamsError::Processing { .. } | StreamsError::Serde { .. });
-        if task.processing_handler == ExceptionHandler::LogAndContinue && record_failure {
-            let at = task.record_context.borrow().clone();
-            tracing::warn!(
-                node = %self.meta.name, topic = %at.topic, partition = at.partition, offset = at.offset, error = %error,
-                "processing failed; skipping the record (processing.exception.handler = log-and-continue)"
-            );
-            task.metrics.dropped_records += 1;
-            task.skipped.get_or_insert_with(|| SkippedRecord::new("processing", &error));
+        if record_failure && task.handle_processing_error(&self.meta.name, &error) {
             return Ok(());
         }
         Err(error)
@@ -184,6 +191,7 @@ impl<KIn, VIn, KOut, VOut> TaskNode for ProcessorNode<KIn, VIn, KOut, VOut> {
             node: &self.meta,
             children: &self.children,
             flush_listeners: Some(&mut self.flush_listeners),
+            forwarding: std::marker::PhantomData,
         };
         self.processor.init(&mut ctx).map_err(|e| wrap_user_error(e, task, &self.meta))
     }
@@ -233,12 +241,13 @@ struct SourceNodeImpl<K, V> {
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
     skip_null_keys: bool,
+    timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
     children: Vec<Child<K, V>>,
     processed: u64,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V> {
-    fn process_raw(&mut self, task: &mut TaskContext, raw: &ConsumerRecord) -> Result<()> {
+    fn decode(&mut self, task: &mut TaskContext, raw: &ConsumerRecord, partition_time: i64) -> Result<Option<Decoded>> {
         self.processed += 1;
         if self.skip_null_keys && raw.key.is_none() {
             tracing::warn!(
@@ -246,7 +255,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
                 "skipping record with null key"
             );
             task.metrics.dropped_records += 1;
-            return Ok(());
+            return Ok(None);
         }
         let decoded = self
             .key_serde
@@ -255,38 +264,57 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
         let (key, value) = match decoded {
             Ok(kv) => kv,
             Err(source) => {
-                return match task.deserialization_handler {
-                    DeserializationHandler::LogAndFail => {
-                        tracing::error!(
-                            topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %source,
-                            "deserialization failed; stopping (deserialization.exception.handler=log-and-fail)"
-                        );
-                        Err(StreamsError::Deserialization {
-                            topic: raw.topic.clone(),
-                            partition: raw.partition,
-                            offset: raw.offset,
-                            source,
-                        })
-                    }
-                    DeserializationHandler::LogAndContinue => {
-                        tracing::warn!(
-                            topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %source,
-                            "skipping record that failed deserialization"
-                        );
+                let ctx = ErrorHandlerContext {
+                    topic: &raw.topic,
+                    partition: raw.partition,
+                    offset: raw.offset,
+                    timestamp: raw.timestamp,
+                    headers: &raw.headers,
+                    processor_node: &self.meta.name,
+                    task_id: task.task_id,
+                    source_raw_key: raw.key.as_deref(),
+                    source_raw_value: raw.value.as_deref(),
+                };
+                return match task.deserialization_handler.handle(&ctx, &source) {
+                    HandlerResponse::Fail => Err(StreamsError::Deserialization {
+                        topic: raw.topic.clone(),
+                        partition: raw.partition,
+                        offset: raw.offset,
+                        source,
+                    }),
+                    HandlerResponse::Resume(dead) => {
                         task.metrics.dropped_records += 1;
-                        task.skipped.get_or_insert_with(|| SkippedRecord::new("deserialization", &source));
-                        Ok(())
+                        task.dead_letters.extend(dead);
+                        Ok(None)
                     }
                 };
             }
         };
-        *task.record_context.borrow_mut() = RecordContext {
-            topic: raw.topic.clone(),
+        let consumed = ConsumedRecord {
+            key: &key,
+            value: &value,
+            topic: &raw.topic,
             partition: raw.partition,
             offset: raw.offset,
             timestamp: raw.timestamp,
+            headers: &raw.headers,
         };
-        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers.clone() };
+        let extracted = match &self.timestamp_extractor {
+            Some(extractor) => extractor.extract(&consumed, partition_time),
+            None => task.timestamp_extractor.extract(&consumed, partition_time),
+        };
+        let timestamp = extracted.map_err(|source| StreamsError::TimestampExtraction {
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            offset: raw.offset,
+            source,
+        })?;
+        let record = Record { key, value, timestamp, headers: raw.headers.clone() };
+        Ok(Some(Decoded { timestamp, record: Box::new(record) }))
+    }
+
+    fn process(&mut self, task: &mut TaskContext, decoded: Decoded) -> Result<()> {
+        let record = *decoded.record.downcast::<Record<K, V>>().expect("decoded by this source");
         let Some((last, rest)) = self.children.split_last() else { return Ok(()) };
         for child in rest {
             child.node.borrow_mut().process(task, record.clone())?;
@@ -306,6 +334,8 @@ pub(crate) struct SourceFactory<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) skip_null_keys: bool,
+    /// The source's own extractor; `None`: `default.timestamp.extractor`.
+    pub(crate) timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> NodeFactory for SourceFactory<K, V> {
@@ -322,6 +352,7 @@ impl<K: Clone + 'static, V: Clone + 'static> NodeFactory for SourceFactory<K, V>
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             skip_null_keys: self.skip_null_keys,
+            timestamp_extractor: self.timestamp_extractor.clone(),
             children,
             processed: 0,
         }));
@@ -332,21 +363,61 @@ impl<K: Clone + 'static, V: Clone + 'static> NodeFactory for SourceFactory<K, V>
 // ---------------------------------------------------------------------------------------------
 // Sink nodes
 
+/// The topic a sink writes to: one, or one per record.
+pub(crate) enum SinkTopic<K, V> {
+    Fixed(TopicName),
+    Extracted(Arc<dyn TopicNameExtractor<K, V>>),
+}
+
+impl<K, V> Clone for SinkTopic<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            SinkTopic::Fixed(t) => SinkTopic::Fixed(t.clone()),
+            SinkTopic::Extracted(e) => SinkTopic::Extracted(e.clone()),
+        }
+    }
+}
+
+/// A sink's topic once its task runs: the resolved name, or the extractor.
+enum ResolvedTopic<K, V> {
+    Fixed(String),
+    Extracted(Arc<dyn TopicNameExtractor<K, V>>),
+}
+
 struct SinkNode<K, V> {
     meta: NodeMeta,
-    topic: String,
+    topic: ResolvedTopic<K, V>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
+    partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
 }
 
 impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, task: &mut TaskContext, record: Record<K, V>) -> Result<()> {
-        let context = |e| StreamsError::serde(format!("sink `{}` to topic `{}`", self.meta.name, self.topic), e);
-        let key = self.key_serde.serialize(&self.topic, &record.key).map_err(context)?;
-        let value = self.value_serde.serialize(&self.topic, &record.value).map_err(context)?;
+        let topic = match &self.topic {
+            ResolvedTopic::Fixed(topic) => topic.clone(),
+            ResolvedTopic::Extracted(extractor) => extractor.extract(&record.key, &record.value, &task.record_context.borrow()),
+        };
+        let partition = match &self.partitioner {
+            Some(partitioner) => {
+                let partitions = task.collector.borrow_mut().partitions(&topic)?;
+                let partition = partitioner.partition(&topic, &record.key, &record.value, partitions);
+                if let Some(p) = partition.filter(|p| !(0..partitions).contains(p)) {
+                    return Err(StreamsError::Topology(format!(
+                        "the partitioner of sink `{}` chose partition {p} of topic `{topic}`, which has {partitions}",
+                        self.meta.name
+                    )));
+                }
+                partition
+            }
+            None => None,
+        };
+        let context = |e| StreamsError::serde(format!("sink `{}` to topic `{topic}`", self.meta.name), e);
+        let key = self.key_serde.serialize(&topic, &record.key).map_err(context)?;
+        let value = self.value_serde.serialize(&topic, &record.value).map_err(context)?;
         task.collector.borrow_mut().send(ProducerRecord {
-            topic: self.topic.clone(),
-            partition: None,
+            topic,
+            partition,
             timestamp: record.timestamp,
             key,
             value,
@@ -359,9 +430,10 @@ impl<K, V> TaskNode for SinkNode<K, V> {}
 
 /// Builds sink nodes: `Record<K, V>` in, bytes to a topic.
 pub(crate) struct SinkFactory<K, V> {
-    pub(crate) topic: TopicName,
+    pub(crate) topic: SinkTopic<K, V>,
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
 }
 
 impl<K: 'static, V: 'static> NodeFactory for SinkFactory<K, V> {
@@ -372,12 +444,16 @@ impl<K: 'static, V: 'static> NodeFactory for SinkFactory<K, V> {
         None
     }
     fn build(&self, meta: NodeMeta, _: Vec<(String, Rc<dyn Any>)>, application_id: &str) -> Result<BuiltNode> {
-        let topic = self.topic.resolve(application_id);
+        let topic = match &self.topic {
+            SinkTopic::Fixed(topic) => ResolvedTopic::Fixed(topic.resolve(application_id)),
+            SinkTopic::Extracted(extractor) => ResolvedTopic::Extracted(extractor.clone()),
+        };
         let node = Rc::new(RefCell::new(SinkNode {
             meta,
             topic,
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
+            partitioner: self.partitioner.clone(),
         }));
         let input: NodeRef<K, V> = node.clone();
         Ok(BuiltNode { input: Some(Rc::new(input)), lifecycle: node, source: None })

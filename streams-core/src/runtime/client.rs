@@ -193,7 +193,7 @@ impl KafkaStreams {
             &[("client.id", format!("{}-GlobalStreamThread-consumer", self.shared.client_id()))],
         );
         let app_dir = self.settings.state_dir.join(&self.shared.application_id);
-        let global = match GlobalStreamThread::new(&self.topology, &global_consumer, &app_dir, self.settings.commit_interval)? {
+        let global = match GlobalStreamThread::new(&self.topology, &global_consumer, &app_dir, &self.settings)? {
             Some((mut thread, stores)) => {
                 thread.bootstrap(Duration::from_secs(300))?;
                 let name = format!("{}-GlobalStreamThread", self.shared.application_id);

@@ -17,19 +17,27 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
 use crate::collector::RecordCollector;
-use crate::config::ExceptionHandler;
+use crate::handlers::{DeadLetter, HandlerResponse, ProducedRecord, ProductionExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::record::ProducerRecord;
 
 /// Delivery reports: the last acknowledged offset per partition, and the first failure.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Deliveries {
     offsets: Mutex<HashMap<(String, i32), i64>>,
     /// The first failed delivery: its topic-partition and the producer's error.
     error: Mutex<Option<(String, KafkaError)>>,
-    /// `default.production.exception.handler`: whether a failed delivery is skipped (never
-    /// under exactly-once, where it fails the transaction).
-    skip_failures: bool,
+    /// `default.production.exception.handler`, asked about failed deliveries (none under
+    /// exactly-once, where a failed delivery fails the transaction).
+    handler: Option<Arc<dyn ProductionExceptionHandler>>,
+    /// Records the handler asked to write for failed deliveries, sent with the next record.
+    dead_letters: Mutex<Vec<DeadLetter>>,
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries").field("offsets", &self.offsets).field("error", &self.error).finish_non_exhaustive()
+    }
 }
 
 impl Deliveries {
@@ -69,9 +77,18 @@ impl ProducerContext for DeliveryContext {
                 ) => {}
             Err((error, message)) => {
                 let text = format!("{}-{}: {error}", message.topic(), message.partition());
-                if self.0.skip_failures {
-                    tracing::warn!(error = %text, "record delivery failed; skipping it (default.production.exception.handler = log-and-continue)");
-                    return;
+                if let Some(handler) = &self.0.handler {
+                    let record = ProducedRecord {
+                        topic: message.topic(),
+                        partition: Some(message.partition()),
+                        key: message.key(),
+                        value: message.payload(),
+                    };
+                    if let HandlerResponse::Resume(dead) = handler.handle(&record, error) {
+                        tracing::debug!(error = %text, "record delivery failed; the production handler skips it");
+                        self.0.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).extend(dead);
+                        return;
+                    }
                 }
                 tracing::error!(error = %text, "record delivery failed");
                 let failed = (format!("{}-{}", message.topic(), message.partition()), error.clone());
@@ -88,18 +105,24 @@ pub(crate) struct KafkaRecordCollector {
     deliveries: Arc<Deliveries>,
     /// How long a flush or a transaction call may take.
     timeout: Duration,
-    production_handler: ExceptionHandler,
+    production_handler: Arc<dyn ProductionExceptionHandler>,
     /// Whether the producer has a `transactional.id`.
     transactional: bool,
     in_transaction: bool,
+    /// Partition counts of the topics sinks with a partitioner wrote to.
+    partition_counts: HashMap<String, i32>,
 }
 
 impl KafkaRecordCollector {
     /// A producer from `config`; with a `transactional.id` in it, a transactional one (its
     /// transactions initialized, which fences older producers with the same id).
-    pub(crate) fn new(config: &ClientConfig, timeout: Duration, production_handler: ExceptionHandler) -> Result<Self> {
+    pub(crate) fn new(
+        config: &ClientConfig,
+        timeout: Duration,
+        production_handler: Arc<dyn ProductionExceptionHandler>,
+    ) -> Result<Self> {
         let transactional = config.get("transactional.id").is_some();
-        let (producer, deliveries) = Self::create(config, timeout, production_handler, transactional)?;
+        let (producer, deliveries) = Self::create(config, timeout, &production_handler, transactional)?;
         Ok(KafkaRecordCollector {
             config: config.clone(),
             producer,
@@ -108,17 +131,18 @@ impl KafkaRecordCollector {
             production_handler,
             transactional,
             in_transaction: false,
+            partition_counts: HashMap::new(),
         })
     }
 
     fn create(
         config: &ClientConfig,
         timeout: Duration,
-        handler: ExceptionHandler,
+        handler: &Arc<dyn ProductionExceptionHandler>,
         transactional: bool,
     ) -> Result<(ThreadedProducer<DeliveryContext>, Arc<Deliveries>)> {
         let deliveries = Arc::new(Deliveries {
-            skip_failures: handler == ExceptionHandler::LogAndContinue && !transactional,
+            handler: (!transactional).then(|| handler.clone()),
             ..Deliveries::default()
         });
         let producer: ThreadedProducer<DeliveryContext> = config
@@ -132,7 +156,7 @@ impl KafkaRecordCollector {
 
     /// Replaces a fenced or fatally failed producer with a new one (same `transactional.id`).
     pub(crate) fn recreate(&mut self) -> Result<()> {
-        let (producer, deliveries) = Self::create(&self.config, self.timeout, self.production_handler, self.transactional)?;
+        let (producer, deliveries) = Self::create(&self.config, self.timeout, &self.production_handler, self.transactional)?;
         self.producer = producer;
         self.deliveries = deliveries;
         self.in_transaction = false;
@@ -141,6 +165,29 @@ impl KafkaRecordCollector {
 
     pub(crate) fn deliveries(&self) -> &Arc<Deliveries> {
         &self.deliveries
+    }
+
+    /// Sends what a handler asked to write instead of a failed record (once: a dead letter
+    /// the producer refuses fails the send).
+    fn send_dead_letter(&mut self, dead: DeadLetter) -> Result<()> {
+        let dead = dead.into_producer_record();
+        let mut base = base_record(&dead);
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    base = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(StreamsError::Send { topic: dead.topic.clone(), source: e }),
+            }
+        }
+    }
+
+    /// Sends the dead letters the handler asked for on failed deliveries.
+    fn send_delivery_dead_letters(&mut self) -> Result<()> {
+        let dead = std::mem::take(&mut *self.deliveries.dead_letters.lock().unwrap_or_else(|e| e.into_inner()));
+        dead.into_iter().try_for_each(|d| self.send_dead_letter(d))
     }
 
     fn check(&self) -> Result<()> {
@@ -232,27 +279,34 @@ fn transaction_error(operation: &str, error: KafkaError) -> StreamsError {
     }
 }
 
+/// The producer's view of a record.
+fn base_record(record: &ProducerRecord) -> BaseRecord<'_, [u8], [u8]> {
+    let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).timestamp(record.timestamp);
+    if !record.headers.is_empty() {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header { key, value: value.as_deref() });
+        }
+        base = base.headers(headers);
+    }
+    if let Some(key) = &record.key {
+        base = base.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        base = base.payload(value.as_slice());
+    }
+    if let Some(partition) = record.partition {
+        base = base.partition(partition);
+    }
+    base
+}
+
 impl RecordCollector for KafkaRecordCollector {
     fn send(&mut self, record: ProducerRecord) -> Result<()> {
         self.check()?;
         self.begin()?;
-        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).timestamp(record.timestamp);
-        if !record.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header { key, value: value.as_deref() });
-            }
-            base = base.headers(headers);
-        }
-        if let Some(key) = &record.key {
-            base = base.key(key.as_slice());
-        }
-        if let Some(value) = &record.value {
-            base = base.payload(value.as_slice());
-        }
-        if let Some(partition) = record.partition {
-            base = base.partition(partition);
-        }
+        self.send_delivery_dead_letters()?;
+        let mut base = base_record(&record);
         loop {
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
@@ -261,21 +315,48 @@ impl RecordCollector for KafkaRecordCollector {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 // Refused before sending (too large, unknown partition): the record's own fault.
-                Err((e, _)) if self.production_handler == ExceptionHandler::LogAndContinue => {
-                    tracing::warn!(topic = %record.topic, error = %e,
-                        "send failed; skipping the record (default.production.exception.handler = log-and-continue)");
-                    return Ok(());
-                }
                 Err((e, _)) => {
-                    return Err(StreamsError::Send { topic: record.topic.clone(), source: e });
+                    let refused = ProducedRecord {
+                        topic: &record.topic,
+                        partition: record.partition,
+                        key: record.key.as_deref(),
+                        value: record.value.as_deref(),
+                    };
+                    return match self.production_handler.handle(&refused, &e) {
+                        HandlerResponse::Resume(dead) => dead.into_iter().try_for_each(|d| self.send_dead_letter(d)),
+                        HandlerResponse::Fail => Err(StreamsError::Send { topic: record.topic.clone(), source: e }),
+                    };
                 }
             }
         }
     }
 
+    fn partitions(&mut self, topic: &str) -> Result<i32> {
+        if let Some(n) = self.partition_counts.get(topic) {
+            return Ok(*n);
+        }
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), self.timeout)
+            .map_err(|e| StreamsError::kafka(format!("fetch the partitions of `{topic}`"), e))?;
+        let n = match metadata.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions().len() as i32,
+            _ => {
+                return Err(StreamsError::Send {
+                    topic: topic.to_string(),
+                    source: KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition),
+                })
+            }
+        };
+        self.partition_counts.insert(topic.to_string(), n);
+        Ok(n)
+    }
+
     fn flush(&mut self) -> Result<()> {
+        self.send_delivery_dead_letters()?;
         match self.producer.flush(self.timeout) {
-            Ok(()) => self.check(),
+            Ok(()) => self.check().and_then(|()| self.send_delivery_dead_letters()),
             Err(e) if self.transactional => Err(transaction_error("flush the producer", e)),
             Err(e) => Err(StreamsError::kafka("flush producer", e)),
         }

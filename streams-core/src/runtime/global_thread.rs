@@ -15,6 +15,7 @@ use tracing::{error, info, info_span, warn};
 use super::changelog_reader::EndAwareContext;
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::ClientShared;
+use crate::config::Settings;
 use crate::error::{Result, StreamsError};
 use crate::state::{GlobalBytesStore, GlobalStores};
 use crate::topology::Topology;
@@ -44,8 +45,9 @@ impl GlobalStreamThread {
         topology: &Topology,
         consumer_config: &ClientConfig,
         app_dir: &std::path::Path,
-        commit_interval: Duration,
+        settings: &Settings,
     ) -> Result<Option<(Self, GlobalStores)>> {
+        let commit_interval = settings.commit_interval;
         if topology.global_stores().is_empty() {
             return Ok(None);
         }
@@ -71,7 +73,7 @@ impl GlobalStreamThread {
         let mut assignment = TopicPartitionList::new();
         let mut missing = Vec::new();
         for spec in topology.global_stores() {
-            let store = spec.open(&dir)?;
+            let store = spec.open(&dir, &settings.rocksdb_config)?;
             let Some(topic) = metadata.topics().iter().find(|t| t.name() == spec.topic && t.error().is_none()) else {
                 missing.push(spec.topic.clone());
                 continue;

@@ -29,5 +29,6 @@ pub(crate) use state_directory::StateDirectory;
 pub(crate) use {stream_thread::to_record, topics::topic_partitions};
 
 pub(crate) use shared::ClientShared;
+pub(crate) use task_manager::now_ms;
 #[cfg(feature = "test-utils")]
 pub(crate) use metadata::metadata_topic;

@@ -226,7 +226,7 @@ fn run_loop(
     let collector = Rc::new(RefCell::new(KafkaRecordCollector::new(
         &producer_config,
         settings.task_timeout,
-        settings.production_handler,
+        settings.handlers.production.clone(),
     )?));
 
     let restore_config =
@@ -238,13 +238,14 @@ fn run_loop(
         app_dir: state_dir.app_dir().to_path_buf(),
         collector: collector.clone(),
         thread_cache: Rc::new(RefCell::new(ThreadCache::new(settings.cache_max_bytes / settings.num_stream_threads))),
-        deserialization_handler: settings.deserialization_handler,
-        processing_handler: settings.processing_handler,
+        deserialization_handler: settings.handlers.deserialization.clone(),
+        processing_handler: settings.handlers.processing.clone(),
+        timestamp_extractor: settings.timestamp_extractor,
         global_stores: global,
         exactly_once: eos,
-        dead_letter_queue: settings.dead_letter_queue_topic.clone(),
         max_task_idle_ms: settings.max_task_idle_ms,
         metrics: Some(StoreMetricsContext { registry: shared.metrics.clone(), thread: name.to_string() }),
+        rocksdb_config: settings.rocksdb_config.clone(),
     };
     let standby = if settings.num_standby_replicas > 0 {
         let config = settings.client_config("restore.consumer.", &[("client.id", format!("{name}-standby-consumer"))]);

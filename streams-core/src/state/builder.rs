@@ -13,11 +13,11 @@ use super::in_memory::InMemoryKeyValueStore;
 use super::logging::ChangeLoggingKeyValueStore;
 use super::metered::MeteredKeyValueStore;
 use super::typed::{KeyValueStore, SerdeKeyValueStore};
-use super::rocksdb::RocksDbKeyValueStore;
+use super::rocksdb_store::RocksDbKeyValueStore;
 use super::segmented::{segments_dir, KeySchema, SegmentLocation, SegmentedBytesStore};
 use super::transactional::TransactionalBytesStore;
 use super::window::{SessionStore, WindowStore};
-use super::{KeyValueBytesStore, StateStore};
+use super::{KeyValueBytesStore, RocksDbConfig, StateStore};
 use crate::collector::RecordCollector;
 use crate::error::Result;
 use crate::metrics::{MetricsRegistry, StoreKey, StoreSensors};
@@ -36,6 +36,8 @@ pub struct StoreContext {
     pub(crate) exactly_once: bool,
     /// Where the task's store metrics go (none in the test driver).
     pub(crate) metrics: Option<StoreMetricsContext>,
+    /// The options RocksDB stores open with.
+    pub(crate) rocksdb_config: RocksDbConfig,
 }
 
 /// The registry and thread a task's stores report metrics to.
@@ -124,7 +126,7 @@ impl KeyValueBytesStoreSupplier {
 
     fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
         Ok(if self.persistent {
-            Box::new(RocksDbKeyValueStore::open(&self.name, &ctx.task_dir)?)
+            Box::new(RocksDbKeyValueStore::open(&self.name, &ctx.task_dir, &ctx.rocksdb_config)?)
         } else {
             Box::new(InMemoryKeyValueStore::new(&self.name))
         })
@@ -298,7 +300,7 @@ impl SegmentedBytesStoreSupplier {
 
     fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
         let location = if self.persistent {
-            SegmentLocation::RocksDb(segments_dir(&ctx.task_dir, &self.name))
+            SegmentLocation::RocksDb(segments_dir(&ctx.task_dir, &self.name), ctx.rocksdb_config.clone())
         } else {
             SegmentLocation::InMemory
         };

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use super::key_value_iterator::{Batch, KeyValueIterator};
-use super::rocksdb::RocksDbKeyValueStore;
-use super::KeyRange;
+use super::rocksdb_store::RocksDbKeyValueStore;
+use super::{KeyRange, RocksDbConfig};
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::serdes::SerdeRef;
 
@@ -96,9 +96,9 @@ pub struct GlobalStoreSpec {
 
 impl GlobalStoreSpec {
     /// Opens the store under `global_dir` (`<state.dir>/<application.id>/global`).
-    pub(crate) fn open(&self, global_dir: &Path) -> Result<Arc<dyn GlobalBytesStore>> {
+    pub(crate) fn open(&self, global_dir: &Path, config: &RocksDbConfig) -> Result<Arc<dyn GlobalBytesStore>> {
         Ok(if self.persistent {
-            Arc::new(RocksDbKeyValueStore::open(&self.name, global_dir)?)
+            Arc::new(RocksDbKeyValueStore::open(&self.name, global_dir, config)?)
         } else {
             Arc::new(InMemoryGlobalStore::default())
         })
@@ -179,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for persistent in [false, true] {
             let spec = GlobalStoreSpec { name: "g".into(), topic: "t".into(), persistent };
-            let bytes = spec.open(dir.path()).unwrap();
+            let bytes = spec.open(dir.path(), &RocksDbConfig::default()).unwrap();
             let store = GlobalKeyValueStore::new("g", bytes.clone(), Arc::new(Serdes::string()), Arc::new(Serdes::i64()));
             let handle = store.clone();
             let writer = std::thread::spawn(move || bytes.put(b"k", Some(&7i64.to_be_bytes())).unwrap());
@@ -187,7 +187,7 @@ mod tests {
             assert_eq!(handle.get(&"k".to_string()).unwrap(), Some(7));
             assert_eq!(store.all().unwrap().map(Result::unwrap).collect::<Vec<_>>(), vec![("k".to_string(), 7)]);
         }
-        let reopened = RocksDbKeyValueStore::open("g", dir.path()).unwrap();
+        let reopened = RocksDbKeyValueStore::open("g", dir.path(), &RocksDbConfig::default()).unwrap();
         assert_eq!(reopened.get(b"k").unwrap(), Some(7i64.to_be_bytes().to_vec()));
     }
 }

@@ -162,7 +162,7 @@ mod tests {
     use crate::state::caching::{CachingKeyValueStore, ThreadCache};
     use crate::state::in_memory::InMemoryKeyValueStore;
     use crate::state::typed::SerdeKeyValueStore;
-    use crate::state::rocksdb::RocksDbKeyValueStore;
+    use crate::state::rocksdb_store::RocksDbKeyValueStore;
     use crate::state::transactional::TransactionalBytesStore;
     use crate::state::{KeyValueBytesStore, KeyValueStore, StateStore};
 
@@ -172,7 +172,7 @@ mod tests {
 
     /// RocksDB under a transaction buffer under a record cache of `cache_bytes`, typed.
     fn layered(dir: &std::path::Path, cache_bytes: usize) -> KeyValueStore<Vec<u8>, Vec<u8>> {
-        let rocks = RocksDbKeyValueStore::open("s", dir).unwrap();
+        let rocks = RocksDbKeyValueStore::open("s", dir, &crate::state::RocksDbConfig::default()).unwrap();
         let buffered = TransactionalBytesStore::new(Box::new(rocks));
         let cache = Rc::new(RefCell::new(ThreadCache::new(cache_bytes)));
         let ctx = Rc::new(RefCell::new(RecordContext::default()));
@@ -267,7 +267,7 @@ mod tests {
         const VALUE: usize = 200;
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut rocks = RocksDbKeyValueStore::open("s", dir.path()).unwrap();
+            let mut rocks = RocksDbKeyValueStore::open("s", dir.path(), &crate::state::RocksDbConfig::default()).unwrap();
             for chunk in (0..ENTRIES).collect::<Vec<_>>().chunks(10_000) {
                 let batch: Vec<_> = chunk.iter().map(|&n| (key(n), Some(vec![(n % 251) as u8; VALUE]))).collect();
                 rocks.restore(&batch).unwrap();

@@ -11,7 +11,8 @@ mod key_value_iterator;
 mod logging;
 mod metered;
 pub(crate) mod typed;
-mod rocksdb;
+mod rocksdb_config;
+mod rocksdb_store;
 mod segmented;
 mod transactional;
 mod window;
@@ -27,6 +28,10 @@ pub(crate) use global::{GlobalBytesStore, GlobalStores};
 pub use global::{GlobalKeyValueStore, GlobalStoreSpec};
 pub(crate) use iter::{BytesIter, KeyRange};
 pub use key_value_iterator::KeyValueIterator;
+pub use rocksdb_config::{BoundedMemory, RocksDbConfigSetter};
+pub(crate) use rocksdb_config::RocksDbConfig;
+/// The RocksDB bindings the persistent stores use, for [`RocksDbConfigSetter`]s.
+pub use ::rocksdb;
 
 pub use typed::{KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
 pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};

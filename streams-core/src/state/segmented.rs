@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::in_memory::InMemoryKeyValueStore;
-use super::rocksdb::RocksDbKeyValueStore;
+use super::rocksdb_store::RocksDbKeyValueStore;
 use super::iter::merge_disjoint;
-use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord, RocksDbConfig};
 use crate::error::{Result, StreamsError};
 
 const TS: usize = 8;
@@ -89,7 +89,8 @@ pub(crate) fn session_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub(crate) enum SegmentLocation {
     InMemory,
-    RocksDb(PathBuf),
+    /// Segments are RocksDB instances in this directory, opened with these options.
+    RocksDb(PathBuf, RocksDbConfig),
 }
 
 /// A key-value bytes store over time segments; see the module docs.
@@ -133,7 +134,7 @@ impl SegmentedBytesStore {
             observed_stream_time: i64::MIN,
             expired_records: 0,
         };
-        if let SegmentLocation::RocksDb(dir) = &store.location {
+        if let SegmentLocation::RocksDb(dir, _) = &store.location {
             let dir = dir.clone();
             std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
             for entry in std::fs::read_dir(&dir).map_err(|e| StreamsError::io(&dir, e))? {
@@ -164,8 +165,8 @@ impl SegmentedBytesStore {
     fn create_segment(&self, id: i64) -> Result<Box<dyn KeyValueBytesStore>> {
         Ok(match &self.location {
             SegmentLocation::InMemory => Box::new(InMemoryKeyValueStore::new(&self.name)),
-            SegmentLocation::RocksDb(dir) => {
-                Box::new(RocksDbKeyValueStore::open_at(&self.name, &dir.join(self.segment_dir_name(id)))?)
+            SegmentLocation::RocksDb(dir, config) => {
+                Box::new(RocksDbKeyValueStore::open_at(&self.name, &dir.join(self.segment_dir_name(id)), config)?)
             }
         })
     }
@@ -192,7 +193,7 @@ impl SegmentedBytesStore {
         for id in expired {
             let mut segment = self.segments.remove(&id).expect("listed");
             segment.close()?;
-            if let SegmentLocation::RocksDb(dir) = &self.location {
+            if let SegmentLocation::RocksDb(dir, _) = &self.location {
                 let path = dir.join(self.segment_dir_name(id));
                 std::fs::remove_dir_all(&path).map_err(|e| StreamsError::io(&path, e))?;
             }
@@ -304,7 +305,7 @@ impl KeyValueBytesStore for SegmentedBytesStore {
         result
     }
     fn persistent(&self) -> bool {
-        matches!(self.location, SegmentLocation::RocksDb(_))
+        matches!(self.location, SegmentLocation::RocksDb(..))
     }
     fn commit_transaction(&mut self, _durable: bool) -> Result<()> {
         Ok(())
@@ -396,7 +397,7 @@ mod tests {
     #[test]
     fn rocksdb_segments_reopen_and_expired_ones_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let location = SegmentLocation::RocksDb(segments_dir(dir.path(), "w"));
+        let location = SegmentLocation::RocksDb(segments_dir(dir.path(), "w"), RocksDbConfig::default());
         let mut store = SegmentedBytesStore::open("w", schema(), MIN, location.clone()).unwrap();
         store.put(&window_key(b"k", 0, None), Some(b"0")).unwrap();
         store.put(&window_key(b"k", MIN, None), Some(b"1")).unwrap();

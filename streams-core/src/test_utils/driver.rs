@@ -12,7 +12,7 @@
 //! followed by a commit, earliest first.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -55,6 +55,8 @@ struct Topics {
     round_robin: HashMap<String, i32>,
     /// Records written to topics that a sub-topology reads, waiting to be routed.
     pending: VecDeque<ConsumerRecord>,
+    /// Topics the topology wrote to (outputs, repartition topics, changelogs).
+    produced: BTreeSet<String>,
     source_topics: HashMap<String, u32>,
 }
 
@@ -63,7 +65,10 @@ impl Topics {
         self.partitions.get(topic).copied().unwrap_or(1)
     }
 
-    fn append(&mut self, record: ProducerRecord) -> Result<ConsumerRecord> {
+    /// Appends a record to its topic. Records the topology wrote are kept for the output
+    /// topics (`keep`); piped input records only pass through, as in Kafka Streams' driver, so
+    /// a long test holds no copy of its input.
+    fn append(&mut self, record: ProducerRecord, keep: bool) -> Result<ConsumerRecord> {
         let n = self.partitions_of(&record.topic);
         let partition = match (record.partition, &record.key) {
             (Some(p), _) if (0..n).contains(&p) => p,
@@ -92,7 +97,9 @@ impl Topics {
             headers: record.headers,
         };
         *offset += 1;
-        self.logs.entry(consumed.topic.clone()).or_default().push(consumed.clone());
+        if keep {
+            self.logs.entry(consumed.topic.clone()).or_default().push(consumed.clone());
+        }
         if self.source_topics.contains_key(&consumed.topic) {
             self.pending.push_back(consumed.clone());
         }
@@ -104,7 +111,14 @@ struct DriverCollector(Rc<RefCell<Topics>>);
 
 impl RecordCollector for DriverCollector {
     fn send(&mut self, record: ProducerRecord) -> Result<()> {
-        self.0.borrow_mut().append(record).map(|_| ())
+        let mut topics = self.0.borrow_mut();
+        if !topics.produced.contains(&record.topic) {
+            topics.produced.insert(record.topic.clone());
+        }
+        topics.append(record, true).map(|_| ())
+    }
+    fn partitions(&mut self, topic: &str) -> Result<i32> {
+        Ok(self.0.borrow().partitions_of(topic))
     }
     fn flush(&mut self) -> Result<()> {
         Ok(())
@@ -115,6 +129,8 @@ struct DriverInner {
     topics: Rc<RefCell<Topics>>,
     /// Global stores by the topic they copy.
     globals: HashMap<String, Arc<dyn GlobalBytesStore>>,
+    /// The global stores' names.
+    global_names: Vec<String>,
     tasks: BTreeMap<TaskId, StreamTask>,
     wall_clock_ms: i64,
     closed: bool,
@@ -130,7 +146,14 @@ impl DriverInner {
     fn run(&mut self) -> Result<()> {
         loop {
             self.route();
-            let next = self.tasks.iter().filter_map(|(id, task)| task.next_timestamp().map(|ts| (ts, *id))).min();
+            let mut next = None;
+            for (id, task) in &mut self.tasks {
+                if let Some(ts) = task.next_timestamp()? {
+                    if next.is_none_or(|n| (ts, *id) < n) {
+                        next = Some((ts, *id));
+                    }
+                }
+            }
             let Some((_, id)) = next else { return Ok(()) };
             let wall_clock_ms = self.wall_clock_ms;
             if !self.tasks.get_mut(&id).expect("a task of the driver").process(wall_clock_ms)? {
@@ -174,7 +197,7 @@ impl DriverInner {
         }
         if let Some(global) = self.globals.get(&record.topic) {
             // A global topic goes straight into its store, as the global thread would put it.
-            let record = self.topics.borrow_mut().append(record)?;
+            let record = self.topics.borrow_mut().append(record, false)?;
             if let Some(key) = &record.key {
                 global.put(key, record.value.as_deref())?;
             }
@@ -183,7 +206,7 @@ impl DriverInner {
         if !self.topics.borrow().source_topics.contains_key(&record.topic) {
             return Err(StreamsError::Topology(format!("unknown input topic `{}`: no source reads it", record.topic)));
         }
-        self.topics.borrow_mut().append(record)?;
+        self.topics.borrow_mut().append(record, false)?;
         self.run()
     }
 }
@@ -244,23 +267,25 @@ impl TopologyTestDriver {
         let mut globals = HashMap::new();
         let mut global_stores = BTreeMap::new();
         for spec in topology.global_stores() {
-            let store = spec.open(&global_dir)?;
+            let store = spec.open(&global_dir, &settings.rocksdb_config)?;
             globals.insert(spec.topic.clone(), store.clone());
             global_stores.insert(spec.name.clone(), store);
         }
+        let global_names = global_stores.keys().cloned().collect();
         let env = TaskEnv {
             application_id: application_id.clone(),
             app_dir: state_dir.path().join(&application_id),
             collector: Rc::new(RefCell::new(DriverCollector(topics.clone()))),
             thread_cache: Rc::new(RefCell::new(ThreadCache::new(settings.cache_max_bytes))),
-            deserialization_handler: settings.deserialization_handler,
-            processing_handler: settings.processing_handler,
+            deserialization_handler: settings.handlers.deserialization.clone(),
+            processing_handler: settings.handlers.processing.clone(),
+            timestamp_extractor: settings.timestamp_extractor,
             global_stores: Arc::new(global_stores),
-            dead_letter_queue: settings.dead_letter_queue_topic.clone(),
             exactly_once: false,
             // Each piped record is processed at once: there is no fetch to wait for.
             max_task_idle_ms: -1,
             metrics: None,
+            rocksdb_config: settings.rocksdb_config.clone(),
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut tasks = BTreeMap::new();
@@ -274,6 +299,7 @@ impl TopologyTestDriver {
         }
         let inner = DriverInner {
             topics,
+            global_names,
             globals,
             tasks,
             wall_clock_ms: now,
@@ -421,6 +447,20 @@ impl TopologyTestDriver {
         total
     }
 
+    /// The topics the topology wrote to so far: output, repartition and changelog topics
+    /// (Kafka Streams' `producedTopicNames`).
+    pub fn produced_topic_names(&self) -> BTreeSet<String> {
+        self.inner.borrow().topics.borrow().produced.clone()
+    }
+
+    /// The names of every store of the topology, global stores included (Kafka Streams'
+    /// `getAllStateStores`; read each with its typed accessor).
+    pub fn state_store_names(&self) -> BTreeSet<String> {
+        let inner = self.inner.borrow();
+        let local = inner.tasks.values().flat_map(|t| t.store_names().map(str::to_string).collect::<Vec<_>>());
+        local.chain(inner.global_names.iter().cloned()).collect()
+    }
+
     /// The ids of the driver's tasks.
     pub fn task_ids(&self) -> Vec<TaskId> {
         self.inner.borrow().tasks.keys().copied().collect()
@@ -499,16 +539,29 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
         records.into_iter().try_for_each(|(k, v)| self.pipe_input(k, v))
     }
 
-    /// Pipes raw bytes, as a producer with other serdes (or a broken one) would write them.
-    pub fn pipe_raw(&mut self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, timestamp: i64) -> Result<()> {
-        self.inner.borrow_mut().pipe(ProducerRecord {
+    /// Pipes a record with headers into `partition`, or the key's partition (Kafka's default
+    /// partitioner) if `None`.
+    pub fn pipe_record(&mut self, record: TestRecord<K, V>, partition: Option<i32>) -> Result<()> {
+        let context = |e| StreamsError::serde(format!("test input topic `{}`", self.topic), e);
+        let key = self.key_serde.serialize(&self.topic, &record.key).map_err(context)?;
+        let value = self.value_serde.serialize(&self.topic, &record.value).map_err(context)?;
+        self.pipe_bytes(ProducerRecord {
             topic: self.topic.clone(),
-            partition: None,
-            timestamp,
+            partition,
+            timestamp: record.timestamp,
             key,
             value,
-            headers: Vec::new(),
+            headers: record.headers,
         })
+    }
+
+    /// Pipes raw bytes, as a producer with other serdes (or a broken one) would write them.
+    pub fn pipe_raw(&mut self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, timestamp: i64) -> Result<()> {
+        self.pipe_bytes(ProducerRecord { topic: self.topic.clone(), partition: None, timestamp, key, value, headers: Vec::new() })
+    }
+
+    fn pipe_bytes(&mut self, record: ProducerRecord) -> Result<()> {
+        self.inner.borrow_mut().pipe(record)
     }
 
     /// Sets the timestamp of the next record.

@@ -75,26 +75,42 @@ pub(crate) fn timestamped<K, V>(f: CacheFlush<K, ValueAndTimestamp<V>>) -> Cache
     }
 }
 
-/// `KTABLE-SOURCE`: materializes a changelog stream; `None` values delete.
-pub(crate) struct TableSource<K, V> {
+/// `KTABLE-SOURCE` (and `KSTREAM-TOTABLE`): materializes a changelog stream; `None` values delete.
+pub(crate) struct TableSource<K, V, VIn> {
     forwarder: TableForwarder<K, V>,
+    /// The new row a record's value stands for.
+    row: fn(VIn) -> Option<V>,
 }
 
-impl<K: Clone + 'static, V: Clone + 'static> TableSource<K, V> {
+impl<K: Clone + 'static, V: Clone + 'static> TableSource<K, V, Option<V>> {
+    /// Over nullable values: `None` deletes.
     pub(crate) fn processor(store_name: &str) -> impl Processor<K, Option<V>, K, Change<V>> {
+        Self::with_rows(store_name, |v| v)
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> TableSource<K, V, V> {
+    /// Over values: each upserts its key.
+    pub(crate) fn upserts(store_name: &str) -> impl Processor<K, V, K, Change<V>> {
+        Self::with_rows(store_name, Some)
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static, VIn: Clone + 'static> TableSource<K, V, VIn> {
+    fn with_rows(store_name: &str, row: fn(VIn) -> Option<V>) -> impl Processor<K, VIn, K, Change<V>> {
         let store_name = store_name.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<V>>| {
-            Ok(TableSource { forwarder: TableForwarder::init(ctx, &store_name)? })
+            Ok(TableSource { forwarder: TableForwarder::init(ctx, &store_name)?, row })
         })
     }
 }
 
-impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Option<V>>) -> Result<()> {
+impl<K: Clone + 'static, V: Clone + 'static, VIn> Processor<K, VIn, K, Change<V>> for TableSource<K, V, VIn> {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, VIn>) -> Result<()> {
         let forwarder = &self.forwarder;
         let old = forwarder.get(&record.key)?.map(|v| v.value);
-        let value = record.value.clone();
-        forwarder.update(ctx, record.with_value(()), value, old)
+        let Record { key, value, timestamp, headers } = record;
+        forwarder.update(ctx, Record { key, value: (), timestamp, headers }, (self.row)(value), old)
     }
 }
 

@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
 import java.util.function.Supplier;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
@@ -23,6 +24,7 @@ import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.Repartitioned;
 import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.SlidingWindows;
 import org.apache.kafka.streams.kstream.StreamJoined;
@@ -31,6 +33,9 @@ import org.apache.kafka.streams.kstream.Suppressed.BufferConfig;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.kstream.WindowedSerdes;
+import org.apache.kafka.streams.processor.api.FixedKeyProcessor;
+import org.apache.kafka.streams.processor.api.FixedKeyProcessorContext;
+import org.apache.kafka.streams.processor.api.FixedKeyRecord;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.SessionStore;
 import org.apache.kafka.streams.state.WindowStore;
@@ -250,6 +255,39 @@ final class Catalogue {
             .mapValues(v -> v.toUpperCase())
             .flatMap((k, v) -> List.of(KeyValue.pair(k, v), KeyValue.pair(first(v).toLowerCase(), k)))
             .to("out", Produced.with(S, S)));
+        add("to-table", STRINGS, b -> toOut(stream(b, "in").selectKey((k, v) -> first(v)).toTable(kv(S, false))));
+        add("repartition-reduce", STRINGS, b -> toOut(stream(b, "in")
+            .repartition(Repartitioned.with(S, S))
+            .groupByKey(Grouped.with(S, S))
+            .reduce((a, v) -> a + "|" + v, kv(S, false))));
+        add("process-values", STRINGS, b -> stream(b, "in").processValues(Stamp::new).to("out", Produced.with(S, S)));
+        add("payload-time-tumbling", windowed(SIZE, true), b -> windowedOut(
+            b.stream("in", Consumed.with(S, S).withTimestampExtractor(Catalogue::payloadTime))
+                .groupByKey(Grouped.with(S, S))
+                .windowedBy(TimeWindows.ofSizeAndGrace(ms(SIZE), ms(GRACE)))
+                .count(windows(L, false)), SIZE, L));
+    }
+
+    /** Event time from the record and its value: values starting with "x" have none (dropped). */
+    static long payloadTime(final ConsumerRecord<Object, Object> record, final long partitionTime) {
+        final String value = (String) record.value();
+        return value.startsWith("x") ? -1 : record.timestamp() + value.length();
+    }
+
+    /** Appends the record's timestamp and input offset to its value. */
+    static final class Stamp implements FixedKeyProcessor<String, String, String> {
+        private FixedKeyProcessorContext<String, String> context;
+
+        @Override
+        public void init(final FixedKeyProcessorContext<String, String> context) {
+            this.context = context;
+        }
+
+        @Override
+        public void process(final FixedKeyRecord<String, String> record) {
+            final long offset = context.recordMetadata().map(m -> m.offset()).orElse(-1L);
+            context.forward(record.withValue(record.value() + "@" + record.timestamp() + "#" + offset));
+        }
     }
 
     private Catalogue() {}

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{Direction, FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, FlushOptions, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
-use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord, RocksDbConfig};
 use crate::error::{Result, StreamsError};
 
 /// A RocksDB-backed key-value store at `<task dir>/rocksdb/<store>`.
@@ -26,20 +26,17 @@ impl std::fmt::Debug for RocksDbKeyValueStore {
 
 impl RocksDbKeyValueStore {
     /// Opens (creating if needed) the store under `task_dir`.
-    pub(crate) fn open(name: &str, task_dir: &Path) -> Result<Self> {
-        Self::open_at(name, &task_dir.join("rocksdb").join(name))
+    pub(crate) fn open(name: &str, task_dir: &Path, config: &RocksDbConfig) -> Result<Self> {
+        Self::open_at(name, &task_dir.join("rocksdb").join(name), config)
     }
 
-    /// Opens (creating if needed) the store `name` at `path`.
-    pub(crate) fn open_at(name: &str, path: &Path) -> Result<Self> {
+    /// Opens (creating if needed) the store `name` at `path`, with the options `config` gives.
+    pub(crate) fn open_at(name: &str, path: &Path, config: &RocksDbConfig) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StreamsError::io(dir, e))?;
         }
         let path = path.to_path_buf();
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.set_max_background_jobs(2);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let options = config.options(name);
         let db = DB::open(&options, &path).map_err(|e| {
             StreamsError::store(name, format!("cannot open RocksDB at {}: {e}", path.display()))
         })?;
@@ -170,10 +167,10 @@ mod tests {
     #[test]
     fn behaves_as_a_key_value_store_and_persists() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = RocksDbKeyValueStore::open("s", dir.path()).unwrap();
+        let mut store = RocksDbKeyValueStore::open("s", dir.path(), &RocksDbConfig::default()).unwrap();
         super::super::check_bytes_store(&mut store);
         store.close().unwrap();
-        let mut reopened = RocksDbKeyValueStore::open("s", dir.path()).unwrap();
+        let mut reopened = RocksDbKeyValueStore::open("s", dir.path(), &RocksDbConfig::default()).unwrap();
         assert_eq!(reopened.get(b"e").unwrap(), Some(b"5".to_vec()));
         assert!(dir.path().join("rocksdb").join("s").exists());
     }
@@ -181,7 +178,7 @@ mod tests {
     #[test]
     fn closed_store_errors_instead_of_panicking() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = RocksDbKeyValueStore::open("s", dir.path()).unwrap();
+        let mut store = RocksDbKeyValueStore::open("s", dir.path(), &RocksDbConfig::default()).unwrap();
         store.close().unwrap();
         assert!(store.get(b"a").is_err());
     }

@@ -1,0 +1,247 @@
+//! KStream operators beyond the core DSL: `process_values`, `to_table`, `repartition`,
+//! partitioners on `Produced` and `Repartitioned`, topics extracted per record, `print`, and the
+//! test driver's partitions, headers and listings, with Kafka Streams' expected outputs.
+
+mod common;
+
+use common::{config, subtopologies};
+use streams::prelude::*;
+use streams::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, Printed, Repartitioned, StoreBuilder, Stores};
+
+/// A running total per key, kept in a store, with the source offset in a header.
+struct RunningTotal;
+
+impl FixedKeyProcessor<String, i64, i64> for RunningTotal {
+    fn process(&mut self, ctx: &mut FixedKeyProcessorContext<'_, String, i64>, record: FixedKeyRecord<String, i64>) -> streams::Result<()> {
+        let store = ctx.key_value_store::<String, i64>("totals")?;
+        let total = store.get(record.key())?.unwrap_or(0) + record.value;
+        store.put(record.key(), &total)?;
+        let offset = ctx.record_context().offset.to_string().into_bytes();
+        let mut headers = record.headers.clone();
+        headers.push(("offset".into(), Some(offset)));
+        ctx.forward(record.with_value(total).with_headers(headers))
+    }
+}
+
+fn totals_store() -> impl StoreBuilder {
+    Stores::key_value_store_builder::<String, i64>(Stores::persistent_key_value_store("totals"), Serdes::string(), Serdes::i64())
+}
+
+#[test]
+fn process_values_keeps_keys_and_reaches_stores_and_record_metadata() {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(totals_store());
+    builder
+        .stream::<String, i64>("amounts", Consumed::with(Serdes::string(), Serdes::i64()))
+        .process_values(|| RunningTotal, &["totals"])
+        .to("totals-out", Produced::with(Serdes::string(), Serdes::i64()));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("process-values")).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("amounts", Serdes::string(), Serdes::i64());
+    let out = driver.create_output_topic::<String, i64>("totals-out", Serdes::string(), Serdes::i64());
+    input.pipe_key_value_list([("a".into(), 5), ("b".into(), 1), ("a".into(), 2)]).unwrap();
+    let records = out.read_records_to_list().unwrap();
+    let got: Vec<(String, i64, Vec<u8>)> =
+        records.into_iter().map(|r| (r.key, r.value, r.headers.last().unwrap().1.clone().unwrap())).collect();
+    assert_eq!(got, vec![("a".into(), 5, b"0".to_vec()), ("b".into(), 1, b"1".to_vec()), ("a".into(), 7, b"2".to_vec())]);
+}
+
+#[test]
+fn process_values_before_an_aggregation_needs_no_repartition_where_process_does() {
+    let count_after = |fixed_key: bool| {
+        let builder = StreamsBuilder::new();
+        builder.add_state_store(totals_store());
+        let amounts = builder.stream::<String, i64>("amounts", Consumed::with(Serdes::string(), Serdes::i64()));
+        let totals = if fixed_key {
+            amounts.process_values(|| RunningTotal, &["totals"])
+        } else {
+            amounts.process(streams::fixed_key_supplier(|| RunningTotal), &["totals"])
+        };
+        totals.group_by_key(Grouped::with(Serdes::string(), Serdes::i64())).count(Materialized::as_("n"));
+        subtopologies(&builder.build().unwrap())
+    };
+    assert_eq!(count_after(true), 1);
+    assert_eq!(count_after(false), 2, "a key-changing processor marks the stream for repartitioning");
+}
+
+#[test]
+fn to_table_materializes_the_latest_value_per_key() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("users", Consumed::with(Serdes::string(), Serdes::string()))
+        .to_table(None, Materialized::as_("users").with_caching_disabled())
+        .to_stream()
+        .to("changes", Produced::with(Serdes::string(), Serdes::nullable(Serdes::string())));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("to-table")).unwrap();
+    let mut input = driver.create_input_topic::<String, String>("users", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<String, Option<String>>("changes", Serdes::string(), Serdes::nullable(Serdes::string()));
+    input.pipe_key_value_list([("u1".into(), "ann".into()), ("u2".into(), "bo".into()), ("u1".into(), "anna".into())]).unwrap();
+    assert_eq!(
+        out.read_key_values_to_list().unwrap(),
+        vec![("u1".into(), Some("ann".into())), ("u2".into(), Some("bo".into())), ("u1".into(), Some("anna".into()))]
+    );
+    let store = driver.get_timestamped_key_value_store::<String, String>("users").unwrap();
+    assert_eq!(store.get(&"u1".into()).unwrap().map(|v| v.value), Some("anna".into()));
+    let changelog = driver.create_output_topic::<String, String>("to-table-users-changelog", Serdes::string(), Serdes::string());
+    assert_eq!(changelog.queue_size(), 3);
+}
+
+#[test]
+fn to_table_with_deletes_removes_keys_on_none() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, Option<String>>("users", Consumed::with(Serdes::string(), Serdes::nullable(Serdes::string())))
+        .to_table_with_deletes(None, Materialized::as_("users").with_value_serde(Serdes::string()).with_caching_disabled())
+        .to_stream()
+        .to("changes", Produced::with(Serdes::string(), Serdes::nullable(Serdes::string())));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("to-table-deletes")).unwrap();
+    let mut input = driver.create_input_topic::<String, Option<String>>("users", Serdes::string(), Serdes::nullable(Serdes::string()));
+    let out = driver.create_output_topic::<String, Option<String>>("changes", Serdes::string(), Serdes::nullable(Serdes::string()));
+    input.pipe_key_value_list([("u1".into(), Some("ann".into())), ("u1".into(), None)]).unwrap();
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![("u1".into(), Some("ann".into())), ("u1".into(), None)]);
+    let store = driver.get_timestamped_key_value_store::<String, String>("users").unwrap();
+    assert_eq!(store.get(&"u1".into()).unwrap(), None);
+}
+
+#[test]
+fn to_table_after_a_key_change_goes_through_a_repartition_topic() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("emails", Consumed::with(Serdes::string(), Serdes::string()))
+        .select_key(|_, email| email.split('@').nth(1).unwrap_or("").to_string())
+        .to_table(Some(Named::as_("by-domain")), Materialized::as_("domains").with_key_serde(Serdes::string()).with_caching_disabled())
+        .to_stream()
+        .to("latest", Produced::with(Serdes::string(), Serdes::nullable(Serdes::string())));
+    let topology = builder.build().unwrap();
+    assert_eq!(subtopologies(&topology), 2);
+    let driver = TopologyTestDriver::new(topology, config("to-table-repartition")).unwrap();
+    let mut input = driver.create_input_topic::<String, String>("emails", Serdes::string(), Serdes::string());
+    let repartition = driver.create_output_topic::<String, String>("to-table-repartition-by-domain-repartition", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<String, Option<String>>("latest", Serdes::string(), Serdes::nullable(Serdes::string()));
+    input.pipe_key_value_list([("1".into(), "a@x.org".into()), ("2".into(), "b@x.org".into())]).unwrap();
+    assert_eq!(repartition.queue_size(), 2);
+    assert_eq!(
+        out.read_key_values_to_list().unwrap(),
+        vec![("x.org".into(), Some("a@x.org".into())), ("x.org".into(), Some("b@x.org".into()))]
+    );
+}
+
+#[test]
+fn repartition_sets_the_topic_name_partition_count_and_partitioner() {
+    let builder = StreamsBuilder::new();
+    let by_number = |_: &str, _: &String, v: &i64, partitions: i32| Some((*v % partitions as i64) as i32);
+    builder
+        .stream::<String, i64>("numbers", Consumed::with(Serdes::string(), Serdes::i64()))
+        .repartition(Repartitioned::as_("spread").with_number_of_partitions(4).with_stream_partitioner(by_number))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::i64()))
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .to("counts-out", Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())));
+    let topology = builder.build().unwrap();
+    assert_eq!(subtopologies(&topology), 2);
+    let driver = TopologyTestDriver::new(topology, config("repartitioned")).unwrap();
+    // One input partition, four downstream tasks.
+    assert_eq!(driver.task_ids().iter().filter(|t| t.subtopology == 1).count(), 4);
+    let mut input = driver.create_input_topic::<String, i64>("numbers", Serdes::string(), Serdes::i64());
+    let topic = driver.create_output_topic::<String, i64>("repartitioned-spread-repartition", Serdes::string(), Serdes::i64());
+    input.pipe_key_value_list((0..8).map(|i| ("k".to_string(), i))).unwrap();
+    let partitions: Vec<(i64, i32)> = topic.read_records_to_list().unwrap().into_iter().map(|r| (r.value, r.partition)).collect();
+    assert_eq!(partitions, (0..8).map(|i| (i, (i % 4) as i32)).collect::<Vec<_>>());
+    // The same key counted in four tasks: each keeps its own count, as Kafka Streams would.
+    let counts = driver.create_output_topic::<String, Option<i64>>("counts-out", Serdes::string(), Serdes::nullable(Serdes::i64()));
+    let last: Vec<Option<i64>> = counts.read_records_to_list().unwrap().into_iter().map(|r| r.value).collect();
+    assert_eq!(last.len(), 8);
+    assert!(last.iter().all(|c| c.is_some_and(|c| c <= 2)), "{last:?}");
+}
+
+#[test]
+fn repartition_without_options_keeps_the_input_partition_count_and_key_partitioning() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>("numbers", Consumed::with(Serdes::string(), Serdes::i64()))
+        .repartition(Repartitioned::new())
+        .to("out", Produced::with(Serdes::string(), Serdes::i64()));
+    let topology = builder.build().unwrap();
+    let described = topology.describe().to_string();
+    assert!(described.contains("KSTREAM-REPARTITION-0000000001-repartition"), "{described}");
+    let driver = TopologyTestDriver::with_partitions(topology, config("repartition-default"), &[("numbers", 3)]).unwrap();
+    assert_eq!(driver.task_ids().len(), 6);
+    let mut input = driver.create_input_topic::<String, i64>("numbers", Serdes::string(), Serdes::i64());
+    let out = driver.create_output_topic::<String, i64>("out", Serdes::string(), Serdes::i64());
+    input.pipe_key_value_list([("a".into(), 1), ("b".into(), 2)]).unwrap();
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![("a".into(), 1), ("b".into(), 2)]);
+}
+
+#[test]
+fn a_produced_partitioner_chooses_the_output_partition_and_out_of_range_fails() {
+    let run = |partition: i32| {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, i64>("numbers", Consumed::with(Serdes::string(), Serdes::i64()))
+            .to("out", Produced::with(Serdes::string(), Serdes::i64()).with_stream_partitioner(move |_: &str, _: &String, _: &i64, _| Some(partition)));
+        let driver = TopologyTestDriver::with_partitions(builder.build().unwrap(), config("produced-partitioner"), &[("out", 3)]).unwrap();
+        let mut input = driver.create_input_topic::<String, i64>("numbers", Serdes::string(), Serdes::i64());
+        let out = driver.create_output_topic::<String, i64>("out", Serdes::string(), Serdes::i64());
+        input.pipe_input("a".into(), 1).map(|()| out.read_record().unwrap().unwrap().partition)
+    };
+    assert_eq!(run(2).unwrap(), 2);
+    let err = run(3).unwrap_err().to_string();
+    assert!(err.contains("partition 3") && err.contains("`out`, which has 3"), "{err}");
+}
+
+#[test]
+fn to_extracted_topic_writes_each_record_where_the_extractor_says() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .to_extracted_topic(
+            |_: &String, region: &String, ctx: &streams::RecordContext| format!("orders-{region}-{}", ctx.topic),
+            Produced::with(Serdes::string(), Serdes::string()),
+        );
+    let topology = builder.build().unwrap();
+    assert!(topology.describe().to_string().contains("topic: extracted per record"), "{}", topology.describe());
+    let driver = TopologyTestDriver::new(topology, config("extracted-topics")).unwrap();
+    let mut input = driver.create_input_topic::<String, String>("orders", Serdes::string(), Serdes::string());
+    input.pipe_key_value_list([("1".into(), "eu".into()), ("2".into(), "us".into()), ("3".into(), "eu".into())]).unwrap();
+    let read = |topic: &str| driver.create_output_topic::<String, String>(topic, Serdes::string(), Serdes::string()).read_key_values_to_list().unwrap();
+    assert_eq!(read("orders-eu-orders"), vec![("1".into(), "eu".into()), ("3".into(), "eu".into())]);
+    assert_eq!(read("orders-us-orders"), vec![("2".into(), "us".into())]);
+    let produced: Vec<String> = driver.produced_topic_names().into_iter().collect();
+    assert_eq!(produced, vec!["orders-eu-orders".to_string(), "orders-us-orders".to_string()]);
+}
+
+#[test]
+fn print_writes_labelled_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("printed.txt");
+    let builder = StreamsBuilder::new();
+    let stream = builder.stream::<String, i64>("numbers", Consumed::with(Serdes::string(), Serdes::i64()));
+    stream.print(Printed::to_file(&path).with_label("n"));
+    stream.print(Printed::to_file(dir.path().join("mapped.txt")).with_key_value_mapper(|k, v| format!("{k}={v}")));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("print")).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("numbers", Serdes::string(), Serdes::i64());
+    input.pipe_key_value_list([("a".into(), 1), ("b".into(), 2)]).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "[n]: \"a\", 1\n[n]: \"b\", 2\n");
+    assert_eq!(std::fs::read_to_string(dir.path().join("mapped.txt")).unwrap(), "[KSTREAM-PRINTER-0000000002]: a=1\n[KSTREAM-PRINTER-0000000002]: b=2\n");
+}
+
+#[test]
+fn the_driver_pipes_into_chosen_partitions_with_headers_and_lists_stores_and_produced_topics() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>("numbers", Consumed::with(Serdes::string(), Serdes::i64()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::i64()))
+        .count(Materialized::as_("counts"));
+    let driver = TopologyTestDriver::with_partitions(builder.build().unwrap(), config("driver-parity"), &[("numbers", 3)]).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("numbers", Serdes::string(), Serdes::i64());
+    let headers = vec![("trace".to_string(), Some(b"t1".to_vec()))];
+    input
+        .pipe_record(streams::TestRecord { key: "a".into(), value: 1, timestamp: 5, headers, partition: 0 }, Some(2))
+        .unwrap();
+    let counts = driver.state_stores::<streams::TimestampedKeyValueStore<String, i64>>("counts").unwrap();
+    let hits: Vec<u32> = counts.iter().filter(|(_, s)| s.get(&"a".into()).unwrap().is_some()).map(|(t, _)| t.partition as u32).collect();
+    assert_eq!(hits, vec![2], "the record went to the partition asked for, not the key's");
+    assert_eq!(driver.state_store_names().into_iter().collect::<Vec<_>>(), vec!["counts".to_string()]);
+    assert_eq!(driver.produced_topic_names().into_iter().collect::<Vec<_>>(), vec!["driver-parity-counts-changelog".to_string()]);
+    let bad = streams::TestRecord { key: "a".into(), value: 1, timestamp: 5, headers: Vec::new(), partition: 0 };
+    assert!(input.pipe_record(bad, Some(3)).is_err(), "partition 3 of a 3-partition topic");
+}
