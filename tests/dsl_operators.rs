@@ -6,6 +6,7 @@ mod common;
 
 use common::{config, subtopologies};
 use streams::prelude::*;
+use streams::state::BytesKeyValueStore;
 use streams::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, Printed, Repartitioned, StoreBuilder, Stores};
 
 /// A running total per key, kept in a store, with the source offset in a header.
@@ -244,4 +245,58 @@ fn the_driver_pipes_into_chosen_partitions_with_headers_and_lists_stores_and_pro
     assert_eq!(driver.produced_topic_names().into_iter().collect::<Vec<_>>(), vec!["driver-parity-counts-changelog".to_string()]);
     let bad = streams::TestRecord { key: "a".into(), value: 1, timestamp: 5, headers: Vec::new(), partition: 0 };
     assert!(input.pipe_record(bad, Some(3)).is_err(), "partition 3 of a 3-partition topic");
+}
+
+/// A store of the test's own: a sorted map that counts its writes.
+struct MapStore {
+    map: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    puts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl BytesKeyValueStore for MapStore {
+    fn get(&mut self, key: &[u8]) -> streams::Result<Option<Vec<u8>>> {
+        Ok(self.map.get(key).cloned())
+    }
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> streams::Result<()> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match value {
+            Some(v) => self.map.insert(key.to_vec(), v.to_vec()),
+            None => self.map.remove(key),
+        };
+        Ok(())
+    }
+    fn range(&mut self, from: Option<&[u8]>, until: Option<&[u8]>) -> streams::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let lower = from.map_or(Unbounded, |f| Included(f.to_vec()));
+        let upper = until.map_or(Unbounded, |u| Excluded(u.to_vec()));
+        Ok(self.map.range((lower, upper)).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+#[test]
+fn a_user_store_supplier_backs_a_dsl_count() {
+    let puts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let shared = puts.clone();
+    let supplier = Stores::key_value_store_supplier("user-counts", false, move |name, task, _dir| {
+        assert_eq!((name, task.partition), ("user-counts", 0));
+        Ok(MapStore { map: Default::default(), puts: shared.clone() })
+    });
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("words", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .count(Materialized::as_supplier(supplier).with_caching_disabled())
+        .to_stream()
+        .to("counts", Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("user-store")).unwrap();
+    let mut input = driver.create_input_topic::<String, String>("words", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<String, Option<i64>>("counts", Serdes::string(), Serdes::nullable(Serdes::i64()));
+    input.pipe_key_value_list([("a".into(), "x".into()), ("b".into(), "y".into()), ("a".into(), "z".into())]).unwrap();
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![("a".into(), Some(1)), ("b".into(), Some(1)), ("a".into(), Some(2))]);
+    assert_eq!(puts.load(std::sync::atomic::Ordering::SeqCst), 3, "every update went to the user's store");
+    let store = driver.get_timestamped_key_value_store::<String, i64>("user-counts").unwrap();
+    let all: Vec<(String, i64)> = store.all().unwrap().map(|e| e.map(|(k, v)| (k, v.value))).collect::<streams::Result<_>>().unwrap();
+    assert_eq!(all, vec![("a".into(), 2), ("b".into(), 1)]);
+    let changelog = driver.create_output_topic::<String, Vec<u8>>("user-store-user-counts-changelog", Serdes::string(), Serdes::bytes());
+    assert_eq!(changelog.queue_size(), 3, "the library logs a user's store too");
 }

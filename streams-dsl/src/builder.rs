@@ -77,10 +77,10 @@ pub(crate) fn table_store<K: 'static, V: 'static>(
     let key_serde = require_serde(state, materialized.key_serde.clone().or(key_serde), &format!("store `{name}`"))?;
     let value_serde =
         require_serde(state, materialized.value_serde.clone().or(value_serde), &format!("store `{name}`"))?;
-    let supplier: KeyValueBytesStoreSupplier = if materialized.in_memory {
-        streams_core::Stores::in_memory_key_value_store(name)
-    } else {
-        streams_core::Stores::persistent_key_value_store(name)
+    let supplier: KeyValueBytesStoreSupplier = match &materialized.supplier {
+        Some(supplier) => supplier.clone(),
+        None if materialized.in_memory => streams_core::Stores::in_memory_key_value_store(name),
+        None => streams_core::Stores::persistent_key_value_store(name),
     };
     let mut builder = KeyValueStoreBuilder::new(supplier, key_serde, Arc::new(ValueAndTimestampSerde(value_serde)));
     builder = if materialized.caching { builder.with_caching_enabled() } else { builder.with_caching_disabled() };

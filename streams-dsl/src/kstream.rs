@@ -222,7 +222,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let supplier = stateless(move |_ctx: &mut streams_core::ProcessorContext<'_, K, V>, r: Record<K, V>| {
             let line = format!("[{label}]: {}", mapper(&r.key, &r.value));
             let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-            writeln!(out, "{line}").map_err(|e| StreamsError::user(e))
+            writeln!(out, "{line}").map_err(StreamsError::user)
         });
         self.state.borrow_mut().apply(|t| t.add_processor(&name, supplier, &[&self.node]).map(drop));
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use streams_core::state::KeyValueBytesStoreSupplier;
 use streams_core::{Serde, SerdeRef, StreamPartitioner, TimestampExtractor};
 
 /// How a topic is read: key and value serdes, and optionally the source's name and its
@@ -207,6 +208,8 @@ pub struct Materialized<K, V> {
     pub(crate) logging: bool,
     pub(crate) in_memory: bool,
     pub(crate) retention_ms: Option<i64>,
+    /// A key-value store of the user's (`as_supplier`).
+    pub(crate) supplier: Option<KeyValueBytesStoreSupplier>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -219,6 +222,7 @@ impl<K, V> Default for Materialized<K, V> {
             logging: true,
             in_memory: false,
             retention_ms: None,
+            supplier: None,
         }
     }
 }
@@ -232,6 +236,12 @@ impl<K, V> Materialized<K, V> {
     /// A store with this name (queryable, and named in the changelog topic).
     pub fn as_(store_name: impl Into<String>) -> Self {
         Materialized { store_name: Some(store_name.into()), ..Self::default() }
+    }
+
+    /// A key-value store from `supplier` (a user's store, or one of [`Stores`](streams_core::Stores)'),
+    /// named after it (Kafka Streams' `Materialized.as(KeyValueBytesStoreSupplier)`).
+    pub fn as_supplier(supplier: KeyValueBytesStoreSupplier) -> Self {
+        Materialized { store_name: Some(supplier.name().to_string()), supplier: Some(supplier), ..Self::default() }
     }
 
     /// A store with these serdes.

@@ -17,6 +17,7 @@ use super::rocksdb_store::RocksDbKeyValueStore;
 use super::segmented::{segments_dir, KeySchema, SegmentLocation, SegmentedBytesStore};
 use super::transactional::TransactionalBytesStore;
 use super::window::{SessionStore, WindowStore};
+use super::user_store::{BytesKeyValueStore, UserKeyValueStore, UserStoreFactory};
 use super::{KeyValueBytesStore, RocksDbConfig, StateStore};
 use crate::collector::RecordCollector;
 use crate::error::Result;
@@ -111,11 +112,22 @@ pub trait StoreBuilder: Send + Sync + 'static {
     }
 }
 
-/// Where a key-value store keeps its bytes.
-#[derive(Debug, Clone)]
+/// Where a key-value store keeps its bytes: RocksDB, memory, or a user's store.
+#[derive(Clone)]
 pub struct KeyValueBytesStoreSupplier {
     name: String,
     persistent: bool,
+    user: Option<UserStoreFactory>,
+}
+
+impl fmt::Debug for KeyValueBytesStoreSupplier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValueBytesStoreSupplier")
+            .field("name", &self.name)
+            .field("persistent", &self.persistent)
+            .field("user", &self.user.is_some())
+            .finish()
+    }
 }
 
 impl KeyValueBytesStoreSupplier {
@@ -125,10 +137,12 @@ impl KeyValueBytesStoreSupplier {
     }
 
     fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
-        Ok(if self.persistent {
-            Box::new(RocksDbKeyValueStore::open(&self.name, &ctx.task_dir, &ctx.rocksdb_config)?)
-        } else {
-            Box::new(InMemoryKeyValueStore::new(&self.name))
+        Ok(match &self.user {
+            Some(factory) => {
+                Box::new(UserKeyValueStore { name: self.name.clone(), inner: factory(&self.name, ctx.task_id, &ctx.task_dir)? })
+            }
+            None if self.persistent => Box::new(RocksDbKeyValueStore::open(&self.name, &ctx.task_dir, &ctx.rocksdb_config)?),
+            None => Box::new(InMemoryKeyValueStore::new(&self.name)),
         })
     }
 }
@@ -140,12 +154,25 @@ pub struct Stores;
 impl Stores {
     /// A RocksDB store at `<state.dir>/<application.id>/<task>/rocksdb/<name>`.
     pub fn persistent_key_value_store(name: impl Into<String>) -> KeyValueBytesStoreSupplier {
-        KeyValueBytesStoreSupplier { name: name.into(), persistent: true }
+        KeyValueBytesStoreSupplier { name: name.into(), persistent: true, user: None }
     }
 
     /// A store held in memory (restored from its changelog after a restart).
     pub fn in_memory_key_value_store(name: impl Into<String>) -> KeyValueBytesStoreSupplier {
-        KeyValueBytesStoreSupplier { name: name.into(), persistent: false }
+        KeyValueBytesStoreSupplier { name: name.into(), persistent: false, user: None }
+    }
+
+    /// A store of your own: `factory` makes one per task, given the store's name, the task and
+    /// the task's directory (Kafka Streams' custom `KeyValueBytesStoreSupplier`). `persistent`
+    /// says whether its stores keep their data across restarts (see [`BytesKeyValueStore`]).
+    pub fn key_value_store_supplier<S: BytesKeyValueStore>(
+        name: impl Into<String>,
+        persistent: bool,
+        factory: impl Fn(&str, TaskId, &std::path::Path) -> Result<S> + Send + Sync + 'static,
+    ) -> KeyValueBytesStoreSupplier {
+        let factory: UserStoreFactory =
+            Arc::new(move |name, task, dir| factory(name, task, dir).map(|s| Box::new(s) as Box<dyn BytesKeyValueStore>));
+        KeyValueBytesStoreSupplier { name: name.into(), persistent, user: Some(factory) }
     }
 
     /// A typed key-value store builder: logging on, caching off, as in Kafka Streams.

@@ -15,6 +15,7 @@ mod rocksdb_config;
 mod rocksdb_store;
 mod segmented;
 mod transactional;
+mod user_store;
 mod window;
 
 pub use builder::{
@@ -29,6 +30,7 @@ pub use global::{GlobalKeyValueStore, GlobalStoreSpec};
 pub(crate) use iter::{BytesIter, KeyRange};
 pub use key_value_iterator::KeyValueIterator;
 pub use rocksdb_config::{BoundedMemory, RocksDbConfigSetter};
+pub use user_store::BytesKeyValueStore;
 pub(crate) use rocksdb_config::RocksDbConfig;
 /// The RocksDB bindings the persistent stores use, for [`RocksDbConfigSetter`]s.
 pub use ::rocksdb;
