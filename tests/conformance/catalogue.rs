@@ -426,6 +426,16 @@ pub(crate) fn catalogue() -> Vec<Entry> {
             SIZE,
         )
     });
+    add("filtered-tumbling-count", IN, windowed(SIZE, true), |b| {
+        windowed_counts_out(
+            stream(b, "in")
+                .filter(|_, v| !v.starts_with('x'))
+                .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+                .windowed_by(TimeWindows::of_size_and_grace(ms(SIZE), ms(GRACE)))
+                .count(longs(false)),
+            SIZE,
+        )
+    });
     entries
 }
 

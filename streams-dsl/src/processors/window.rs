@@ -19,12 +19,15 @@ fn drop_late<K, V>(ctx: &mut ProcessorContext<'_, K, V>, timestamp: i64, close_t
     ctx.record_dropped();
 }
 
-/// Folds records into every time window that contains them and is still open.
+/// Folds records into every time window that contains them and is still open. Windows close
+/// by the time this processor observed (the latest record it aggregated), as Kafka Streams'
+/// `observedStreamTime`: records an upstream filter dropped do not close them.
 pub(crate) struct TimeWindowAggregate<K, V, VA, F> {
     windows: TimeWindows,
     combine: Arc<F>,
     store: WindowStore<K, ValueAndTimestamp<VA>>,
     caching: bool,
+    observed: i64,
     _types: PhantomData<fn(V)>,
 }
 
@@ -40,7 +43,7 @@ where
         Stateful::new(move |ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>| {
             let store: WindowStore<K, ValueAndTimestamp<VA>> = ctx.window_store(&store_name)?;
             let caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
-            Ok(TimeWindowAggregate { windows, combine: combine.clone(), store, caching, _types: PhantomData })
+            Ok(TimeWindowAggregate { windows, combine: combine.clone(), store, caching, observed: i64::MIN, _types: PhantomData })
         })
     }
 }
@@ -53,8 +56,9 @@ where
     F: Fn(&K, V, Option<VA>) -> VA,
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>, record: Record<K, V>) -> Result<()> {
+        self.observed = self.observed.max(record.timestamp);
         let store = &self.store;
-        let close_time = ctx.stream_time() - self.windows.grace_ms;
+        let close_time = self.observed - self.windows.grace_ms;
         let mut open = false;
         for window in self.windows.windows_for(record.timestamp) {
             if window.end <= close_time {

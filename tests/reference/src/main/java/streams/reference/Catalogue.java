@@ -266,6 +266,11 @@ final class Catalogue {
                 .groupByKey(Grouped.with(S, S))
                 .windowedBy(TimeWindows.ofSizeAndGrace(ms(SIZE), ms(GRACE)))
                 .count(windows(L, false)), SIZE, L));
+        add("filtered-tumbling-count", windowed(SIZE, true), b -> windowedOut(stream(b, "in")
+            .filter((k, v) -> !v.startsWith("x"))
+            .groupByKey(Grouped.with(S, S))
+            .windowedBy(TimeWindows.ofSizeAndGrace(ms(SIZE), ms(GRACE)))
+            .count(windows(L, false)), SIZE, L));
     }
 
     /** Event time from the record and its value: values starting with "x" have none (dropped). */
