@@ -32,7 +32,7 @@ use std::fmt;
 
 use crate::config::ExceptionHandler;
 use crate::error::{KafkaError, SerdeError, StreamsError};
-use crate::record::{Headers, ProducerRecord, TaskId};
+use crate::record::{ConsumerRecord, Headers, ProducerRecord, TaskId};
 
 /// Where a failed record came from: the input record being processed and the node that failed.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +56,23 @@ pub struct ErrorHandlerContext<'a> {
     pub source_raw_key: Option<&'a [u8]>,
     /// The input record's value as consumed (`sourceRawValue`).
     pub source_raw_value: Option<&'a [u8]>,
+}
+
+impl<'a> ErrorHandlerContext<'a> {
+    /// The context of input record `raw`, failed in `processor_node` of `task_id`.
+    pub(crate) fn of_source(raw: &'a ConsumerRecord, processor_node: &'a str, task_id: TaskId) -> Self {
+        ErrorHandlerContext {
+            topic: &raw.topic,
+            partition: raw.partition,
+            offset: raw.offset,
+            timestamp: raw.timestamp,
+            headers: &raw.headers,
+            processor_node,
+            task_id,
+            source_raw_key: raw.key.as_deref(),
+            source_raw_value: raw.value.as_deref(),
+        }
+    }
 }
 
 /// A record a handler asks to write, typically to a dead-letter topic.

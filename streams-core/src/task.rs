@@ -302,13 +302,13 @@ impl StreamTask {
             .collect()
     }
 
-    /// The erased store `name`, for restoration.
     /// The names of the task's stores.
     #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
     pub(crate) fn store_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.ctx.stores.keys().map(String::as_str)
     }
 
+    /// The erased store `name`, for restoration.
     pub(crate) fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>> {
         self.ctx.stores.get(name).map(|s| s.store.clone())
     }

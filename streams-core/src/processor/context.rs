@@ -73,23 +73,35 @@ pub(crate) struct TaskContext {
 
 impl TaskContext {
     /// Asks the processing handler about `error`, raised by `node` on the current record;
-    /// returns whether to go on (the dead letters are queued).
+    /// returns whether to go on.
     pub(crate) fn handle_processing_error(&mut self, node: &str, error: &StreamsError) -> bool {
         static NO_HEADERS: Headers = Vec::new();
-        let at = self.record_context.borrow().clone();
-        let source = self.source_record.as_ref();
-        let ctx = ErrorHandlerContext {
-            topic: &at.topic,
-            partition: at.partition,
-            offset: at.offset,
-            timestamp: source.map_or(at.timestamp, |r| r.timestamp),
-            headers: source.map_or(&NO_HEADERS, |r| &r.headers),
-            processor_node: node,
-            task_id: self.task_id,
-            source_raw_key: source.and_then(|r| r.key.as_deref()),
-            source_raw_value: source.and_then(|r| r.value.as_deref()),
+        let response = match &self.source_record {
+            Some(raw) => self.processing_handler.handle(&ErrorHandlerContext::of_source(raw, node, self.task_id), error),
+            // A punctuation: no input record.
+            None => {
+                let at = self.record_context.borrow().clone();
+                let ctx = ErrorHandlerContext {
+                    topic: &at.topic,
+                    partition: at.partition,
+                    offset: at.offset,
+                    timestamp: at.timestamp,
+                    headers: &NO_HEADERS,
+                    processor_node: node,
+                    task_id: self.task_id,
+                    source_raw_key: None,
+                    source_raw_value: None,
+                };
+                self.processing_handler.handle(&ctx, error)
+            }
         };
-        match self.processing_handler.handle(&ctx, error) {
+        self.resumes(response)
+    }
+
+    /// Whether a handler's `response` goes on with the next record; if so the skipped record
+    /// counts as dropped and the dead letters are queued.
+    pub(crate) fn resumes(&mut self, response: HandlerResponse) -> bool {
+        match response {
             HandlerResponse::Fail => false,
             HandlerResponse::Resume(dead) => {
                 self.metrics.dropped_records += 1;

@@ -15,7 +15,7 @@ use super::{
     TimestampExtractor, TopicNameExtractor,
 };
 use crate::error::{Result, StreamsError};
-use crate::handlers::{ErrorHandlerContext, HandlerResponse};
+use crate::handlers::ErrorHandlerContext;
 use crate::record::{ConsumerRecord, ProducerRecord, Record, RecordContext};
 use crate::serdes::SerdeRef;
 use crate::topology::TopicName;
@@ -264,30 +264,13 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
         let (key, value) = match decoded {
             Ok(kv) => kv,
             Err(source) => {
-                let ctx = ErrorHandlerContext {
-                    topic: &raw.topic,
-                    partition: raw.partition,
-                    offset: raw.offset,
-                    timestamp: raw.timestamp,
-                    headers: &raw.headers,
-                    processor_node: &self.meta.name,
-                    task_id: task.task_id,
-                    source_raw_key: raw.key.as_deref(),
-                    source_raw_value: raw.value.as_deref(),
-                };
-                return match task.deserialization_handler.handle(&ctx, &source) {
-                    HandlerResponse::Fail => Err(StreamsError::Deserialization {
-                        topic: raw.topic.clone(),
-                        partition: raw.partition,
-                        offset: raw.offset,
-                        source,
-                    }),
-                    HandlerResponse::Resume(dead) => {
-                        task.metrics.dropped_records += 1;
-                        task.dead_letters.extend(dead);
-                        Ok(None)
-                    }
-                };
+                let ctx = ErrorHandlerContext::of_source(raw, &self.meta.name, task.task_id);
+                let response = task.deserialization_handler.handle(&ctx, &source);
+                if task.resumes(response) {
+                    return Ok(None);
+                }
+                let (topic, partition, offset) = (raw.topic.clone(), raw.partition, raw.offset);
+                return Err(StreamsError::Deserialization { topic, partition, offset, source });
             }
         };
         let consumed = ConsumedRecord {
@@ -363,30 +346,26 @@ impl<K: Clone + 'static, V: Clone + 'static> NodeFactory for SourceFactory<K, V>
 // ---------------------------------------------------------------------------------------------
 // Sink nodes
 
-/// The topic a sink writes to: one, or one per record.
-pub(crate) enum SinkTopic<K, V> {
-    Fixed(TopicName),
+/// The topic a sink writes to: one (`T`: as the topology names it, then resolved), or one per
+/// record.
+pub(crate) enum SinkTopic<T, K, V> {
+    Fixed(T),
     Extracted(Arc<dyn TopicNameExtractor<K, V>>),
 }
 
-impl<K, V> Clone for SinkTopic<K, V> {
-    fn clone(&self) -> Self {
+impl<K, V> SinkTopic<TopicName, K, V> {
+    /// The topic on the broker, for an application.
+    fn resolve(&self, application_id: &str) -> SinkTopic<String, K, V> {
         match self {
-            SinkTopic::Fixed(t) => SinkTopic::Fixed(t.clone()),
-            SinkTopic::Extracted(e) => SinkTopic::Extracted(e.clone()),
+            SinkTopic::Fixed(topic) => SinkTopic::Fixed(topic.resolve(application_id)),
+            SinkTopic::Extracted(extractor) => SinkTopic::Extracted(extractor.clone()),
         }
     }
 }
 
-/// A sink's topic once its task runs: the resolved name, or the extractor.
-enum ResolvedTopic<K, V> {
-    Fixed(String),
-    Extracted(Arc<dyn TopicNameExtractor<K, V>>),
-}
-
 struct SinkNode<K, V> {
     meta: NodeMeta,
-    topic: ResolvedTopic<K, V>,
+    topic: SinkTopic<String, K, V>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
     partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
@@ -395,8 +374,8 @@ struct SinkNode<K, V> {
 impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, task: &mut TaskContext, record: Record<K, V>) -> Result<()> {
         let topic = match &self.topic {
-            ResolvedTopic::Fixed(topic) => topic.clone(),
-            ResolvedTopic::Extracted(extractor) => extractor.extract(&record.key, &record.value, &task.record_context.borrow()),
+            SinkTopic::Fixed(topic) => topic.clone(),
+            SinkTopic::Extracted(extractor) => extractor.extract(&record.key, &record.value, &task.record_context.borrow()),
         };
         let partition = match &self.partitioner {
             Some(partitioner) => {
@@ -430,7 +409,7 @@ impl<K, V> TaskNode for SinkNode<K, V> {}
 
 /// Builds sink nodes: `Record<K, V>` in, bytes to a topic.
 pub(crate) struct SinkFactory<K, V> {
-    pub(crate) topic: SinkTopic<K, V>,
+    pub(crate) topic: SinkTopic<TopicName, K, V>,
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
@@ -444,10 +423,7 @@ impl<K: 'static, V: 'static> NodeFactory for SinkFactory<K, V> {
         None
     }
     fn build(&self, meta: NodeMeta, _: Vec<(String, Rc<dyn Any>)>, application_id: &str) -> Result<BuiltNode> {
-        let topic = match &self.topic {
-            SinkTopic::Fixed(topic) => ResolvedTopic::Fixed(topic.resolve(application_id)),
-            SinkTopic::Extracted(extractor) => ResolvedTopic::Extracted(extractor.clone()),
-        };
+        let topic = self.topic.resolve(application_id);
         let node = Rc::new(RefCell::new(SinkNode {
             meta,
             topic,

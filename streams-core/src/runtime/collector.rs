@@ -30,7 +30,8 @@ pub(crate) struct Deliveries {
     /// `default.production.exception.handler`, asked about failed deliveries (none under
     /// exactly-once, where a failed delivery fails the transaction).
     handler: Option<Arc<dyn ProductionExceptionHandler>>,
-    /// Records the handler asked to write for failed deliveries, sent with the next record.
+    /// Records the handler asked to write for failed deliveries, sent at the next flush (each
+    /// commit flushes, so they are written before the offsets of their inputs commit).
     dead_letters: Mutex<Vec<DeadLetter>>,
 }
 
@@ -167,11 +168,10 @@ impl KafkaRecordCollector {
         &self.deliveries
     }
 
-    /// Sends what a handler asked to write instead of a failed record (once: a dead letter
-    /// the producer refuses fails the send).
-    fn send_dead_letter(&mut self, dead: DeadLetter) -> Result<()> {
-        let dead = dead.into_producer_record();
-        let mut base = base_record(&dead);
+    /// Hands `record` to the producer, waiting while its queue is full; the error is the
+    /// producer's refusal of the record itself (too large, unknown partition).
+    fn enqueue(&self, record: &ProducerRecord) -> std::result::Result<(), KafkaError> {
+        let mut base = base_record(record);
         loop {
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
@@ -179,15 +179,16 @@ impl KafkaRecordCollector {
                     base = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return Err(StreamsError::Send { topic: dead.topic.clone(), source: e }),
+                Err((e, _)) => return Err(e),
             }
         }
     }
 
-    /// Sends the dead letters the handler asked for on failed deliveries.
-    fn send_delivery_dead_letters(&mut self) -> Result<()> {
-        let dead = std::mem::take(&mut *self.deliveries.dead_letters.lock().unwrap_or_else(|e| e.into_inner()));
-        dead.into_iter().try_for_each(|d| self.send_dead_letter(d))
+    /// Sends what a handler asked to write instead of a failed record (once: a dead letter
+    /// the producer refuses fails the send).
+    fn send_dead_letter(&self, dead: DeadLetter) -> Result<()> {
+        let dead = dead.into_producer_record();
+        self.enqueue(&dead).map_err(|source| StreamsError::Send { topic: dead.topic.clone(), source })
     }
 
     fn check(&self) -> Result<()> {
@@ -305,29 +306,12 @@ impl RecordCollector for KafkaRecordCollector {
     fn send(&mut self, record: ProducerRecord) -> Result<()> {
         self.check()?;
         self.begin()?;
-        self.send_delivery_dead_letters()?;
-        let mut base = base_record(&record);
-        loop {
-            match self.producer.send(base) {
-                Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
-                    base = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                // Refused before sending (too large, unknown partition): the record's own fault.
-                Err((e, _)) => {
-                    let refused = ProducedRecord {
-                        topic: &record.topic,
-                        partition: record.partition,
-                        key: record.key.as_deref(),
-                        value: record.value.as_deref(),
-                    };
-                    return match self.production_handler.handle(&refused, &e) {
-                        HandlerResponse::Resume(dead) => dead.into_iter().try_for_each(|d| self.send_dead_letter(d)),
-                        HandlerResponse::Fail => Err(StreamsError::Send { topic: record.topic.clone(), source: e }),
-                    };
-                }
-            }
+        let Err(e) = self.enqueue(&record) else { return Ok(()) };
+        let refused =
+            ProducedRecord { topic: &record.topic, partition: record.partition, key: record.key.as_deref(), value: record.value.as_deref() };
+        match self.production_handler.handle(&refused, &e) {
+            HandlerResponse::Resume(dead) => dead.into_iter().try_for_each(|d| self.send_dead_letter(d)),
+            HandlerResponse::Fail => Err(StreamsError::Send { topic: record.topic.clone(), source: e }),
         }
     }
 
@@ -354,11 +338,19 @@ impl RecordCollector for KafkaRecordCollector {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.send_delivery_dead_letters()?;
-        match self.producer.flush(self.timeout) {
-            Ok(()) => self.check().and_then(|()| self.send_delivery_dead_letters()),
-            Err(e) if self.transactional => Err(transaction_error("flush the producer", e)),
-            Err(e) => Err(StreamsError::kafka("flush producer", e)),
+        loop {
+            match self.producer.flush(self.timeout) {
+                Ok(()) => self.check()?,
+                Err(e) if self.transactional => return Err(transaction_error("flush the producer", e)),
+                Err(e) => return Err(StreamsError::kafka("flush producer", e)),
+            }
+            // Failed deliveries the handler skipped may have asked for dead letters: write
+            // them, and flush again so they are acknowledged too.
+            let dead = std::mem::take(&mut *self.deliveries.dead_letters.lock().unwrap_or_else(|e| e.into_inner()));
+            if dead.is_empty() {
+                return Ok(());
+            }
+            dead.into_iter().try_for_each(|d| self.send_dead_letter(d))?;
         }
     }
 }
