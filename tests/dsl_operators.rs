@@ -1,13 +1,16 @@
 //! KStream operators beyond the core DSL: `process_values`, `to_table`, `repartition`,
-//! partitioners on `Produced` and `Repartitioned`, topics extracted per record, `print`, and the
-//! test driver's partitions, headers and listings, with Kafka Streams' expected outputs.
+//! partitioners on `Produced` and `Repartitioned`, topics extracted per record, `print`,
+//! branches with a function or consumer, joiners that read the key, and the test driver's
+//! partitions, headers and listings, with Kafka Streams' expected outputs.
 
 mod common;
+
+use std::time::Duration;
 
 use common::{config, subtopologies};
 use streams::prelude::*;
 use streams::state::BytesKeyValueStore;
-use streams::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, Printed, Repartitioned, StoreBuilder, Stores};
+use streams::{Branched, FixedKeyProcessor, JoinWindows, StreamJoined, FixedKeyProcessorContext, FixedKeyRecord, Printed, Repartitioned, StoreBuilder, Stores};
 
 /// A running total per key, kept in a store, with the source offset in a header.
 struct RunningTotal;
@@ -299,4 +302,66 @@ fn a_user_store_supplier_backs_a_dsl_count() {
     assert_eq!(all, vec![("a".into(), 2), ("b".into(), 1)]);
     let changelog = driver.create_output_topic::<String, Vec<u8>>("user-store-user-counts-changelog", Serdes::string(), Serdes::bytes());
     assert_eq!(changelog.queue_size(), 3, "the library logs a user's store too");
+}
+
+#[test]
+fn branches_with_a_function_are_returned_chained_and_with_a_consumer_are_left_out() {
+    let builder = StreamsBuilder::new();
+    let branches = builder
+        .stream::<String, i64>("numbers", Consumed::with(Serdes::string(), Serdes::i64()))
+        .split_named("split-")
+        .branch(|_, v| *v < 0, Branched::with_consumer(|s| s.to("negative", Produced::with(Serdes::string(), Serdes::i64()))))
+        .branch(|_, v| *v >= 100, Branched::with_function(|s| s.map_values(|v| v / 100)).with_name("hundreds"))
+        .default_branch(Branched::as_("rest"));
+    let mut names: Vec<&String> = branches.keys().collect();
+    names.sort();
+    assert_eq!(names, ["split-hundreds", "split-rest"], "a consumer's branch is not in the result");
+    for (name, stream) in &branches {
+        stream.to(&format!("{name}-out"), Produced::with(Serdes::string(), Serdes::i64()));
+    }
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("branched")).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("numbers", Serdes::string(), Serdes::i64());
+    let read = |topic: &str| driver.create_output_topic::<String, i64>(topic, Serdes::string(), Serdes::i64()).read_values_to_list().unwrap();
+    input.pipe_key_value_list([("a".into(), -5), ("b".into(), 300), ("c".into(), 7), ("d".into(), 100)]).unwrap();
+    assert_eq!(read("negative"), [-5]);
+    assert_eq!(read("split-hundreds-out"), [3, 1], "the function's stream is the one returned");
+    assert_eq!(read("split-rest-out"), [7]);
+}
+
+#[test]
+fn joiners_with_the_key_see_the_record_key_in_every_kind_of_join() {
+    let builder = StreamsBuilder::new();
+    let serde = || Consumed::with(Serdes::string(), Serdes::string());
+    let produced = || Produced::with(Serdes::string(), Serdes::string());
+    let left = builder.stream::<String, String>("left", serde());
+    let right = builder.stream::<String, String>("right", serde());
+    let table = builder.table::<String, String>("table", serde(), Materialized::as_("table"));
+    let global = builder.global_table::<String, String>("global", serde(), Materialized::as_("global"));
+    let windows = || JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(10));
+    let joined = || StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string());
+    left.join_with_key(&right, |k, l, r| format!("{k}:{l}+{r}"), windows(), joined()).to("ss-inner", produced());
+    left.left_join_with_key(&right, |k, l, r| format!("{k}:{l}+{r:?}"), windows(), joined()).to("ss-left", produced());
+    left.outer_join_with_key(&right, |k, l, r| format!("{k}:{l:?}+{r:?}"), windows(), joined()).to("ss-outer", produced());
+    left.join_table_with_key(&table, |k, l, t| format!("{k}:{l}+{t}")).to("st-inner", produced());
+    left.left_join_table_with_key(&table, |k, l, t| format!("{k}:{l}+{t:?}")).to("st-left", produced());
+    left.join_global_with_key(&global, |_, v| v.clone(), |k, l, g| format!("{k}:{l}+{g}")).to("sg-inner", produced());
+    left.left_join_global_with_key(&global, |_, v| v.clone(), |k, l, g| format!("{k}:{l}+{g:?}")).to("sg-left", produced());
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("with-key")).unwrap();
+    let input = |topic: &str| driver.create_input_topic::<String, String>(topic, Serdes::string(), Serdes::string());
+    let (mut l, mut r, mut t, mut g) = (input("left"), input("right"), input("table"), input("global"));
+    t.pipe_input_at("k".into(), "T".into(), 0).unwrap();
+    g.pipe_input_at("A".into(), "G".into(), 0).unwrap();
+    l.pipe_input_at("k".into(), "A".into(), 1_000).unwrap();
+    r.pipe_input_at("k".into(), "B".into(), 2_000).unwrap();
+    // Past the window and its grace: unmatched records of the left and outer joins are emitted.
+    l.pipe_input_at("other".into(), "Z".into(), 60_000).unwrap();
+    let read = |topic: &str| driver.create_output_topic::<String, String>(topic, Serdes::string(), Serdes::string()).read_key_values_to_list().unwrap();
+    let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(read("ss-inner"), [kv("k", "k:A+B")]);
+    assert_eq!(read("ss-left"), [kv("k", "k:A+Some(\"B\")")]);
+    assert_eq!(read("ss-outer"), [kv("k", "k:Some(\"A\")+Some(\"B\")")]);
+    assert_eq!(read("st-inner"), [kv("k", "k:A+T")]);
+    assert_eq!(read("st-left"), [kv("k", "k:A+Some(\"T\")"), kv("other", "other:Z+None")]);
+    assert_eq!(read("sg-inner"), [kv("k", "k:A+G")]);
+    assert_eq!(read("sg-left"), [kv("k", "k:A+Some(\"G\")"), kv("other", "other:Z+None")]);
 }

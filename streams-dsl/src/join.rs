@@ -219,8 +219,19 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         windows: JoinWindows,
         joined: StreamJoined<K, V1, V2>,
     ) -> KStream<K, VOut> {
+        self.join_with_key(other, move |_, l, r| joiner(l, r), windows, joined)
+    }
+
+    /// As [`join`](Self::join), with a joiner that also reads the key (`ValueJoinerWithKey`).
+    pub fn join_with_key<V2: Clone + 'static, VOut: Clone + 'static>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(&K, &V1, &V2) -> VOut + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V1, V2>,
+    ) -> KStream<K, VOut> {
         let joiner: Joiner<K, V1, V2, VOut> =
-            Arc::new(move |_, l, r| joiner(l.expect("inner join has a left value"), r.expect("and a right value")));
+            Arc::new(move |k, l, r| joiner(k, l.expect("inner join has a left value"), r.expect("and a right value")));
         self.window_join(other, JoinKind::Inner, joiner, windows, joined)
     }
 
@@ -233,7 +244,18 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         windows: JoinWindows,
         joined: StreamJoined<K, V1, V2>,
     ) -> KStream<K, VOut> {
-        let joiner: Joiner<K, V1, V2, VOut> = Arc::new(move |_, l, r| joiner(l.expect("left join has a left value"), r));
+        self.left_join_with_key(other, move |_, l, r| joiner(l, r), windows, joined)
+    }
+
+    /// As [`left_join`](Self::left_join), with a joiner that also reads the key.
+    pub fn left_join_with_key<V2: Clone + 'static, VOut: Clone + 'static>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(&K, &V1, Option<&V2>) -> VOut + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V1, V2>,
+    ) -> KStream<K, VOut> {
+        let joiner: Joiner<K, V1, V2, VOut> = Arc::new(move |k, l, r| joiner(k, l.expect("left join has a left value"), r));
         self.window_join(other, JoinKind::Left, joiner, windows, joined)
     }
 
@@ -245,8 +267,18 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         windows: JoinWindows,
         joined: StreamJoined<K, V1, V2>,
     ) -> KStream<K, VOut> {
-        let joiner: Joiner<K, V1, V2, VOut> = Arc::new(move |_, l, r| joiner(l, r));
-        self.window_join(other, JoinKind::Outer, joiner, windows, joined)
+        self.outer_join_with_key(other, move |_, l, r| joiner(l, r), windows, joined)
+    }
+
+    /// As [`outer_join`](Self::outer_join), with a joiner that also reads the key.
+    pub fn outer_join_with_key<V2: Clone + 'static, VOut: Clone + 'static>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(&K, Option<&V1>, Option<&V2>) -> VOut + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V1, V2>,
+    ) -> KStream<K, VOut> {
+        self.window_join(other, JoinKind::Outer, Arc::new(joiner), windows, joined)
     }
 
     fn table_join<V2: Clone + 'static, VOut: Clone + 'static>(
@@ -298,7 +330,18 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         key_selector: impl Fn(&K, &V1) -> GK + Send + Sync + 'static,
         joiner: impl Fn(&V1, &GV) -> VOut + Send + Sync + 'static,
     ) -> KStream<K, VOut> {
-        let joiner: Joiner<K, V1, GV, VOut> = Arc::new(move |_, l, r| joiner(l.expect("stream value"), r.expect("inner join")));
+        self.join_global_with_key(table, key_selector, move |_, l, r| joiner(l, r))
+    }
+
+    /// As [`join_global`](Self::join_global), with a joiner that also reads the stream record's key.
+    pub fn join_global_with_key<GK: 'static, GV: 'static, VOut: Clone + 'static>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_selector: impl Fn(&K, &V1) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&K, &V1, &GV) -> VOut + Send + Sync + 'static,
+    ) -> KStream<K, VOut> {
+        let joiner: Joiner<K, V1, GV, VOut> =
+            Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r.expect("inner join")));
         self.global_join(table, key_selector, false, joiner)
     }
 
@@ -309,7 +352,18 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         key_selector: impl Fn(&K, &V1) -> GK + Send + Sync + 'static,
         joiner: impl Fn(&V1, Option<&GV>) -> VOut + Send + Sync + 'static,
     ) -> KStream<K, VOut> {
-        let joiner: Joiner<K, V1, GV, VOut> = Arc::new(move |_, l, r| joiner(l.expect("stream value"), r));
+        self.left_join_global_with_key(table, key_selector, move |_, l, r| joiner(l, r))
+    }
+
+    /// As [`left_join_global`](Self::left_join_global), with a joiner that also reads the stream
+    /// record's key.
+    pub fn left_join_global_with_key<GK: 'static, GV: 'static, VOut: Clone + 'static>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_selector: impl Fn(&K, &V1) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&K, &V1, Option<&GV>) -> VOut + Send + Sync + 'static,
+    ) -> KStream<K, VOut> {
+        let joiner: Joiner<K, V1, GV, VOut> = Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r));
         self.global_join(table, key_selector, true, joiner)
     }
 
@@ -320,7 +374,16 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         table: &KTable<K, V2>,
         joiner: impl Fn(&V1, &V2) -> VOut + Send + Sync + 'static,
     ) -> KStream<K, VOut> {
-        self.table_join(table, false, Arc::new(move |_, l, r| joiner(l.expect("stream value"), r.expect("inner join"))))
+        self.join_table_with_key(table, move |_, l, r| joiner(l, r))
+    }
+
+    /// As [`join_table`](Self::join_table), with a joiner that also reads the key.
+    pub fn join_table_with_key<V2: Clone + 'static, VOut: Clone + 'static>(
+        &self,
+        table: &KTable<K, V2>,
+        joiner: impl Fn(&K, &V1, &V2) -> VOut + Send + Sync + 'static,
+    ) -> KStream<K, VOut> {
+        self.table_join(table, false, Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r.expect("inner join"))))
     }
 
     /// As [`join_table`](Self::join_table), but records without a table value give
@@ -330,7 +393,16 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         table: &KTable<K, V2>,
         joiner: impl Fn(&V1, Option<&V2>) -> VOut + Send + Sync + 'static,
     ) -> KStream<K, VOut> {
-        self.table_join(table, true, Arc::new(move |_, l, r| joiner(l.expect("stream value"), r)))
+        self.left_join_table_with_key(table, move |_, l, r| joiner(l, r))
+    }
+
+    /// As [`left_join_table`](Self::left_join_table), with a joiner that also reads the key.
+    pub fn left_join_table_with_key<V2: Clone + 'static, VOut: Clone + 'static>(
+        &self,
+        table: &KTable<K, V2>,
+        joiner: impl Fn(&K, &V1, Option<&V2>) -> VOut + Send + Sync + 'static,
+    ) -> KStream<K, VOut> {
+        self.table_join(table, true, Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r)))
     }
 }
 

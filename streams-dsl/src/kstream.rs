@@ -14,7 +14,7 @@ use crate::builder::{repartition, repartition_with, table_store, Shared};
 use crate::change::Change;
 use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
-use crate::options::{Branched, Grouped, Materialized, Named, PrintTarget, Printed, Produced, Repartitioned};
+use crate::options::{BranchChain, Branched, Grouped, Materialized, Named, PrintTarget, Printed, Produced, Repartitioned};
 use crate::processors::table::TableSource;
 use crate::processors::stateless;
 
@@ -349,7 +349,7 @@ pub struct BranchedKStream<K, V> {
     stream: KStream<K, V>,
     name: String,
     prefix: String,
-    branches: Vec<(String, Predicate<K, V>)>,
+    branches: Vec<(String, Predicate<K, V>, Option<BranchChain<K, V>>)>,
 }
 
 impl<K, V> std::fmt::Debug for BranchedKStream<K, V> {
@@ -360,17 +360,17 @@ impl<K, V> std::fmt::Debug for BranchedKStream<K, V> {
 
 impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
     /// Adds a branch taking the records that match `predicate` and no earlier branch.
-    pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static, branched: Branched) -> Self {
-        let label = branched.0.unwrap_or_else(|| (self.branches.len() + 1).to_string());
-        self.branches.push((format!("{}{label}", self.prefix), Arc::new(predicate)));
+    pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static, branched: Branched<K, V>) -> Self {
+        let label = branched.name.unwrap_or_else(|| (self.branches.len() + 1).to_string());
+        self.branches.push((format!("{}{label}", self.prefix), Arc::new(predicate), branched.chain));
         self
     }
 
     /// Ends the split with a branch for records no predicate matched.
-    pub fn default_branch(self, branched: Branched) -> HashMap<String, KStream<K, V>> {
-        let label = branched.0.unwrap_or_else(|| "0".to_string());
+    pub fn default_branch(self, branched: Branched<K, V>) -> HashMap<String, KStream<K, V>> {
+        let label = branched.name.unwrap_or_else(|| "0".to_string());
         let default = format!("{}{label}", self.prefix);
-        self.finish(Some(default))
+        self.finish(Some((default, branched.chain)))
     }
 
     /// Ends the split; records no predicate matched are dropped.
@@ -378,9 +378,11 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
         self.finish(None)
     }
 
-    fn finish(self, default: Option<String>) -> HashMap<String, KStream<K, V>> {
-        let routes: Vec<(String, Predicate<K, V>)> = self.branches.clone();
-        let fallback = default.clone();
+    /// Adds the splitting processor and a pass-through child per branch, then runs each
+    /// branch's chain in order; the result holds the streams no consumer took.
+    fn finish(self, default: Option<(String, Option<BranchChain<K, V>>)>) -> HashMap<String, KStream<K, V>> {
+        let routes: Vec<(String, Predicate<K, V>)> = self.branches.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect();
+        let fallback = default.as_ref().map(|(n, _)| n.clone());
         let supplier = stateless(move |ctx, r: Record<K, V>| {
             for (child, predicate) in &routes {
                 if predicate(&r.key, &r.value) {
@@ -395,8 +397,8 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
         let state = self.stream.state.clone();
         state.borrow_mut().apply(|t| t.add_processor(&self.name, supplier, &[&self.stream.node]).map(drop));
         let mut out = HashMap::new();
-        let names = self.branches.into_iter().map(|(n, _)| n).chain(default);
-        for name in names {
+        let branches = self.branches.into_iter().map(|(n, _, chain)| (n, chain)).chain(default);
+        for (name, chain) in branches {
             let pass = stateless(|ctx, r: Record<K, V>| ctx.forward(r));
             state.borrow_mut().apply(|t| t.add_processor(&name, pass, &[&self.name]).map(drop));
             let branch = KStream::new(
@@ -406,7 +408,11 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
                 self.stream.value_serde.clone(),
                 self.stream.repartition_required,
             );
-            out.insert(name, branch);
+            match chain {
+                None => drop(out.insert(name, branch)),
+                Some(BranchChain::Function(f)) => drop(out.insert(name, f(branch))),
+                Some(BranchChain::Consumer(f)) => f(branch),
+            }
         }
         out
     }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use streams_core::state::KeyValueBytesStoreSupplier;
 use streams_core::{Serde, SerdeRef, StreamPartitioner, TimestampExtractor};
 
+use crate::kstream::KStream;
+
 /// How a topic is read: key and value serdes, and optionally the source's name and its
 /// timestamp extractor.
 pub struct Consumed<K, V> {
@@ -348,19 +350,67 @@ impl From<String> for Named {
     }
 }
 
-/// The name of one branch of [`KStream::split`](crate::KStream::split).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Branched(pub(crate) Option<String>);
+/// One branch of [`KStream::split`](crate::KStream::split): its name, and optionally what is
+/// done with its stream (Kafka Streams' `Branched`).
+///
+/// A chain's closure names its stream's type, as the compiler cannot infer it from the split:
+/// `Branched::with_function(|s: KStream<String, i64>| s.map_values(|v| v * 2))`.
+pub struct Branched<K, V> {
+    pub(crate) name: Option<String>,
+    pub(crate) chain: Option<BranchChain<K, V>>,
+}
 
-impl Branched {
+/// What a branch's stream goes through before it is put in the split's result.
+pub(crate) enum BranchChain<K, V> {
+    /// The result holds what the function returns.
+    Function(Box<dyn FnOnce(KStream<K, V>) -> KStream<K, V>>),
+    /// The consumer takes the stream; the result leaves the branch out.
+    Consumer(Box<dyn FnOnce(KStream<K, V>)>),
+}
+
+impl<K, V> Branched<K, V> {
     /// A branch named `name`; its stream is keyed `<split prefix><name>` in the result.
     pub fn as_(name: impl Into<String>) -> Self {
-        Branched(Some(name.into()))
+        Branched { name: Some(name.into()), chain: None }
     }
 
     /// A branch named by its position.
     pub fn new() -> Self {
-        Branched(None)
+        Branched { name: None, chain: None }
+    }
+
+    /// A branch whose stream goes through `chain`; the result holds the stream `chain` returns.
+    pub fn with_function(chain: impl FnOnce(KStream<K, V>) -> KStream<K, V> + 'static) -> Self {
+        Branched { name: None, chain: Some(BranchChain::Function(Box::new(chain))) }
+    }
+
+    /// A branch whose stream is handed to `consumer` (to end in a sink, say); the result leaves
+    /// it out.
+    pub fn with_consumer(consumer: impl FnOnce(KStream<K, V>) + 'static) -> Self {
+        Branched { name: None, chain: Some(BranchChain::Consumer(Box::new(consumer))) }
+    }
+
+    /// Names the branch `name`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+impl<K, V> Default for Branched<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> fmt::Debug for Branched<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let chain = match self.chain {
+            None => "none",
+            Some(BranchChain::Function(_)) => "function",
+            Some(BranchChain::Consumer(_)) => "consumer",
+        };
+        f.debug_struct("Branched").field("name", &self.name).field("chain", &chain).finish()
     }
 }
 

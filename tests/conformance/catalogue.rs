@@ -8,7 +8,7 @@ use std::time::Duration;
 use streams::prelude::*;
 use streams::state::WindowedSerde;
 use streams::{
-    BufferConfig, ConsumedRecord, EmitStrategy, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, JoinWindows,
+    Branched, BufferConfig, ConsumedRecord, EmitStrategy, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, JoinWindows,
     KGroupedStream, KTable, SessionWindows, SlidingWindows, StreamJoined, Suppressed, TimeWindows, Topology,
 };
 use streams::state::Windowed;
@@ -435,6 +435,22 @@ pub(crate) fn catalogue() -> Vec<Entry> {
                 .count(longs(false)),
             SIZE,
         )
+    });
+    add("split-chained", IN, Output::Strings, |b| {
+        let rest = stream(b, "in")
+            .split()
+            .branch(|_, v| v.len() > 2, Branched::with_function(|s: KStream<String, String>| s.map_values(|v| v.to_uppercase())))
+            .branch(|_, v| v.starts_with('a'), Branched::with_consumer(|s: KStream<String, String>| stream_out(s.map_values(|v| v + "!"))))
+            .default_branch(Branched::new());
+        for branch in rest.into_values() {
+            stream_out(branch);
+        }
+    });
+    add("join-outer-with-key", LR, Output::Strings, |b| {
+        let windows = JoinWindows::of_time_difference_and_grace(ms(DIFFERENCE), ms(GRACE));
+        let joined = StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string());
+        let (l, r) = (stream(b, "l"), stream(b, "r"));
+        stream_out(l.outer_join_with_key(&r, |k, a, b| format!("{k}:{}", join(or_null(a), or_null(b))), windows, joined))
     });
     entries
 }

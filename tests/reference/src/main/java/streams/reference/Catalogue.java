@@ -14,6 +14,7 @@ import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.Topology;
+import org.apache.kafka.streams.kstream.Branched;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.GlobalKTable;
@@ -271,6 +272,16 @@ final class Catalogue {
             .groupByKey(Grouped.with(S, S))
             .windowedBy(TimeWindows.ofSizeAndGrace(ms(SIZE), ms(GRACE)))
             .count(windows(L, false)), SIZE, L));
+        add("split-chained", STRINGS, b -> stream(b, "in").split()
+            .branch((k, v) -> v.length() > 2, Branched.withFunction(s -> s.mapValues(v -> v.toUpperCase())))
+            .branch((k, v) -> v.startsWith("a"), Branched.withConsumer(s -> s.mapValues(v -> v + "!").to("out", Produced.with(S, S))))
+            .defaultBranch()
+            .values()
+            .forEach(s -> s.to("out", Produced.with(S, S))));
+        add("join-outer-with-key", STRINGS, b -> stream(b, "l").outerJoin(stream(b, "r"),
+                (k, a, r) -> k + ":" + join(a, r),
+                JoinWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)), StreamJoined.with(S, S, S))
+            .to("out", Produced.with(S, S)));
     }
 
     /** Event time from the record and its value: values starting with "x" have none (dropped). */
