@@ -26,7 +26,7 @@
 pub mod topologies;
 
 pub use streams_core::{
-    handlers, metrics, query, serdes, state, BoxError, fixed_key_supplier, AnyKey, BuiltinTimestampExtractor, ConsumedRecord, FixedKey, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyProcessorSupplier, FixedKeyRecord, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
+    handlers, metrics, query, serdes, state, AutoOffsetReset, BoxError, fixed_key_supplier, AnyKey, BuiltinTimestampExtractor, ConsumedRecord, FixedKey, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyProcessorSupplier, FixedKeyRecord, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
     KeyValueIterator, KeyValueStore, ProcessingGuarantee, Processor, ProcessorContext, ProcessorSupplier,
     Punctuation, PunctuationType, Record, RecordContext, RestoreEvent, Result, ScheduleId, Serde, SerdeError,
     SerdeRef, Serdes, State, StoreBuilder, Stores, StreamPartitioner, StreamThreadExceptionResponse, StreamsConfig, StreamsError, TaskId,

@@ -325,3 +325,111 @@ fn max_task_idle_ms_waits_for_a_lagging_input_and_processes_in_timestamp_order()
     let sides: Vec<&str> = order.iter().map(|(side, _)| side.as_str()).collect();
     assert_eq!(sides, [["left"; 10], ["right"; 10]].concat(), "{order:?}");
 }
+
+/// (tag, value) of every record of `topic` once it holds `count`, within 60 s.
+fn read_tagged(servers: &str, topic: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = test_utils::read_all(servers, topic, Duration::from_millis(500)).unwrap();
+        if records.len() >= count || Instant::now() > deadline {
+            let mut values: Vec<String> = records.into_iter().map(|r| String::from_utf8(r.value.unwrap()).unwrap()).collect();
+            values.sort();
+            return values;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn sources_without_committed_offsets_start_where_their_reset_policy_says() {
+    use streams::AutoOffsetReset;
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let cluster = Cluster::new();
+    let servers = cluster.bootstrap_servers();
+    let (recent, latest, all, out, app) = (unique("reset-recent"), unique("reset-latest"), unique("reset-all"), unique("reset-out"), unique("reset-app"));
+    for topic in [&recent, &latest, &all, &out] {
+        cluster.create_topic(topic, 1);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let records = |values: &[&str], ts: i64| values.iter().map(|v| (None, Some(v.as_bytes().to_vec()), Some(ts))).collect::<Vec<_>>();
+    // By time: only records at most 10 minutes old are read. (librdkafka's mock cluster does not
+    // look offsets up by time, so that source is left out on the embedded broker.)
+    let by_time = cluster.runs_on_a_real_broker("looks offsets up by time");
+    if by_time {
+        test_utils::produce_at(&servers, &recent, records(&["old0", "old1"], now - 3_600_000)).unwrap();
+        test_utils::produce_at(&servers, &recent, records(&["new0", "new1"], now - 60_000)).unwrap();
+    }
+    test_utils::produce_at(&servers, &latest, records(&["before0", "before1"], now)).unwrap();
+    test_utils::produce_at(&servers, &all, records(&["a0", "a1"], now)).unwrap();
+
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let consumed = || Consumed::with(Serdes::nullable(Serdes::bytes()), Serdes::string());
+        let tagged = |topic: &str, consumed: Consumed<Option<Vec<u8>>, String>| {
+            let tag = topic.split('-').nth(1).unwrap().to_string();
+            let produced = Produced::with(Serdes::nullable(Serdes::bytes()), Serdes::string());
+            builder.stream(topic, consumed).map_values(move |v| format!("{tag}:{v}")).to(&out, produced);
+        };
+        if by_time {
+            tagged(&recent, consumed().with_offset_reset_policy(AutoOffsetReset::ByDuration(Duration::from_secs(600))));
+        }
+        tagged(&latest, consumed().with_offset_reset_policy(AutoOffsetReset::Latest));
+        tagged(&all, consumed());
+        builder.build().unwrap()
+    };
+    cluster.prepare(&topology(), &app, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(topology(), config(&app, &servers, dir.path(), 1)).unwrap();
+    streams.start().unwrap();
+    assert_eq!(streams.wait_until_running(Duration::from_secs(60)), State::Running, "{:?}", streams.take_error());
+    let mut expected = vec!["all:a0", "all:a1"];
+    if by_time {
+        expected.extend(["recent:new0", "recent:new1"]);
+    }
+    expected.sort();
+    assert_eq!(read_tagged(&servers, &out, expected.len()), expected, "the earliest by default, the recent ones by time");
+    // The latest source started at the end when it was assigned: it reads only what follows.
+    test_utils::produce_at(&servers, &latest, records(&["after0"], now)).unwrap();
+    expected.push("latest:after0");
+    expected.sort();
+    assert_eq!(read_tagged(&servers, &out, expected.len()), expected);
+    assert!(streams.close(Duration::from_secs(30)));
+
+    // Restarted, every source resumes from its committed offset, whatever its policy.
+    test_utils::produce_at(&servers, &latest, records(&["after1"], now)).unwrap();
+    let mut streams = KafkaStreams::new(topology(), config(&app, &servers, dir.path(), 1)).unwrap();
+    streams.start().unwrap();
+    expected.push("latest:after1");
+    expected.sort();
+    assert_eq!(read_tagged(&servers, &out, expected.len()), expected);
+    assert!(streams.close(Duration::from_secs(30)));
+}
+
+#[test]
+fn a_source_that_must_not_reset_fails_the_thread_without_a_committed_offset() {
+    let cluster = Cluster::new();
+    let servers = cluster.bootstrap_servers();
+    let (input, out, app) = (unique("noreset-in"), unique("noreset-out"), unique("noreset-app"));
+    cluster.create_topic(&input, 1);
+    cluster.create_topic(&out, 1);
+    test_utils::produce(&servers, &input, [(None, Some(b"x".to_vec()))]).unwrap();
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<Vec<u8>, Vec<u8>>(&input, Consumed::with(Serdes::bytes(), Serdes::bytes()).with_offset_reset_policy(streams::AutoOffsetReset::Fail))
+        .to(&out, Produced::with(Serdes::bytes(), Serdes::bytes()));
+    // (The record has a null key: any record read would fail the thread on deserialization.)
+    let topology = builder.build().unwrap();
+    cluster.prepare(&topology, &app, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(topology, config(&app, &servers, dir.path(), 1)).unwrap();
+    streams.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while streams.state() != State::Error {
+        assert!(Instant::now() < deadline, "still {:?}", streams.state());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let error = streams.take_error().expect("the thread's error").to_string();
+    assert!(error.contains(&format!("no committed offset for input topic {input} (partition 0)")), "{error}");
+    assert!(test_utils::read_all(&servers, &out, Duration::from_millis(500)).unwrap().is_empty(), "nothing was processed");
+    streams.close(Duration::from_secs(30));
+}

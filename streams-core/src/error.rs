@@ -165,6 +165,16 @@ pub enum StreamsError {
     #[error("illegal state: {0}")]
     IllegalState(String),
 
+    /// A source partition has no committed offset and its reset policy is
+    /// [`AutoOffsetReset::Fail`](crate::AutoOffsetReset::Fail).
+    #[error("no committed offset for input topic {topic} (partition {partition}) and no reset policy to start from")]
+    NoCommittedOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+
     /// A source topic does not exist.
     #[error("missing source topic(s): {0:?}")]
     MissingSourceTopics(Vec<String>),

@@ -43,4 +43,4 @@ pub use serdes::{Serde, SerdeRef, Serdes};
 pub use state::{KeyValueIterator, KeyValueStore, StoreBuilder, Stores, TimestampedKeyValueStore, ValueAndTimestamp};
 #[cfg(feature = "test-utils")]
 pub use test_utils::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
-pub use topology::{Topology, TopologyDescription};
+pub use topology::{AutoOffsetReset, Topology, TopologyDescription};

@@ -55,6 +55,38 @@ pub struct Topology {
     global_stores: Vec<GlobalStoreSpec>,
     /// Repartition topics created with a partition count of their own (`Repartitioned`).
     fixed_partitions: BTreeMap<TopicName, i32>,
+    /// Sources with an offset reset policy of their own, by node name.
+    offset_resets: BTreeMap<String, AutoOffsetReset>,
+}
+
+/// Where a source partition without a committed offset starts reading (Kafka Streams'
+/// `AutoOffsetReset`, per source through `Consumed` or [`Topology::set_offset_reset`]; the
+/// consumer's `auto.offset.reset`, `earliest` by default, for the other sources).
+/// Internal topics are always read from the earliest offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    /// From the first offset the partition holds.
+    Earliest,
+    /// From the end: only records written after the partition was first assigned.
+    Latest,
+    /// From the first record whose timestamp is at most this long before the assignment
+    /// (from the end if there is none).
+    ByDuration(std::time::Duration),
+    /// Fail the stream thread (Kafka Streams' `none()`).
+    Fail,
+}
+
+impl AutoOffsetReset {
+    /// The policy a consumer's `auto.offset.reset` value names (librdkafka's names and
+    /// synonyms), if it names one.
+    pub(crate) fn from_config(value: &str) -> Option<Self> {
+        match value {
+            "earliest" | "smallest" | "beginning" => Some(AutoOffsetReset::Earliest),
+            "latest" | "largest" | "end" => Some(AutoOffsetReset::Latest),
+            "error" | "none" => Some(AutoOffsetReset::Fail),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Topology {
@@ -93,6 +125,41 @@ impl Topology {
     ) -> Result<&mut Self> {
         let topics = topics.iter().map(|t| TopicName::external(*t)).collect();
         self.add_source_node(name, topics, Arc::new(key_serde), Arc::new(value_serde), false, Some(Arc::new(extractor)))
+    }
+
+    /// Gives source `source` its own offset reset policy.
+    pub fn set_offset_reset(&mut self, source: &str, reset: AutoOffsetReset) -> Result<&mut Self> {
+        let node = &self.nodes[self.index_of(source)?];
+        match &node.kind {
+            NodeKind::Source { topics } if topics.iter().any(TopicName::is_internal) => Err(StreamsError::Topology(format!(
+                "source `{source}` reads an internal topic, which is always read from the earliest offset"
+            ))),
+            NodeKind::Source { .. } => {
+                self.offset_resets.insert(source.to_string(), reset);
+                Ok(self)
+            }
+            _ => Err(StreamsError::Topology(format!("`{source}` is not a source node"))),
+        }
+    }
+
+    /// The offset reset policy of each source topic that has one (by its name on the broker):
+    /// its source's own, and `Earliest` for internal topics.
+    pub(crate) fn offset_resets(&self, application_id: &str) -> BTreeMap<String, AutoOffsetReset> {
+        let mut resets = BTreeMap::new();
+        for node in &self.nodes {
+            if let NodeKind::Source { topics } = &node.kind {
+                for topic in topics {
+                    let reset = match topic.is_internal() {
+                        true => Some(AutoOffsetReset::Earliest),
+                        false => self.offset_resets.get(&node.name).copied(),
+                    };
+                    if let Some(reset) = reset {
+                        resets.insert(topic.resolve(application_id), reset);
+                    }
+                }
+            }
+        }
+        resets
     }
 
     /// Adds a processor fed by `parents`. Its input types must match the parents' output types.
@@ -548,6 +615,9 @@ impl InternalTopologyBuilder for Topology {
             return Err(StreamsError::Topology(format!("cannot rename `{from}`: it already has children")));
         }
         self.nodes[index].name = to.to_string();
+        if let Some(reset) = self.offset_resets.remove(from) {
+            self.offset_resets.insert(to.to_string(), reset);
+        }
         Ok(())
     }
 
@@ -756,5 +826,21 @@ Processor: upper (stores: [])\n      --> sink\n      <-- src\n    Sink: sink (to
         let subs = t.subtopologies();
         assert_eq!(subs.len(), 1);
         assert_eq!(subs[0].source_topics.len(), 2);
+    }
+
+    #[test]
+    fn offset_resets_are_per_source_and_internal_topics_read_from_the_earliest() {
+        let mut t = Topology::new();
+        t.add_source::<String, String>("clicks", &["clicks"], Serdes::string(), Serdes::string()).unwrap();
+        t.add_source::<String, String>("views", &["views"], Serdes::string(), Serdes::string()).unwrap();
+        let internal = vec![TopicName::internal("x-repartition")];
+        t.add_source_node::<String, String>("again", internal, Arc::new(Serdes::string()), Arc::new(Serdes::string()), false, None)
+            .unwrap();
+        t.add_processor("up", || Upper, &["clicks"]).unwrap();
+        t.set_offset_reset("clicks", AutoOffsetReset::Latest).unwrap();
+        assert!(t.set_offset_reset("up", AutoOffsetReset::Latest).is_err(), "not a source");
+        assert!(t.set_offset_reset("again", AutoOffsetReset::Latest).is_err(), "internal topics always start at the earliest");
+        let resets: Vec<(String, AutoOffsetReset)> = t.offset_resets("app").into_iter().collect();
+        assert_eq!(resets, [("app-x-repartition".into(), AutoOffsetReset::Earliest), ("clicks".into(), AutoOffsetReset::Latest)]);
     }
 }

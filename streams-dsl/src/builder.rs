@@ -165,7 +165,13 @@ impl StreamsBuilder {
         let topics: Vec<TopicName> = topics.iter().map(|t| TopicName::external(*t)).collect();
         let (ks, vs) = (consumed.key_serde.clone(), consumed.value_serde.clone());
         let extractor = consumed.timestamp_extractor.clone();
-        state.apply(|t| t.add_source_node(&name, topics, ks, vs, false, extractor).map(drop));
+        state.apply(|t| {
+            t.add_source_node(&name, topics, ks, vs, false, extractor)?;
+            if let Some(reset) = consumed.offset_reset {
+                t.set_offset_reset(&name, reset)?;
+            }
+            Ok(())
+        });
         drop(state);
         KStream::new(self.state.clone(), name, Some(consumed.key_serde), Some(consumed.value_serde), false)
     }
@@ -201,6 +207,9 @@ impl StreamsBuilder {
         let mut state = self.state.borrow_mut();
         state.apply(|t| {
             t.add_source_node(&source, topics, key_serde, value_serde, true, extractor)?;
+            if let Some(reset) = consumed.offset_reset {
+                t.set_offset_reset(&source, reset)?;
+            }
             t.add_processor(&processor, move || TableSource::<K, V, Option<V>>::processor(&store_name), &[&source])?;
             if let Some(builder) = builder {
                 t.add_state_store(builder, &[&processor])?;

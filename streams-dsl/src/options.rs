@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use streams_core::state::KeyValueBytesStoreSupplier;
-use streams_core::{Serde, SerdeRef, StreamPartitioner, TimestampExtractor};
+use streams_core::{AutoOffsetReset, Serde, SerdeRef, StreamPartitioner, TimestampExtractor};
 
 use crate::kstream::KStream;
 
@@ -16,12 +16,13 @@ pub struct Consumed<K, V> {
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) name: Option<String>,
     pub(crate) timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    pub(crate) offset_reset: Option<AutoOffsetReset>,
 }
 
 impl<K, V> Consumed<K, V> {
     /// Reads with these serdes.
     pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
-        Consumed { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None, timestamp_extractor: None }
+        Consumed { key_serde: Arc::new(key_serde), value_serde: Arc::new(value_serde), name: None, timestamp_extractor: None, offset_reset: None }
     }
 
     /// Names the source node.
@@ -35,6 +36,13 @@ impl<K, V> Consumed<K, V> {
     /// record's timestamp.
     pub fn with_timestamp_extractor(mut self, extractor: impl TimestampExtractor<K, V>) -> Self {
         self.timestamp_extractor = Some(Arc::new(extractor));
+        self
+    }
+
+    /// Where partitions without a committed offset start, instead of the consumer's
+    /// `auto.offset.reset` (stream and table sources; global tables always read everything).
+    pub fn with_offset_reset_policy(mut self, reset: AutoOffsetReset) -> Self {
+        self.offset_reset = Some(reset);
         self
     }
 }

@@ -11,6 +11,7 @@ mod client;
 mod collector;
 mod global_thread;
 mod metadata;
+mod offset_reset;
 mod query;
 mod shared;
 mod standby;

@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::message::Headers;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Message};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::changelog_reader::{is_transient, ChangelogReader};
+use super::offset_reset::OffsetResets;
 use super::query::QUERY_POLL_SLICE;
 use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
@@ -45,6 +48,7 @@ fn with_task_manager<R>(f: impl FnOnce(&mut TaskManager) -> R) -> Option<R> {
 pub(crate) struct StreamsConsumerContext {
     metrics: Arc<ThreadMetrics>,
     read_committed: bool,
+    resets: OffsetResets,
 }
 
 impl ClientContext for StreamsConsumerContext {
@@ -68,6 +72,36 @@ impl ClientContext for StreamsConsumerContext {
 }
 
 impl ConsumerContext for StreamsConsumerContext {
+    /// rdkafka's rebalance (pre-rebalance, assign or unassign, post-rebalance), with the start
+    /// offsets of partitions whose source has a reset policy of its own set before assigning.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let assigning = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assigning {
+            if let Err(e) = self.resets.position(consumer, tpl) {
+                with_task_manager(|tm| {
+                    tm.callback_error.get_or_insert(e);
+                });
+            }
+        }
+        let rebalance = match err {
+            _ if assigning => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            _ => Rebalance::Error(KafkaError::Rebalance(err.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let incremental = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let done = match (assigning, incremental) {
+            (true, true) => consumer.incremental_assign(tpl),
+            (true, false) => consumer.assign(tpl),
+            (false, true) => consumer.incremental_unassign(tpl),
+            (false, false) => consumer.unassign(),
+        };
+        if let Err(e) = done {
+            warn!(error = %e, "applying the rebalance to the consumer failed");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             // Eager (classic protocol): everything is revoked, every task closes. Incremental
@@ -202,7 +236,8 @@ fn run_loop(
         consumer_config.set("statistics.interval.ms", "1000");
     }
     let metrics = shared.metrics.thread(name);
-    let context = StreamsConsumerContext { metrics: metrics.clone(), read_committed: eos };
+    let resets = OffsetResets::new(topology.offset_resets(&application_id), consumer_config.get("auto.offset.reset"));
+    let context = StreamsConsumerContext { metrics: metrics.clone(), read_committed: eos, resets };
     let consumer: BaseConsumer<StreamsConsumerContext> = consumer_config
         .create_with_context(context)
         .map_err(|e| StreamsError::kafka("create consumer", e))?;
