@@ -226,6 +226,40 @@ fn a_bounded_buffer_emits_early_or_fails_when_full() {
     }
 }
 
+#[test]
+fn a_buffer_bounded_in_bytes_emits_the_oldest_updates_until_it_fits() {
+    let long = "k".repeat(1_000);
+    for (buffer, strict) in [(BufferConfig::max_bytes(500), false), (BufferConfig::max_records(10).with_max_bytes(500).shut_down_when_full(), true)] {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("events", Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .count(Materialized::as_("plain").with_caching_disabled())
+            .suppress(Suppressed::until_time_limit(Duration::from_secs(60), buffer))
+            .to_stream()
+            .to("out", Produced::with(Serdes::string(), Serdes::i64()));
+        let driver = TopologyTestDriver::new(builder.build().unwrap(), config("bytes")).unwrap();
+        let mut input = driver.create_input_topic::<String, String>("events", Serdes::string(), Serdes::string());
+        let out = driver.create_output_topic::<String, Option<i64>>("out", Serdes::string(), Serdes::i64());
+        input.pipe_input_at("a".into(), "v".into(), 0).unwrap();
+        input.pipe_input_at("b".into(), "v".into(), 1).unwrap();
+        input.pipe_input_at("a".into(), "v".into(), 2).unwrap();
+        assert!(out.is_empty(), "small keys fit in 500 bytes");
+        let big = input.pipe_input_at(long.clone(), "v".into(), 3);
+        if strict {
+            let err = big.unwrap_err().to_string();
+            assert!(err.contains("is full") && err.contains("bytes"), "{err}");
+        } else {
+            big.unwrap();
+            // A 1,000-byte key can never fit: everything older goes first, then the key itself.
+            let emitted = out.read_key_values_to_list().unwrap();
+            assert_eq!(emitted, vec![("a".to_string(), Some(2)), ("b".to_string(), Some(1)), (long.clone(), Some(1))]);
+            input.pipe_input_at("c".into(), "v".into(), 4).unwrap();
+            assert!(out.is_empty(), "the buffer is small again");
+        }
+    }
+}
+
 fn sessions() -> Topology {
     let builder = StreamsBuilder::new();
     builder

@@ -163,13 +163,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             let builder = KeyValueStoreBuilder::new(
                 Stores::in_memory_key_value_store(&store),
                 ks.clone(),
-                Arc::new(BufferedSerde(ChangeSerde(vs))) as SerdeRef<Buffered<V>>,
+                Arc::new(BufferedSerde(ChangeSerde(vs.clone()))) as SerdeRef<Buffered<V>>,
             );
             let store_name = store.clone();
             let buffer_keys = ks.clone();
             self.state.borrow_mut().apply(|t| {
                 let supplier = move || {
-                    SuppressProcessor::<K, V>::processor(&store_name, buffer_keys.clone(), &suppressed, buffer_time.clone(), grace_ms)
+                    let (keys, values, time) = (buffer_keys.clone(), vs.clone(), buffer_time.clone());
+                    SuppressProcessor::<K, V>::processor(&store_name, keys, values, &suppressed, time, grace_ms)
                 };
                 t.add_processor(&name, supplier, &[&self.node])?;
                 t.add_state_store(builder, &[&name])?;

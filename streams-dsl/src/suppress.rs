@@ -4,22 +4,44 @@
 use std::time::Duration;
 
 
-/// What a suppression buffer may hold.
+/// What a suppression buffer may hold: a number of keys, a number of bytes (each key's
+/// serialized key and buffered entry), or both; and what happens when it is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferConfig {
     pub(crate) max_records: Option<usize>,
+    pub(crate) max_bytes: Option<usize>,
     pub(crate) emit_early_when_full: bool,
 }
 
 impl BufferConfig {
     /// No limit: the buffer grows with the number of open windows (or keys).
     pub fn unbounded() -> Self {
-        BufferConfig { max_records: None, emit_early_when_full: false }
+        BufferConfig { max_records: None, max_bytes: None, emit_early_when_full: false }
     }
 
     /// At most `n` keys; when full, the oldest update is emitted early.
     pub fn max_records(n: usize) -> Self {
-        BufferConfig { max_records: Some(n), emit_early_when_full: true }
+        BufferConfig { max_records: Some(n), max_bytes: None, emit_early_when_full: true }
+    }
+
+    /// At most `n` bytes; when full, the oldest updates are emitted early.
+    pub fn max_bytes(n: usize) -> Self {
+        BufferConfig { max_records: None, max_bytes: Some(n), emit_early_when_full: true }
+    }
+
+    /// Also at most `n` keys.
+    pub fn with_max_records(self, n: usize) -> Self {
+        BufferConfig { max_records: Some(n), ..self }
+    }
+
+    /// Also at most `n` bytes.
+    pub fn with_max_bytes(self, n: usize) -> Self {
+        BufferConfig { max_bytes: Some(n), ..self }
+    }
+
+    /// When full, emit the oldest updates early (the default of a bounded buffer).
+    pub fn emit_early_when_full(self) -> Self {
+        BufferConfig { emit_early_when_full: true, ..self }
     }
 
     /// When full, stop the application with an error instead of emitting early (strict

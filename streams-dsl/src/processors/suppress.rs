@@ -64,8 +64,11 @@ pub(crate) struct SuppressProcessor<K, V> {
     final_results: bool,
     buffer: BufferConfig,
     store: streams_core::KeyValueStore<K, Buffered<V>>,
-    /// (buffer time, key bytes) -> key: the emission order.
-    index: BTreeMap<(i64, Vec<u8>), K>,
+    entry_serde: BufferedSerde<V>,
+    /// (buffer time, key bytes) -> (key, its size in the buffer): the emission order.
+    index: BTreeMap<(i64, Vec<u8>), (K, usize)>,
+    /// The buffer's size: serialized keys and entries.
+    bytes: usize,
     stream_time: i64,
 }
 
@@ -73,6 +76,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
     pub(crate) fn processor(
         store_name: &str,
         key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
         suppressed: &Suppressed,
         buffer_time: BufferTime<K>,
         grace_ms: i64,
@@ -92,7 +96,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
                 delay_ms,
                 final_results,
                 buffer,
+                entry_serde: BufferedSerde(ChangeSerde(value_serde.clone())),
                 index: BTreeMap::new(),
+                bytes: 0,
                 stream_time: i64::MIN,
             })
         })
@@ -103,8 +109,31 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
         Ok((buffer_time, bytes.unwrap_or_default()))
     }
 
+    /// Indexes `key`'s `entry` at `slot`, replacing its previous place there.
+    fn index(&mut self, slot: (i64, Vec<u8>), key: K, entry: &Buffered<V>) -> Result<()> {
+        let size = match self.buffer.max_bytes {
+            Some(_) => {
+                let bytes = self.entry_serde.serialize(&self.store_name, entry).map_err(|e| StreamsError::serde(&self.store_name, e))?;
+                slot.1.len() + bytes.map_or(0, |b| b.len())
+            }
+            None => 0,
+        };
+        self.bytes += size;
+        if let Some((_, previous)) = self.index.insert(slot, (key, size)) {
+            self.bytes -= previous;
+        }
+        Ok(())
+    }
+
+    /// Whether the buffer holds more than its config allows.
+    fn over_full(&self) -> bool {
+        self.buffer.max_records.is_some_and(|max| self.index.len() > max)
+            || self.buffer.max_bytes.is_some_and(|max| self.bytes > max)
+    }
+
     fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, slot: (i64, Vec<u8>)) -> Result<()> {
-        let key = self.index.remove(&slot).expect("indexed");
+        let (key, size) = self.index.remove(&slot).expect("indexed");
+        self.bytes -= size;
         let Some(entry) = self.store.delete(&key)? else { return Ok(()) };
         let tombstone = entry.change.new_value.is_none();
         if tombstone && (self.final_results || entry.change.old_value.is_none()) {
@@ -125,7 +154,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         for entry in self.store.all()? {
             let (key, entry) = entry?;
             let slot = self.slot(&key, entry.buffer_time)?;
-            self.index.insert(slot, key);
+            self.index(slot, key, &entry)?;
         }
         Ok(())
     }
@@ -140,7 +169,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         let entry = Buffered { change: Change::new(record.value.new_value, old_value), timestamp: record.timestamp, buffer_time };
         store.put(&record.key, &entry)?;
         let slot = self.slot(&record.key, buffer_time)?;
-        self.index.insert(slot, record.key);
+        self.index(slot, record.key, &entry)?;
         // Emit what is due, then what does not fit.
         self.stream_time = self.stream_time.max(record.timestamp);
         let due = self.stream_time - self.delay_ms;
@@ -151,17 +180,19 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
             let slot = slot.clone();
             self.emit(ctx, slot)?;
         }
-        if let Some(max) = self.buffer.max_records {
-            while self.index.len() > max {
-                if !self.buffer.emit_early_when_full {
-                    return Err(StreamsError::store(
-                        &self.store_name,
-                        format!("suppression buffer is full ({max} records) and configured to shut down when full"),
-                    ));
-                }
-                let slot = self.index.first_key_value().expect("non-empty").0.clone();
-                self.emit(ctx, slot)?;
+        while self.over_full() {
+            if !self.buffer.emit_early_when_full {
+                let (records, bytes) = (self.index.len(), self.bytes);
+                return Err(StreamsError::store(
+                    &self.store_name,
+                    format!(
+                        "suppression buffer is full ({records} records, {bytes} bytes; limits {:?} records, {:?} bytes) and configured to shut down when full",
+                        self.buffer.max_records, self.buffer.max_bytes
+                    ),
+                ));
             }
+            let slot = self.index.first_key_value().expect("non-empty").0.clone();
+            self.emit(ctx, slot)?;
         }
         Ok(())
     }
