@@ -273,6 +273,35 @@ fn sessions() -> Topology {
 }
 
 #[test]
+fn emit_final_sessions_come_out_once_stream_time_is_past_their_end_gap_and_grace() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("events", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(Duration::from_millis(5), Duration::from_millis(10)))
+        .emit_strategy(EmitStrategy::OnWindowClose)
+        .count(Materialized::as_("sessions"))
+        .to_stream()
+        .to("out", Produced::with(WindowedSerde::session(Arc::new(Serdes::string())), Serdes::i64()));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("emit-final-sessions")).unwrap();
+    let mut input = driver.create_input_topic::<String, String>("events", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("out", WindowedSerde::session(Arc::new(Serdes::string())), Serdes::i64());
+    let session = |k: &str, s: i64, e: i64| Windowed::new(k.to_string(), Window::new(s, e));
+    input.pipe_input_at("a".into(), "v".into(), 0).unwrap();
+    input.pipe_input_at("a".into(), "v".into(), 3).unwrap();
+    input.pipe_input_at("b".into(), "v".into(), 10).unwrap();
+    // Session a [0, 3] could still grow or merge until stream time passes 3 + 5 + 10.
+    input.pipe_input_at("c".into(), "v".into(), 18).unwrap();
+    assert!(out.is_empty(), "no update is emitted, and no session has closed");
+    input.pipe_input_at("c".into(), "v".into(), 19).unwrap();
+    let records = out.read_records_to_list().unwrap();
+    let got: Vec<_> = records.iter().map(|r| (r.key.clone(), r.value, r.timestamp)).collect();
+    assert_eq!(got, vec![(session("a", 0, 3), Some(2), 3)], "once, with its final count, at its end");
+    input.pipe_input_at("c".into(), "v".into(), 60).unwrap();
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![(session("b", 10, 10), Some(1)), (session("c", 18, 19), Some(2))]);
+}
+
+#[test]
 fn session_windows_merge_on_out_of_order_records_within_the_gap() {
     let driver = TopologyTestDriver::new(sessions(), config("sessions")).unwrap();
     let mut input = driver.create_input_topic::<String, String>("events", Serdes::string(), Serdes::string());

@@ -9,7 +9,7 @@ use streams_core::{StreamsError, Stores};
 
 use crate::builder::{require_serde, Shared};
 use crate::change::ChangeSerde;
-use crate::processors::suppress::{self, Buffered, BufferedSerde, BufferTime, SuppressProcessor};
+use crate::processors::suppress::{self, Buffered, BufferedSerde, BufferTime, SuppressProcessor, TieBreak};
 use crate::suppress::Suppressed;
 use crate::change::Change;
 use crate::grouped::KGroupedTable;
@@ -34,12 +34,13 @@ pub struct KTable<K, V> {
 /// How a windowed table's windows close: at the key's window end plus the grace period.
 pub(crate) struct Windowing<K> {
     grace_ms: i64,
+    start: Arc<dyn Fn(&K) -> i64 + Send + Sync>,
     end: Arc<dyn Fn(&K) -> i64 + Send + Sync>,
 }
 
 impl<K> Clone for Windowing<K> {
     fn clone(&self) -> Self {
-        Windowing { grace_ms: self.grace_ms, end: self.end.clone() }
+        Windowing { grace_ms: self.grace_ms, start: self.start.clone(), end: self.end.clone() }
     }
 }
 
@@ -137,9 +138,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     /// the latest update of a key after a time limit. The buffer is change-logged.
     pub fn suppress(&self, suppressed: Suppressed) -> KTable<K, V> {
         let waits_for_windows = suppress::waits_for_windows(&suppressed);
+        let mut tie_break: Option<TieBreak<K>> = None;
         let (buffer_time, grace_ms): (BufferTime<K>, i64) = match (&self.windowing, waits_for_windows) {
             (Some(w), true) => {
                 let end = w.end.clone();
+                if suppress::orders_by_window_start(&suppressed) {
+                    tie_break = Some(w.start.clone());
+                }
                 (Arc::new(move |k: &K, _| end(k)), w.grace_ms)
             }
             (None, true) => {
@@ -170,7 +175,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             self.state.borrow_mut().apply(|t| {
                 let supplier = move || {
                     let (keys, values, time) = (buffer_keys.clone(), vs.clone(), buffer_time.clone());
-                    SuppressProcessor::<K, V>::processor(&store_name, keys, values, &suppressed, time, grace_ms)
+                    SuppressProcessor::<K, V>::processor(&store_name, keys, values, &suppressed, time, tie_break.clone(), grace_ms)
                 };
                 t.add_processor(&name, supplier, &[&self.node])?;
                 t.add_state_store(builder, &[&name])?;
@@ -199,7 +204,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
 impl<K: Clone + 'static, V: Clone + 'static> KTable<Windowed<K>, V> {
     /// Marks the table as the result of a windowed aggregation with this grace period.
     pub(crate) fn with_window_grace(mut self, grace_ms: i64) -> Self {
-        self.windowing = Some(Windowing { grace_ms, end: Arc::new(|k: &Windowed<K>| k.window.end) });
+        self.windowing = Some(Windowing {
+            grace_ms,
+            start: Arc::new(|k: &Windowed<K>| k.window.start),
+            end: Arc::new(|k: &Windowed<K>| k.window.end),
+        });
         self
     }
 }

@@ -53,7 +53,11 @@ impl BufferConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Until {
+    /// Once stream time reaches the window's end plus grace (`Suppressed::until_window_closes`).
     WindowCloses,
+    /// Once stream time is past the window's end plus grace (`EmitStrategy::OnWindowClose` of
+    /// session and sliding windows, whose ends are inclusive).
+    WindowClosed,
     TimeLimit(i64),
 }
 
@@ -70,6 +74,12 @@ impl Suppressed {
     /// grace period (windowed tables only; the buffer is unbounded).
     pub fn until_window_closes() -> Self {
         Suppressed { until: Until::WindowCloses, buffer: BufferConfig::unbounded(), name: None }
+    }
+
+    /// Emits each window's final result once stream time is past its end plus grace, as
+    /// `EmitStrategy::OnWindowClose` of windows with inclusive ends does.
+    pub(crate) fn after_window_closed() -> Self {
+        Suppressed { until: Until::WindowClosed, buffer: BufferConfig::unbounded(), name: None }
     }
 
     /// Emits the latest update of a key once stream time is `limit` past the first update

@@ -24,6 +24,21 @@ pub enum EmitStrategy {
     OnWindowClose,
 }
 
+/// A windowed aggregation's table as `emit` has it emit: every update, or each window's final
+/// result once it closes (through a change-logged buffer of the open windows' latest results).
+/// Windows with inclusive ends (sliding, session) close once stream time is past end + grace.
+fn emitting<K: Clone + 'static, VA: Clone + 'static>(
+    table: KTable<Windowed<K>, VA>,
+    emit: EmitStrategy,
+    inclusive_end: bool,
+) -> KTable<Windowed<K>, VA> {
+    match (emit, inclusive_end) {
+        (EmitStrategy::OnWindowUpdate, _) => table,
+        (EmitStrategy::OnWindowClose, false) => table.suppress(Suppressed::until_window_closes()),
+        (EmitStrategy::OnWindowClose, true) => table.suppress(Suppressed::after_window_closed()),
+    }
+}
+
 /// A store builder for a windowed aggregation, or `None` (and a build error) without serdes.
 fn window_store<K: 'static, VS: 'static>(
     grouping: &Grouping<K, impl Sized>,
@@ -134,10 +149,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::time(s, size)) as SerdeRef<Windowed<K>>);
         let table =
             KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store)).with_window_grace(grace);
-        match self.emit {
-            EmitStrategy::OnWindowUpdate => table,
-            EmitStrategy::OnWindowClose => table.suppress(Suppressed::until_window_closes()),
-        }
+        emitting(table, self.emit, matches!(windows, AnyTimeWindows::Sliding(_)))
     }
 
     /// Counts records per key and window.
@@ -176,17 +188,25 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
 pub struct SessionWindowedKStream<K, V> {
     grouping: Grouping<K, V>,
     windows: SessionWindows,
+    emit: EmitStrategy,
 }
 
 impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionWindowedKStream").field("windows", &self.windows).finish()
+        f.debug_struct("SessionWindowedKStream").field("windows", &self.windows).field("emit", &self.emit).finish()
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
     pub(crate) fn new(grouping: Grouping<K, V>, windows: SessionWindows) -> Self {
-        SessionWindowedKStream { grouping, windows }
+        SessionWindowedKStream { grouping, windows, emit: EmitStrategy::default() }
+    }
+
+    /// Emits every update of a session (the default) or only each session's final result,
+    /// once it can no longer grow or merge (its end + gap + grace).
+    pub fn emit_strategy(mut self, emit: EmitStrategy) -> Self {
+        self.emit = emit;
+        self
     }
 
     fn aggregate_with<VA: Clone + 'static>(
@@ -199,6 +219,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         let functions = Arc::new(functions);
         let value_serde = materialized.value_serde.clone().or(default_value_serde);
         let retention = materialized.retention_ms.unwrap_or(windows.gap_ms + windows.grace_ms);
+        let time_ordered = (self.emit == EmitStrategy::OnWindowClose).then_some(retention);
         let (name, store) = self.grouping.add_aggregate(
             "KSTREAM-AGGREGATE-",
             materialized.store_name.clone(),
@@ -213,14 +234,15 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             },
             |store| {
                 let store = store.to_string();
-                Box::new(move || SessionWindowAggregate::processor(&store, windows, functions.clone()))
+                Box::new(move || SessionWindowAggregate::processor(&store, windows, functions.clone(), time_ordered))
             },
         );
         let key_serde = materialized.key_serde.clone().or(self.grouping.key_serde.clone());
         let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::session(s)) as SerdeRef<Windowed<K>>);
         // A session may still grow until its end plus the gap plus grace: that is when it closes.
-        KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store))
-            .with_window_grace(windows.grace_ms + windows.gap_ms)
+        let table = KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store))
+            .with_window_grace(windows.grace_ms + windows.gap_ms);
+        emitting(table, self.emit, true)
     }
 
     /// Counts records per key and session.

@@ -323,6 +323,23 @@ pub(crate) fn catalogue() -> Vec<Entry> {
             SIZE,
         )
     });
+    add("emit-final-sliding", IN, windowed(DIFFERENCE, true), |b| {
+        windowed_counts_out(
+            grouped(b)
+                .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(ms(DIFFERENCE), ms(GRACE)))
+                .emit_strategy(EmitStrategy::OnWindowClose)
+                .count(Materialized::new()),
+            DIFFERENCE,
+        )
+    });
+    add("emit-final-session", IN, Output::Session { counts: true }, |b| {
+        session_counts_out(
+            grouped(b)
+                .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(ms(GAP), ms(GRACE)))
+                .emit_strategy(EmitStrategy::OnWindowClose)
+                .count(Materialized::new()),
+        )
+    });
     add("join-inner", LR, Output::Strings, |b| {
         stream_join(b, JoinWindows::of_time_difference_and_grace(ms(DIFFERENCE), ms(GRACE)), JoinKind::Inner)
     });

@@ -49,8 +49,15 @@ impl<V: 'static> Serde<Buffered<V>> for BufferedSerde<V> {
     }
 }
 
-/// The time a buffered key waits for: its window's end, or its latest update's timestamp.
+/// The time a buffered key waits for (its window's end, or its first update's timestamp), given
+/// the key and that update's timestamp.
 pub(crate) type BufferTime<K> = Arc<dyn Fn(&K, i64) -> i64 + Send + Sync>;
+
+/// The order of keys due at one time, before their bytes (a session's start, under emit-final).
+pub(crate) type TieBreak<K> = Arc<dyn Fn(&K) -> i64 + Send + Sync>;
+
+/// A key's place in the emission order: buffer time, tie-break, key bytes.
+type Slot = (i64, i64, Vec<u8>);
 
 /// `KTABLE-SUPPRESS`: buffers changes per key and forwards each when
 /// `buffer_time <= stream time - delay`, where stream time is the largest timestamp the
@@ -66,7 +73,8 @@ pub(crate) struct SuppressProcessor<K, V> {
     store: streams_core::KeyValueStore<K, Buffered<V>>,
     entry_serde: BufferedSerde<V>,
     /// (buffer time, key bytes) -> (key, its size in the buffer): the emission order.
-    index: BTreeMap<(i64, Vec<u8>), (K, usize)>,
+    index: BTreeMap<Slot, (K, usize)>,
+    tie_break: Option<TieBreak<K>>,
     /// The buffer's size: serialized keys and entries.
     bytes: usize,
     stream_time: i64,
@@ -79,11 +87,13 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
         value_serde: SerdeRef<V>,
         suppressed: &Suppressed,
         buffer_time: BufferTime<K>,
+        tie_break: Option<TieBreak<K>>,
         grace_ms: i64,
     ) -> impl Processor<K, Change<V>, K, Change<V>> {
-        let final_results = suppressed.until == Until::WindowCloses;
+        let final_results = waits_for_windows(suppressed);
         let delay_ms = match suppressed.until {
             Until::WindowCloses => grace_ms,
+            Until::WindowClosed => grace_ms + 1,
             Until::TimeLimit(limit) => limit,
         };
         let (store_name, buffer) = (store_name.to_string(), suppressed.buffer);
@@ -98,23 +108,25 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
                 buffer,
                 entry_serde: BufferedSerde(ChangeSerde(value_serde.clone())),
                 index: BTreeMap::new(),
+                tie_break: tie_break.clone(),
                 bytes: 0,
                 stream_time: i64::MIN,
             })
         })
     }
 
-    fn slot(&self, key: &K, buffer_time: i64) -> Result<(i64, Vec<u8>)> {
+    fn slot(&self, key: &K, buffer_time: i64) -> Result<Slot> {
         let bytes = self.key_serde.serialize(&self.store_name, key).map_err(|e| StreamsError::serde(&self.store_name, e))?;
-        Ok((buffer_time, bytes.unwrap_or_default()))
+        let tie = self.tie_break.as_ref().map_or(0, |f| f(key));
+        Ok((buffer_time, tie, bytes.unwrap_or_default()))
     }
 
     /// Indexes `key`'s `entry` at `slot`, replacing its previous place there.
-    fn index(&mut self, slot: (i64, Vec<u8>), key: K, entry: &Buffered<V>) -> Result<()> {
+    fn index(&mut self, slot: Slot, key: K, entry: &Buffered<V>) -> Result<()> {
         let size = match self.buffer.max_bytes {
             Some(_) => {
                 let bytes = self.entry_serde.serialize(&self.store_name, entry).map_err(|e| StreamsError::serde(&self.store_name, e))?;
-                slot.1.len() + bytes.map_or(0, |b| b.len())
+                slot.2.len() + bytes.map_or(0, |b| b.len())
             }
             None => 0,
         };
@@ -131,7 +143,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
             || self.buffer.max_bytes.is_some_and(|max| self.bytes > max)
     }
 
-    fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, slot: (i64, Vec<u8>)) -> Result<()> {
+    fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, slot: Slot) -> Result<()> {
         let (key, size) = self.index.remove(&slot).expect("indexed");
         self.bytes -= size;
         let Some(entry) = self.store.delete(&key)? else { return Ok(()) };
@@ -143,9 +155,15 @@ impl<K: Clone + 'static, V: Clone + 'static> SuppressProcessor<K, V> {
     }
 }
 
+/// Whether windows due at one time go out by start before key (emit-final, as Kafka Streams'
+/// time-ordered stores return them).
+pub(crate) fn orders_by_window_start(suppressed: &Suppressed) -> bool {
+    suppressed.until == Until::WindowClosed
+}
+
 /// Whether the suppression waits for window ends (and needs a windowed table).
 pub(crate) fn waits_for_windows(suppressed: &Suppressed) -> bool {
-    suppressed.until == Until::WindowCloses
+    matches!(suppressed.until, Until::WindowCloses | Until::WindowClosed)
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V>> for SuppressProcessor<K, V> {

@@ -105,6 +105,11 @@ pub(crate) struct SessionWindowAggregate<K, V, VA> {
     caching: bool,
     /// The largest timestamp this processor has seen.
     stream_time: i64,
+    /// Under emit-final, Kafka Streams keeps sessions in a time-ordered store that no longer
+    /// finds a session a full retention (this long) behind the latest session end written.
+    time_ordered_retention: Option<i64>,
+    /// The latest session end written.
+    written_time: i64,
 }
 
 impl<K, V, VA> SessionWindowAggregate<K, V, VA>
@@ -117,6 +122,7 @@ where
         store_name: &str,
         windows: SessionWindows,
         functions: Arc<SessionFunctions<K, V, VA>>,
+        time_ordered_retention: Option<i64>,
     ) -> impl Processor<K, V, Windowed<K>, Change<VA>> {
         let store_name = store_name.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>| {
@@ -126,7 +132,15 @@ where
                 let end = flushed.key.window.end;
                 forward_flush(ctx, CacheFlush { timestamp: end, ..flushed })
             })?;
-            Ok(SessionWindowAggregate { windows, functions: functions.clone(), store, caching, stream_time: i64::MIN })
+            Ok(SessionWindowAggregate {
+                windows,
+                functions: functions.clone(),
+                store,
+                caching,
+                stream_time: i64::MIN,
+                time_ordered_retention,
+                written_time: i64::MIN,
+            })
         })
     }
 }
@@ -145,9 +159,13 @@ where
         // A session may still grow until stream time passes its end plus the gap plus grace.
         let close_time = self.stream_time - self.windows.grace_ms - self.windows.gap_ms;
         // The sessions this record merges: one key's, around one record, so few.
-        let overlapping = store
+        let mut overlapping = store
             .find_sessions(&record.key, ts - self.windows.gap_ms, ts + self.windows.gap_ms)?
             .collect::<Result<Vec<_>>>()?;
+        if let (Some(retention), true) = (self.time_ordered_retention, self.written_time != i64::MIN) {
+            let live_from = self.written_time - retention + 1;
+            overlapping.retain(|(session, _)| session.window.end >= live_from);
+        }
         let new_session = Window::new(ts, ts);
         let mut window = new_session;
         let mut agg: Option<VA> = None;
@@ -175,6 +193,7 @@ where
         let agg = (f.aggregator)(&record.key, record.value, agg);
         let merged = Windowed::new(record.key, window);
         store.put(&merged, Some(&agg))?;
+        self.written_time = self.written_time.max(window.end);
         if self.caching {
             return Ok(());
         }

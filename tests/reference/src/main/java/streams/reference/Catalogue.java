@@ -215,6 +215,12 @@ final class Catalogue {
         add("emit-final-tumbling", windowed(SIZE, true), b -> windowedOut(
             grouped(b).windowedBy(TimeWindows.ofSizeAndGrace(ms(SIZE), ms(GRACE)))
                 .emitStrategy(EmitStrategy.onWindowClose()).count(), SIZE, L));
+        add("emit-final-sliding", windowed(DIFFERENCE, true), b -> windowedOut(
+            grouped(b).windowedBy(SlidingWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)))
+                .emitStrategy(EmitStrategy.onWindowClose()).count(), DIFFERENCE, L));
+        add("emit-final-session", session(true), b -> sessionOut(
+            grouped(b).windowedBy(SessionWindows.ofInactivityGapAndGrace(ms(GAP), ms(GRACE)))
+                .emitStrategy(EmitStrategy.onWindowClose()).count(), L));
         streamJoin("join-inner", JoinWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)), "inner");
         streamJoin("join-left", JoinWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)), "left");
         streamJoin("join-outer", JoinWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)), "outer");

@@ -100,6 +100,8 @@ public final class Reference {
         // project emits them as soon as stream time closes their window. Without the throttle
         // the two agree record for record (README: "Differences from Kafka Streams").
         config.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_OUTER_JOIN_SPURIOUS_RESULTS_FIX, 0L);
+        // The same throttle applies to emit-final windowed aggregations (EmitStrategy.onWindowClose).
+        config.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION, 0L);
         final ObjectNode result = JSON.createObjectNode();
         final ArrayNode outputs = result.putArray("outputs");
         try (TopologyTestDriver driver = new TopologyTestDriver(entry.topology().get(), config, Instant.ofEpochMilli(0))) {
