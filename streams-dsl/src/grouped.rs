@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use streams_core::state::KeyValueStoreBuilder;
 use streams_core::internals::InternalTopologyBuilder;
-use streams_core::{ProcessorSupplier, SerdeRef, Serdes, StoreBuilder, ValueAndTimestamp};
+use streams_core::{ProcessorSupplier, SerdeRef, Serdes, StoreBuilder};
 
 use crate::builder::{repartition, table_store, Shared};
 use crate::change::{Change, ChangeSerde};
@@ -12,7 +11,6 @@ use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
 use crate::processors::aggregate::StreamAggregate;
-use crate::processors::stateless;
 use crate::processors::table::TableAggregate;
 use crate::windowed::{SessionWindowedKStream, TimeWindowedKStream};
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
@@ -98,7 +96,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Grouping<K, V> {
 
 /// A stream grouped by key, ready to aggregate into a [`KTable`].
 pub struct KGroupedStream<K, V> {
-    grouping: Grouping<K, V>,
+    pub(crate) grouping: Grouping<K, V>,
 }
 
 impl<K, V> std::fmt::Debug for KGroupedStream<K, V> {
@@ -283,97 +281,5 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
             }
             Some(agg)
         })
-    }
-}
-
-/// Adds one input's aggregating processor for a shared store; returns the processor's name.
-type CogroupInput<VA> = Box<dyn FnOnce(&str, &Arc<dyn Fn() -> VA + Send + Sync>) -> String>;
-
-/// Several grouped streams folded into one table with one aggregator each (Kafka Streams'
-/// `cogroup`): one store, no intermediate tables.
-pub struct CogroupedKStream<K, VA> {
-    state: Shared,
-    key_serde: Option<SerdeRef<K>>,
-    inputs: Vec<CogroupInput<VA>>,
-}
-
-impl<K, VA> std::fmt::Debug for CogroupedKStream<K, VA> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CogroupedKStream").field("inputs", &self.inputs.len()).finish()
-    }
-}
-
-impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
-    /// Starts a cogroup: this stream folded into the aggregate with `aggregator`.
-    pub fn cogroup<VA: Clone + 'static>(
-        &self,
-        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
-    ) -> CogroupedKStream<K, VA> {
-        let cogrouped = CogroupedKStream { state: self.grouping.state.clone(), key_serde: self.grouping.key_serde.clone(), inputs: Vec::new() };
-        cogrouped.cogroup(self, aggregator)
-    }
-}
-
-impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
-    /// Adds another grouped stream (of any value type) with its own aggregator.
-    pub fn cogroup<V: Clone + 'static>(
-        mut self,
-        grouped: &KGroupedStream<K, V>,
-        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
-    ) -> Self {
-        let grouping = grouped.grouping.clone();
-        self.key_serde = self.key_serde.or(grouping.key_serde.clone());
-        let aggregator = Arc::new(aggregator);
-        self.inputs.push(Box::new(move |store, initializer| {
-            let initializer = initializer.clone();
-            let combine = Arc::new(move |key: &K, value: V, agg: Option<VA>| {
-                aggregator(key, value, agg.unwrap_or_else(|| initializer()))
-            });
-            let (node, _) = grouping.add_aggregate(
-                "COGROUPKSTREAM-AGGREGATE-",
-                Some(store.to_string()),
-                grouping.value_serde.clone(),
-                |_| None::<KeyValueStoreBuilder<K, ValueAndTimestamp<VA>>>,
-                |store| {
-                    let store = store.to_string();
-                    Box::new(move || StreamAggregate::processor(&store, combine.clone()))
-                },
-            );
-            node
-        }));
-        self
-    }
-
-    /// Folds every input into one aggregate per key, starting at `initializer()`.
-    pub fn aggregate(
-        self,
-        initializer: impl Fn() -> VA + Send + Sync + 'static,
-        materialized: Materialized<K, VA>,
-    ) -> KTable<K, VA> {
-        let initializer: Arc<dyn Fn() -> VA + Send + Sync> = Arc::new(initializer);
-        let (store, merge) = {
-            let mut state = self.state.borrow_mut();
-            let store = materialized
-                .store_name
-                .clone()
-                .unwrap_or_else(|| state.new_name("COGROUPKSTREAM-AGGREGATE-STATE-STORE-"));
-            (store, state.new_name("COGROUPKSTREAM-MERGE-"))
-        };
-        let nodes: Vec<String> = self.inputs.into_iter().map(|input| input(&store, &initializer)).collect();
-        let builder = table_store(&self.state, &materialized, &store, self.key_serde.clone(), materialized.value_serde.clone());
-        self.state.borrow_mut().apply(|t| {
-            let parents: Vec<&str> = nodes.iter().map(String::as_str).collect();
-            if let Some(builder) = builder {
-                t.add_state_store(builder, &parents)?;
-            }
-            t.add_processor(&merge, stateless(|ctx, r: streams_core::Record<K, Change<VA>>| ctx.forward(r)), &parents)?;
-            let mut topics = Vec::new();
-            for node in &parents {
-                topics.extend(t.source_topics_of(node)?);
-            }
-            t.add_copartition_group(&topics);
-            Ok(())
-        });
-        KTable::new(self.state.clone(), merge, self.key_serde, materialized.value_serde, Some(store))
     }
 }

@@ -25,6 +25,7 @@
 
 mod builder;
 mod change;
+mod cogroup;
 mod grouped;
 mod join;
 mod kstream;
@@ -37,7 +38,8 @@ mod windows;
 
 pub use builder::{GlobalKTable, StreamsBuilder};
 pub use change::{Change, ChangeSerde};
-pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable};
+pub use cogroup::{CogroupedKStream, SessionWindowedCogroupedKStream, TimeWindowedCogroupedKStream};
+pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Named, Printed, Produced, Repartitioned};

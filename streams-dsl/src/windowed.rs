@@ -5,7 +5,7 @@ use std::sync::Arc;
 use streams_core::state::{SegmentedBytesStoreSupplier, ValueAndTimestampSerde, WindowStoreBuilder, Windowed, WindowedSerde};
 use streams_core::{SerdeRef, Serdes, Stores, ValueAndTimestamp};
 
-use crate::builder::require_serde;
+use crate::builder::{require_serde, Shared};
 use crate::grouped::Grouping;
 use crate::ktable::KTable;
 use crate::options::Materialized;
@@ -40,15 +40,16 @@ fn emitting<K: Clone + 'static, VA: Clone + 'static>(
 }
 
 /// A store builder for a windowed aggregation, or `None` (and a build error) without serdes.
-fn window_store<K: 'static, VS: 'static>(
-    grouping: &Grouping<K, impl Sized>,
+pub(crate) fn window_store<K: 'static, VS: 'static>(
+    state: &Shared,
+    key_serde: Option<SerdeRef<K>>,
     materialized: &Materialized<K, impl Sized>,
     supplier: SegmentedBytesStoreSupplier,
     value_serde: Option<SerdeRef<VS>>,
 ) -> Option<WindowStoreBuilder<K, VS>> {
     let what = format!("store `{}`", supplier.name());
-    let key_serde = require_serde(&grouping.state, materialized.key_serde.clone().or(grouping.key_serde.clone()), &what)?;
-    let value_serde = require_serde(&grouping.state, value_serde, &what)?;
+    let key_serde = require_serde(state, materialized.key_serde.clone().or(key_serde), &what)?;
+    let value_serde = require_serde(state, value_serde, &what)?;
     Some(
         Stores::window_store_builder(supplier, key_serde, value_serde)
             .with_caching(materialized.caching)
@@ -58,7 +59,7 @@ fn window_store<K: 'static, VS: 'static>(
 
 /// Time windows of either kind.
 #[derive(Debug, Clone, Copy)]
-enum AnyTimeWindows {
+pub(crate) enum AnyTimeWindows {
     Time(TimeWindows),
     Sliding(SlidingWindows),
 }
@@ -70,11 +71,45 @@ impl AnyTimeWindows {
             AnyTimeWindows::Sliding(w) => w.time_difference_ms,
         }
     }
-    fn grace_ms(self) -> i64 {
+    pub(crate) fn grace_ms(self) -> i64 {
         match self {
             AnyTimeWindows::Time(w) => w.grace_ms,
             AnyTimeWindows::Sliding(w) => w.grace_ms,
         }
+    }
+
+    /// The store of an aggregation over these windows, `name`d, with the materialized
+    /// retention or the one the windows need: a sliding window's aggregate is read back while
+    /// records up to twice the difference later arrive (as Kafka Streams keeps them).
+    pub(crate) fn store_supplier(self, name: &str, materialized: &Materialized<impl Sized, impl Sized>) -> SegmentedBytesStoreSupplier {
+        let (size, grace) = (self.size_ms(), self.grace_ms());
+        let default_retention = if let AnyTimeWindows::Sliding(_) = self { 2 * size + grace } else { size + grace };
+        let retention = materialized.retention_ms.unwrap_or(default_retention);
+        if materialized.in_memory {
+            Stores::in_memory_window_store(name, millis(retention), millis(size), false)
+        } else {
+            Stores::persistent_window_store(name, millis(retention), millis(size), false)
+        }
+    }
+
+    /// The key serde of the aggregation's table.
+    pub(crate) fn key_serde<K: 'static>(self, key_serde: Option<SerdeRef<K>>) -> Option<SerdeRef<Windowed<K>>> {
+        let size = self.size_ms();
+        key_serde.map(|s| Arc::new(WindowedSerde::time(s, size)) as SerdeRef<Windowed<K>>)
+    }
+}
+
+/// The store of a session aggregation, `name`d, with the materialized retention or gap + grace.
+pub(crate) fn session_store_supplier(
+    windows: SessionWindows,
+    name: &str,
+    materialized: &Materialized<impl Sized, impl Sized>,
+) -> SegmentedBytesStoreSupplier {
+    let retention = materialized.retention_ms.unwrap_or(windows.gap_ms + windows.grace_ms);
+    if materialized.in_memory {
+        Stores::in_memory_session_store(name, millis(retention))
+    } else {
+        Stores::persistent_session_store(name, millis(retention))
     }
 }
 
@@ -113,29 +148,16 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         combine: impl Fn(&K, V, Option<VA>) -> VA + Send + Sync + 'static,
     ) -> KTable<Windowed<K>, VA> {
         let windows = self.windows;
-        let (size, grace) = (windows.size_ms(), windows.grace_ms());
         let combine = Arc::new(combine);
         let value_serde = materialized.value_serde.clone().or(default_value_serde);
-        // A sliding window's aggregate is read back while records up to 2 x the difference
-        // later arrive (as Kafka Streams keeps them).
-        let default_retention = if let AnyTimeWindows::Sliding(_) = windows { 2 * size + grace } else { size + grace };
-        let retention = materialized.retention_ms.unwrap_or(default_retention);
-        let in_memory = materialized.in_memory;
-        let supplier = move |name: &str, retention: i64, duplicates: bool| {
-            if in_memory {
-                Stores::in_memory_window_store(name, millis(retention), millis(size), duplicates)
-            } else {
-                Stores::persistent_window_store(name, millis(retention), millis(size), duplicates)
-            }
-        };
         let (name, store) = self.grouping.add_aggregate(
             "KSTREAM-AGGREGATE-",
             materialized.store_name.clone(),
             self.grouping.value_serde.clone(),
             |store| {
                 let serde = value_serde.clone().map(|s| Arc::new(ValueAndTimestampSerde(s)) as SerdeRef<ValueAndTimestamp<VA>>);
-                let builder = window_store(&self.grouping, &materialized, supplier(store, retention, false), serde);
-                builder
+                let supplier = windows.store_supplier(store, &materialized);
+                window_store(&self.grouping.state, self.grouping.key_serde.clone(), &materialized, supplier, serde)
             },
             |store| {
                 let store = store.to_string();
@@ -145,10 +167,9 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
                 }
             },
         );
-        let key_serde = materialized.key_serde.clone().or(self.grouping.key_serde.clone());
-        let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::time(s, size)) as SerdeRef<Windowed<K>>);
-        let table =
-            KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store)).with_window_grace(grace);
+        let key_serde = windows.key_serde(materialized.key_serde.clone().or(self.grouping.key_serde.clone()));
+        let table = KTable::new(self.grouping.state.clone(), name, key_serde, value_serde, Some(store))
+            .with_window_grace(windows.grace_ms());
         emitting(table, self.emit, matches!(windows, AnyTimeWindows::Sliding(_)))
     }
 
@@ -225,12 +246,8 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             materialized.store_name.clone(),
             self.grouping.value_serde.clone(),
             |store| {
-                let supplier = if materialized.in_memory {
-                    Stores::in_memory_session_store(store, millis(retention))
-                } else {
-                    Stores::persistent_session_store(store, millis(retention))
-                };
-                window_store(&self.grouping, &materialized, supplier, value_serde.clone())
+                let supplier = session_store_supplier(windows, store, &materialized);
+                window_store(&self.grouping.state, self.grouping.key_serde.clone(), &materialized, supplier, value_serde.clone())
             },
             |store| {
                 let store = store.to_string();

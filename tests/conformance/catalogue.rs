@@ -453,6 +453,26 @@ pub(crate) fn catalogue() -> Vec<Entry> {
             SIZE,
         )
     });
+    // Windowed cogroups: each input's processor keeps its own observed stream time.
+    fn cogrouped(b: &StreamsBuilder) -> streams::CogroupedKStream<String, String> {
+        let right = stream(b, "r").group_by_key(Grouped::with(Serdes::string(), Serdes::string()));
+        stream(b, "l")
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .cogroup(|_, v, a: String| format!("{a}L{v}"))
+            .cogroup(&right, |_, v, a| format!("{a}R{v}"))
+    }
+    add("cogroup-tumbling", LR, windowed(SIZE, false), |b| {
+        let windows = TimeWindows::of_size_and_grace(ms(SIZE), ms(GRACE));
+        windowed_strings_out(cogrouped(b).windowed_by(windows).aggregate(String::new, strings(false)), SIZE)
+    });
+    add("cogroup-sliding", LR, windowed(DIFFERENCE, false), |b| {
+        let windows = SlidingWindows::of_time_difference_and_grace(ms(DIFFERENCE), ms(GRACE));
+        windowed_strings_out(cogrouped(b).windowed_by_sliding(windows).aggregate(String::new, strings(true)), DIFFERENCE)
+    });
+    add("cogroup-session", LR, Output::Session { counts: false }, |b| {
+        let windows = SessionWindows::of_inactivity_gap_and_grace(ms(GAP), ms(GRACE));
+        session_strings_out(cogrouped(b).windowed_by_session(windows).aggregate(String::new, |_, a1, a2| a1 + &a2, strings(false)))
+    });
     add("split-chained", IN, Output::Strings, |b| {
         let rest = stream(b, "in")
             .split()

@@ -15,6 +15,7 @@ import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Branched;
+import org.apache.kafka.streams.kstream.CogroupedKStream;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.GlobalKTable;
@@ -278,6 +279,15 @@ final class Catalogue {
             .groupByKey(Grouped.with(S, S))
             .windowedBy(TimeWindows.ofSizeAndGrace(ms(SIZE), ms(GRACE)))
             .count(windows(L, false)), SIZE, L));
+        add("cogroup-tumbling", windowed(SIZE, false), b -> windowedOut(cogrouped(b)
+            .windowedBy(TimeWindows.ofSizeAndGrace(ms(SIZE), ms(GRACE)))
+            .aggregate(() -> "", windows(S, false)), SIZE, S));
+        add("cogroup-sliding", windowed(DIFFERENCE, false), b -> windowedOut(cogrouped(b)
+            .windowedBy(SlidingWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)))
+            .aggregate(() -> "", windows(S, true)), DIFFERENCE, S));
+        add("cogroup-session", session(false), b -> sessionOut(cogrouped(b)
+            .windowedBy(SessionWindows.ofInactivityGapAndGrace(ms(GAP), ms(GRACE)))
+            .aggregate(() -> "", (k, a1, a2) -> a1 + a2, sessions(S, false)), S));
         add("split-chained", STRINGS, b -> stream(b, "in").split()
             .branch((k, v) -> v.length() > 2, Branched.withFunction(s -> s.mapValues(v -> v.toUpperCase())))
             .branch((k, v) -> v.startsWith("a"), Branched.withConsumer(s -> s.mapValues(v -> v + "!").to("out", Produced.with(S, S))))
@@ -288,6 +298,13 @@ final class Catalogue {
                 (k, a, r) -> k + ":" + join(a, r),
                 JoinWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)), StreamJoined.with(S, S, S))
             .to("out", Produced.with(S, S)));
+    }
+
+    /** Two streams cogrouped: "l" values appended after "L", "r" values after "R". */
+    private static CogroupedKStream<String, String> cogrouped(final StreamsBuilder b) {
+        return stream(b, "l").groupByKey(Grouped.with(S, S))
+            .<String>cogroup((k, v, a) -> a + "L" + v)
+            .cogroup(stream(b, "r").groupByKey(Grouped.with(S, S)), (k, v, a) -> a + "R" + v);
     }
 
     /** Event time from the record and its value: values starting with "x" have none (dropped). */
