@@ -365,3 +365,46 @@ fn joiners_with_the_key_see_the_record_key_in_every_kind_of_join() {
     assert_eq!(read("sg-inner"), [kv("k", "k:A+G")]);
     assert_eq!(read("sg-left"), [kv("k", "k:A+Some(\"G\")"), kv("other", "other:Z+None")]);
 }
+
+/// Text whose records say so in a `content-type` header, and refuse to be read without it.
+struct LabelledText;
+
+impl streams::Serde<String> for LabelledText {
+    fn serialize(&self, topic: &str, data: &String) -> Result<Option<Vec<u8>>, streams::SerdeError> {
+        Serdes::string().serialize(topic, data)
+    }
+    fn deserialize(&self, _: &str, _: Option<&[u8]>) -> Result<String, streams::SerdeError> {
+        Err(streams::SerdeError::new("labelled text is read with its headers"))
+    }
+    fn serialize_with_headers(&self, topic: &str, headers: &mut streams::Headers, data: &String) -> Result<Option<Vec<u8>>, streams::SerdeError> {
+        headers.retain(|(k, _)| k != "content-type");
+        headers.push(("content-type".into(), Some(b"text/plain".to_vec())));
+        self.serialize(topic, data)
+    }
+    fn deserialize_with_headers(&self, topic: &str, headers: &streams::Headers, data: Option<&[u8]>) -> Result<String, streams::SerdeError> {
+        match headers.iter().find(|(k, _)| k == "content-type") {
+            Some((_, Some(v))) if v == b"text/plain" => Serdes::string().deserialize(topic, data),
+            other => Err(streams::SerdeError::new(format!("not labelled text: {other:?}"))),
+        }
+    }
+}
+
+#[test]
+fn serdes_see_and_write_the_records_headers_at_sources_and_sinks() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("notes", Consumed::with(Serdes::string(), LabelledText))
+        .map_values(|v| v.to_uppercase())
+        .to("loud", Produced::with(Serdes::string(), LabelledText));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("headers")).unwrap();
+    let mut input = driver.create_input_topic::<String, String>("notes", Serdes::string(), LabelledText);
+    let out = driver.create_output_topic::<String, String>("loud", Serdes::string(), LabelledText);
+    input.pipe_input("k".into(), "hello".into()).unwrap();
+    let record = out.read_record().unwrap().unwrap();
+    assert_eq!(record.value, "HELLO");
+    let labels: Vec<_> = record.headers.iter().filter(|(k, _)| k == "content-type").collect();
+    assert_eq!(labels.len(), 1, "the sink's serde replaced the header the record carried: {:?}", record.headers);
+    // Without the header the source's serde refuses the record (log-and-fail by default).
+    let err = input.pipe_raw(Some(b"k".to_vec()), Some(b"hi".to_vec()), 0).unwrap_err().to_string();
+    assert!(err.contains("not labelled text"), "{err}");
+}

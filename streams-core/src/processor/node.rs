@@ -259,8 +259,8 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
         }
         let decoded = self
             .key_serde
-            .deserialize(&raw.topic, raw.key.as_deref())
-            .and_then(|k| Ok((k, self.value_serde.deserialize(&raw.topic, raw.value.as_deref())?)));
+            .deserialize_with_headers(&raw.topic, &raw.headers, raw.key.as_deref())
+            .and_then(|k| Ok((k, self.value_serde.deserialize_with_headers(&raw.topic, &raw.headers, raw.value.as_deref())?)));
         let (key, value) = match decoded {
             Ok(kv) => kv,
             Err(source) => {
@@ -392,16 +392,10 @@ impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
             None => None,
         };
         let context = |e| StreamsError::serde(format!("sink `{}` to topic `{topic}`", self.meta.name), e);
-        let key = self.key_serde.serialize(&topic, &record.key).map_err(context)?;
-        let value = self.value_serde.serialize(&topic, &record.value).map_err(context)?;
-        task.collector.borrow_mut().send(ProducerRecord {
-            topic,
-            partition,
-            timestamp: record.timestamp,
-            key,
-            value,
-            headers: record.headers,
-        })
+        let mut headers = record.headers;
+        let key = self.key_serde.serialize_with_headers(&topic, &mut headers, &record.key).map_err(context)?;
+        let value = self.value_serde.serialize_with_headers(&topic, &mut headers, &record.value).map_err(context)?;
+        task.collector.borrow_mut().send(ProducerRecord { topic, partition, timestamp: record.timestamp, key, value, headers })
     }
 }
 

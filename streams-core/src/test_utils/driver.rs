@@ -513,10 +513,7 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
 
     /// Pipes a record with the given timestamp.
     pub fn pipe_input_at(&mut self, key: K, value: V, timestamp: i64) -> Result<()> {
-        let context = |e| StreamsError::serde(format!("test input topic `{}`", self.topic), e);
-        let key = self.key_serde.serialize(&self.topic, &key).map_err(context)?;
-        let value = self.value_serde.serialize(&self.topic, &value).map_err(context)?;
-        self.pipe_raw(key, value, timestamp)
+        self.pipe_record(TestRecord { key, value, timestamp, headers: Vec::new(), partition: -1 }, None)
     }
 
     /// Pipes a record with a null key.
@@ -543,16 +540,10 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
     /// partitioner) if `None`.
     pub fn pipe_record(&mut self, record: TestRecord<K, V>, partition: Option<i32>) -> Result<()> {
         let context = |e| StreamsError::serde(format!("test input topic `{}`", self.topic), e);
-        let key = self.key_serde.serialize(&self.topic, &record.key).map_err(context)?;
-        let value = self.value_serde.serialize(&self.topic, &record.value).map_err(context)?;
-        self.pipe_bytes(ProducerRecord {
-            topic: self.topic.clone(),
-            partition,
-            timestamp: record.timestamp,
-            key,
-            value,
-            headers: record.headers,
-        })
+        let mut headers = record.headers;
+        let key = self.key_serde.serialize_with_headers(&self.topic, &mut headers, &record.key).map_err(context)?;
+        let value = self.value_serde.serialize_with_headers(&self.topic, &mut headers, &record.value).map_err(context)?;
+        self.pipe_bytes(ProducerRecord { topic: self.topic.clone(), partition, timestamp: record.timestamp, key, value, headers })
     }
 
     /// Pipes raw bytes, as a producer with other serdes (or a broken one) would write them.
@@ -596,8 +587,8 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
         topics.read_positions.insert(self.topic.clone(), position + 1);
         let context = |e| StreamsError::serde(format!("test output topic `{}`", self.topic), e);
         Ok(Some(TestRecord {
-            key: self.key_serde.deserialize(&self.topic, raw.key.as_deref()).map_err(context)?,
-            value: self.value_serde.deserialize(&self.topic, raw.value.as_deref()).map_err(context)?,
+            key: self.key_serde.deserialize_with_headers(&self.topic, &raw.headers, raw.key.as_deref()).map_err(context)?,
+            value: self.value_serde.deserialize_with_headers(&self.topic, &raw.headers, raw.value.as_deref()).map_err(context)?,
             timestamp: raw.timestamp,
             headers: raw.headers,
             partition: raw.partition,
