@@ -408,3 +408,60 @@ fn serdes_see_and_write_the_records_headers_at_sources_and_sinks() {
     let err = input.pipe_raw(Some(b"k".to_vec()), Some(b"hi".to_vec()), 0).unwrap_err().to_string();
     assert!(err.contains("not labelled text"), "{err}");
 }
+
+#[test]
+fn user_segment_stores_back_window_and_session_aggregations() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use streams::state::{Window, Windowed, WindowedSerde};
+    use streams::{SessionWindows, TimeWindows};
+    let segments: Arc<Mutex<Vec<String>>> = Arc::default();
+    let puts = Arc::new(AtomicUsize::new(0));
+    let (seen, counted) = (segments.clone(), puts.clone());
+    let factory = move |name: &str, _task: streams::TaskId, _dir: &std::path::Path| {
+        seen.lock().unwrap().push(name.to_string());
+        Ok(MapStore { map: Default::default(), puts: counted.clone() })
+    };
+    let minute = Duration::from_secs(60);
+    let windows = Stores::window_store_supplier("per-minute", 2 * minute, minute, false, false, factory.clone());
+    let sessions = Stores::session_store_supplier("visits", 2 * minute, false, factory);
+    let builder = StreamsBuilder::new();
+    let grouped = builder
+        .stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()));
+    grouped
+        .windowed_by(TimeWindows::of_size_with_no_grace(minute))
+        .count(Materialized::as_window_supplier(windows).with_caching_disabled())
+        .to_stream()
+        .to("per-minute", Produced::with(WindowedSerde::time(Arc::new(Serdes::string()), 60_000), Serdes::nullable(Serdes::i64())));
+    grouped
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(10)))
+        .count(Materialized::as_window_supplier(sessions).with_caching_disabled())
+        .to_stream()
+        .to("visits", Produced::with(WindowedSerde::session(Arc::new(Serdes::string())), Serdes::nullable(Serdes::i64())));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("user-segments")).unwrap();
+    let mut input = driver.create_input_topic::<String, String>("clicks", Serdes::string(), Serdes::string());
+    for ts in [0, 5_000, 70_000] {
+        input.pipe_input_at("u".into(), "p".into(), ts).unwrap();
+    }
+    let per_minute = driver.create_output_topic::<Windowed<String>, Option<i64>>("per-minute", WindowedSerde::time(Arc::new(Serdes::string()), 60_000), Serdes::nullable(Serdes::i64()));
+    let window = |start: i64, end: i64| Windowed::new("u".to_string(), Window::new(start, end));
+    assert_eq!(per_minute.read_key_values_to_list().unwrap(), vec![(window(0, 60_000), Some(1)), (window(0, 60_000), Some(2)), (window(60_000, 120_000), Some(1))]);
+    let visits = driver.create_output_topic::<Windowed<String>, Option<i64>>("visits", WindowedSerde::session(Arc::new(Serdes::string())), Serdes::nullable(Serdes::i64()));
+    let last = visits.read_key_values_to_list().unwrap().pop();
+    assert_eq!(last, Some((window(70_000, 70_000), Some(1))));
+    // Segments of one minute (retention / 2, at least a minute), one user store each.
+    let mut names = segments.lock().unwrap().clone();
+    names.sort();
+    assert_eq!(names, ["per-minute.0", "per-minute.60000", "visits.0", "visits.60000"]);
+    assert!(puts.load(Ordering::SeqCst) >= 6, "every window and session update went to the user's stores");
+    // A session supplier where windows are needed is refused when the topology is built.
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(TimeWindows::of_size_with_no_grace(minute))
+        .count(Materialized::as_window_supplier(Stores::in_memory_session_store("wrong", minute)));
+    let err = builder.build().unwrap_err().to_string();
+    assert!(err.contains("a session store supplier where a window store is needed"), "{err}");
+}

@@ -203,7 +203,7 @@ impl<K: Clone + 'static, VA: Clone + 'static> TimeWindowedCogroupedKStream<K, VA
         let value_serde = materialized.value_serde.clone();
         let (merge, store) = self.cogrouped.build::<Windowed<K>, _>(Arc::new(initializer), &materialized, Over::Windows(windows), |store| {
             let serde = value_serde.clone().map(|s| Arc::new(ValueAndTimestampSerde(s)) as SerdeRef<ValueAndTimestamp<VA>>);
-            window_store(&state, key_serde.clone(), &materialized, windows.store_supplier(store, &materialized), serde)
+            window_store(&state, key_serde.clone(), &materialized, windows.store_supplier(store, &materialized), serde, false)
         });
         let key_serde = windows.key_serde(materialized.key_serde.clone().or(key_serde));
         KTable::new(state, merge, key_serde, value_serde, Some(store)).with_window_grace(windows.grace_ms())
@@ -237,7 +237,7 @@ impl<K: Clone + 'static, VA: Clone + 'static> SessionWindowedCogroupedKStream<K,
         let over = Over::Sessions(windows, Arc::new(merger));
         let (merge, store) = self.cogrouped.build::<Windowed<K>, _>(Arc::new(initializer), &materialized, over, |store| {
             let supplier = session_store_supplier(windows, store, &materialized);
-            window_store(&state, key_serde.clone(), &materialized, supplier, value_serde.clone())
+            window_store(&state, key_serde.clone(), &materialized, supplier, value_serde.clone(), true)
         });
         let key_serde = materialized.key_serde.clone().or(key_serde);
         let key_serde = key_serde.map(|s| Arc::new(WindowedSerde::session(s)) as SerdeRef<Windowed<K>>);

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use streams_core::state::KeyValueBytesStoreSupplier;
+use streams_core::state::{KeyValueBytesStoreSupplier, SegmentedBytesStoreSupplier};
 use streams_core::{AutoOffsetReset, Serde, SerdeRef, StreamPartitioner, TimestampExtractor};
 
 use crate::kstream::KStream;
@@ -220,6 +220,8 @@ pub struct Materialized<K, V> {
     pub(crate) retention_ms: Option<i64>,
     /// A key-value store of the user's (`as_supplier`).
     pub(crate) supplier: Option<KeyValueBytesStoreSupplier>,
+    /// A window or session store of the user's (`as_window_supplier`).
+    pub(crate) window_supplier: Option<SegmentedBytesStoreSupplier>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -233,6 +235,7 @@ impl<K, V> Default for Materialized<K, V> {
             in_memory: false,
             retention_ms: None,
             supplier: None,
+            window_supplier: None,
         }
     }
 }
@@ -252,6 +255,13 @@ impl<K, V> Materialized<K, V> {
     /// named after it (Kafka Streams' `Materialized.as(KeyValueBytesStoreSupplier)`).
     pub fn as_supplier(supplier: KeyValueBytesStoreSupplier) -> Self {
         Materialized { store_name: Some(supplier.name().to_string()), supplier: Some(supplier), ..Self::default() }
+    }
+
+    /// A window or session store from `supplier` (one of [`Stores`](streams_core::Stores)', or
+    /// with the user's segments), named after it and keeping its retention (Kafka Streams'
+    /// `Materialized.as(WindowBytesStoreSupplier)` and `as(SessionBytesStoreSupplier)`).
+    pub fn as_window_supplier(supplier: SegmentedBytesStoreSupplier) -> Self {
+        Materialized { store_name: Some(supplier.name().to_string()), window_supplier: Some(supplier), ..Self::default() }
     }
 
     /// A store with these serdes.

@@ -6,6 +6,7 @@ use streams_core::state::{SegmentedBytesStoreSupplier, ValueAndTimestampSerde, W
 use streams_core::{SerdeRef, Serdes, Stores, ValueAndTimestamp};
 
 use crate::builder::{require_serde, Shared};
+use streams_core::StreamsError;
 use crate::grouped::Grouping;
 use crate::ktable::KTable;
 use crate::options::Materialized;
@@ -46,8 +47,14 @@ pub(crate) fn window_store<K: 'static, VS: 'static>(
     materialized: &Materialized<K, impl Sized>,
     supplier: SegmentedBytesStoreSupplier,
     value_serde: Option<SerdeRef<VS>>,
+    sessions: bool,
 ) -> Option<WindowStoreBuilder<K, VS>> {
     let what = format!("store `{}`", supplier.name());
+    if sessions != supplier.is_session_store() {
+        let (given, needed) = if supplier.is_session_store() { ("session", "window") } else { ("window", "session") };
+        state.borrow_mut().fail(StreamsError::Topology(format!("{what}: a {given} store supplier where a {needed} store is needed")));
+        return None;
+    }
     let key_serde = require_serde(state, materialized.key_serde.clone().or(key_serde), &what)?;
     let value_serde = require_serde(state, value_serde, &what)?;
     Some(
@@ -82,6 +89,9 @@ impl AnyTimeWindows {
     /// retention or the one the windows need: a sliding window's aggregate is read back while
     /// records up to twice the difference later arrive (as Kafka Streams keeps them).
     pub(crate) fn store_supplier(self, name: &str, materialized: &Materialized<impl Sized, impl Sized>) -> SegmentedBytesStoreSupplier {
+        if let Some(supplier) = &materialized.window_supplier {
+            return supplier.clone();
+        }
         let (size, grace) = (self.size_ms(), self.grace_ms());
         let default_retention = if let AnyTimeWindows::Sliding(_) = self { 2 * size + grace } else { size + grace };
         let retention = materialized.retention_ms.unwrap_or(default_retention);
@@ -104,7 +114,11 @@ pub(crate) fn session_store_supplier(
     windows: SessionWindows,
     name: &str,
     materialized: &Materialized<impl Sized, impl Sized>,
-) -> SegmentedBytesStoreSupplier {
+    ) -> SegmentedBytesStoreSupplier {
+    if let Some(supplier) = &materialized.window_supplier {
+        // A window supplier here is refused by `window_store`.
+        return supplier.clone();
+    }
     let retention = materialized.retention_ms.unwrap_or(windows.gap_ms + windows.grace_ms);
     if materialized.in_memory {
         Stores::in_memory_session_store(name, millis(retention))
@@ -157,7 +171,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
             |store| {
                 let serde = value_serde.clone().map(|s| Arc::new(ValueAndTimestampSerde(s)) as SerdeRef<ValueAndTimestamp<VA>>);
                 let supplier = windows.store_supplier(store, &materialized);
-                window_store(&self.grouping.state, self.grouping.key_serde.clone(), &materialized, supplier, serde)
+                window_store(&self.grouping.state, self.grouping.key_serde.clone(), &materialized, supplier, serde, false)
             },
             |store| {
                 let store = store.to_string();
@@ -247,7 +261,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             self.grouping.value_serde.clone(),
             |store| {
                 let supplier = session_store_supplier(windows, store, &materialized);
-                window_store(&self.grouping.state, self.grouping.key_serde.clone(), &materialized, supplier, value_serde.clone())
+                window_store(&self.grouping.state, self.grouping.key_serde.clone(), &materialized, supplier, value_serde.clone(), true)
             },
             |store| {
                 let store = store.to_string();

@@ -170,9 +170,7 @@ impl Stores {
         persistent: bool,
         factory: impl Fn(&str, TaskId, &std::path::Path) -> Result<S> + Send + Sync + 'static,
     ) -> KeyValueBytesStoreSupplier {
-        let factory: UserStoreFactory =
-            Arc::new(move |name, task, dir| factory(name, task, dir).map(|s| Box::new(s) as Box<dyn BytesKeyValueStore>));
-        KeyValueBytesStoreSupplier { name: name.into(), persistent, user: Some(factory) }
+        KeyValueBytesStoreSupplier { name: name.into(), persistent, user: Some(user_factory(factory)) }
     }
 
     /// A typed key-value store builder: logging on, caching off, as in Kafka Streams.
@@ -300,18 +298,40 @@ fn layered(
     bytes
 }
 
+/// A user's store factory, type-erased.
+fn user_factory<S: BytesKeyValueStore>(
+    factory: impl Fn(&str, TaskId, &std::path::Path) -> Result<S> + Send + Sync + 'static,
+) -> UserStoreFactory {
+    Arc::new(move |name, task, dir| factory(name, task, dir).map(|s| Box::new(s) as Box<dyn BytesKeyValueStore>))
+}
+
 /// Extra retention of window and session changelogs beyond the store's own, as Kafka
 /// Streams' `windowstore.changelog.additional.retention.ms` default (one day).
 const CHANGELOG_ADDITIONAL_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Where a window or session store keeps its bytes, and for how long.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SegmentedBytesStoreSupplier {
     name: String,
     persistent: bool,
     retention_ms: i64,
     window_size_ms: i64,
     schema: KeySchema,
+    /// The user's store for each segment.
+    user: Option<UserStoreFactory>,
+}
+
+impl fmt::Debug for SegmentedBytesStoreSupplier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentedBytesStoreSupplier")
+            .field("name", &self.name)
+            .field("persistent", &self.persistent)
+            .field("retention_ms", &self.retention_ms)
+            .field("window_size_ms", &self.window_size_ms)
+            .field("schema", &self.schema)
+            .field("user", &self.user.is_some())
+            .finish()
+    }
 }
 
 impl SegmentedBytesStoreSupplier {
@@ -325,11 +345,22 @@ impl SegmentedBytesStoreSupplier {
         self.retention_ms
     }
 
+    /// The window size (0 for a session store).
+    pub fn window_size_ms(&self) -> i64 {
+        self.window_size_ms
+    }
+
+    /// Whether it holds sessions rather than time windows.
+    pub fn is_session_store(&self) -> bool {
+        self.schema == KeySchema::Session
+    }
+
     fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
-        let location = if self.persistent {
-            SegmentLocation::RocksDb(segments_dir(&ctx.task_dir, &self.name), ctx.rocksdb_config.clone())
-        } else {
-            SegmentLocation::InMemory
+        let dir = segments_dir(&ctx.task_dir, &self.name);
+        let location = match &self.user {
+            Some(factory) => SegmentLocation::User { dir, factory: factory.clone(), task: ctx.task_id, persistent: self.persistent },
+            None if self.persistent => SegmentLocation::RocksDb(dir, ctx.rocksdb_config.clone()),
+            None => SegmentLocation::InMemory,
         };
         Ok(Box::new(SegmentedBytesStore::open(&self.name, self.schema, self.retention_ms, location)?))
     }
@@ -362,6 +393,7 @@ impl Stores {
             retention_ms: millis(retention),
             window_size_ms: millis(window_size),
             schema: KeySchema::Window { retain_duplicates },
+            user: None,
         }
     }
 
@@ -383,12 +415,44 @@ impl Stores {
             retention_ms: millis(retention),
             window_size_ms: 0,
             schema: KeySchema::Session,
+            user: None,
         }
     }
 
     /// A session store held in memory.
     pub fn in_memory_session_store(name: impl Into<String>, retention: Duration) -> SegmentedBytesStoreSupplier {
         SegmentedBytesStoreSupplier { persistent: false, ..Self::persistent_session_store(name, retention) }
+    }
+
+    /// A window store whose time segments are the user's key-value stores: `factory` makes one
+    /// per segment, from the segment's name, its task and a directory of its own (where a
+    /// `persistent` store keeps its data, so a reopened task finds its segments; an expired
+    /// segment's store is closed and its directory removed). The library keeps the window
+    /// layout, retention and segments, and its metering, logging and caching layers on top.
+    pub fn window_store_supplier<S: BytesKeyValueStore>(
+        name: impl Into<String>,
+        retention: Duration,
+        window_size: Duration,
+        retain_duplicates: bool,
+        persistent: bool,
+        factory: impl Fn(&str, TaskId, &std::path::Path) -> Result<S> + Send + Sync + 'static,
+    ) -> SegmentedBytesStoreSupplier {
+        SegmentedBytesStoreSupplier {
+            persistent,
+            user: Some(user_factory(factory)),
+            ..Self::persistent_window_store(name, retention, window_size, retain_duplicates)
+        }
+    }
+
+    /// A session store whose time segments are the user's key-value stores (see
+    /// [`window_store_supplier`](Self::window_store_supplier)).
+    pub fn session_store_supplier<S: BytesKeyValueStore>(
+        name: impl Into<String>,
+        retention: Duration,
+        persistent: bool,
+        factory: impl Fn(&str, TaskId, &std::path::Path) -> Result<S> + Send + Sync + 'static,
+    ) -> SegmentedBytesStoreSupplier {
+        SegmentedBytesStoreSupplier { persistent, user: Some(user_factory(factory)), ..Self::persistent_session_store(name, retention) }
     }
 
     /// A typed window store builder (logging on, caching off).

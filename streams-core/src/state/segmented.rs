@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 
 use super::in_memory::InMemoryKeyValueStore;
 use super::rocksdb_store::RocksDbKeyValueStore;
+use super::user_store::{UserKeyValueStore, UserStoreFactory};
 use super::iter::merge_disjoint;
 use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord, RocksDbConfig};
 use crate::error::{Result, StreamsError};
+use crate::record::TaskId;
 
 const TS: usize = 8;
 const SEQ: usize = 4;
@@ -85,12 +87,37 @@ pub(crate) fn session_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
     out
 }
 
-/// Where segments live: in memory, or one RocksDB instance per segment under a directory.
-#[derive(Debug, Clone)]
+/// Where segments live: in memory, one RocksDB instance per segment under a directory, or one
+/// user store per segment.
+#[derive(Clone)]
 pub(crate) enum SegmentLocation {
     InMemory,
     /// Segments are RocksDB instances in this directory, opened with these options.
     RocksDb(PathBuf, RocksDbConfig),
+    /// Segments are the user's stores, each given its own directory under `dir`.
+    User { dir: PathBuf, factory: UserStoreFactory, task: TaskId, persistent: bool },
+}
+
+impl std::fmt::Debug for SegmentLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SegmentLocation::InMemory => f.write_str("InMemory"),
+            SegmentLocation::RocksDb(dir, _) => f.debug_tuple("RocksDb").field(dir).finish(),
+            SegmentLocation::User { dir, persistent, .. } => {
+                f.debug_struct("User").field("dir", dir).field("persistent", persistent).finish()
+            }
+        }
+    }
+}
+
+impl SegmentLocation {
+    /// The directory of the segments' data, if it outlives the process.
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            SegmentLocation::RocksDb(dir, _) | SegmentLocation::User { dir, persistent: true, .. } => Some(dir),
+            _ => None,
+        }
+    }
 }
 
 /// A key-value bytes store over time segments; see the module docs.
@@ -134,8 +161,8 @@ impl SegmentedBytesStore {
             observed_stream_time: i64::MIN,
             expired_records: 0,
         };
-        if let SegmentLocation::RocksDb(dir, _) = &store.location {
-            let dir = dir.clone();
+        if let Some(dir) = store.location.dir() {
+            let dir = dir.to_path_buf();
             std::fs::create_dir_all(&dir).map_err(|e| StreamsError::io(&dir, e))?;
             for entry in std::fs::read_dir(&dir).map_err(|e| StreamsError::io(&dir, e))? {
                 let entry = entry.map_err(|e| StreamsError::io(&dir, e))?;
@@ -168,6 +195,11 @@ impl SegmentedBytesStore {
             SegmentLocation::RocksDb(dir, config) => {
                 Box::new(RocksDbKeyValueStore::open_at(&self.name, &dir.join(self.segment_dir_name(id)), config)?)
             }
+            SegmentLocation::User { dir, factory, task, .. } => {
+                let name = self.segment_dir_name(id);
+                let inner = factory(&name, *task, &dir.join(&name))?;
+                Box::new(UserKeyValueStore { name, inner })
+            }
         })
     }
 
@@ -193,9 +225,11 @@ impl SegmentedBytesStore {
         for id in expired {
             let mut segment = self.segments.remove(&id).expect("listed");
             segment.close()?;
-            if let SegmentLocation::RocksDb(dir, _) = &self.location {
+            if let Some(dir) = self.location.dir() {
                 let path = dir.join(self.segment_dir_name(id));
-                std::fs::remove_dir_all(&path).map_err(|e| StreamsError::io(&path, e))?;
+                if path.exists() {
+                    std::fs::remove_dir_all(&path).map_err(|e| StreamsError::io(&path, e))?;
+                }
             }
             tracing::debug!(store = %self.name, segment = id, "dropped expired segment");
         }
@@ -305,7 +339,7 @@ impl KeyValueBytesStore for SegmentedBytesStore {
         result
     }
     fn persistent(&self) -> bool {
-        matches!(self.location, SegmentLocation::RocksDb(..))
+        self.location.dir().is_some()
     }
     fn commit_transaction(&mut self, _durable: bool) -> Result<()> {
         Ok(())
