@@ -44,7 +44,7 @@ fn rss_mib() -> Option<(f64, f64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
-/// The `i`th of `records` updates: keys drawn (xorshift) from a quarter as many.
+/// `records` updates of 200-byte values, their keys drawn (xorshift) from a quarter as many.
 fn updates(records: usize) -> impl Iterator<Item = (String, String)> {
     let value = "v".repeat(200);
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -65,12 +65,17 @@ fn result_line(label: &str, stores: usize, records: usize, memory: Option<&Bound
     );
 }
 
+/// The application reading `topic` in one configuration (`default` or `bounded`).
+fn application_id(topic: &str, mode: &str) -> String {
+    format!("{topic}-{mode}")
+}
+
 /// One configuration under the runtime, in this process: reads `records` updates of `topic`
 /// (already produced) with one stream thread and prints one result line.
 fn measure_runtime(bounded: bool, servers: &str, topic: &str, partitions: i32, records: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StreamsConfig::new()
-        .with(StreamsConfig::APPLICATION_ID, format!("{topic}-{}", if bounded { "bounded" } else { "default" }))
+        .with(StreamsConfig::APPLICATION_ID, application_id(topic, if bounded { "bounded" } else { "default" }))
         .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
         .with(StreamsConfig::NUM_STREAM_THREADS, "1")
         .with(StreamsConfig::STATE_DIR, dir.path().to_string_lossy());
@@ -182,7 +187,7 @@ fn main() {
         Some(cluster) => {
             cluster.create_topic(&topic, partitions).unwrap();
             for mode in ["default", "bounded"] {
-                cluster.create_internal_topics(&topology(&topic), &format!("{topic}-{mode}"), |_| partitions).unwrap();
+                cluster.create_internal_topics(&topology(&topic), &application_id(&topic, mode), |_| partitions).unwrap();
             }
         }
         None => test_utils::ensure_topic(&servers, &topic, partitions).unwrap(),
