@@ -42,7 +42,7 @@ pub mod prelude {
     #[cfg(feature = "test-utils")]
     pub use streams_core::TopologyTestDriver;
     pub use streams_dsl::{
-        Branched, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named, Produced,
+        Branched, Consumed, Grouped, Joined, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named, Produced,
         Printed, Repartitioned, StreamsBuilder,
     };
 }

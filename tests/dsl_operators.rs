@@ -465,3 +465,63 @@ fn user_segment_stores_back_window_and_session_aggregations() {
     let err = builder.build().unwrap_err().to_string();
     assert!(err.contains("a session store supplier where a window store is needed"), "{err}");
 }
+
+/// Prefixes each value with the topic it was read from.
+struct TagTopic;
+
+impl FixedKeyProcessor<String, String, String> for TagTopic {
+    fn process(&mut self, ctx: &mut FixedKeyProcessorContext<'_, String, String>, record: FixedKeyRecord<String, String>) -> streams::Result<()> {
+        let value = format!("{}:{}", ctx.record_context().topic, record.value);
+        ctx.forward(record.with_value(value))
+    }
+}
+
+#[test]
+fn a_pattern_source_reads_every_matching_topic_the_driver_is_given() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_pattern::<String, String>("orders-[a-z]+", Consumed::with(Serdes::string(), Serdes::string()))
+        .process_values(|| TagTopic, &[])
+        .to("tagged", Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build().unwrap();
+    assert!(topology.describe().to_string().contains("Source: KSTREAM-SOURCE-0000000000 (topics: orders-[a-z]+)\n"), "{}", topology.describe());
+    // `orders-eu` has two partitions here; `orders-us` is matched when first piped (one partition).
+    let driver = TopologyTestDriver::with_partitions(topology, config("pattern"), &[("orders-eu", 2)]).unwrap();
+    let mut eu = driver.create_input_topic::<String, String>("orders-eu", Serdes::string(), Serdes::string());
+    let mut us = driver.create_input_topic::<String, String>("orders-us", Serdes::string(), Serdes::string());
+    let mut whole = driver.create_input_topic::<String, String>("orders-eu-1", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic::<String, String>("tagged", Serdes::string(), Serdes::string());
+    eu.pipe_input("a".into(), "1".into()).unwrap();
+    us.pipe_input("b".into(), "2".into()).unwrap();
+    eu.pipe_input("c".into(), "3".into()).unwrap();
+    us.pipe_input("a".into(), "4".into()).unwrap();
+    let err = whole.pipe_input("a".into(), "5".into()).unwrap_err().to_string();
+    assert!(err.contains("unknown input topic `orders-eu-1`"), "the whole name must match: {err}");
+    let records = out.read_records_to_list().unwrap();
+    let tagged: Vec<(String, String)> = records.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
+    assert_eq!(tagged, [("a", "orders-eu:1"), ("b", "orders-us:2"), ("c", "orders-eu:3"), ("a", "orders-us:4")].map(|(k, v)| (k.to_string(), v.to_string())));
+    assert_eq!(driver.produced_topic_names().into_iter().collect::<Vec<_>>(), ["tagged"]);
+}
+
+#[test]
+fn a_pattern_source_in_a_join_must_be_co_partitioned() {
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let table = builder.table::<String, String>("prices", Consumed::with(Serdes::string(), Serdes::string()), Materialized::as_("prices"));
+        builder
+            .stream_pattern::<String, String>("orders-.*", Consumed::with(Serdes::string(), Serdes::string()))
+            .join_table(&table, |order, price| format!("{order}@{price}"))
+            .to("priced", Produced::with(Serdes::string(), Serdes::string()));
+        builder.build().unwrap()
+    };
+    let err = TopologyTestDriver::with_partitions(topology(), config("pattern-join"), &[("orders-eu", 2), ("prices", 3)]).unwrap_err();
+    assert!(err.to_string().contains("Topics not co-partitioned") && err.to_string().contains("orders-eu (2)"), "{err}");
+    let driver = TopologyTestDriver::with_partitions(topology(), config("pattern-join"), &[("orders-eu", 3), ("prices", 3)]).unwrap();
+    let mut prices = driver.create_input_topic::<String, String>("prices", Serdes::string(), Serdes::string());
+    let mut orders = driver.create_input_topic::<String, String>("orders-eu", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic("priced", Serdes::string(), Serdes::string());
+    prices.pipe_input("apple".into(), "3".into()).unwrap();
+    orders.pipe_input("apple".into(), "two".into()).unwrap();
+    orders.pipe_input("pear".into(), "one".into()).unwrap();
+    assert_eq!(out.read_key_values_to_list().unwrap(), [("apple".to_string(), "two@3".to_string())]);
+}

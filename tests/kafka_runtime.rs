@@ -433,3 +433,53 @@ fn a_source_that_must_not_reset_fails_the_thread_without_a_committed_offset() {
     assert!(test_utils::read_all(&servers, &out, Duration::from_millis(500)).unwrap().is_empty(), "nothing was processed");
     streams.close(Duration::from_secs(30));
 }
+
+#[test]
+fn a_pattern_source_reads_every_matching_topic_and_none_matching_is_a_clear_error() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let cluster = Cluster::new();
+    let servers = cluster.bootstrap_servers();
+    let prefix = unique("regions");
+    let (eu, us, other, out, app) =
+        (format!("{prefix}-eu"), format!("{prefix}-us"), format!("{prefix}-eu-archive"), unique("regions-out"), unique("regions-app"));
+    for topic in [&eu, &us, &other, &out] {
+        cluster.create_topic(topic, 2);
+    }
+    for topic in [&eu, &us, &other] {
+        let records = (0..20).map(|i| (Some(format!("k{}", i % 5).into_bytes()), Some(format!("{topic}:{i}").into_bytes())));
+        test_utils::produce(&servers, topic, records).unwrap();
+    }
+    let topology = |pattern: &str| {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream_pattern::<String, String>(pattern, Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .count(Materialized::as_("per-key"))
+            .to_stream()
+            .to(&out, Produced::with(Serdes::string(), Serdes::i64()));
+        builder.build().unwrap()
+    };
+    // Whole names: `<prefix>-eu-archive` does not match.
+    let pattern = format!("{prefix}-(eu|us)");
+    assert!(topology(&pattern).describe().to_string().contains(&format!("(topics: {pattern})")));
+    cluster.prepare(&topology(&pattern), &app, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(topology(&pattern), config(&app, &servers, dir.path(), 1)).unwrap();
+    streams.start().unwrap();
+    let expected: HashMap<String, i64> = (0..5).map(|k| (format!("k{k}"), 8)).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut counts = common::final_counts(&servers, &out);
+    while counts != expected && Instant::now() < deadline {
+        assert!(!matches!(streams.state(), State::Error | State::PendingError), "{:?}", streams.take_error());
+        std::thread::sleep(Duration::from_millis(300));
+        counts = common::final_counts(&servers, &out);
+    }
+    assert_eq!(counts, expected, "each key counted over both matching topics (4 records in each), none of the other");
+    assert!(streams.close(Duration::from_secs(30)));
+
+    let nothing = format!("{prefix}-asia");
+    let mut streams = KafkaStreams::new(topology(&nothing), config(&unique("regions-app"), &servers, dir.path(), 1)).unwrap();
+    let err = streams.start().unwrap_err();
+    assert!(matches!(err, streams::StreamsError::MissingSourceTopics(_)) && err.to_string().contains(&nothing), "{err}");
+    assert_eq!(streams.state(), State::Created);
+}

@@ -1,7 +1,7 @@
 //! `StreamTask`: one partition of one sub-topology, with its nodes, stores and record queues.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -93,6 +93,9 @@ pub(crate) struct StreamTask {
     dir: PathBuf,
     nodes: Vec<(usize, Rc<RefCell<dyn TaskNode>>)>,
     queues: Vec<RecordQueue>,
+    /// The source nodes that subscribe by pattern, by node index: the test driver adds their
+    /// topics as records of matching topics are piped.
+    pattern_sources: BTreeMap<usize, Rc<RefCell<dyn SourceNode>>>,
     /// Whether the processors' `init` ran (on the first move to Running, after restoration,
     /// so processors that read their stores in `init` see the restored state).
     initialized: bool,
@@ -119,6 +122,19 @@ struct RecordQueue {
 }
 
 impl RecordQueue {
+    fn new(topic: String, partition: i32, source: Rc<RefCell<dyn SourceNode>>) -> Self {
+        RecordQueue {
+            topic,
+            partition,
+            source,
+            head: None,
+            records: VecDeque::new(),
+            partition_time: -1,
+            consumed: None,
+            idle_deadline: None,
+        }
+    }
+
     fn len(&self) -> usize {
         self.records.len() + usize::from(self.head.is_some())
     }
@@ -188,6 +204,8 @@ impl StreamTask {
         let mut inputs: BTreeMap<usize, Rc<dyn std::any::Any>> = BTreeMap::new();
         let mut nodes = Vec::new();
         let mut queues = Vec::new();
+        let mut pattern_sources = BTreeMap::new();
+        let patterns: BTreeSet<usize> = topology.source_patterns().map(|(i, _)| i).collect();
         for &index in subtopology.nodes.iter().rev() {
             let def = &topology.nodes[index];
             let children = def
@@ -205,16 +223,10 @@ impl StreamTask {
             }
             if let (Some(source), NodeKind::Source { topics }) = (built.source, &def.kind) {
                 for topic in topics {
-                    queues.push(RecordQueue {
-                        topic: topic.resolve(&env.application_id),
-                        partition,
-                        source: source.clone(),
-                        head: None,
-                        records: VecDeque::new(),
-                        partition_time: -1,
-                        consumed: None,
-                        idle_deadline: None,
-                    });
+                    queues.push(RecordQueue::new(topic.resolve(&env.application_id), partition, source.clone()));
+                }
+                if patterns.contains(&index) {
+                    pattern_sources.insert(index, source);
                 }
             }
             nodes.push((index, built.lifecycle));
@@ -228,6 +240,7 @@ impl StreamTask {
             dir,
             nodes,
             queues,
+            pattern_sources,
             initialized: false,
             max_task_idle_ms: env.max_task_idle_ms,
         };
@@ -338,6 +351,19 @@ impl StreamTask {
     /// Whether a processor asked for a commit.
     pub(crate) fn commit_requested(&self) -> bool {
         self.ctx.commit_requested
+    }
+
+    /// Reads `topic` too, through the pattern source `node`: the test driver's topics matched
+    /// by a pattern as records of them are piped.
+    #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
+    pub(crate) fn add_pattern_topic(&mut self, node: usize, topic: &str) {
+        let partition = self.id.partition;
+        if let Some(source) = self.pattern_sources.get(&node) {
+            if !self.queues.iter().any(|q| q.topic == topic) {
+                self.queues.push(RecordQueue::new(topic.to_string(), partition, source.clone()));
+                self.queues.sort_by(|a, b| a.topic.cmp(&b.topic));
+            }
+        }
     }
 
     /// Queues raw records of one of the task's input partitions.

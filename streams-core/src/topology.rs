@@ -51,7 +51,11 @@ pub(crate) struct Subtopology {
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
-    copartition_groups: Vec<Vec<TopicName>>,
+    /// Sources whose inputs must be co-partitioned (a join's), as sets of source node indices:
+    /// their topics are known only once pattern sources are resolved.
+    copartition_groups: Vec<BTreeSet<usize>>,
+    /// Sources that subscribe by pattern, by node index.
+    source_patterns: BTreeMap<usize, SourcePattern>,
     global_stores: Vec<GlobalStoreSpec>,
     /// Repartition topics created with a partition count of their own (`Repartitioned`).
     fixed_partitions: BTreeMap<TopicName, i32>,
@@ -86,6 +90,32 @@ impl AutoOffsetReset {
             "error" | "none" => Some(AutoOffsetReset::Fail),
             _ => None,
         }
+    }
+}
+
+/// A source's topic pattern: the regex as written and compiled to match whole names, as
+/// Java's `Pattern.matcher(topic).matches()` does.
+#[derive(Clone)]
+pub(crate) struct SourcePattern {
+    text: String,
+    regex: regex::Regex,
+}
+
+impl fmt::Display for SourcePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl SourcePattern {
+    fn new(text: &str) -> Result<Self> {
+        let regex = regex::Regex::new(&format!("^(?:{text})$"))
+            .map_err(|e| StreamsError::Topology(format!("invalid topic pattern `{text}`: {e}")))?;
+        Ok(SourcePattern { text: text.to_string(), regex })
+    }
+
+    pub(crate) fn matches(&self, topic: &str) -> bool {
+        self.regex.is_match(topic)
     }
 }
 
@@ -125,6 +155,19 @@ impl Topology {
     ) -> Result<&mut Self> {
         let topics = topics.iter().map(|t| TopicName::external(*t)).collect();
         self.add_source_node(name, topics, Arc::new(key_serde), Arc::new(value_serde), false, Some(Arc::new(extractor)))
+    }
+
+    /// Adds a source reading every topic whose whole name matches `pattern` (a regex), as
+    /// Kafka Streams' `addSource(name, Pattern)`. The pattern is matched against the cluster's
+    /// topics when the application starts; topics created later are not picked up.
+    pub fn add_source_pattern<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<&mut Self> {
+        self.add_pattern_source_node(name, pattern, Arc::new(key_serde), Arc::new(value_serde), None)
     }
 
     /// Gives source `source` its own offset reset policy.
@@ -254,6 +297,143 @@ impl Topology {
             NodeKind::Source { topics } if topics.contains(topic) => Some(n.name.as_str()),
             _ => None,
         })
+    }
+
+    /// Adds a source node after checking that no other source reads its topics (or, for a
+    /// pattern source, any topic its pattern matches).
+    fn add_checked_source<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: Vec<TopicName>,
+        pattern: Option<SourcePattern>,
+        factory: SourceFactory<K, V>,
+    ) -> Result<&mut Self> {
+        for topic in &topics {
+            if let Some(other) = self.source_of(topic) {
+                return Err(StreamsError::Topology(format!(
+                    "topic `{topic}` is already read by source `{other}`; a topic can feed one source only"
+                )));
+            }
+            if let Some((node, p)) = self.source_patterns.iter().find(|(_, p)| !topic.is_internal() && p.matches(topic.name())) {
+                return Err(StreamsError::Topology(format!(
+                    "topic `{topic}` matches the pattern `{}` of source `{}`; a topic can feed one source only",
+                    p.text, self.nodes[*node].name
+                )));
+            }
+        }
+        if let Some(pattern) = &pattern {
+            let named = self.nodes.iter().find_map(|n| match &n.kind {
+                NodeKind::Source { topics } => topics.iter().find(|t| !t.is_internal() && pattern.matches(t.name())).map(|t| (n, t)),
+                _ => None,
+            });
+            if let Some((node, topic)) = named {
+                return Err(StreamsError::Topology(format!(
+                    "the pattern `{}` matches topic `{topic}`, already read by source `{}`; a topic can feed one source only",
+                    pattern.text, node.name
+                )));
+            }
+        }
+        let index = self.nodes.len();
+        self.add_node(name, NodeKind::Source { topics }, &[], Arc::new(factory))?;
+        if let Some(pattern) = pattern {
+            self.source_patterns.insert(index, pattern);
+        }
+        Ok(self)
+    }
+
+    /// Whether a source subscribes by pattern.
+    pub(crate) fn has_source_patterns(&self) -> bool {
+        !self.source_patterns.is_empty()
+    }
+
+    /// The pattern sources, by node index.
+    pub(crate) fn source_patterns(&self) -> impl Iterator<Item = (usize, &SourcePattern)> + '_ {
+        self.source_patterns.iter().map(|(i, p)| (*i, p))
+    }
+
+    /// Whether `topic` is one a pattern source of this application may read: not a broker
+    /// internal topic (`__` prefix), not one of the application's own internal topics, and not
+    /// a global store's.
+    pub(crate) fn pattern_may_match(&self, application_id: &str, topic: &str) -> bool {
+        !topic.starts_with("__")
+            && !topic.starts_with(&format!("{application_id}-"))
+            && !self.global_stores.iter().any(|g| g.topic == topic)
+    }
+
+    /// The topology with each pattern source reading the topics of `topics` its pattern
+    /// matches (added to those it reads already). A topic that two patterns match is an error;
+    /// with `require_match`, so is a pattern that matches none
+    /// ([`StreamsError::MissingSourceTopics`] naming it).
+    pub(crate) fn with_pattern_topics<'a>(
+        &self,
+        application_id: &str,
+        topics: impl IntoIterator<Item = &'a str>,
+        require_match: bool,
+    ) -> Result<Topology> {
+        let mut resolved = self.clone();
+        let candidates: Vec<&str> = topics.into_iter().filter(|t| self.pattern_may_match(application_id, t)).collect();
+        let mut matched_by: BTreeMap<&str, usize> = BTreeMap::new();
+        for (&index, pattern) in &self.source_patterns {
+            let mut matched = Vec::new();
+            for &topic in candidates.iter().filter(|t| pattern.matches(t)) {
+                let named = TopicName::external(topic);
+                if self.source_of(&named).is_some_and(|n| n != self.nodes[index].name) {
+                    continue;
+                }
+                if let Some(other) = matched_by.insert(topic, index) {
+                    return Err(StreamsError::Topology(format!(
+                        "topic `{topic}` matches the patterns of sources `{}` and `{}`; a topic can feed one source only",
+                        self.nodes[other].name, self.nodes[index].name
+                    )));
+                }
+                matched.push(named);
+            }
+            if require_match && matched.is_empty() {
+                return Err(StreamsError::MissingSourceTopics(vec![format!("(pattern `{}`)", pattern.text)]));
+            }
+            if let NodeKind::Source { topics } = &mut resolved.nodes[index].kind {
+                for topic in matched {
+                    if !topics.contains(&topic) {
+                        topics.push(topic);
+                    }
+                }
+                topics.sort();
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// The source node indices behind `node` (itself, if it is a source).
+    fn source_nodes_of(&self, node: &str) -> Result<BTreeSet<usize>> {
+        let mut sources = BTreeSet::new();
+        let mut stack = vec![self.index_of(node)?];
+        let mut seen = BTreeSet::new();
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            if matches!(self.nodes[i].kind, NodeKind::Source { .. }) {
+                sources.insert(i);
+            }
+            stack.extend(&self.nodes[i].parents);
+        }
+        Ok(sources)
+    }
+
+    /// Each co-partition group's topics, as its sources read them now.
+    fn copartition_topic_groups(&self) -> Vec<Vec<TopicName>> {
+        self.copartition_groups
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .flat_map(|&i| match &self.nodes[i].kind {
+                        NodeKind::Source { topics } => topics.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     fn index_of(&self, name: &str) -> Result<usize> {
@@ -387,7 +567,7 @@ impl Topology {
             return Err(StreamsError::Topology("the topology has no nodes".into()));
         }
         for sub in self.subtopologies() {
-            if sub.source_topics.is_empty() {
+            if sub.source_topics.is_empty() && !sub.nodes.iter().any(|i| self.source_patterns.contains_key(i)) {
                 let names: Vec<&str> = sub.nodes.iter().map(|&i| self.nodes[i].name.as_str()).collect();
                 return Err(StreamsError::Topology(format!("nodes {names:?} are not reachable from any source")));
             }
@@ -451,7 +631,11 @@ impl Topology {
                 match &node.kind {
                     NodeKind::Source { topics } => {
                         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-                        out.push_str(&format!("    Source: {} (topics: [{}])\n", node.name, topics.join(", ")));
+                        match self.source_patterns.get(&i) {
+                            // Kafka Streams prints the pattern itself.
+                            Some(pattern) => out.push_str(&format!("    Source: {} (topics: {})\n", node.name, pattern.text)),
+                            None => out.push_str(&format!("    Source: {} (topics: [{}])\n", node.name, topics.join(", "))),
+                        }
                         out.push_str(&format!("      --> {}\n", names(&node.children)));
                     }
                     NodeKind::Processor => {
@@ -517,14 +701,21 @@ pub trait InternalTopologyBuilder {
     ) -> Result<&mut Self>;
     /// Renames a node that has no children yet (Kafka Streams' `Named` on a DSL operator).
     fn rename_node(&mut self, from: &str, to: &str) -> Result<()>;
-    /// Declares that `topics` must have the same partition count, as the inputs of a join must:
-    /// records with one key then meet in one task.
-    fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self;
+    /// Adds a source reading the topics `pattern` matches ([`Topology::add_source_pattern`]).
+    fn add_pattern_source_node<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    ) -> Result<&mut Self>;
+    /// Declares that the source topics behind `nodes` must have the same partition count, as
+    /// the inputs of a join must: records with one key then meet in one task.
+    fn add_copartition_group(&mut self, nodes: &[&str]) -> Result<&mut Self>;
     /// Creates the internal topic `topic` with `partitions` partitions instead of the task count
     /// of the sub-topology that writes it (`Repartitioned::with_number_of_partitions`).
     fn set_partition_count(&mut self, topic: &TopicName, partitions: i32) -> &mut Self;
-    /// The source topics that feed `node`, directly or through its ancestors.
-    fn source_topics_of(&self, node: &str) -> Result<Vec<TopicName>>;
     /// Tasks per sub-topology and partitions of every internal topic (repartition and changelog),
     /// given the partition counts of the user's source topics.
     ///
@@ -551,13 +742,6 @@ impl InternalTopologyBuilder for Topology {
         if topics.is_empty() {
             return Err(StreamsError::Topology(format!("source `{name}` must read at least one topic")));
         }
-        for topic in &topics {
-            if let Some(other) = self.source_of(topic) {
-                return Err(StreamsError::Topology(format!(
-                    "topic `{topic}` is already read by source `{other}`; a topic can feed one source only"
-                )));
-            }
-        }
         let timestamp_extractor = timestamp_extractor.or_else(|| {
             topics
                 .iter()
@@ -565,7 +749,26 @@ impl InternalTopologyBuilder for Topology {
                 .then(|| Arc::new(BuiltinTimestampExtractor::FailOnInvalid) as Arc<dyn TimestampExtractor<K, V>>)
         });
         let factory = SourceFactory { key_serde, value_serde, skip_null_keys, timestamp_extractor };
-        self.add_node(name, NodeKind::Source { topics }, &[], Arc::new(factory))
+        self.add_checked_source(name, topics, None, factory)
+    }
+
+    fn add_pattern_source_node<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    ) -> Result<&mut Self> {
+        let pattern = SourcePattern::new(pattern)?;
+        if let Some((node, _)) = self.source_patterns.iter().find(|(_, p)| p.text == pattern.text) {
+            return Err(StreamsError::Topology(format!(
+                "the pattern `{}` is already read by source `{}`",
+                pattern.text, self.nodes[*node].name
+            )));
+        }
+        let factory = SourceFactory { key_serde, value_serde, skip_null_keys: false, timestamp_extractor };
+        self.add_checked_source(name, Vec::new(), Some(pattern), factory)
     }
 
     fn add_processor_node<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static>(
@@ -621,9 +824,13 @@ impl InternalTopologyBuilder for Topology {
         Ok(())
     }
 
-    fn add_copartition_group(&mut self, topics: &[TopicName]) -> &mut Self {
-        self.copartition_groups.push(topics.to_vec());
-        self
+    fn add_copartition_group(&mut self, nodes: &[&str]) -> Result<&mut Self> {
+        let mut group = BTreeSet::new();
+        for node in nodes {
+            group.extend(self.source_nodes_of(node)?);
+        }
+        self.copartition_groups.push(group);
+        Ok(self)
     }
 
     fn set_partition_count(&mut self, topic: &TopicName, partitions: i32) -> &mut Self {
@@ -631,29 +838,9 @@ impl InternalTopologyBuilder for Topology {
         self
     }
 
-    fn source_topics_of(&self, node: &str) -> Result<Vec<TopicName>> {
-        let start = self
-            .nodes
-            .iter()
-            .position(|n| n.name == node)
-            .ok_or_else(|| StreamsError::Topology(format!("no node named `{node}`")))?;
-        let mut topics = Vec::new();
-        let mut stack = vec![start];
-        let mut seen = BTreeSet::new();
-        while let Some(i) = stack.pop() {
-            if !seen.insert(i) {
-                continue;
-            }
-            if let NodeKind::Source { topics: t } = &self.nodes[i].kind {
-                topics.extend(t.iter().cloned());
-            }
-            stack.extend(&self.nodes[i].parents);
-        }
-        Ok(topics)
-    }
-
     fn partition_counts(&self, application_id: &str, external: impl Fn(&str) -> i32) -> PartitionCounts {
         let subs = self.subtopologies();
+        let copartition_groups = self.copartition_topic_groups();
         let mut tasks: BTreeMap<u32, i32> = BTreeMap::new();
         let mut internal: BTreeMap<String, i32> = BTreeMap::new();
         // Writers usually come before readers; iterate to a fixed point for the rest.
@@ -679,7 +866,7 @@ impl InternalTopologyBuilder for Topology {
             }
             // A repartition topic joined with user topics takes their partition count, so the
             // join's inputs are co-partitioned.
-            for group in &self.copartition_groups {
+            for group in &copartition_groups {
                 let external_max = group
                     .iter()
                     .filter(|t| !t.is_internal())
@@ -704,7 +891,7 @@ impl InternalTopologyBuilder for Topology {
     }
 
     fn check_copartitioning(&self, application_id: &str, partitions: impl Fn(&str) -> i32) -> Result<()> {
-        for group in &self.copartition_groups {
+        for group in &self.copartition_topic_groups() {
             // Repartition topics are created with the count of the user topics they join,
             // unless their count was set.
             let counted: Vec<(String, i32)> = group
@@ -803,10 +990,46 @@ Processor: upper (stores: [])\n      --> sink\n      <-- src\n    Sink: sink (to
     #[test]
     fn copartition_groups_need_equal_partition_counts() {
         let mut t = Topology::new();
-        t.add_copartition_group(&[TopicName::external("a"), TopicName::external("b")]);
+        t.add_source::<String, String>("a", &["a"], Serdes::string(), Serdes::string()).unwrap();
+        t.add_source::<String, String>("b", &["b"], Serdes::string(), Serdes::string()).unwrap();
+        t.add_copartition_group(&["a", "b"]).unwrap();
         assert!(t.check_copartitioning("app", |_| 4).is_ok());
         let err = t.check_copartitioning("app", |t| if t == "a" { 4 } else { 2 }).unwrap_err().to_string();
         assert!(err.contains("Topics not co-partitioned: [a (4), b (2)]"), "{err}");
+    }
+
+    #[test]
+    fn pattern_sources_resolve_to_the_matching_topics() {
+        let mut t = Topology::new();
+        t.add_source_pattern::<String, String>("src", "orders-.*", Serdes::string(), Serdes::string()).unwrap();
+        t.add_processor("upper", || Upper, &["src"]).unwrap();
+        t.add_sink::<String, String>("sink", "orders-out", Serdes::string(), Serdes::string(), &["upper"]).unwrap();
+        t.validate().unwrap();
+        assert!(t.describe().to_string().contains("Source: src (topics: orders-.*)\n"), "{}", t.describe());
+        let topics = ["orders-eu", "orders-us", "orders", "__consumer_offsets", "app-orders-x-changelog", "xorders-eu"];
+        let resolved = t.with_pattern_topics("app", topics, true).unwrap();
+        let names: Vec<String> = resolved.subtopologies()[0].source_topics.iter().map(|t| t.to_string()).collect();
+        // Whole names only; the application's own internal topics and the broker's are never matched.
+        assert_eq!(names, ["orders-eu", "orders-us"]);
+        let err = t.with_pattern_topics("app", ["payments"], true).unwrap_err();
+        assert!(matches!(err, StreamsError::MissingSourceTopics(_)) && err.to_string().contains("orders-.*"), "{err}");
+        assert!(t.with_pattern_topics("app", ["payments"], false).is_ok(), "the test driver matches topics as they are piped");
+    }
+
+    #[test]
+    fn a_topic_feeds_one_source_whether_named_or_matched() {
+        let mut t = Topology::new();
+        t.add_source_pattern::<String, String>("p", "in-.*", Serdes::string(), Serdes::string()).unwrap();
+        let err = t.add_source::<String, String>("named", &["in-1"], Serdes::string(), Serdes::string()).unwrap_err();
+        assert!(err.to_string().contains("matches the pattern `in-.*` of source `p`"), "{err}");
+        t.add_source::<String, String>("other", &["other"], Serdes::string(), Serdes::string()).unwrap();
+        let err = t.add_source_pattern::<String, String>("q", "oth.*", Serdes::string(), Serdes::string()).unwrap_err();
+        assert!(err.to_string().contains("already read by source `other`"), "{err}");
+        assert!(t.add_source_pattern::<String, String>("q", "in-.*", Serdes::string(), Serdes::string()).is_err(), "the same pattern twice");
+        assert!(t.add_source_pattern::<String, String>("q", "in-(", Serdes::string(), Serdes::string()).is_err(), "not a regex");
+        t.add_source_pattern::<String, String>("q", "in-1.*", Serdes::string(), Serdes::string()).unwrap();
+        let err = t.with_pattern_topics("app", ["in-10"], true).unwrap_err();
+        assert!(err.to_string().contains("matches the patterns of sources `p` and `q`"), "{err}");
     }
 
     #[test]

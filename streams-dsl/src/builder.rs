@@ -4,7 +4,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use streams_core::state::{GlobalStoreSpec, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, ValueAndTimestampSerde};
+use streams_core::state::{
+    GlobalStoreSpec, KeyValueBytesStoreSupplier, KeyValueStoreBuilder, ValueAndTimestampSerde, VersionedKeyValueStoreBuilder,
+};
 use streams_core::internals::{InternalTopologyBuilder, TopicName};
 use streams_core::{
     BoxError, BuiltinTimestampExtractor, ConsumedRecord, Result, SerdeRef, Serdes, StoreBuilder, StreamsError,
@@ -14,7 +16,7 @@ use streams_core::{
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Consumed, Materialized};
-use crate::processors::table::TableSource;
+use crate::processors::table::{TableSource, VersionedTableSource};
 
 /// Shared state of one builder: the topology being written and the name counter.
 pub(crate) struct BuilderState {
@@ -74,6 +76,11 @@ pub(crate) fn table_store<K: 'static, V: 'static>(
     key_serde: Option<SerdeRef<K>>,
     value_serde: Option<SerdeRef<V>>,
 ) -> Option<KeyValueStoreBuilder<K, ValueAndTimestamp<V>>> {
+    if materialized.versioned.is_some() {
+        let message = format!("store `{name}`: only source tables (StreamsBuilder::table) are materialized in a versioned store");
+        state.borrow_mut().fail(StreamsError::Topology(message));
+        return None;
+    }
     let key_serde = require_serde(state, materialized.key_serde.clone().or(key_serde), &format!("store `{name}`"))?;
     let value_serde =
         require_serde(state, materialized.value_serde.clone().or(value_serde), &format!("store `{name}`"))?;
@@ -160,13 +167,32 @@ impl StreamsBuilder {
         topics: &[&str],
         consumed: Consumed<K, V>,
     ) -> KStream<K, V> {
+        let topics: Vec<TopicName> = topics.iter().map(|t| TopicName::external(*t)).collect();
+        self.source_stream(consumed, |t, name, ks, vs, extractor| t.add_source_node(name, topics, ks, vs, false, extractor).map(|_| ()))
+    }
+
+    /// A stream of the records of every topic whose whole name matches `pattern` (a regex), as
+    /// Kafka Streams' `stream(Pattern)`. The pattern is matched against the cluster's topics
+    /// when the application starts (none matching is an error); topics created later are not
+    /// picked up. The application's own internal topics and broker topics (`__` prefix) are
+    /// never matched.
+    pub fn stream_pattern<K: Clone + 'static, V: Clone + 'static>(&self, pattern: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+        self.source_stream(consumed, |t, name, ks, vs, extractor| t.add_pattern_source_node(name, pattern, ks, vs, extractor).map(|_| ()))
+    }
+
+    /// A stream from the source node `add` adds with the serdes, extractor and offset reset of
+    /// `consumed`.
+    fn source_stream<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        consumed: Consumed<K, V>,
+        add: impl FnOnce(&mut Topology, &str, SerdeRef<K>, SerdeRef<V>, Option<Arc<dyn TimestampExtractor<K, V>>>) -> Result<()>,
+    ) -> KStream<K, V> {
         let mut state = self.state.borrow_mut();
         let name = consumed.name.clone().unwrap_or_else(|| state.new_name("KSTREAM-SOURCE-"));
-        let topics: Vec<TopicName> = topics.iter().map(|t| TopicName::external(*t)).collect();
         let (ks, vs) = (consumed.key_serde.clone(), consumed.value_serde.clone());
         let extractor = consumed.timestamp_extractor.clone();
         state.apply(|t| {
-            t.add_source_node(&name, topics, ks, vs, false, extractor)?;
+            add(t, &name, ks, vs, extractor)?;
             if let Some(reset) = consumed.offset_reset {
                 t.set_offset_reset(&name, reset)?;
             }
@@ -192,13 +218,18 @@ impl StreamsBuilder {
             None => state.new_name(&format!("{topic}-STATE-STORE-")),
         };
         drop(state);
-        let builder = table_store(
-            &self.state,
-            &materialized,
-            &store,
-            Some(consumed.key_serde.clone()),
-            Some(consumed.value_serde.clone()),
-        );
+        let versioned = materialized.versioned.clone();
+        let builder: Option<Box<dyn FnOnce(&mut Topology, &str) -> Result<()>>> = match versioned.clone() {
+            Some(supplier) => {
+                let key_serde = materialized.key_serde.clone().unwrap_or_else(|| consumed.key_serde.clone());
+                let value_serde = materialized.value_serde.clone().unwrap_or_else(|| consumed.value_serde.clone());
+                let builder = VersionedKeyValueStoreBuilder::new(supplier, key_serde, value_serde);
+                let builder = if materialized.logging { builder.with_logging_enabled() } else { builder.with_logging_disabled() };
+                Some(Box::new(move |t, processor| t.add_state_store(builder, &[processor]).map(drop)))
+            }
+            None => table_store(&self.state, &materialized, &store, Some(consumed.key_serde.clone()), Some(consumed.value_serde.clone()))
+                .map(|builder| Box::new(move |t: &mut Topology, processor: &str| t.add_state_store(builder, &[processor]).map(drop)) as _),
+        };
         let value_serde: SerdeRef<Option<V>> = Arc::new(Serdes::nullable(consumed.value_serde.clone()));
         let topics = vec![TopicName::external(topic)];
         let key_serde = consumed.key_serde.clone();
@@ -210,20 +241,25 @@ impl StreamsBuilder {
             if let Some(reset) = consumed.offset_reset {
                 t.set_offset_reset(&source, reset)?;
             }
-            t.add_processor(&processor, move || TableSource::<K, V, Option<V>>::processor(&store_name), &[&source])?;
-            if let Some(builder) = builder {
-                t.add_state_store(builder, &[&processor])?;
+            match versioned {
+                Some(_) => t.add_processor(&processor, move || VersionedTableSource::<K, V>::processor(&store_name), &[&source])?,
+                None => t.add_processor(&processor, move || TableSource::<K, V, Option<V>>::processor(&store_name), &[&source])?,
+            };
+            if let Some(add_store) = builder {
+                add_store(t, &processor)?;
             }
             Ok(())
         });
         drop(state);
-        KTable::new(
+        let mut table = KTable::new(
             self.state.clone(),
             processor,
             Some(consumed.key_serde),
             Some(consumed.value_serde),
             Some(store),
-        )
+        );
+        table.versioned = materialized.versioned.as_ref().map(|s| s.history_retention().as_millis().min(i64::MAX as u128) as i64);
+        table
     }
 
     /// A table of every partition of `topic`, copied in full into each instance and filled before

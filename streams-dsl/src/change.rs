@@ -9,12 +9,20 @@ pub struct Change<V> {
     pub new_value: Option<V>,
     /// The value before the update.
     pub old_value: Option<V>,
+    /// Whether the update is the row's latest: false for an out-of-order update of a
+    /// versioned table (an older version filled in), which table-table joins skip (KIP-914).
+    pub is_latest: bool,
 }
 
 impl<V> Change<V> {
-    /// A change from `old_value` to `new_value`.
+    /// A change from `old_value` to `new_value`, the row's latest.
     pub fn new(new_value: Option<V>, old_value: Option<V>) -> Self {
-        Change { new_value, old_value }
+        Change { new_value, old_value, is_latest: true }
+    }
+
+    /// The same update with other values (a filter's or a mapper's), as latest as this one.
+    pub(crate) fn derive<V2>(&self, new_value: Option<V2>, old_value: Option<V2>) -> Change<V2> {
+        Change { new_value, old_value, is_latest: self.is_latest }
     }
 
     /// Neither value: the delete of a row that was not there.
@@ -72,7 +80,7 @@ impl<V: 'static> Serde<Change<V>> for ChangeSerde<V> {
         } else {
             return Err(SerdeError::new("trailing bytes after Change"));
         };
-        Ok(Change { new_value, old_value })
+        Ok(Change::new(new_value, old_value))
     }
 }
 

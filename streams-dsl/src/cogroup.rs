@@ -163,11 +163,7 @@ impl<K: Clone + 'static, VA: Clone + 'static> CogroupedKStream<K, VA> {
                 t.add_state_store(builder, &parents)?;
             }
             t.add_processor(&merge, pass_through::<KOut, VA>(), &parents)?;
-            let mut topics = Vec::new();
-            for node in &parents {
-                topics.extend(t.source_topics_of(node)?);
-            }
-            t.add_copartition_group(&topics);
+            t.add_copartition_group(&parents)?;
             Ok(())
         });
         (merge, store_name)

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use streams_core::state::KeyValueStoreBuilder;
 use streams_core::internals::{InternalTopologyBuilder, TopicName};
-use streams_core::{SerdeRef, Serdes, Stores};
+use streams_core::{SerdeRef, Serdes, Stores, StreamsError};
 
 use crate::builder::{repartition, require_serde, table_store, GlobalKTable, Shared};
 use crate::change::Change;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
-use crate::options::Materialized;
+use crate::options::{Joined, Materialized};
 use crate::processors::fk_join::{
     CombinedKey, CombinedKeySerde, FkJoiner, Response, ResponseJoin, ResponseSerde, RightChange, Subscription,
     SubscriptionReceive, SubscriptionSend, SubscriptionSerde,
@@ -90,14 +90,7 @@ enum JoinKind {
 /// Declares that the source topics behind `nodes` must be co-partitioned.
 fn copartition(state: &Shared, nodes: &[&str]) {
     let mut state = state.borrow_mut();
-    state.apply(|t| {
-        let mut topics: Vec<TopicName> = Vec::new();
-        for node in nodes {
-            topics.extend(t.source_topics_of(node)?);
-        }
-        t.add_copartition_group(&topics);
-        Ok(())
-    });
+    state.apply(|t| t.add_copartition_group(nodes).map(|_| ()));
 }
 
 impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
@@ -286,21 +279,73 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         table: &KTable<K, V2>,
         left: bool,
         joiner: Joiner<K, V1, V2, VOut>,
+        joined: Joined<K, V1>,
     ) -> KStream<K, VOut> {
         let stream = self.repartitioned_for_join("KSTREAM-JOIN", table.key_serde.clone(), None);
-        let Some((table_node, store)) = table.materialized() else {
+        // A versioned table is read as of each stream record's time, in its own store.
+        let versioned = table.versioned.is_some();
+        let materialized = match (versioned, &table.store_name) {
+            (true, Some(store)) => Some((table.node.clone(), store.clone())),
+            _ => table.materialized(),
+        };
+        let Some((table_node, store)) = materialized else {
             return KStream::new(self.state.clone(), stream, None, None, false);
         };
-        let name = self.state.borrow_mut().new_name(if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" });
+        let name = match &joined.name {
+            Some(name) => name.clone(),
+            None => self.state.borrow_mut().new_name(if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" }),
+        };
+        let buffer = match joined.grace {
+            Some(grace) => match self.grace_buffer(&name, table.versioned, grace, &joined) {
+                Some(buffer) => Some(buffer),
+                None => return KStream::new(self.state.clone(), stream, None, None, false),
+            },
+            None => None,
+        };
         let store_name = store.clone();
         self.state.borrow_mut().apply(|t| {
-            let supplier = move || StreamTableJoin::processor(&store_name, left, joiner.clone());
+            let spec = buffer.as_ref().map(|(store, grace, serdes, _)| (store.clone(), *grace, serdes.clone()));
+            let supplier = move || StreamTableJoin::processor(&store_name, versioned, spec.clone(), left, joiner.clone());
             t.add_processor(&name, supplier, &[&stream])?;
             t.connect_processor_and_state_store(&name, &store)?;
+            if let Some((_, _, _, builder)) = buffer {
+                t.add_state_store(builder, &[&name])?;
+            }
             Ok(())
         });
         copartition(&self.state, &[&stream, &table_node]);
         KStream::new(self.state.clone(), name, self.key_serde.clone(), None, false)
+    }
+
+    /// The buffer of a stream-table join with a grace period: its store name and builder, the
+    /// grace in ms and the serdes of the records it holds; `None` (and a build error) unless the
+    /// table is versioned with at least that much history and the stream's serdes are known.
+    #[allow(clippy::type_complexity)]
+    fn grace_buffer(
+        &self,
+        name: &str,
+        history_ms: Option<i64>,
+        grace: std::time::Duration,
+        joined: &Joined<K, V1>,
+    ) -> Option<(String, i64, (SerdeRef<K>, SerdeRef<V1>), KeyValueStoreBuilder<Vec<u8>, Vec<u8>>)> {
+        let grace_ms = grace.as_millis().min(i64::MAX as u128) as i64;
+        let error = match history_ms {
+            None => Some(format!("join `{name}`: a grace period needs a versioned table (Materialized::as_versioned)")),
+            Some(history) if history < grace_ms => {
+                Some(format!("join `{name}`: the table's history retention ({history} ms) must be at least the grace period ({grace_ms} ms)"))
+            }
+            Some(_) => None,
+        };
+        if let Some(message) = error {
+            self.state.borrow_mut().fail(StreamsError::Topology(message));
+            return None;
+        }
+        let store = format!("{name}-Buffer");
+        let what = format!("store `{store}`");
+        let key_serde = require_serde(&self.state, joined.key_serde.clone().or(self.key_serde.clone()), &what)?;
+        let value_serde = require_serde(&self.state, joined.value_serde.clone().or(self.value_serde.clone()), &what)?;
+        let builder = Stores::key_value_store_builder(Stores::persistent_key_value_store(&store), Serdes::bytes(), Serdes::bytes());
+        Some((store, grace_ms, (key_serde, value_serde), builder))
     }
 
     fn global_join<GK: 'static, GV: 'static, VOut: Clone + 'static>(
@@ -383,7 +428,19 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         table: &KTable<K, V2>,
         joiner: impl Fn(&K, &V1, &V2) -> VOut + Send + Sync + 'static,
     ) -> KStream<K, VOut> {
-        self.table_join(table, false, Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r.expect("inner join"))))
+        self.table_join(table, false, Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r.expect("inner join"))), Joined::new())
+    }
+
+    /// As [`join_table`](Self::join_table), with the options of `joined`: a name, and a grace
+    /// period (over a versioned table) for which each stream record waits for late table
+    /// updates before it is joined, in timestamp order.
+    pub fn join_table_with<V2: Clone + 'static, VOut: Clone + 'static>(
+        &self,
+        table: &KTable<K, V2>,
+        joiner: impl Fn(&V1, &V2) -> VOut + Send + Sync + 'static,
+        joined: Joined<K, V1>,
+    ) -> KStream<K, VOut> {
+        self.table_join(table, false, Arc::new(move |_, l, r| joiner(l.expect("stream value"), r.expect("inner join"))), joined)
     }
 
     /// As [`join_table`](Self::join_table), but records without a table value give
@@ -402,15 +459,27 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
         table: &KTable<K, V2>,
         joiner: impl Fn(&K, &V1, Option<&V2>) -> VOut + Send + Sync + 'static,
     ) -> KStream<K, VOut> {
-        self.table_join(table, true, Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r)))
+        self.table_join(table, true, Arc::new(move |k, l, r| joiner(k, l.expect("stream value"), r)), Joined::new())
+    }
+
+    /// As [`left_join_table`](Self::left_join_table), with the options of `joined` (see
+    /// [`join_table_with`](Self::join_table_with)).
+    pub fn left_join_table_with<V2: Clone + 'static, VOut: Clone + 'static>(
+        &self,
+        table: &KTable<K, V2>,
+        joiner: impl Fn(&V1, Option<&V2>) -> VOut + Send + Sync + 'static,
+        joined: Joined<K, V1>,
+    ) -> KStream<K, VOut> {
+        self.table_join(table, true, Arc::new(move |_, l, r| joiner(l.expect("stream value"), r)), joined)
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     /// The node whose output is this table and the store that holds its current values,
     /// materializing the table if it is not.
+    /// A versioned table gets a copy of its latest rows (table-table joins read those).
     pub(crate) fn materialized(&self) -> Option<(String, String)> {
-        if let Some(store) = &self.store_name {
+        if let Some(store) = self.store_name.as_ref().filter(|_| self.versioned.is_none()) {
             return Some((self.node.clone(), store.clone()));
         }
         let (name, store) = {
@@ -456,15 +525,16 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         };
         let (j1, j2) = (joiner.clone(), joiner);
         let (s1, s2) = (other_store.clone(), this_store.clone());
+        let (v1, v2) = (self.versioned.is_some(), other.versioned.is_some());
         self.state.borrow_mut().apply(|t| {
             t.add_processor(
                 &this_name,
-                move || TableTableJoin::<K, V, V2, V, V2, VOut>::processor(&s1, as_left, emits, j1.clone()),
+                move || TableTableJoin::<K, V, V2, V, V2, VOut>::processor(&s1, as_left, emits, v1, j1.clone()),
                 &[&this_node],
             )?;
             t.add_processor(
                 &other_name,
-                move || TableTableJoin::<K, V2, V, V, V2, VOut>::processor(&s2, as_right, emits, j2.clone()),
+                move || TableTableJoin::<K, V2, V, V, V2, VOut>::processor(&s2, as_right, emits, v2, j2.clone()),
                 &[&other_node],
             )?;
             t.connect_processor_and_state_store(&this_name, &other_store)?;

@@ -29,6 +29,8 @@ pub struct KTable<K, V> {
     pub(crate) store_name: Option<String>,
     /// Set on windowed tables: when a key's window closes.
     pub(crate) windowing: Option<Windowing<K>>,
+    /// Set when `store_name` is a versioned store (a source table's): its history retention, ms.
+    pub(crate) versioned: Option<i64>,
 }
 
 /// How a windowed table's windows close: at the key's window end plus the grace period.
@@ -58,7 +60,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         value_serde: Option<SerdeRef<V>>,
         store_name: Option<String>,
     ) -> Self {
-        KTable { state, node, key_serde, value_serde, store_name, windowing: None }
+        KTable { state, node, key_serde, value_serde, store_name, windowing: None, versioned: None }
     }
 
     /// The name of the store that materializes this table, if any (for interactive queries and tests).
@@ -109,7 +111,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 let keep = |v: Option<V>| v.filter(|v| predicate(&r.key, v));
                 // A row that neither matched nor matches is still a (no-op) delete downstream,
                 // as in Kafka Streams; consumers that keep state ignore it.
-                let change = Change::new(keep(r.value.new_value.clone()), keep(r.value.old_value.clone()));
+                let change = r.value.derive(keep(r.value.new_value.clone()), keep(r.value.old_value.clone()));
                 ctx.forward(r.with_value(change))
             },
             self.value_serde.clone(),
@@ -127,7 +129,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             "KTABLE-MAPVALUES-",
             move |ctx, r: Record<K, Change<V>>| {
                 let change = r.value.clone();
-                let change = Change::new(change.new_value.map(&mapper), change.old_value.map(&mapper));
+                let change = r.value.derive(change.new_value.map(&mapper), change.old_value.map(&mapper));
                 ctx.forward(r.with_value(change))
             },
             None,

@@ -42,7 +42,7 @@ pub use cogroup::{CogroupedKStream, SessionWindowedCogroupedKStream, TimeWindowe
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
-pub use options::{Branched, Consumed, Grouped, Materialized, Named, Printed, Produced, Repartitioned};
+pub use options::{Branched, Consumed, Grouped, Joined, Materialized, Named, Printed, Produced, Repartitioned};
 pub use join::StreamJoined;
 pub use suppress::{BufferConfig, Suppressed};
 pub use windowed::{EmitStrategy, SessionWindowedKStream, TimeWindowedKStream};

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use streams_core::state::{KeyValueBytesStoreSupplier, SegmentedBytesStoreSupplier};
+use streams_core::state::{KeyValueBytesStoreSupplier, SegmentedBytesStoreSupplier, VersionedBytesStoreSupplier};
 use streams_core::{AutoOffsetReset, Serde, SerdeRef, StreamPartitioner, TimestampExtractor};
 
 use crate::kstream::KStream;
@@ -222,6 +222,8 @@ pub struct Materialized<K, V> {
     pub(crate) supplier: Option<KeyValueBytesStoreSupplier>,
     /// A window or session store of the user's (`as_window_supplier`).
     pub(crate) window_supplier: Option<SegmentedBytesStoreSupplier>,
+    /// A versioned store (`as_versioned`).
+    pub(crate) versioned: Option<VersionedBytesStoreSupplier>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -236,6 +238,7 @@ impl<K, V> Default for Materialized<K, V> {
             retention_ms: None,
             supplier: None,
             window_supplier: None,
+            versioned: None,
         }
     }
 }
@@ -262,6 +265,15 @@ impl<K, V> Materialized<K, V> {
     /// `Materialized.as(WindowBytesStoreSupplier)` and `as(SessionBytesStoreSupplier)`).
     pub fn as_window_supplier(supplier: SegmentedBytesStoreSupplier) -> Self {
         Materialized { store_name: Some(supplier.name().to_string()), window_supplier: Some(supplier), ..Self::default() }
+    }
+
+    /// A versioned store from `supplier` (Kafka Streams' `Materialized.as(VersionedBytesStoreSupplier)`):
+    /// a source table keeps each key's versions over the supplier's history retention, and a
+    /// stream joined with it reads the row as of each stream record's time. Versioned stores
+    /// are not cached. Only source tables ([`StreamsBuilder::table`](crate::StreamsBuilder::table))
+    /// take one here.
+    pub fn as_versioned(supplier: VersionedBytesStoreSupplier) -> Self {
+        Materialized { store_name: Some(supplier.name().to_string()), versioned: Some(supplier), caching: false, ..Self::default() }
     }
 
     /// A store with these serdes.
@@ -342,6 +354,54 @@ impl<K, V> fmt::Debug for Materialized<K, V> {
             .field("logging", &self.logging)
             .field("in_memory", &self.in_memory)
             .finish()
+    }
+}
+
+/// Options of a stream-table join (Kafka Streams' `Joined`): the join's name, and a grace
+/// period for which stream records wait, in a change-logged buffer, so that table updates up to
+/// that much older than the newest stream record still reach them (KIP-923; the table must be
+/// versioned, with a history retention of at least the grace period). The serdes are the
+/// buffer's, where the stream has none.
+pub struct Joined<K, V> {
+    pub(crate) name: Option<String>,
+    pub(crate) grace: Option<std::time::Duration>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+}
+
+impl<K, V> Default for Joined<K, V> {
+    fn default() -> Self {
+        Joined { name: None, grace: None, key_serde: None, value_serde: None }
+    }
+}
+
+impl<K, V> fmt::Debug for Joined<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Joined").field("name", &self.name).field("grace", &self.grace).finish()
+    }
+}
+
+impl<K, V> Joined<K, V> {
+    /// Defaults: a generated name, no grace period.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stream's key and value serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Joined { key_serde: Some(Arc::new(key_serde)), value_serde: Some(Arc::new(value_serde)), ..Self::default() }
+    }
+
+    /// A join named `name` (its buffer is `<name>-Buffer`).
+    pub fn as_(name: impl Into<String>) -> Self {
+        Joined { name: Some(name.into()), ..Self::default() }
+    }
+
+    /// Stream records wait until stream time passes their timestamp plus `grace`; records
+    /// older than that on arrival are joined at once.
+    pub fn with_grace_period(mut self, grace: std::time::Duration) -> Self {
+        self.grace = Some(grace);
+        self
     }
 }
 

@@ -50,6 +50,10 @@ pub(crate) fn window_store<K: 'static, VS: 'static>(
     sessions: bool,
 ) -> Option<WindowStoreBuilder<K, VS>> {
     let what = format!("store `{}`", supplier.name());
+    if materialized.versioned.is_some() {
+        state.borrow_mut().fail(StreamsError::Topology(format!("{what}: a versioned store cannot hold windows")));
+        return None;
+    }
     if sessions != supplier.is_session_store() {
         let (given, needed) = if supplier.is_session_store() { ("session", "window") } else { ("window", "session") };
         state.borrow_mut().fail(StreamsError::Topology(format!("{what}: a {given} store supplier where a {needed} store is needed")));

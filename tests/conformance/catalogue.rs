@@ -19,6 +19,7 @@ pub(crate) const GRACE: i64 = 5;
 pub(crate) const GAP: i64 = 5;
 pub(crate) const DIFFERENCE: i64 = 10;
 pub(crate) const TIME_LIMIT: i64 = 10;
+pub(crate) const HISTORY: i64 = 10;
 
 /// What an input topic holds, which decides what the generator writes to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,17 @@ fn strings(cache: bool) -> Materialized<String, String> {
 
 fn longs(cache: bool) -> Materialized<String, i64> {
     cached(Materialized::with(Serdes::string(), Serdes::i64()), cache)
+}
+
+/// A table in a versioned store keeping `HISTORY` ms of versions.
+fn versioned_table(b: &StreamsBuilder, topic: &str) -> KTable<String, String> {
+    let supplier = streams::Stores::persistent_versioned_key_value_store(format!("{topic}-versioned"), ms(HISTORY));
+    b.table(topic, Consumed::with(Serdes::string(), Serdes::string()), Materialized::as_versioned(supplier))
+}
+
+/// A stream-table join waiting `GRACE` ms for late table updates.
+fn grace_joined() -> Joined<String, String> {
+    Joined::with(Serdes::string(), Serdes::string()).with_grace_period(ms(GRACE))
 }
 
 fn to_out(table: KTable<String, String>) {
@@ -488,6 +500,20 @@ pub(crate) fn catalogue() -> Vec<Entry> {
         let joined = StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string());
         let (l, r) = (stream(b, "l"), stream(b, "r"));
         stream_out(l.outer_join_with_key(&r, |k, a, b| format!("{k}:{}", join(or_null(a), or_null(b))), windows, joined))
+    });
+    add("versioned-table", T, Output::Strings, |b| to_out(versioned_table(b, "t")));
+    add("versioned-stream-table-join", LT, Output::Strings, |b| {
+        stream_out(stream(b, "l").join_table(&versioned_table(b, "t"), |a, b| join(a, b)))
+    });
+    add("versioned-stream-table-left-join", LT, Output::Strings, |b| {
+        stream_out(stream(b, "l").left_join_table(&versioned_table(b, "t"), |a, b| join(a, or_null(b))))
+    });
+    add("versioned-table-table-join", TU, Output::Strings, |b| to_out(versioned_table(b, "t").join(&table(b, "u"), |a, b| join(a, b))));
+    add("versioned-stream-table-join-grace", LT, Output::Strings, |b| {
+        stream_out(stream(b, "l").join_table_with(&versioned_table(b, "t"), |a, b| join(a, b), grace_joined()))
+    });
+    add("versioned-stream-table-left-join-grace", LT, Output::Strings, |b| {
+        stream_out(stream(b, "l").left_join_table_with(&versioned_table(b, "t"), |a, b| join(a, or_null(b)), grace_joined()))
     });
     entries
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordContext, TaskId};
 use crate::serdes::SerdeRef;
-use crate::state::{GlobalKeyValueStore, KeyValueStore, SessionStore, WindowStore};
+use crate::state::{GlobalKeyValueStore, KeyValueStore, SessionStore, VersionedKeyValueStore, WindowStore};
 use context::{Schedule, TaskContext};
 use node::{Child, NodeMeta};
 
@@ -156,6 +156,11 @@ impl<K, V, F> ProcessorContext<'_, K, V, F> {
     ///
     /// A wrong name or type is an error (found in `init`, when the task is built).
     pub fn key_value_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<SK, SV>> {
+        self.state_store(name)
+    }
+
+    /// The typed versioned key-value store `name`.
+    pub fn versioned_key_value_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<VersionedKeyValueStore<SK, SV>> {
         self.state_store(name)
     }
 

@@ -156,6 +156,10 @@ impl KafkaStreams {
         // Instance metadata serves queries (`application.server`) and standby placement.
         let with_metadata = self.settings.application_server.is_some() || self.settings.num_standby_replicas > 0;
         let metadata_topic = with_metadata.then(|| metadata_topic(&self.shared.application_id));
+        if self.topology.has_source_patterns() {
+            let resolved = topics::resolve_source_patterns(&self.topology, &self.shared.application_id, &admin, Duration::from_secs(30))?;
+            self.topology = Arc::new(resolved);
+        }
         let counts = topics::setup(
             &self.topology,
             &self.shared.application_id,

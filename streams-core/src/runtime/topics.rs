@@ -24,6 +24,26 @@ pub(crate) fn topic_partitions(admin: &AdminClient<DefaultClientContext>, timeou
         .collect())
 }
 
+/// The topology with its pattern sources reading the cluster's matching topics, fixed for the
+/// life of the client (Kafka Streams also picks up topics created later; this runtime does not).
+pub(crate) fn resolve_source_patterns(
+    topology: &Topology,
+    application_id: &str,
+    admin_config: &ClientConfig,
+    timeout: Duration,
+) -> Result<Topology> {
+    let admin: AdminClient<DefaultClientContext> =
+        admin_config.create().map_err(|e| StreamsError::kafka("create admin client", e))?;
+    let existing = topic_partitions(&admin, timeout)?;
+    let resolved = topology.with_pattern_topics(application_id, existing.keys().map(String::as_str), true)?;
+    for (index, pattern) in topology.source_patterns() {
+        if let crate::topology::NodeKind::Source { topics } = &resolved.nodes[index].kind {
+            tracing::info!(source = %resolved.nodes[index].name, pattern = %pattern, topics = ?topics.iter().map(|t| t.name()).collect::<Vec<_>>(), "pattern source subscribed");
+        }
+    }
+    Ok(resolved)
+}
+
 /// Makes sure every topic the topology reads or writes internally exists with the right
 /// partition count; returns the partition counts (tasks per sub-topology).
 pub(crate) fn setup(

@@ -16,6 +16,7 @@ use super::typed::{KeyValueStore, SerdeKeyValueStore};
 use super::rocksdb_store::RocksDbKeyValueStore;
 use super::segmented::{segments_dir, KeySchema, SegmentLocation, SegmentedBytesStore};
 use super::transactional::TransactionalBytesStore;
+use super::versioned::{VersionedBytesStoreSupplier, VersionedKeyValueStoreBuilder};
 use super::window::{SessionStore, WindowStore};
 use super::user_store::{BytesKeyValueStore, UserKeyValueStore, UserStoreFactory};
 use super::{KeyValueBytesStore, RocksDbConfig, StateStore};
@@ -136,7 +137,12 @@ impl KeyValueBytesStoreSupplier {
         &self.name
     }
 
-    fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
+    /// Whether its stores keep their data on disk.
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    pub(crate) fn get(&self, ctx: &StoreContext) -> Result<Box<dyn KeyValueBytesStore>> {
         Ok(match &self.user {
             Some(factory) => {
                 Box::new(UserKeyValueStore { name: self.name.clone(), inner: factory(&self.name, ctx.task_id, &ctx.task_dir)? })
@@ -171,6 +177,25 @@ impl Stores {
         factory: impl Fn(&str, TaskId, &std::path::Path) -> Result<S> + Send + Sync + 'static,
     ) -> KeyValueBytesStoreSupplier {
         KeyValueBytesStoreSupplier { name: name.into(), persistent, user: Some(user_factory(factory)) }
+    }
+
+    /// A versioned RocksDB store ([`VersionedKeyValueStore`](super::VersionedKeyValueStore)): the
+    /// values each key had over the last `history_retention` of stream time (Kafka Streams'
+    /// `persistentVersionedKeyValueStore`). Puts older than that are refused.
+    pub fn persistent_versioned_key_value_store(name: impl Into<String>, history_retention: Duration) -> VersionedBytesStoreSupplier {
+        VersionedBytesStoreSupplier {
+            bytes: Self::persistent_key_value_store(name),
+            history_retention_ms: history_retention.as_millis().min(i64::MAX as u128) as i64,
+        }
+    }
+
+    /// A typed versioned store builder: logging on; versioned stores are never cached.
+    pub fn versioned_key_value_store_builder<K, V>(
+        supplier: VersionedBytesStoreSupplier,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> VersionedKeyValueStoreBuilder<K, V> {
+        super::versioned::builder(supplier, key_serde, value_serde)
     }
 
     /// A typed key-value store builder: logging on, caching off, as in Kafka Streams.
@@ -266,7 +291,7 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
 }
 
 /// Wraps a bytes store in change-logging and caching, as configured.
-fn layered(
+pub(super) fn layered(
     mut bytes: Box<dyn KeyValueBytesStore>,
     ctx: &StoreContext,
     topic: &str,

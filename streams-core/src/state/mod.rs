@@ -16,6 +16,7 @@ mod rocksdb_store;
 mod segmented;
 mod transactional;
 mod user_store;
+mod versioned;
 mod window;
 
 pub use builder::{
@@ -36,6 +37,7 @@ pub(crate) use rocksdb_config::RocksDbConfig;
 pub use ::rocksdb;
 
 pub use typed::{KeyValueStore, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde};
+pub use versioned::{VersionedBytesStoreSupplier, VersionedKeyValueStore, VersionedKeyValueStoreBuilder, VersionedRecord};
 pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
 
 use crate::error::Result;

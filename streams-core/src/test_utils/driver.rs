@@ -24,11 +24,12 @@ use crate::error::{Result, StreamsError};
 use crate::record::{default_partition, ConsumerRecord, Headers, ProducerRecord, TaskId};
 use crate::serdes::{Serde, SerdeRef};
 use crate::state::{
-    GlobalBytesStore, GlobalKeyValueStore, KeyValueStore, SessionStore, ThreadCache, TimestampedKeyValueStore, WindowStore,
+    GlobalBytesStore, GlobalKeyValueStore, KeyValueStore, SessionStore, ThreadCache, TimestampedKeyValueStore,
+    VersionedKeyValueStore, WindowStore,
 };
 use crate::processor::context::TaskMetrics;
 use crate::task::{StreamTask, TaskEnv};
-use crate::topology::{InternalTopologyBuilder, Topology};
+use crate::topology::{InternalTopologyBuilder, SourcePattern, Topology};
 
 /// A record read from or piped into a test topic.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +133,10 @@ struct DriverInner {
     /// The global stores' names.
     global_names: Vec<String>,
     tasks: BTreeMap<TaskId, StreamTask>,
+    /// Pattern sources (node index, sub-topology, pattern): piped topics they match become
+    /// inputs of their sub-topology's tasks.
+    patterns: Vec<(usize, u32, SourcePattern)>,
+    application_id: String,
     wall_clock_ms: i64,
     closed: bool,
     _state_dir: tempfile::TempDir,
@@ -204,10 +209,27 @@ impl DriverInner {
             return Ok(());
         }
         if !self.topics.borrow().source_topics.contains_key(&record.topic) {
-            return Err(StreamsError::Topology(format!("unknown input topic `{}`: no source reads it", record.topic)));
+            self.match_pattern(&record.topic)?;
         }
         self.topics.borrow_mut().append(record, false)?;
         self.run()
+    }
+
+    /// Makes `topic` an input of the pattern source that matches it, as Kafka Streams' driver
+    /// routes a piped topic that matches a source pattern.
+    fn match_pattern(&mut self, topic: &str) -> Result<()> {
+        let mut matching = self.patterns.iter().filter(|(_, _, p)| p.matches(topic));
+        let Some(&(node, subtopology, _)) = matching.next().filter(|_| !topic.starts_with(&format!("{}-", self.application_id))) else {
+            return Err(StreamsError::Topology(format!("unknown input topic `{topic}`: no source reads it")));
+        };
+        if let Some((_, _, other)) = matching.next() {
+            return Err(StreamsError::Topology(format!("topic `{topic}` matches more than one source pattern (also `{other}`)")));
+        }
+        for task in self.tasks.values_mut().filter(|t| t.id().subtopology == subtopology) {
+            task.add_pattern_topic(node, topic);
+        }
+        self.topics.borrow_mut().source_topics.insert(topic.to_string(), subtopology);
+        Ok(())
     }
 }
 
@@ -231,10 +253,14 @@ impl TopologyTestDriver {
 
     /// A driver with the given partition counts for input topics (others have one).
     /// Repartition topics get the largest partition count of the sub-topology that writes them.
+    ///
+    /// A pattern source reads the topics listed here that its pattern matches, and any other
+    /// matching topic (of one partition) once records are piped into it.
     pub fn with_partitions(topology: Topology, config: StreamsConfig, partitions: &[(&str, i32)]) -> Result<Self> {
         topology.validate()?;
         let settings = config.settings(Some("topology-test-driver"))?;
         let application_id = settings.application_id.clone();
+        let topology = topology.with_pattern_topics(&application_id, partitions.iter().map(|(t, _)| *t), false)?;
         // A directory of its own, removed on drop, under `state.dir` (the system's temporary
         // directory by default).
         std::fs::create_dir_all(&settings.state_dir).map_err(|e| StreamsError::io(&settings.state_dir, e))?;
@@ -253,6 +279,13 @@ impl TopologyTestDriver {
             topics.partitions.insert(topic.to_string(), *n);
         }
         let subtopologies = topology.subtopologies();
+        let patterns = topology
+            .source_patterns()
+            .map(|(node, pattern)| {
+                let sub = subtopologies.iter().find(|s| s.nodes.contains(&node)).expect("every node is in a sub-topology");
+                (node, sub.id, pattern.clone())
+            })
+            .collect();
         topology.check_copartitioning(&application_id, |t| topics.partitions_of(t))?;
         let counts = topology.partition_counts(&application_id, |t| topics.partitions_of(t));
         topics.partitions.extend(counts.repartition_topics.clone());
@@ -302,6 +335,8 @@ impl TopologyTestDriver {
             global_names,
             globals,
             tasks,
+            patterns,
+            application_id: application_id.clone(),
             wall_clock_ms: now,
             closed: false,
             _state_dir: state_dir,
@@ -381,6 +416,11 @@ impl TopologyTestDriver {
         &self,
         name: &str,
     ) -> Result<TimestampedKeyValueStore<K, V>> {
+        self.state_store(name)
+    }
+
+    /// A versioned key-value store, when exactly one task has it.
+    pub fn versioned_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<VersionedKeyValueStore<K, V>> {
         self.state_store(name)
     }
 

@@ -45,6 +45,18 @@ impl EmbeddedKafkaCluster {
         application_id: &str,
         source_partitions: impl Fn(&str) -> i32,
     ) -> Result<()> {
+        // Pattern sources read the topics they match now, as the application will at start.
+        let resolved;
+        let topology = match topology.has_source_patterns() {
+            true => {
+                let mut admin = rdkafka::ClientConfig::new();
+                admin.set("bootstrap.servers", self.bootstrap_servers());
+                let timeout = std::time::Duration::from_secs(10);
+                resolved = crate::runtime::resolve_source_patterns(topology, application_id, &admin, timeout)?;
+                &resolved
+            }
+            false => topology,
+        };
         let counts = topology.partition_counts(application_id, source_partitions);
         for (topic, partitions) in counts.repartition_topics.iter().chain(&counts.changelog_topics) {
             self.create_topic(topic, *partitions)?;

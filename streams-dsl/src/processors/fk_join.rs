@@ -177,6 +177,9 @@ impl<K: Clone + 'static, V: Clone + 'static, KO: Clone + PartialEq + 'static> Pr
     for SubscriptionSend<K, V, KO>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, KO, Subscription<K>>, record: Record<K, Change<V>>) -> Result<()> {
+        if !record.value.is_latest {
+            return Ok(()); // an out-of-order update of a versioned table (KIP-914)
+        }
         let new_fk = record.value.new_value.as_ref().map(|v| (self.extractor)(v));
         let old_fk = record.value.old_value.as_ref().map(|v| (self.extractor)(v));
         let hash = record.value.new_value.as_ref().map(|v| hash_of(&self.value_serde, v)).transpose()?;
@@ -271,8 +274,8 @@ impl<KO: Clone + 'static, K: Clone + 'static, VO: Clone + 'static> Processor<KO,
     for RightChange<KO, K>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Response<VO>>, record: Record<KO, Change<VO>>) -> Result<()> {
-        if record.value.is_noop() {
-            return Ok(()); // the delete of an absent row changes no result
+        if record.value.is_noop() || !record.value.is_latest {
+            return Ok(()); // no result changes (or an out-of-order update of a versioned table)
         }
         let subscriptions = &self.subscriptions;
         let prefix = ForeignKeyPrefix(self.prefix.clone());

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use streams_core::state::{GlobalKeyValueStore, WindowStore};
+use streams_core::state::{GlobalKeyValueStore, VersionedKeyValueStore, WindowStore};
 use streams_core::{
-    KeyValueStore, Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, TaskId, TimestampedKeyValueStore,
+    Headers, KeyValueStore, Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef, StreamsError, TaskId,
+    TimestampedKeyValueStore,
 };
 
 use super::Stateful;
@@ -335,7 +336,149 @@ where
 pub(crate) struct StreamTableJoin<K, V1, V2, VOut> {
     left: bool,
     joiner: Joiner<K, V1, V2, VOut>,
-    table: TimestampedKeyValueStore<K, V2>,
+    table: TableLookup<K, V2>,
+    buffer: Option<GraceBuffer<K, V1>>,
+}
+
+/// The buffer, grace (ms) and serdes of a stream-table join with a grace period.
+pub(crate) type GraceSpec<K, V> = (String, i64, (SerdeRef<K>, SerdeRef<V>));
+
+/// Stream records waiting out a stream-table join's grace period (Kafka Streams' time-ordered
+/// buffer): in a change-logged store keyed by timestamp, key and a sequence number, so they
+/// leave in timestamp order, then key bytes, then arrival, and survive a restart.
+struct GraceBuffer<K, V> {
+    store: KeyValueStore<Vec<u8>, Vec<u8>>,
+    name: String,
+    grace_ms: i64,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    /// The largest timestamp seen (after a restart: the largest buffered).
+    stream_time: i64,
+    seq: u32,
+}
+
+impl<K: 'static, V: 'static> GraceBuffer<K, V> {
+    fn open(store: KeyValueStore<Vec<u8>, Vec<u8>>, spec: &GraceSpec<K, V>) -> Result<Self> {
+        let (name, grace_ms, (key_serde, value_serde)) = spec.clone();
+        let newest = store.reverse_all()?.next().transpose()?;
+        let stream_time = newest.map_or(-1, |(key, _)| buffer_time(&key));
+        Ok(GraceBuffer { store, name, grace_ms, key_serde, value_serde, stream_time, seq: 0 })
+    }
+
+    fn serde_error(&self, e: SerdeError) -> StreamsError {
+        StreamsError::serde(format!("store `{}`", self.name), e)
+    }
+
+    /// Buffers `record` unless it is already older than stream time minus the grace period
+    /// (then it is handed back, to be joined at once).
+    fn put(&mut self, record: Record<K, V>) -> Result<Option<Record<K, V>>> {
+        self.stream_time = self.stream_time.max(record.timestamp);
+        if self.stream_time - self.grace_ms > record.timestamp {
+            return Ok(Some(record));
+        }
+        let key = self.key_serde.serialize(&self.name, &record.key).map_err(|e| self.serde_error(e))?.unwrap_or_default();
+        let value = self.value_serde.serialize(&self.name, &record.value).map_err(|e| self.serde_error(e))?.unwrap_or_default();
+        self.seq = self.seq.wrapping_add(1) & 0x7fff_ffff;
+        let mut slot = Vec::with_capacity(12 + key.len());
+        slot.extend_from_slice(&((record.timestamp as u64) ^ (1 << 63)).to_be_bytes());
+        slot.extend_from_slice(&key);
+        slot.extend_from_slice(&self.seq.to_be_bytes());
+        self.store.put(&slot, &encode_entry(key.len(), &value, &record.headers))?;
+        Ok(None)
+    }
+
+    /// Removes and returns the records whose time is at most stream time minus the grace period.
+    fn evict(&mut self) -> Result<Vec<Record<K, V>>> {
+        let due = self.stream_time - self.grace_ms;
+        let mut out = Vec::new();
+        let mut slots = Vec::new();
+        for entry in self.store.all()? {
+            let (slot, entry) = entry?;
+            let timestamp = buffer_time(&slot);
+            if timestamp > due {
+                break;
+            }
+            let (key_len, value, headers) = decode_entry(&entry).ok_or_else(|| StreamsError::store(&self.name, "corrupt buffer entry"))?;
+            let key_bytes = &slot[8..8 + key_len];
+            let key = self.key_serde.deserialize(&self.name, Some(key_bytes)).map_err(|e| self.serde_error(e))?;
+            let value = self.value_serde.deserialize(&self.name, Some(value)).map_err(|e| self.serde_error(e))?;
+            out.push(Record { key, value, timestamp, headers });
+            slots.push(slot);
+        }
+        for slot in slots {
+            self.store.delete(&slot)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The timestamp at the front of a buffer slot.
+fn buffer_time(slot: &[u8]) -> i64 {
+    let bytes: [u8; 8] = slot.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]);
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// A buffered record: the key's length (the key is in the slot), the headers, then the value.
+fn encode_entry(key_len: usize, value: &[u8], headers: &Headers) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&(key_len as u32).to_be_bytes());
+    out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+fn decode_entry(bytes: &[u8]) -> Option<(usize, &[u8], Headers)> {
+    let mut at = 0;
+    let int = |at: &mut usize| -> Option<i32> {
+        let v = i32::from_be_bytes(bytes.get(*at..*at + 4)?.try_into().ok()?);
+        *at += 4;
+        Some(v)
+    };
+    let key_len = int(&mut at)? as usize;
+    let count = int(&mut at)?;
+    let mut headers = Vec::new();
+    for _ in 0..count {
+        let len = int(&mut at)? as usize;
+        let name = String::from_utf8(bytes.get(at..at + len)?.to_vec()).ok()?;
+        at += len;
+        let value = match int(&mut at)? {
+            -1 => None,
+            len => {
+                let v = bytes.get(at..at + len as usize)?.to_vec();
+                at += len as usize;
+                Some(v)
+            }
+        };
+        headers.push((name, value));
+    }
+    Some((key_len, bytes.get(at..)?, headers))
+}
+
+/// How a stream-table join reads the table: its current row, or (a versioned table) the row as
+/// of the stream record's timestamp (KIP-914).
+enum TableLookup<K, V> {
+    Latest(TimestampedKeyValueStore<K, V>),
+    AsOf(VersionedKeyValueStore<K, V>),
+}
+
+impl<K: 'static, V: 'static> TableLookup<K, V> {
+    fn get(&self, key: &K, timestamp: i64) -> Result<Option<V>> {
+        Ok(match self {
+            TableLookup::Latest(store) => store.get(key)?.map(|v| v.value),
+            TableLookup::AsOf(store) => store.get_as_of(key, timestamp)?.map(|v| v.value),
+        })
+    }
 }
 
 impl<K, V1, V2, VOut> StreamTableJoin<K, V1, V2, VOut>
@@ -345,27 +488,57 @@ where
     V2: Clone + 'static,
     VOut: Clone + 'static,
 {
-    pub(crate) fn processor(table_store: &str, left: bool, joiner: Joiner<K, V1, V2, VOut>) -> impl Processor<K, V1, K, VOut> {
+    /// A join with the table in `table_store`; `versioned` if that is a versioned store, and
+    /// with a grace period, its buffer.
+    pub(crate) fn processor(
+        table_store: &str,
+        versioned: bool,
+        buffer: Option<GraceSpec<K, V1>>,
+        left: bool,
+        joiner: Joiner<K, V1, V2, VOut>,
+    ) -> impl Processor<K, V1, K, VOut> {
         let table_store = table_store.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, K, VOut>| {
-            Ok(StreamTableJoin { left, joiner: joiner.clone(), table: ctx.key_value_store(&table_store)? })
+            let table = match versioned {
+                true => TableLookup::AsOf(ctx.versioned_key_value_store(&table_store)?),
+                false => TableLookup::Latest(ctx.key_value_store(&table_store)?),
+            };
+            let buffer = match &buffer {
+                Some(spec) => Some(GraceBuffer::open(ctx.key_value_store(&spec.0)?, spec)?),
+                None => None,
+            };
+            Ok(StreamTableJoin { left, joiner: joiner.clone(), table, buffer })
         })
+    }
+
+    fn join(&self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, V1>) -> Result<()> {
+        let other = self.table.get(&record.key, record.timestamp)?;
+        if other.is_none() && !self.left {
+            return Ok(());
+        }
+        let value = (self.joiner)(&record.key, Some(&record.value), other.as_ref());
+        ctx.forward(record.with_value(value))
     }
 }
 
 impl<K, V1, V2, VOut> Processor<K, V1, K, VOut> for StreamTableJoin<K, V1, V2, VOut>
 where
     K: Clone + 'static,
+    V1: 'static,
     V2: Clone + 'static,
     VOut: Clone + 'static,
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, record: Record<K, V1>) -> Result<()> {
-        let other = self.table.get(&record.key)?.map(|v| v.value);
-        if other.is_none() && !self.left {
-            return Ok(());
+        let Some(buffer) = &mut self.buffer else { return self.join(ctx, record) };
+        let late = buffer.put(record)?;
+        let due = buffer.evict()?;
+        if let Some(record) = late {
+            self.join(ctx, record)?;
         }
-        let value = (self.joiner)(&record.key, Some(&record.value), other.as_ref());
-        ctx.forward(record.with_value(value))
+        for record in due {
+            self.join(ctx, record)?;
+        }
+        Ok(())
     }
 }
 
@@ -424,6 +597,9 @@ pub(crate) struct TableTableJoin<K, VT, VO, V1, V2, VOut> {
     arrange: Arrange<VT, VO, V1, V2>,
     /// Whether a result exists for (left present?, right present?).
     emits: fn(bool, bool) -> bool,
+    /// Whether this side is a versioned table, whose deletes of absent rows reach the join
+    /// (a cached table's never do) and pass on while the other side has a row, as in Kafka Streams.
+    versioned: bool,
     joiner: Joiner<K, V1, V2, VOut>,
     other: TimestampedKeyValueStore<K, VO>,
 }
@@ -441,11 +617,12 @@ where
         other_store: &str,
         arrange: Arrange<VT, VO, V1, V2>,
         emits: fn(bool, bool) -> bool,
+        versioned: bool,
         joiner: Joiner<K, V1, V2, VOut>,
     ) -> impl Processor<K, Change<VT>, K, Change<VOut>> {
         let other_store = other_store.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<VOut>>| {
-            Ok(TableTableJoin { arrange, emits, joiner: joiner.clone(), other: ctx.key_value_store(&other_store)? })
+            Ok(TableTableJoin { arrange, emits, versioned, joiner: joiner.clone(), other: ctx.key_value_store(&other_store)? })
         })
     }
 }
@@ -460,7 +637,10 @@ where
     VOut: Clone + 'static,
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VOut>>, record: Record<K, Change<VT>>) -> Result<()> {
-        if record.value.is_noop() {
+        if !record.value.is_latest {
+            return Ok(()); // an out-of-order update of a versioned table (KIP-914)
+        }
+        if record.value.is_noop() && !self.versioned {
             return Ok(()); // the delete of an absent row changes no result
         }
         let other = self.other.get(&record.key)?;
@@ -471,7 +651,9 @@ where
             (self.emits)(left.is_some(), right.is_some()).then(|| (self.joiner)(&record.key, left.as_ref(), right.as_ref()))
         };
         let change = Change::new(result(record.value.new_value.clone()), result(record.value.old_value.clone()));
-        if change.is_noop() {
+        // No result before or after: nothing to say without the other side; with it, the
+        // delete of an absent row of a versioned table passes on as an empty change.
+        if change.is_noop() && !(record.value.is_noop() && other.is_some()) {
             return Ok(());
         }
         ctx.forward(Record { key: record.key, value: change, timestamp, headers: record.headers })

@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 
 use streams_core::internals::{CacheFlush, CachedStateStore};
+use streams_core::state::VersionedKeyValueStore;
 use streams_core::{Processor, ProcessorContext, Record, Result, TimestampedKeyValueStore, ValueAndTimestamp};
 
 use super::Stateful;
@@ -114,6 +115,35 @@ impl<K: Clone + 'static, V: Clone + 'static, VIn> Processor<K, VIn, K, Change<V>
     }
 }
 
+/// `KTABLE-SOURCE` over a versioned store: each record is a version of its key at its
+/// timestamp. A version older than the latest (out of order) is stored and passed on marked
+/// not latest; one older than the history retention is dropped (Kafka Streams' rules).
+pub(crate) struct VersionedTableSource<K, V> {
+    store: VersionedKeyValueStore<K, V>,
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> VersionedTableSource<K, V> {
+    pub(crate) fn processor(store_name: &str) -> impl Processor<K, Option<V>, K, Change<V>> {
+        let store_name = store_name.to_string();
+        Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<V>>| {
+            Ok(VersionedTableSource { store: ctx.versioned_key_value_store(&store_name)? })
+        })
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V>> for VersionedTableSource<K, V> {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Option<V>>) -> Result<()> {
+        let old_value = self.store.get(&record.key)?.map(|r| r.value);
+        let put = self.store.put(&record.key, record.value.as_ref(), record.timestamp)?;
+        if put == VersionedKeyValueStore::<K, V>::PUT_RETURN_CODE_NOT_PUT {
+            return Ok(());
+        }
+        let is_latest = put == VersionedKeyValueStore::<K, V>::PUT_RETURN_CODE_VALID_TO_UNDEFINED;
+        let new_value = record.value.clone();
+        ctx.forward(record.with_value(Change { new_value, old_value, is_latest }))
+    }
+}
+
 /// `KTABLE-MATERIALIZE`: writes a table's changes into a store (for joins) and passes them on.
 pub(crate) struct TableMaterialize<K, V> {
     forwarder: TableForwarder<K, V>,
@@ -130,7 +160,11 @@ impl<K: Clone + 'static, V: Clone + 'static> TableMaterialize<K, V> {
 
 impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V>> for TableMaterialize<K, V> {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, Change<V>>) -> Result<()> {
-        let Change { new_value, old_value } = record.value.clone();
+        // It feeds joins, which skip a versioned table's out-of-order updates (KIP-914).
+        if !record.value.is_latest {
+            return Ok(());
+        }
+        let Change { new_value, old_value, .. } = record.value.clone();
         self.forwarder.update(ctx, record.with_value(()), new_value, old_value)
     }
 }

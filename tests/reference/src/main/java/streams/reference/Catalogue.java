@@ -21,6 +21,7 @@ import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.GlobalKTable;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.JoinWindows;
+import org.apache.kafka.streams.kstream.Joined;
 import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
@@ -40,6 +41,7 @@ import org.apache.kafka.streams.processor.api.FixedKeyProcessorContext;
 import org.apache.kafka.streams.processor.api.FixedKeyRecord;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.SessionStore;
+import org.apache.kafka.streams.state.Stores;
 import org.apache.kafka.streams.state.WindowStore;
 
 /**
@@ -61,6 +63,7 @@ final class Catalogue {
     static final long GAP = 5;
     static final long DIFFERENCE = 10;
     static final long TIME_LIMIT = 10;
+    static final long HISTORY = 10;
 
     static final Map<String, Entry> TOPOLOGIES = new LinkedHashMap<>();
 
@@ -120,6 +123,13 @@ final class Catalogue {
     private static <V> Materialized<String, V, SessionStore<Bytes, byte[]>> sessions(final Serde<V> values, final boolean cached) {
         final Materialized<String, V, SessionStore<Bytes, byte[]>> m = Materialized.with(S, values);
         return cached ? m.withCachingEnabled() : m.withCachingDisabled();
+    }
+
+    /** A table in a versioned store keeping {@code HISTORY} ms of versions. */
+    private static KTable<String, String> versionedTable(final StreamsBuilder b, final String topic) {
+        return b.table(topic, Consumed.with(S, S),
+            Materialized.<String, String>as(Stores.persistentVersionedKeyValueStore(topic + "-versioned", Duration.ofMillis(HISTORY)))
+                .withKeySerde(S).withValueSerde(S));
     }
 
     private static void toOut(final KTable<String, String> table) {
@@ -297,6 +307,18 @@ final class Catalogue {
         add("join-outer-with-key", STRINGS, b -> stream(b, "l").outerJoin(stream(b, "r"),
                 (k, a, r) -> k + ":" + join(a, r),
                 JoinWindows.ofTimeDifferenceAndGrace(ms(DIFFERENCE), ms(GRACE)), StreamJoined.with(S, S, S))
+            .to("out", Produced.with(S, S)));
+        add("versioned-table", STRINGS, b -> toOut(versionedTable(b, "t")));
+        add("versioned-stream-table-join", STRINGS,
+            b -> stream(b, "l").join(versionedTable(b, "t"), Catalogue::join).to("out", Produced.with(S, S)));
+        add("versioned-stream-table-left-join", STRINGS,
+            b -> stream(b, "l").leftJoin(versionedTable(b, "t"), Catalogue::join).to("out", Produced.with(S, S)));
+        add("versioned-table-table-join", STRINGS, b -> toOut(versionedTable(b, "t").join(table(b, "u"), Catalogue::join)));
+        add("versioned-stream-table-join-grace", STRINGS, b -> stream(b, "l")
+            .join(versionedTable(b, "t"), Catalogue::join, Joined.with(S, S, S).withGracePeriod(ms(GRACE)))
+            .to("out", Produced.with(S, S)));
+        add("versioned-stream-table-left-join-grace", STRINGS, b -> stream(b, "l")
+            .leftJoin(versionedTable(b, "t"), Catalogue::join, Joined.with(S, S, S).withGracePeriod(ms(GRACE)))
             .to("out", Produced.with(S, S)));
     }
 
