@@ -93,6 +93,12 @@ impl AutoOffsetReset {
     }
 }
 
+/// Whether `topic` is neither a broker topic (`__` prefix) nor one of `application_id`'s
+/// internal topics: the topics a pattern source may match, global stores' aside.
+pub(crate) fn neither_broker_nor_internal(application_id: &str, topic: &str) -> bool {
+    !topic.starts_with("__") && !topic.starts_with(&format!("{application_id}-"))
+}
+
 /// A source's topic pattern: the regex as written and compiled to match whole names, as
 /// Java's `Pattern.matcher(topic).matches()` does.
 #[derive(Clone)]
@@ -355,9 +361,7 @@ impl Topology {
     /// internal topic (`__` prefix), not one of the application's own internal topics, and not
     /// a global store's.
     pub(crate) fn pattern_may_match(&self, application_id: &str, topic: &str) -> bool {
-        !topic.starts_with("__")
-            && !topic.starts_with(&format!("{application_id}-"))
-            && !self.global_stores.iter().any(|g| g.topic == topic)
+        neither_broker_nor_internal(application_id, topic) && !self.global_stores.iter().any(|g| g.topic == topic)
     }
 
     /// The topology with each pattern source reading the topics of `topics` its pattern

@@ -92,16 +92,25 @@ impl VersionedBytesStore {
     }
 
     fn versions(&mut self, key: &[u8]) -> Result<Versions> {
+        Ok(self.scan(key)?.0)
+    }
+
+    /// The versions of `key`, and the marker byte of the latest.
+    fn scan(&mut self, key: &[u8]) -> Result<(Versions, Option<u8>)> {
         let range = KeyRange::inclusive(Some(&version_key(key, i64::MIN)), Some(&version_key(key, i64::MAX)));
         let name = &self.name;
-        self.inner
+        let mut latest_marker = None;
+        let versions = self
+            .inner
             .range(&range)?
             .map(|entry| {
                 let (k, v) = entry?;
                 let (_, ts) = split_version_key(&k).ok_or_else(|| StreamsError::store(name, "corrupt version key"))?;
-                Ok((ts, (v.first() != Some(&TOMBSTONE)).then(|| v[1..].to_vec())))
+                latest_marker = v.first().copied();
+                Ok((ts, (latest_marker != Some(TOMBSTONE)).then(|| v[1..].to_vec())))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((versions, latest_marker))
     }
 
     /// The version valid at `as_of` (the latest one not after it), with its end.
@@ -124,15 +133,17 @@ impl VersionedBytesStore {
             return Ok(VersionedKeyValueStore::<(), ()>::PUT_RETURN_CODE_NOT_PUT);
         }
         self.observed_stream_time = self.observed_stream_time.max(timestamp);
-        let versions = self.versions(key)?;
+        let (versions, latest_marker) = self.scan(key)?;
         let latest = versions.last().map(|(ts, v)| (*ts, v.is_some()));
         let replaced_latest = latest.filter(|(ts, _)| *ts == timestamp);
+        // Whether the version this put replaces is a value put over a delete at its time.
+        let replaces_value_over_delete = replaced_latest.is_some() && latest_marker == Some(VALUE_OVER_DELETE);
         // Kafka Streams' rule: a delete at the latest value's own timestamp removes that value
         // rather than recording a delete, unless a value precedes it (whose end stays there) or
         // it replaced a delete at that timestamp (which stays).
         if value.is_none() && replaced_latest == Some((timestamp, true)) {
             let value_before = versions.len() > 1 && versions[versions.len() - 2].1.is_some();
-            if !value_before && self.marker(key, timestamp)? != Some(VALUE_OVER_DELETE) {
+            if !value_before && !replaces_value_over_delete {
                 self.inner.put(&version_key(key, timestamp), None)?;
                 return Ok(VersionedKeyValueStore::<(), ()>::PUT_RETURN_CODE_VALID_TO_UNDEFINED);
             }
@@ -143,7 +154,7 @@ impl VersionedBytesStore {
             Some(v) => {
                 let over_delete = match replaced_latest {
                     Some((_, false)) => true,
-                    Some((_, true)) => self.marker(key, timestamp)? == Some(VALUE_OVER_DELETE),
+                    Some((_, true)) => replaces_value_over_delete,
                     None => false,
                 };
                 bytes.push(if over_delete { VALUE_OVER_DELETE } else { VALUE });
@@ -169,11 +180,6 @@ impl VersionedBytesStore {
             }
         }
         Ok(valid_to.unwrap_or(VersionedKeyValueStore::<(), ()>::PUT_RETURN_CODE_VALID_TO_UNDEFINED))
-    }
-
-    /// The marker byte of the version of `key` at `timestamp`.
-    fn marker(&mut self, key: &[u8], timestamp: i64) -> Result<Option<u8>> {
-        Ok(self.inner.get(&version_key(key, timestamp))?.and_then(|v| v.first().copied()))
     }
 
     fn write_stream_time(&mut self) -> Result<()> {

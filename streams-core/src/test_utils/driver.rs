@@ -29,7 +29,7 @@ use crate::state::{
 };
 use crate::processor::context::TaskMetrics;
 use crate::task::{StreamTask, TaskEnv};
-use crate::topology::{InternalTopologyBuilder, SourcePattern, Topology};
+use crate::topology::{neither_broker_nor_internal, InternalTopologyBuilder, SourcePattern, Topology};
 
 /// A record read from or piped into a test topic.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,8 +218,10 @@ impl DriverInner {
     /// Makes `topic` an input of the pattern source that matches it, as Kafka Streams' driver
     /// routes a piped topic that matches a source pattern.
     fn match_pattern(&mut self, topic: &str) -> Result<()> {
-        let mut matching = self.patterns.iter().filter(|(_, _, p)| p.matches(topic));
-        let Some(&(node, subtopology, _)) = matching.next().filter(|_| !topic.starts_with(&format!("{}-", self.application_id))) else {
+        // Global topics never get here: `pipe` writes them to their stores.
+        let candidate = neither_broker_nor_internal(&self.application_id, topic);
+        let mut matching = self.patterns.iter().filter(|(_, _, p)| candidate && p.matches(topic));
+        let Some(&(node, subtopology, _)) = matching.next() else {
             return Err(StreamsError::Topology(format!("unknown input topic `{topic}`: no source reads it")));
         };
         if let Some((_, _, other)) = matching.next() {
