@@ -1,4 +1,4 @@
-//! KStream operators beyond the core DSL: `process_values`, `to_table`, `repartition`,
+//! Operators beyond the core DSL: `process_values` on streams and tables, `to_table`, `repartition`,
 //! partitioners on `Produced` and `Repartitioned`, topics extracted per record, `print`,
 //! branches with a function or consumer, joiners that read the key, and the test driver's
 //! partitions, headers and listings, with Kafka Streams' expected outputs.
@@ -524,4 +524,144 @@ fn a_pattern_source_in_a_join_must_be_co_partitioned() {
     orders.pipe_input("apple".into(), "two".into()).unwrap();
     orders.pipe_input("pear".into(), "one".into()).unwrap();
     assert_eq!(out.read_key_values_to_list().unwrap(), [("apple".to_string(), "two@3".to_string())]);
+}
+
+/// A stateful processor over table rows: appends how many times it ran to each value and
+/// notes what it saw; a row `skip` forwards nothing and a row `drop` forwards a delete.
+struct CountedRows {
+    calls: u32,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+}
+
+impl FixedKeyProcessor<String, Option<String>, Option<String>> for CountedRows {
+    fn process(
+        &mut self,
+        ctx: &mut FixedKeyProcessorContext<'_, String, Option<String>>,
+        record: FixedKeyRecord<String, Option<String>>,
+    ) -> streams::Result<()> {
+        self.calls += 1;
+        self.seen.lock().unwrap().push(record.value.clone());
+        match record.value.as_deref() {
+            Some("skip") => Ok(()),
+            Some("drop") => ctx.forward(record.with_value(None)),
+            _ => {
+                let value = record.value.clone().map(|v| format!("{v}#{}", self.calls));
+                ctx.forward(record.with_value(value))
+            }
+        }
+    }
+}
+
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+fn counted_rows(seen: &Seen) -> impl Fn() -> CountedRows + Send + Sync + 'static {
+    let seen = seen.clone();
+    move || CountedRows { calls: 0, seen: seen.clone() }
+}
+
+/// Pipes `(key, value)` updates into table topic `t` (`None`: a tombstone).
+fn pipe_rows(driver: &TopologyTestDriver, rows: &[(&str, Option<&str>)]) {
+    let mut input = driver.create_input_topic::<String, Option<String>>("t", Serdes::string(), Serdes::nullable(Serdes::string()));
+    for (key, value) in rows {
+        input.pipe_input(key.to_string(), value.map(str::to_string)).unwrap();
+    }
+}
+
+fn rows_table(builder: &StreamsBuilder) -> KTable<String, String> {
+    builder.table("t", Consumed::with(Serdes::string(), Serdes::string()), Materialized::new())
+}
+
+fn count_by_value(table: KTable<String, String>) {
+    table
+        .group_by(|_, v| (v.split('#').next().unwrap_or_default().to_string(), v.clone()), Grouped::with(Serdes::string(), Serdes::string()))
+        .count(Materialized::new().with_caching_disabled())
+        .to_stream()
+        .to("counts", Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())));
+}
+
+#[test]
+fn table_process_values_runs_once_per_update_where_no_old_values_are_needed() {
+    let seen = Seen::default();
+    let builder = StreamsBuilder::new();
+    rows_table(&builder)
+        .process_values(counted_rows(&seen), &[])
+        .to_stream()
+        .to("rows", Produced::with(Serdes::string(), Serdes::nullable(Serdes::string())));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("table-process-values")).unwrap();
+    pipe_rows(&driver, &[("a", Some("x")), ("a", Some("y")), ("b", Some("skip")), ("c", Some("drop")), ("a", None)]);
+    let out = driver.create_output_topic::<String, Option<String>>("rows", Serdes::string(), Serdes::nullable(Serdes::string()));
+    let some = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+    assert_eq!(
+        out.read_key_values_to_list().unwrap(),
+        vec![some("a", "x#1"), some("a", "y#2"), ("b".into(), None), ("c".into(), None), ("a".into(), None)],
+        "nothing forwarded or a forwarded None deletes the row; a delete reaches the processor as None"
+    );
+    let saw = seen.lock().unwrap().clone();
+    assert_eq!(saw, vec![Some("x".into()), Some("y".into()), Some("skip".into()), Some("drop".into()), None]);
+}
+
+#[test]
+fn table_process_values_runs_again_on_old_values_when_an_aggregation_asks_for_them() {
+    let seen = Seen::default();
+    let builder = StreamsBuilder::new();
+    count_by_value(rows_table(&builder).filter(|_, _| true).process_values(counted_rows(&seen), &[]));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("table-process-values-old")).unwrap();
+    pipe_rows(&driver, &[("a", Some("x")), ("a", Some("y"))]);
+    // Each update runs the processor on the new value, then on the old one (Kafka Streams' order).
+    let saw = seen.lock().unwrap().clone();
+    assert_eq!(saw, vec![Some("x".into()), None, Some("y".into()), Some("x".into())]);
+    let out = driver.create_output_topic::<String, Option<i64>>("counts", Serdes::string(), Serdes::nullable(Serdes::i64()));
+    let count = |k: &str, n: i64| (k.to_string(), Some(n));
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![count("x", 1), count("x", 0), count("y", 1)]);
+}
+
+#[test]
+fn materialized_table_process_values_reads_old_values_from_its_store() {
+    let seen = Seen::default();
+    let builder = StreamsBuilder::new();
+    let rows = rows_table(&builder).process_values_with(
+        counted_rows(&seen),
+        Materialized::as_("processed-rows").with_value_serde(Serdes::string()).with_caching_disabled(),
+        &[],
+    );
+    assert_eq!(rows.queryable_store_name(), Some("processed-rows"));
+    count_by_value(rows);
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("table-process-values-materialized")).unwrap();
+    pipe_rows(&driver, &[("a", Some("x")), ("a", Some("y")), ("b", Some("z"))]);
+    let saw = seen.lock().unwrap().clone();
+    assert_eq!(saw, vec![Some("x".into()), Some("y".into()), Some("z".into())], "once per update");
+    let out = driver.create_output_topic::<String, Option<i64>>("counts", Serdes::string(), Serdes::nullable(Serdes::i64()));
+    let count = |k: &str, n: i64| (k.to_string(), Some(n));
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![count("x", 1), count("x", 0), count("y", 1), count("z", 1)]);
+    let store = driver.get_timestamped_key_value_store::<String, String>("processed-rows").unwrap();
+    assert_eq!(store.get(&"a".to_string()).unwrap().map(|v| v.value), Some("y#2".to_string()));
+}
+
+/// Reads a threshold from a store and keeps rows at or above it.
+struct AtLeast;
+
+impl FixedKeyProcessor<String, Option<i64>, Option<i64>> for AtLeast {
+    fn process(&mut self, ctx: &mut FixedKeyProcessorContext<'_, String, Option<i64>>, record: FixedKeyRecord<String, Option<i64>>) -> streams::Result<()> {
+        let minimum = ctx.key_value_store::<String, i64>("totals")?.get(&"minimum".to_string())?.unwrap_or(0);
+        let value = record.value.filter(|v| *v >= minimum);
+        ctx.forward(record.with_value(value))
+    }
+}
+
+#[test]
+fn table_process_values_reaches_connected_stores() {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(totals_store());
+    builder
+        .table::<String, i64>("amounts", Consumed::with(Serdes::string(), Serdes::i64()), Materialized::new())
+        .process_values(|| AtLeast, &["totals"])
+        .to_stream()
+        .to("kept", Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("table-process-values-stores")).unwrap();
+    let tasks = driver.get_key_value_stores::<String, i64>("totals").unwrap();
+    tasks[0].1.put(&"minimum".to_string(), &10).unwrap();
+    let mut input = driver.create_input_topic::<String, i64>("amounts", Serdes::string(), Serdes::i64());
+    input.pipe_key_value_list([("a".into(), 5), ("b".into(), 12)]).unwrap();
+    let out = driver.create_output_topic::<String, Option<i64>>("kept", Serdes::string(), Serdes::nullable(Serdes::i64()));
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![("a".into(), None), ("b".into(), Some(12))]);
 }

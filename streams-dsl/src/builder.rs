@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use streams_core::state::{
@@ -14,7 +15,7 @@ use streams_core::{
 };
 
 use crate::kstream::KStream;
-use crate::ktable::KTable;
+use crate::ktable::{KTable, OldValues};
 use crate::options::{Consumed, Materialized};
 use crate::processors::table::{TableSource, VersionedTableSource};
 
@@ -235,6 +236,8 @@ impl StreamsBuilder {
         let key_serde = consumed.key_serde.clone();
         let extractor = consumed.timestamp_extractor.clone().map(table_extractor);
         let store_name = store.clone();
+        let send_old = Arc::new(AtomicBool::new(false));
+        let switch = send_old.clone();
         let mut state = self.state.borrow_mut();
         state.apply(|t| {
             t.add_source_node(&source, topics, key_serde, value_serde, true, extractor)?;
@@ -243,7 +246,11 @@ impl StreamsBuilder {
             }
             match versioned {
                 Some(_) => t.add_processor(&processor, move || VersionedTableSource::<K, V>::processor(&store_name), &[&source])?,
-                None => t.add_processor(&processor, move || TableSource::<K, V, Option<V>>::processor(&store_name), &[&source])?,
+                None => t.add_processor(
+                    &processor,
+                    move || TableSource::<K, V, Option<V>>::processor(&store_name, switch.load(Ordering::Relaxed)),
+                    &[&source],
+                )?,
             };
             if let Some(add_store) = builder {
                 add_store(t, &processor)?;
@@ -259,6 +266,7 @@ impl StreamsBuilder {
             Some(store),
         );
         table.versioned = materialized.versioned.as_ref().map(|s| s.history_retention().as_millis().min(i64::MAX as u128) as i64);
+        table.old_values = OldValues::switch(send_old);
         table
     }
 

@@ -230,15 +230,17 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
     /// Counts rows per key.
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         let serde: SerdeRef<i64> = Arc::new(Serdes::i64());
+        // Kafka Streams' rule for every table aggregation: the old row is subtracted only from
+        // an aggregate that exists, the initial value is taken only to add a new row.
         self.table_aggregate("KTABLE-AGGREGATE-", materialized, Some(serde), |_, change, count| {
-            let mut count = count.unwrap_or(0);
-            if change.old_value.is_some() {
-                count -= 1;
+            let count = match (count, change.old_value) {
+                (Some(count), Some(_)) => Some(count - 1),
+                (count, _) => count,
+            };
+            match change.new_value {
+                Some(_) => Some(count.unwrap_or(0) + 1),
+                None => count,
             }
-            if change.new_value.is_some() {
-                count += 1;
-            }
-            Some(count)
         })
     }
 
@@ -272,14 +274,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
         materialized: Materialized<K, VA>,
     ) -> KTable<K, VA> {
         self.table_aggregate("KTABLE-AGGREGATE-", materialized, None, move |key, change, agg| {
-            let mut agg = agg.unwrap_or_else(&initializer);
-            if let Some(old) = change.old_value {
-                agg = subtractor(key, old, agg);
+            let agg = match (agg, change.old_value) {
+                (Some(agg), Some(old)) => Some(subtractor(key, old, agg)),
+                (agg, _) => agg,
+            };
+            match change.new_value {
+                Some(new) => Some(adder(key, new, agg.unwrap_or_else(&initializer))),
+                None => agg,
             }
-            if let Some(new) = change.new_value {
-                agg = adder(key, new, agg);
-            }
-            Some(agg)
         })
     }
 }

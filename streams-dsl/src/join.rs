@@ -505,6 +505,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         kind: JoinKind,
         joiner: Joiner<K, V, V2, VOut>,
     ) -> KTable<K, VOut> {
+        // Kafka Streams asks the outer sides for old values.
+        if matches!(kind, JoinKind::Left | JoinKind::Outer) {
+            self.old_values.request();
+        }
+        if matches!(kind, JoinKind::Outer) {
+            other.old_values.request();
+        }
         let (Some((this_node, this_store)), Some((other_node, other_store))) = (self.materialized(), other.materialized())
         else {
             return KTable::new(self.state.clone(), self.node.clone(), None, None, None);
@@ -546,7 +553,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             Ok(())
         });
         copartition(&self.state, &[&this_name, &other_name]);
-        KTable::new(self.state.clone(), merge, self.key_serde.clone(), None, None)
+        let mut joined = KTable::new(self.state.clone(), merge, self.key_serde.clone(), None, None);
+        // Asked for old values, the join asks both sides.
+        joined.old_values = self.old_values.and(&other.old_values);
+        joined
     }
 
     /// Inner join with another table: a row exists while both tables have the key.
@@ -590,6 +600,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         left_join: bool,
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
+        // Old values tell a subscription to move when the foreign key changes, and spare
+        // lookups when a right row did not change (Kafka Streams asks both sides).
+        self.old_values.request();
+        other.old_values.request();
         let base = self.state.borrow_mut().new_name("KTABLE-FK-JOIN-");
         let what = format!("foreign-key join `{base}`");
         let serdes = (

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use streams_core::internals::InternalTopologyBuilder;
@@ -13,7 +14,7 @@ use streams_core::{
 use crate::builder::{repartition, repartition_with, table_store, Shared};
 use crate::change::Change;
 use crate::grouped::KGroupedStream;
-use crate::ktable::KTable;
+use crate::ktable::{KTable, OldValues};
 use crate::options::{BranchChain, Branched, Grouped, Materialized, Named, PrintTarget, Printed, Produced, Repartitioned};
 use crate::processors::table::TableSource;
 use crate::processors::stateless;
@@ -436,7 +437,7 @@ fn to_table<K: Clone + 'static, V: Clone + 'static, VIn: Clone + 'static, P: Pro
     named: Option<Named>,
     materialized: Materialized<K, V>,
     value_serde: Option<SerdeRef<VIn>>,
-    source: fn(&str) -> P,
+    source: fn(&str, bool) -> P,
 ) -> KTable<K, V> {
     let (name, store) = {
         let mut state = stream.state.borrow_mut();
@@ -451,12 +452,16 @@ fn to_table<K: Clone + 'static, V: Clone + 'static, VIn: Clone + 'static, P: Pro
     };
     let builder = table_store(&stream.state, &materialized, &store, None, None);
     let store_name = store.clone();
+    let send_old = Arc::new(AtomicBool::new(false));
+    let switch = send_old.clone();
     stream.state.borrow_mut().apply(|t| {
-        t.add_processor(&name, move || source(&store_name), &[&parent])?;
+        t.add_processor(&name, move || source(&store_name, switch.load(Ordering::Relaxed)), &[&parent])?;
         if let Some(builder) = builder {
             t.add_state_store(builder, &[&name])?;
         }
         Ok(())
     });
-    KTable::new(stream.state.clone(), name, materialized.key_serde.clone(), materialized.value_serde.clone(), Some(store))
+    let mut table = KTable::new(stream.state.clone(), name, materialized.key_serde.clone(), materialized.value_serde.clone(), Some(store));
+    table.old_values = OldValues::switch(send_old);
+    table
 }

@@ -1,8 +1,9 @@
 //! `KTable<K, V>`: a changelog stream seen as a table of the latest value per key.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use streams_core::{Record, SerdeRef, Serdes};
+use streams_core::{FixedKeyProcessorSupplier, Record, SerdeRef, Serdes};
 
 use streams_core::state::{KeyValueStoreBuilder, Windowed};
 use streams_core::{StreamsError, Stores};
@@ -16,7 +17,9 @@ use crate::grouped::KGroupedTable;
 use crate::kstream::KStream;
 use crate::options::Grouped;
 use crate::processors::stateless;
-use crate::processors::table::repartition_map;
+use crate::builder::table_store;
+use crate::options::Materialized;
+use crate::processors::table::{repartition_map, TableProcessValues};
 
 /// A table: updates of a key replace its value; `None` deletes it.
 ///
@@ -31,6 +34,34 @@ pub struct KTable<K, V> {
     pub(crate) windowing: Option<Windowing<K>>,
     /// Set when `store_name` is a versioned store (a source table's): its history retention, ms.
     pub(crate) versioned: Option<i64>,
+    /// Upstream operators that send old values only when asked.
+    pub(crate) old_values: OldValues,
+}
+
+/// The switches of the upstream operators that compute old values only when a downstream
+/// operator asks for them (Kafka Streams' `enableSendingOldValues`): non-materialized
+/// `process_values`, reached through filters and mappers. Operators ask while the topology
+/// is built; processors read the switch when their task creates them.
+#[derive(Clone, Default)]
+pub(crate) struct OldValues(Vec<Arc<AtomicBool>>);
+
+impl OldValues {
+    /// One operator's switch.
+    pub(crate) fn switch(switch: Arc<AtomicBool>) -> OldValues {
+        OldValues(vec![switch])
+    }
+
+    /// Asks every upstream operator for old values.
+    pub(crate) fn request(&self) {
+        for switch in &self.0 {
+            switch.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// These switches and `other`'s.
+    pub(crate) fn and(&self, other: &OldValues) -> OldValues {
+        OldValues(self.0.iter().chain(&other.0).cloned().collect())
+    }
 }
 
 /// How a windowed table's windows close: at the key's window end plus the grace period.
@@ -60,7 +91,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         value_serde: Option<SerdeRef<V>>,
         store_name: Option<String>,
     ) -> Self {
-        KTable { state, node, key_serde, value_serde, store_name, windowing: None, versioned: None }
+        KTable { state, node, key_serde, value_serde, store_name, windowing: None, versioned: None, old_values: OldValues::default() }
     }
 
     /// The name of the store that materializes this table, if any (for interactive queries and tests).
@@ -86,7 +117,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let name = state.new_name(prefix);
         state.apply(|t| t.add_processor(&name, stateless(f), &[&self.node]).map(drop));
         drop(state);
-        KTable::new(self.state.clone(), name, self.key_serde.clone(), value_serde, None)
+        let mut table = KTable::new(self.state.clone(), name, self.key_serde.clone(), value_serde, None);
+        table.old_values = self.old_values.clone();
+        table
     }
 
     /// The stream of updates: each new value, or `None` for a delete.
@@ -136,9 +169,87 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         )
     }
 
+    /// Runs a fixed-key processor over the table's rows (Kafka Streams' `processValues`, which
+    /// follows `transformValues`): for each update it gets the key and the new value (`None`
+    /// for a delete), and the value it forwards last is the new row (`None`, or nothing
+    /// forwarded, deletes it). It reaches the named stores and the record's metadata through
+    /// its context; what it forwards from a punctuation goes nowhere.
+    ///
+    /// Where a downstream operator needs old values (`group_by`, `suppress`, left and outer
+    /// joins, foreign-key joins), the processor also runs on each update's old value, right
+    /// after the new one, as in Kafka Streams: a stateful processor then sees every update
+    /// twice. [`process_values_with`](Self::process_values_with) keeps its results in a store
+    /// and reads old values from there instead.
+    pub fn process_values<V2: Clone + 'static>(
+        &self,
+        supplier: impl FixedKeyProcessorSupplier<K, Option<V>, Option<V2>>,
+        stores: &[&str],
+    ) -> KTable<K, V2> {
+        self.processed_values(supplier, None, stores)
+    }
+
+    /// As [`process_values`](Self::process_values), with the results materialized as
+    /// `materialized` says (its value serde, or a store of the user's): queryable by the
+    /// store's name, and the source of old values, so the processor runs once per update.
+    pub fn process_values_with<V2: Clone + 'static>(
+        &self,
+        supplier: impl FixedKeyProcessorSupplier<K, Option<V>, Option<V2>>,
+        materialized: Materialized<K, V2>,
+        stores: &[&str],
+    ) -> KTable<K, V2> {
+        self.processed_values(supplier, Some(materialized), stores)
+    }
+
+    fn processed_values<V2: Clone + 'static>(
+        &self,
+        supplier: impl FixedKeyProcessorSupplier<K, Option<V>, Option<V2>>,
+        materialized: Option<Materialized<K, V2>>,
+        stores: &[&str],
+    ) -> KTable<K, V2> {
+        let (name, store) = {
+            let mut state = self.state.borrow_mut();
+            let name = state.new_name("KTABLE-PROCESSVALUES-");
+            let store = materialized
+                .as_ref()
+                .map(|m| m.store_name.clone().unwrap_or_else(|| state.new_name("KTABLE-PROCESSVALUES-STATE-STORE-")));
+            (name, store)
+        };
+        let builder = match (&materialized, &store) {
+            (Some(m), Some(store)) => match table_store(&self.state, m, store, self.key_serde.clone(), None) {
+                Some(builder) => Some(builder),
+                None => return KTable::new(self.state.clone(), self.node.clone(), None, None, None),
+            },
+            _ => None,
+        };
+        let send_old = Arc::new(AtomicBool::new(false));
+        let (switch, store_name) = (send_old.clone(), store.clone());
+        self.state.borrow_mut().apply(|t| {
+            let processor = move || {
+                TableProcessValues::<K, V, V2>::new(supplier.get(), store_name.clone(), switch.load(Ordering::Relaxed))
+            };
+            t.add_processor(&name, processor, &[&self.node])?;
+            if let Some(builder) = builder {
+                t.add_state_store(builder, &[&name])?;
+            }
+            for store in stores {
+                t.connect_processor_and_state_store(&name, store)?;
+            }
+            Ok(())
+        });
+        let value_serde = materialized.and_then(|m| m.value_serde);
+        let mut table = KTable::new(self.state.clone(), name, self.key_serde.clone(), value_serde, store.clone());
+        table.old_values = OldValues::switch(send_old);
+        if store.is_none() {
+            // Without a store to read them from, it asks its parent for old values too.
+            table.old_values = table.old_values.and(&self.old_values);
+        }
+        table
+    }
+
     /// Holds updates back and emits them later: each window's final result when it closes, or
     /// the latest update of a key after a time limit. The buffer is change-logged.
     pub fn suppress(&self, suppressed: Suppressed) -> KTable<K, V> {
+        self.old_values.request();
         let waits_for_windows = suppress::waits_for_windows(&suppressed);
         let mut tie_break: Option<TieBreak<K>> = None;
         let (buffer_time, grace_ms): (BufferTime<K>, i64) = match (&self.windowing, waits_for_windows) {
@@ -195,6 +306,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
         grouped: Grouped<K2, V2>,
     ) -> KGroupedTable<K2, V2> {
+        // The old row is retracted from its group.
+        self.old_values.request();
         let mut state = self.state.borrow_mut();
         let name = state.new_name("KTABLE-SELECT-");
         state.apply(|t| t.add_processor(&name, stateless(repartition_map(selector)), &[&self.node]).map(drop));

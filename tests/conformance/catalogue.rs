@@ -515,7 +515,48 @@ pub(crate) fn catalogue() -> Vec<Entry> {
     add("versioned-stream-table-left-join-grace", LT, Output::Strings, |b| {
         stream_out(stream(b, "l").left_join_table_with(&versioned_table(b, "t"), |a, b| join(a, or_null(b)), grace_joined()))
     });
+    // A stateful processor over table rows: run once per update, twice (new, then old) where
+    // an aggregation asks for old values, once again when materialized.
+    add("table-process-values", T, Output::Strings, |b| to_out(table(b, "t").process_values(TableStamp::default, &[])));
+    add("table-process-values-group-by", T, Output::Counts, |b| {
+        counts_out(
+            table(b, "t")
+                .process_values(TableStamp::default, &[])
+                .group_by(|_, v| (first(v), v.clone()), Grouped::with(Serdes::string(), Serdes::string()))
+                .count(Materialized::new()),
+        )
+    });
+    add("table-process-values-materialized-group-by", T, Output::Counts, |b| {
+        let rows = Materialized::as_("pv-rows").with_value_serde(Serdes::string()).with_caching_enabled();
+        counts_out(
+            table(b, "t")
+                .process_values_with(TableStamp::default, rows, &[])
+                .group_by(|_, v| (first(v), v.clone()), Grouped::with(Serdes::string(), Serdes::string()))
+                .count(Materialized::new()),
+        )
+    });
     entries
+}
+
+/// Appends how many times it ran to each row; rows starting with `x` are deleted (nothing forwarded).
+#[derive(Default)]
+struct TableStamp(u32);
+
+impl FixedKeyProcessor<String, Option<String>, Option<String>> for TableStamp {
+    fn process(
+        &mut self,
+        ctx: &mut FixedKeyProcessorContext<'_, String, Option<String>>,
+        r: FixedKeyRecord<String, Option<String>>,
+    ) -> streams::Result<()> {
+        self.0 += 1;
+        match r.value.clone() {
+            Some(v) if v.starts_with('x') => Ok(()),
+            value => {
+                let value = value.map(|v| format!("{v}#{}", self.0));
+                ctx.forward(r.with_value(value))
+            }
+        }
+    }
 }
 
 /// Event time from the record and its value: values starting with `x` have none (dropped).

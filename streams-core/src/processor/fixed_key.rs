@@ -2,8 +2,12 @@
 //! change values, timestamps and headers but never the key, so a stream needs no repartition
 //! after them.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
+use super::context::TaskContext;
+use super::node::{Child, Node, NodeRef};
 use super::{Processor, ProcessorContext, ProcessorSupplier, Punctuation};
 use crate::error::Result;
 use crate::record::{Headers, Record};
@@ -179,4 +183,82 @@ impl<K, VIn, VOut> Processor<K, VIn, K, VOut> for FixedKeyAdapter<K, VIn, VOut> 
     fn close(&mut self) -> Result<()> {
         self.0.close()
     }
+}
+
+/// Runs a fixed-key processor as a function of one record: the value it forwarded last is
+/// the result (`None` when it forwarded nothing), and nothing reaches the node's children.
+/// The DSL's `KTable::process_values` is built on it, as Kafka Streams captures a table
+/// processor's forwards.
+pub struct ValueCapture<K, VIn, VOut> {
+    processor: Box<dyn FixedKeyProcessor<K, VIn, VOut>>,
+    captured: Rc<RefCell<Option<VOut>>>,
+    sink: [Child<K, VOut>; 1],
+}
+
+impl<K, VIn, VOut> std::fmt::Debug for ValueCapture<K, VIn, VOut> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ValueCapture")
+    }
+}
+
+/// The one child of a [`ValueCapture`]: it keeps the last value forwarded to it.
+struct Captured<V>(Rc<RefCell<Option<V>>>);
+
+impl<K, V> Node<K, V> for Captured<V> {
+    fn process(&mut self, _task: &mut TaskContext, record: Record<K, V>) -> Result<()> {
+        *self.0.borrow_mut() = Some(record.value);
+        Ok(())
+    }
+}
+
+impl<K: Clone + 'static, VIn: 'static, VOut: Clone + 'static> ValueCapture<K, VIn, VOut> {
+    /// Captures what `processor` forwards.
+    pub fn new(processor: Box<dyn FixedKeyProcessor<K, VIn, VOut>>) -> Self {
+        let captured = Rc::new(RefCell::new(None));
+        let node: NodeRef<K, VOut> = Rc::new(RefCell::new(Captured(captured.clone())));
+        ValueCapture { processor, captured, sink: [Child { name: "captured".into(), node }] }
+    }
+
+    /// Initializes the processor within the node that runs it.
+    pub fn init<K2, V2, F>(&mut self, ctx: &mut ProcessorContext<'_, K2, V2, F>) -> Result<()> {
+        let mut inner = capture_context(&self.sink, ctx);
+        self.processor.init(&mut inner)
+    }
+
+    /// Processes `record`; returns the value the processor forwarded last, if any.
+    pub fn apply<K2, V2, F>(&mut self, ctx: &mut ProcessorContext<'_, K2, V2, F>, record: FixedKeyRecord<K, VIn>) -> Result<Option<VOut>> {
+        self.captured.borrow_mut().take();
+        let mut inner = capture_context(&self.sink, ctx);
+        self.processor.process(&mut inner, record)?;
+        Ok(self.captured.borrow_mut().take())
+    }
+
+    /// Delivers a punctuation; what the processor forwards from it goes nowhere.
+    pub fn punctuate<K2, V2, F>(&mut self, ctx: &mut ProcessorContext<'_, K2, V2, F>, punctuation: Punctuation) -> Result<()> {
+        let mut inner = capture_context(&self.sink, ctx);
+        self.processor.punctuate(&mut inner, punctuation)?;
+        self.captured.borrow_mut().take();
+        Ok(())
+    }
+
+    /// Flushes the processor at a commit.
+    pub fn flush<K2, V2, F>(&mut self, ctx: &mut ProcessorContext<'_, K2, V2, F>) -> Result<()> {
+        let mut inner = capture_context(&self.sink, ctx);
+        self.processor.flush(&mut inner)?;
+        self.captured.borrow_mut().take();
+        Ok(())
+    }
+
+    /// Closes the processor.
+    pub fn close(&mut self) -> Result<()> {
+        self.processor.close()
+    }
+}
+
+/// A context for a captured processor: the node's task, name and stores, forwarding to `sink`.
+fn capture_context<'c, K, V, K2, V2, F>(
+    sink: &'c [Child<K, V>],
+    ctx: &'c mut ProcessorContext<'_, K2, V2, F>,
+) -> FixedKeyProcessorContext<'c, K, V> {
+    ProcessorContext { task: &mut *ctx.task, node: ctx.node, children: sink, flush_listeners: None, forwarding: PhantomData }
 }

@@ -9,6 +9,7 @@ mod timestamp;
 pub use fixed_key::{
     fixed_key_supplier, AnyKey, FixedKey, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyProcessorSupplier, FixedKeyRecord,
 };
+pub use fixed_key::ValueCapture;
 pub use partitioner::{StreamPartitioner, TopicNameExtractor};
 pub use timestamp::{BuiltinTimestampExtractor, ConsumedRecord, TimestampExtractor};
 

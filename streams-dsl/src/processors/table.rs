@@ -1,11 +1,14 @@
-//! KTable processors: source, filter, map-values, to-stream, group-by selection, and the
+//! KTable processors: source, filter, map-values, process-values, to-stream, group-by selection, and the
 //! forwarding of materialized updates through the record cache.
 
 use std::marker::PhantomData;
 
-use streams_core::internals::{CacheFlush, CachedStateStore};
+use streams_core::internals::{CacheFlush, CachedStateStore, ValueCapture};
 use streams_core::state::VersionedKeyValueStore;
-use streams_core::{Processor, ProcessorContext, Record, Result, TimestampedKeyValueStore, ValueAndTimestamp};
+use streams_core::{
+    FixedKeyProcessor, FixedKeyRecord, Processor, ProcessorContext, Punctuation, Record, Result, TimestampedKeyValueStore,
+    ValueAndTimestamp,
+};
 
 use super::Stateful;
 use crate::change::Change;
@@ -16,13 +19,23 @@ use crate::change::Change;
 pub(crate) struct TableForwarder<K, V> {
     store: TimestampedKeyValueStore<K, V>,
     caching: bool,
+    /// Deletes of absent rows are dropped (by the cache, in Kafka Streams).
+    drop_noop_deletes: bool,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
+    /// Passes every delete of an absent row on.
     pub(crate) fn init(ctx: &mut ProcessorContext<'_, K, Change<V>>, store: &str) -> Result<Self> {
+        Self::init_with(ctx, store, false)
+    }
+
+    /// As `init`; with `cache_drops_noop_deletes`, a cached store drops deletes of absent rows
+    /// as Kafka Streams' cache does where it applies: an aggregation's, and a table source's
+    /// (or table processor's) once a downstream operator asked for old values.
+    pub(crate) fn init_with(ctx: &mut ProcessorContext<'_, K, Change<V>>, store: &str, cache_drops_noop_deletes: bool) -> Result<Self> {
         let store: TimestampedKeyValueStore<K, V> = ctx.key_value_store(store)?;
         let caching = store.set_flush_listener(ctx, |ctx, flushed| forward_flush(ctx, timestamped(flushed)))?;
-        Ok(TableForwarder { store, caching })
+        Ok(TableForwarder { store, caching, drop_noop_deletes: caching && cache_drops_noop_deletes })
     }
 
     pub(crate) fn get(&self, key: &K) -> Result<Option<ValueAndTimestamp<V>>> {
@@ -40,7 +53,10 @@ impl<K: Clone + 'static, V: Clone + 'static> TableForwarder<K, V> {
     ) -> Result<()> {
         if new_value.is_none() && old_value.is_none() {
             // Deleting an absent row changes nothing, but Kafka Streams passes the tombstone on
-            // (a cache would drop it).
+            // unless its cache drops it.
+            if self.drop_noop_deletes {
+                return Ok(());
+            }
             return ctx.forward(record.with_value(Change::new(None, None)));
         }
         match &new_value {
@@ -84,24 +100,24 @@ pub(crate) struct TableSource<K, V, VIn> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> TableSource<K, V, Option<V>> {
-    /// Over nullable values: `None` deletes.
-    pub(crate) fn processor(store_name: &str) -> impl Processor<K, Option<V>, K, Change<V>> {
-        Self::with_rows(store_name, |v| v)
+    /// Over nullable values: `None` deletes. `send_old`: downstream operators asked for old values.
+    pub(crate) fn processor(store_name: &str, send_old: bool) -> impl Processor<K, Option<V>, K, Change<V>> {
+        Self::with_rows(store_name, |v| v, send_old)
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> TableSource<K, V, V> {
     /// Over values: each upserts its key.
-    pub(crate) fn upserts(store_name: &str) -> impl Processor<K, V, K, Change<V>> {
-        Self::with_rows(store_name, Some)
+    pub(crate) fn upserts(store_name: &str, send_old: bool) -> impl Processor<K, V, K, Change<V>> {
+        Self::with_rows(store_name, Some, send_old)
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static, VIn: Clone + 'static> TableSource<K, V, VIn> {
-    fn with_rows(store_name: &str, row: fn(VIn) -> Option<V>) -> impl Processor<K, VIn, K, Change<V>> {
+    fn with_rows(store_name: &str, row: fn(VIn) -> Option<V>, send_old: bool) -> impl Processor<K, VIn, K, Change<V>> {
         let store_name = store_name.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<V>>| {
-            Ok(TableSource { forwarder: TableForwarder::init(ctx, &store_name)?, row })
+            Ok(TableSource { forwarder: TableForwarder::init_with(ctx, &store_name, send_old)?, row })
         })
     }
 }
@@ -164,7 +180,10 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         if !record.value.is_latest {
             return Ok(());
         }
-        let Change { new_value, old_value, .. } = record.value.clone();
+        // The old row from the store: a parent may not send old values (Kafka Streams sends
+        // them only where a downstream operator asks).
+        let old_value = self.forwarder.get(&record.key)?.map(|v| v.value);
+        let new_value = record.value.new_value.clone();
         self.forwarder.update(ctx, record.with_value(()), new_value, old_value)
     }
 }
@@ -224,7 +243,7 @@ where
     pub(crate) fn processor(store_name: &str, combine: std::sync::Arc<F>) -> impl Processor<K, Change<V>, K, Change<VA>> {
         let store_name = store_name.to_string();
         Stateful::new(move |ctx: &mut ProcessorContext<'_, K, Change<VA>>| {
-            let forwarder = TableForwarder::init(ctx, &store_name)?;
+            let forwarder = TableForwarder::init_with(ctx, &store_name, true)?;
             Ok(TableAggregate { combine: combine.clone(), forwarder, _types: PhantomData })
         })
     }
@@ -247,5 +266,64 @@ where
         let Record { key, value, headers, .. } = record;
         let new = (self.combine)(&key, value, old.clone());
         forwarder.update(ctx, Record { key, value: (), timestamp, headers }, new, old)
+    }
+}
+
+/// `KTABLE-PROCESSVALUES`: a fixed-key processor over table rows (Kafka Streams' `KTable`
+/// `processValues` / `transformValues`). The value it forwards last for a row's new value is
+/// the new row; `None`, or nothing forwarded, deletes it.
+///
+/// Materialized, the old row is read from the store. Otherwise the processor runs again on
+/// the old value, and only when a downstream operator asked for old values (`send_old`, set
+/// while the topology was built), as Kafka Streams does.
+pub(crate) struct TableProcessValues<K, V, V2> {
+    capture: ValueCapture<K, Option<V>, Option<V2>>,
+    store: Option<String>,
+    forwarder: Option<TableForwarder<K, V2>>,
+    send_old: bool,
+}
+
+impl<K: Clone + 'static, V: Clone + 'static, V2: Clone + 'static> TableProcessValues<K, V, V2> {
+    pub(crate) fn new(processor: Box<dyn FixedKeyProcessor<K, Option<V>, Option<V2>>>, store: Option<String>, send_old: bool) -> Self {
+        TableProcessValues { capture: ValueCapture::new(processor), store, forwarder: None, send_old }
+    }
+
+    fn apply(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>, record: &Record<K, ()>, value: Option<V>) -> Result<Option<V2>> {
+        let input = Record { key: record.key.clone(), value, timestamp: record.timestamp, headers: record.headers.clone() };
+        Ok(self.capture.apply(ctx, FixedKeyRecord::from(input))?.flatten())
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static, V2: Clone + 'static> Processor<K, Change<V>, K, Change<V2>> for TableProcessValues<K, V, V2> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<()> {
+        self.capture.init(ctx)?;
+        if let Some(store) = &self.store {
+            self.forwarder = Some(TableForwarder::init_with(ctx, store, self.send_old)?);
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>, record: Record<K, Change<V>>) -> Result<()> {
+        let Change { new_value, old_value, is_latest } = record.value;
+        let record = Record { key: record.key, value: (), timestamp: record.timestamp, headers: record.headers };
+        let new_value = self.apply(ctx, &record, new_value)?;
+        if let Some(forwarder) = &self.forwarder {
+            let old = forwarder.get(&record.key)?.map(|v| v.value);
+            return forwarder.update(ctx, record, new_value, old);
+        }
+        let old_value = if self.send_old { self.apply(ctx, &record, old_value)? } else { None };
+        ctx.forward(record.with_value(Change { new_value, old_value, is_latest }))
+    }
+
+    fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>, punctuation: Punctuation) -> Result<()> {
+        self.capture.punctuate(ctx, punctuation)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<()> {
+        self.capture.flush(ctx)
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.capture.close()
     }
 }

@@ -34,6 +34,7 @@ import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.Suppressed.BufferConfig;
 import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.kstream.ValueTransformerWithKey;
 import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.kstream.WindowedSerdes;
 import org.apache.kafka.streams.processor.api.FixedKeyProcessor;
@@ -320,6 +321,36 @@ final class Catalogue {
         add("versioned-stream-table-left-join-grace", STRINGS, b -> stream(b, "l")
             .leftJoin(versionedTable(b, "t"), Catalogue::join, Joined.with(S, S, S).withGracePeriod(ms(GRACE)))
             .to("out", Produced.with(S, S)));
+        add("table-process-values", STRINGS, b -> toOut(table(b, "t").transformValues(TableStamp::new)));
+        add("table-process-values-group-by", COUNTS, b -> countsOut(table(b, "t")
+            .transformValues(TableStamp::new)
+            .groupBy((k, v) -> KeyValue.pair(first(v), v), Grouped.with(S, S))
+            .count()));
+        add("table-process-values-materialized-group-by", COUNTS, b -> countsOut(table(b, "t")
+            .transformValues(TableStamp::new, Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("pv-rows")
+                .withKeySerde(S).withValueSerde(S).withCachingEnabled())
+            .groupBy((k, v) -> KeyValue.pair(first(v), v), Grouped.with(S, S))
+            .count()));
+    }
+
+    /** Appends how many times it ran to each row; rows starting with "x" are deleted. */
+    static final class TableStamp implements ValueTransformerWithKey<String, String, String> {
+        private int calls;
+
+        @Override
+        public void init(final org.apache.kafka.streams.processor.ProcessorContext context) {}
+
+        @Override
+        public String transform(final String key, final String value) {
+            calls++;
+            if (value == null || value.startsWith("x")) {
+                return null;
+            }
+            return value + "#" + calls;
+        }
+
+        @Override
+        public void close() {}
     }
 
     /** Two streams cogrouped: "l" values appended after "L", "r" values after "R". */
