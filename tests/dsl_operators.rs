@@ -665,3 +665,36 @@ fn table_process_values_reaches_connected_stores() {
     let out = driver.create_output_topic::<String, Option<i64>>("kept", Serdes::string(), Serdes::nullable(Serdes::i64()));
     assert_eq!(out.read_key_values_to_list().unwrap(), vec![("a".into(), None), ("b".into(), Some(12))]);
 }
+
+#[test]
+fn a_table_processor_feeds_a_join_through_its_store() {
+    let seen = Seen::default();
+    let builder = StreamsBuilder::new();
+    let right = builder.table::<String, String>("u", Consumed::with(Serdes::string(), Serdes::string()), Materialized::new());
+    let rows = Materialized::as_("rows").with_value_serde(Serdes::string()).with_caching_disabled();
+    rows_table(&builder)
+        .process_values_with(counted_rows(&seen), rows, &[])
+        .left_join(&right, |l, r| format!("{l}+{}", r.map_or("null", String::as_str)))
+        .to_stream()
+        .to("joined", Produced::with(Serdes::string(), Serdes::nullable(Serdes::string())));
+    let driver = TopologyTestDriver::new(builder.build().unwrap(), config("table-process-values-join")).unwrap();
+    pipe_rows(&driver, &[("a", Some("x"))]);
+    let mut input = driver.create_input_topic::<String, String>("u", Serdes::string(), Serdes::string());
+    input.pipe_input("a".into(), "r".into()).unwrap();
+    pipe_rows(&driver, &[("a", Some("drop"))]);
+    // Materialized, it runs once per update though the left join asks it for old values; the
+    // right side's update reads the processed row from its store without running it again.
+    assert_eq!(seen.lock().unwrap().clone(), vec![Some("x".into()), Some("drop".into())]);
+    let out = driver.create_output_topic::<String, Option<String>>("joined", Serdes::string(), Serdes::nullable(Serdes::string()));
+    let some = |v: &str| ("a".to_string(), Some(v.to_string()));
+    assert_eq!(out.read_key_values_to_list().unwrap(), vec![some("x#1+null"), some("x#1+r"), ("a".into(), None)]);
+}
+
+#[test]
+fn joining_an_unmaterialized_table_processor_needs_its_value_serde() {
+    let builder = StreamsBuilder::new();
+    let right = builder.table::<String, String>("u", Consumed::with(Serdes::string(), Serdes::string()), Materialized::new());
+    rows_table(&builder).process_values(counted_rows(&Seen::default()), &[]).join(&right, |l, r| format!("{l}+{r}"));
+    let error = builder.build().unwrap_err().to_string();
+    assert!(error.contains("has no serde"), "{error}");
+}

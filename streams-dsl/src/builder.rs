@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use streams_core::state::{
@@ -15,7 +14,7 @@ use streams_core::{
 };
 
 use crate::kstream::KStream;
-use crate::ktable::{KTable, OldValues};
+use crate::ktable::{KTable, OldValues, OldValuesSwitch};
 use crate::options::{Consumed, Materialized};
 use crate::processors::table::{TableSource, VersionedTableSource};
 
@@ -236,7 +235,7 @@ impl StreamsBuilder {
         let key_serde = consumed.key_serde.clone();
         let extractor = consumed.timestamp_extractor.clone().map(table_extractor);
         let store_name = store.clone();
-        let send_old = Arc::new(AtomicBool::new(false));
+        let send_old = OldValuesSwitch::default();
         let switch = send_old.clone();
         let mut state = self.state.borrow_mut();
         state.apply(|t| {
@@ -248,7 +247,7 @@ impl StreamsBuilder {
                 Some(_) => t.add_processor(&processor, move || VersionedTableSource::<K, V>::processor(&store_name), &[&source])?,
                 None => t.add_processor(
                     &processor,
-                    move || TableSource::<K, V, Option<V>>::processor(&store_name, switch.load(Ordering::Relaxed)),
+                    move || TableSource::<K, V, Option<V>>::processor(&store_name, switch.is_on()),
                     &[&source],
                 )?,
             };
@@ -266,7 +265,7 @@ impl StreamsBuilder {
             Some(store),
         );
         table.versioned = materialized.versioned.as_ref().map(|s| s.history_retention().as_millis().min(i64::MAX as u128) as i64);
-        table.old_values = OldValues::switch(send_old);
+        table.old_values = OldValues::of(&send_old);
         table
     }
 

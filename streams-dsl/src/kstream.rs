@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use streams_core::internals::InternalTopologyBuilder;
@@ -14,7 +13,7 @@ use streams_core::{
 use crate::builder::{repartition, repartition_with, table_store, Shared};
 use crate::change::Change;
 use crate::grouped::KGroupedStream;
-use crate::ktable::{KTable, OldValues};
+use crate::ktable::{KTable, OldValues, OldValuesSwitch};
 use crate::options::{BranchChain, Branched, Grouped, Materialized, Named, PrintTarget, Printed, Produced, Repartitioned};
 use crate::processors::table::TableSource;
 use crate::processors::stateless;
@@ -452,16 +451,16 @@ fn to_table<K: Clone + 'static, V: Clone + 'static, VIn: Clone + 'static, P: Pro
     };
     let builder = table_store(&stream.state, &materialized, &store, None, None);
     let store_name = store.clone();
-    let send_old = Arc::new(AtomicBool::new(false));
+    let send_old = OldValuesSwitch::default();
     let switch = send_old.clone();
     stream.state.borrow_mut().apply(|t| {
-        t.add_processor(&name, move || source(&store_name, switch.load(Ordering::Relaxed)), &[&parent])?;
+        t.add_processor(&name, move || source(&store_name, switch.is_on()), &[&parent])?;
         if let Some(builder) = builder {
             t.add_state_store(builder, &[&name])?;
         }
         Ok(())
     });
     let mut table = KTable::new(stream.state.clone(), name, materialized.key_serde.clone(), materialized.value_serde.clone(), Some(store));
-    table.old_values = OldValues::switch(send_old);
+    table.old_values = OldValues::of(&send_old);
     table
 }

@@ -34,31 +34,41 @@ pub struct KTable<K, V> {
     pub(crate) windowing: Option<Windowing<K>>,
     /// Set when `store_name` is a versioned store (a source table's): its history retention, ms.
     pub(crate) versioned: Option<i64>,
-    /// Upstream operators that send old values only when asked.
+    /// The upstream operators a request for old values reaches.
     pub(crate) old_values: OldValues,
 }
 
-/// The switches of the upstream operators that compute old values only when a downstream
-/// operator asks for them (Kafka Streams' `enableSendingOldValues`): non-materialized
-/// `process_values`, reached through filters and mappers. Operators ask while the topology
-/// is built; processors read the switch when their task creates them.
+/// Set when a downstream operator asks an upstream one for old values (Kafka Streams'
+/// `enableSendingOldValues`): operators ask while the topology is built, processors read the
+/// switch when their task creates them.
 #[derive(Clone, Default)]
-pub(crate) struct OldValues(Vec<Arc<AtomicBool>>);
+pub(crate) struct OldValuesSwitch(Arc<AtomicBool>);
+
+impl OldValuesSwitch {
+    /// Whether old values were asked for.
+    pub(crate) fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The upstream operators a request for old values reaches, through filters and mappers.
+#[derive(Clone, Default)]
+pub(crate) struct OldValues(Vec<OldValuesSwitch>);
 
 impl OldValues {
-    /// One operator's switch.
-    pub(crate) fn switch(switch: Arc<AtomicBool>) -> OldValues {
-        OldValues(vec![switch])
+    /// One operator's.
+    pub(crate) fn of(switch: &OldValuesSwitch) -> OldValues {
+        OldValues(vec![switch.clone()])
     }
 
     /// Asks every upstream operator for old values.
     pub(crate) fn request(&self) {
         for switch in &self.0 {
-            switch.store(true, Ordering::Relaxed);
+            switch.0.store(true, Ordering::Relaxed);
         }
     }
 
-    /// These switches and `other`'s.
+    /// These operators and `other`'s.
     pub(crate) fn and(&self, other: &OldValues) -> OldValues {
         OldValues(self.0.iter().chain(&other.0).cloned().collect())
     }
@@ -175,11 +185,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     /// forwarded, deletes it). It reaches the named stores and the record's metadata through
     /// its context; what it forwards from a punctuation goes nowhere.
     ///
-    /// Where a downstream operator needs old values (`group_by`, `suppress`, left and outer
-    /// joins, foreign-key joins), the processor also runs on each update's old value, right
-    /// after the new one, as in Kafka Streams: a stateful processor then sees every update
-    /// twice. [`process_values_with`](Self::process_values_with) keeps its results in a store
-    /// and reads old values from there instead.
+    /// Where a downstream operator needs old values (`group_by`, also through filters), the
+    /// processor also runs on each update's old value, right after the new one, as in Kafka
+    /// Streams: a stateful processor then sees every update twice. The result has no value
+    /// serde: joins and `suppress`, which store rows, take a table from
+    /// [`process_values_with`](Self::process_values_with), which keeps its results in a store
+    /// and reads old values from there.
     pub fn process_values<V2: Clone + 'static>(
         &self,
         supplier: impl FixedKeyProcessorSupplier<K, Option<V>, Option<V2>>,
@@ -221,12 +232,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             },
             _ => None,
         };
-        let send_old = Arc::new(AtomicBool::new(false));
+        let send_old = OldValuesSwitch::default();
         let (switch, store_name) = (send_old.clone(), store.clone());
         self.state.borrow_mut().apply(|t| {
-            let processor = move || {
-                TableProcessValues::<K, V, V2>::new(supplier.get(), store_name.clone(), switch.load(Ordering::Relaxed))
-            };
+            let processor = move || TableProcessValues::<K, V, V2>::new(supplier.get(), store_name.clone(), switch.is_on());
             t.add_processor(&name, processor, &[&self.node])?;
             if let Some(builder) = builder {
                 t.add_state_store(builder, &[&name])?;
@@ -238,7 +247,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         });
         let value_serde = materialized.and_then(|m| m.value_serde);
         let mut table = KTable::new(self.state.clone(), name, self.key_serde.clone(), value_serde, store.clone());
-        table.old_values = OldValues::switch(send_old);
+        table.old_values = OldValues::of(&send_old);
         if store.is_none() {
             // Without a store to read them from, it asks its parent for old values too.
             table.old_values = table.old_values.and(&self.old_values);

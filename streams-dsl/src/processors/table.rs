@@ -180,10 +180,9 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         if !record.value.is_latest {
             return Ok(());
         }
-        // The old row from the store: a parent may not send old values (Kafka Streams sends
-        // them only where a downstream operator asks).
-        let old_value = self.forwarder.get(&record.key)?.map(|v| v.value);
-        let new_value = record.value.new_value.clone();
+        // Its parent sends old values: only a non-materialized `process_values` leaves them out,
+        // and a table out of one has no value serde to materialize with.
+        let Change { new_value, old_value, .. } = record.value.clone();
         self.forwarder.update(ctx, record.with_value(()), new_value, old_value)
     }
 }
