@@ -1,8 +1,9 @@
 //! Rebalances under both group protocols: the classic one closes every task of every member
 //! (eager), KIP-848's consumer protocol closes only the tasks that move; co-partitioned joins
 //! stay correct under either; instance metadata follows the group. And restoration that does
-//! not stop the thread: a long restore runs between polls while the thread's other tasks keep
-//! processing and the member stays in the group. Needs a real broker.
+//! not stop the thread: a long restore runs on the state updater while the thread's other tasks
+//! keep processing and the member stays in the group; a restore cut short keeps its progress.
+//! Needs a real broker.
 
 mod common;
 
@@ -281,7 +282,7 @@ fn instance_metadata_follows_the_group_under_either_protocol() {
 }
 
 #[test]
-fn a_long_restore_leaves_the_other_tasks_processing_and_the_member_in_the_group() {
+fn a_long_restore_runs_on_the_state_updater_while_the_other_tasks_process_and_the_member_stays() {
     let cluster = Cluster::new();
     if !cluster.runs_on_a_real_broker("needs a broker that enforces group session timeouts") {
         return;
@@ -356,7 +357,67 @@ fn a_long_restore_leaves_the_other_tasks_processing_and_the_member_in_the_group(
     assert_eq!(thread_total(&two, "task-created-total"), 2.0, "each task created once");
     assert_eq!(thread_total(&two, "task-closed-total"), 0.0);
     assert_eq!(restored.lock().unwrap().len(), 1, "restored once");
+    // By the state updater thread, not the stream thread, and counted for the stream thread too.
+    let by_updater = two.metrics().sum("stream-state-updater-metrics", "restore-records-total");
+    assert_eq!(by_updater, n as f64, "the state updater restored the changelog");
+    assert_eq!(thread_total(&two, "restore-total"), n as f64);
     assert!(two.close(Duration::from_secs(60)));
+}
+
+#[test]
+fn a_restore_cut_short_by_close_keeps_what_it_restored() {
+    let cluster = Cluster::new();
+    if !cluster.runs_on_a_real_broker("restores a changelog large enough to interrupt") {
+        return;
+    }
+    let servers = cluster.bootstrap_servers();
+    let (big, app) = (unique("cut-big"), unique("cut-app"));
+    cluster.create_topic(&big, 1);
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder.table::<String, String>(&big, Consumed::with(Serdes::string(), Serdes::string()), Materialized::as_("big"));
+        builder.build().unwrap()
+    };
+    let n: u64 = 400_000;
+    test_utils::produce(&servers, &big, (0..n).map(|i| (Some(format!("k{i:07}").into_bytes()), Some(vec![b'v'; 20])))).unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let mut one = start(topology(), config(&app, &cluster, first.path(), "classic"));
+    wait_caught_up(&cluster, &app, &[&big], &[&one]);
+    assert!(one.close(Duration::from_secs(60)));
+
+    // A fresh state directory restores slowly (small fetches); close it part-way.
+    let second = tempfile::tempdir().unwrap();
+    let slow = || config(&app, &cluster, second.path(), "classic").with("restore.consumer.max.partition.fetch.bytes", "4096");
+    let mut two = KafkaStreams::new(topology(), slow()).unwrap();
+    two.start().unwrap();
+    let started = Instant::now();
+    let restored = |s: &KafkaStreams| s.metrics().sum("stream-state-updater-metrics", "restore-records-total") as u64;
+    while restored(&two) < 20_000 {
+        assert!(started.elapsed() < Duration::from_secs(120), "the restore never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(two.close(Duration::from_secs(60)));
+    let before = restored(&two);
+    assert!(before < n, "closed before the end: {before} of {n}");
+
+    // Started again on that directory, it restores only the rest.
+    let events: Arc<Mutex<Vec<streams::RestoreEvent>>> = Arc::default();
+    let mut three = KafkaStreams::new(topology(), config(&app, &cluster, second.path(), "classic")).unwrap();
+    let sink = events.clone();
+    three.set_restore_listener(move |e| sink.lock().unwrap().push(e.clone()));
+    three.start().unwrap();
+    assert_eq!(three.wait_until_running(Duration::from_secs(120)), State::Running, "{:?}", three.take_error());
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let start = events[0].start_offset.expect("from the checkpoint the interrupted restore wrote") as u64;
+    eprintln!("interrupted after {before} records; the next start restored {} from offset {start}", events[0].restored);
+    assert!(start >= before, "the checkpoint covers what was restored: {start} < {before}");
+    assert_eq!(start + events[0].restored, n, "the rest, and only the rest");
+    let store = three.store(streams::query::StoreQueryParameters::from_name_and_type("big", streams::query::QueryableStoreTypes::key_value::<String, String>())).unwrap();
+    for key in ["k0000000", "k0200000", "k0399999"] {
+        assert_eq!(store.get(&key.to_string()).unwrap(), Some("v".repeat(20)), "{key}");
+    }
+    assert!(three.close(Duration::from_secs(60)));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | `stream-metrics` | `client-id` | `alive-stream-threads`, `client-state` | INFO |
 //! | `stream-thread-metrics` | `thread-id` | `process-`, `poll-`, `commit-`, `punctuate-` `rate`/`total`/`latency-avg`/`latency-max`; `restore-`, `update-` (standby), `task-created-`, `task-closed-` `rate`/`total`; `restore-remaining-records-total`, `standby-updating-tasks` | INFO |
+//! | `stream-state-updater-metrics` | `thread-id` | `restore-records-rate`/`-total`, `active-restoring-tasks` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `dropped-records-rate`/`-total` | INFO |
 //! | `stream-task-metrics` | `thread-id`, `task-id` | `process-rate`/`-total`, `enforced-processing-rate`/`-total`, `punctuate-rate`/`-total` | DEBUG |
 //! | `stream-processor-node-metrics` | `thread-id`, `task-id`, `processor-node-id` | `process-rate`/`-total` | DEBUG |
@@ -239,6 +240,15 @@ pub(crate) struct ThreadMetrics {
     pub(crate) standby_lag: Mutex<(String, BTreeMap<(String, i32), i64>)>,
 }
 
+/// The state updater's sensors.
+#[derive(Debug, Default)]
+pub(crate) struct UpdaterMetrics {
+    /// Changelog records the updater restored.
+    pub(crate) restored: Arc<Sensor>,
+    /// Tasks the updater is restoring or has queued.
+    pub(crate) restoring_tasks: AtomicI64,
+}
+
 /// A task's sensors.
 #[derive(Debug, Default)]
 pub(crate) struct TaskSensors {
@@ -297,13 +307,21 @@ pub(crate) struct MetricsRegistry {
     client_id: String,
     debug: bool,
     threads: Mutex<BTreeMap<String, Arc<ThreadMetrics>>>,
+    updater: Mutex<Option<(String, Arc<UpdaterMetrics>)>>,
     tasks: Mutex<BTreeMap<(String, TaskId), Arc<TaskSensors>>>,
     stores: Mutex<BTreeMap<StoreKey, Arc<StoreSensors>>>,
 }
 
 impl MetricsRegistry {
     pub(crate) fn new(client_id: String, debug: bool) -> Self {
-        MetricsRegistry { client_id, debug, threads: Mutex::default(), tasks: Mutex::default(), stores: Mutex::default() }
+        MetricsRegistry {
+            client_id,
+            debug,
+            threads: Mutex::default(),
+            updater: Mutex::default(),
+            tasks: Mutex::default(),
+            stores: Mutex::default(),
+        }
     }
 
     /// Whether DEBUG metrics are recorded.
@@ -315,6 +333,13 @@ impl MetricsRegistry {
     pub(crate) fn thread(&self, name: &str) -> Arc<ThreadMetrics> {
         let sensors = Arc::new(ThreadMetrics::default());
         lock(&self.threads).insert(name.to_string(), sensors.clone());
+        sensors
+    }
+
+    /// The state updater thread's sensors.
+    pub(crate) fn state_updater(&self, name: &str) -> Arc<UpdaterMetrics> {
+        let sensors = Arc::new(UpdaterMetrics::default());
+        *lock(&self.updater) = Some((name.to_string(), sensors.clone()));
         sensors
     }
 
@@ -427,6 +452,18 @@ impl MetricsRegistry {
             }
         }
 
+        if let Some((thread, m)) = lock(&self.updater).as_ref() {
+            let tags = [("thread-id", thread.as_str())];
+            let mut p = |name: &str, kind, value, what| push("stream-state-updater-metrics", name, &tags, kind, value, what);
+            counted(&mut p, "restore-records", &m.restored, "Changelog records the state updater restored.");
+            p(
+                "active-restoring-tasks",
+                MetricKind::Gauge,
+                m.restoring_tasks.load(Ordering::Relaxed) as f64,
+                "Active tasks the state updater is restoring.",
+            );
+        }
+
         for ((thread, task), m) in lock(&self.tasks).iter() {
             let task = task.to_string();
             let tags = [("thread-id", thread.as_str()), ("task-id", task.as_str())];
@@ -510,6 +547,13 @@ mod tests {
         assert!(text.contains("kafka_streams_stream_thread_metrics_process_total{thread_id=\"app-1-StreamThread-1\"} 10"), "{text}");
         assert!(text.contains("kafka_streams_consumer_fetch_manager_metrics_records_lag{client_id=\"\",partition=\"0\",topic=\"in\"} 3.0"), "{text}");
         assert!(text.contains("kafka_streams_stream_state_metrics_estimate_num_keys{rocksdb_state_id=\"counts\",task_id=\"0_0\",thread_id=\"app-1-StreamThread-1\"} 7.0"), "{text}");
+        assert_eq!(snapshot.find("stream-state-updater-metrics", "restore-records-total").count(), 0, "no updater yet");
+        let updater = registry.state_updater("app-1-StateUpdater-1");
+        updater.restored.add(5);
+        updater.restoring_tasks.store(2, Ordering::Relaxed);
+        let snapshot = registry.snapshot(State::Running, 1);
+        assert_eq!(snapshot.sum("stream-state-updater-metrics", "restore-records-total"), 5.0);
+        assert_eq!(snapshot.sum("stream-state-updater-metrics", "active-restoring-tasks"), 2.0);
         registry.remove_task("app-1-StreamThread-1", TaskId::new(0, 0));
         assert_eq!(registry.snapshot(State::Running, 1).find("stream-state-metrics", "estimate-num-keys").count(), 0);
     }

@@ -1,8 +1,12 @@
 //! `ChangelogReader`: restores a task's stores from their changelog partitions, from the
 //! checkpointed offset + 1 to the end, in batches, before the task processes input; a slice
-//! at a time, between the stream thread's polls.
+//! at a time, so that its thread (the state updater, or a stream thread for in-memory stores)
+//! attends to other work in between.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -11,9 +15,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::checkpoint::Offsets;
-use crate::metrics::ThreadMetrics;
+use crate::metrics::{Sensor, ThreadMetrics};
 use crate::error::{Result, StreamsError};
-use crate::state::RestoreRecord;
+use crate::state::{RestoreRecord, StateStore};
 use crate::record::TaskId;
 use crate::task::StreamTask;
 
@@ -55,11 +59,35 @@ impl rdkafka::ClientContext for EndAwareContext {
 
 impl rdkafka::consumer::ConsumerContext for EndAwareContext {}
 
+/// What a [`ChangelogReader`] restores: the logged stores of one task.
+pub(crate) trait RestoreTarget {
+    /// The task.
+    fn id(&self) -> TaskId;
+    /// `(store, changelog topic)` of each store to restore.
+    fn changelogs(&self) -> Vec<(String, String)>;
+    /// The store `name`.
+    fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>>;
+}
+
+impl RestoreTarget for StreamTask {
+    fn id(&self) -> TaskId {
+        StreamTask::id(self)
+    }
+    fn changelogs(&self) -> Vec<(String, String)> {
+        StreamTask::changelogs(self)
+    }
+    fn state_store(&self, name: &str) -> Option<Rc<RefCell<dyn StateStore>>> {
+        StreamTask::state_store(self, name)
+    }
+}
+
 /// Reads changelogs with a consumer of its own (no group; `read_committed`).
 pub(crate) struct ChangelogReader {
     consumer: BaseConsumer<EndAwareContext>,
     timeout: Duration,
     active: Option<ActiveRestore>,
+    /// Also counts restored records here (the state updater's own sensor).
+    counted: Option<Arc<Sensor>>,
 }
 
 impl ChangelogReader {
@@ -81,20 +109,26 @@ impl ChangelogReader {
         }
         let consumer =
             config.create_with_context(EndAwareContext).map_err(|e| StreamsError::kafka("create restore consumer", e))?;
-        Ok(ChangelogReader { consumer, timeout, active: None })
+        Ok(ChangelogReader { consumer, timeout, active: None, counted: None })
+    }
+
+    /// Also counts every restored record in `sensor`.
+    pub(crate) fn counting_in(mut self, sensor: Arc<Sensor>) -> Self {
+        self.counted = Some(sensor);
+        self
     }
 
     /// Restores the logged stores of `task` for at most `budget`, from where the previous call
-    /// for the same task stopped: the stream thread calls this between its polls, so it keeps
-    /// its group membership (`max.poll.interval.ms`) and its other tasks keep processing while a
-    /// large changelog restores. Returns the restore events once every store is restored.
+    /// for the same task stopped, so that the calling thread attends to its other work in
+    /// between (a stream thread keeps its group membership and processes its running tasks).
+    /// Returns the restore events once every store is restored.
     ///
     /// `checkpoint` holds the offsets already in the stores and is advanced as records are
     /// applied. Progress goes to `metrics`: records restored, and records left by the
     /// changelog's end offset when the store's restore began.
     pub(crate) fn restore_step(
         &mut self,
-        task: &StreamTask,
+        task: &dyn RestoreTarget,
         checkpoint: &mut Offsets,
         budget: Duration,
         metrics: Option<&ThreadMetrics>,
@@ -123,7 +157,7 @@ impl ChangelogReader {
                 self.consumer.assign(&tpl).map_err(|e| StreamsError::kafka(format!("assign {topic}-{partition}"), e))?;
                 let end = metrics.and_then(|_| self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok());
                 let current = StoreRestore { store, topic, start, end, started: Instant::now(), restored: 0, last: None, batch: Vec::new() };
-                current.report(metrics, 0);
+                current.report(metrics, None, 0);
                 active.current = Some(current);
             }
             let current = active.current.as_mut().expect("set above");
@@ -136,7 +170,7 @@ impl ChangelogReader {
                     current.last = Some(message.offset());
                     current.batch.push((message.key().unwrap_or_default().to_vec(), message.payload().map(<[u8]>::to_vec)));
                     if current.batch.len() >= BATCH {
-                        current.apply(task, checkpoint, partition, metrics)?;
+                        current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
                     }
                     false
                 }
@@ -148,7 +182,7 @@ impl ChangelogReader {
                 Some(Err(e)) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
             };
             if ended {
-                current.apply(task, checkpoint, partition, metrics)?;
+                current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
                 if let Some(m) = metrics {
                     m.restore_remaining.store(0, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -173,7 +207,7 @@ impl ChangelogReader {
             }
             if Instant::now() >= deadline {
                 // What was read is in the store: the next call goes on from there.
-                current.apply(task, checkpoint, partition, metrics)?;
+                current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
                 return Ok(None);
             }
         }
@@ -220,7 +254,14 @@ struct StoreRestore {
 
 impl StoreRestore {
     /// Writes the records read so far to the store and advances the checkpoint.
-    fn apply(&mut self, task: &StreamTask, checkpoint: &mut Offsets, partition: i32, metrics: Option<&ThreadMetrics>) -> Result<()> {
+    fn apply(
+        &mut self,
+        task: &dyn RestoreTarget,
+        checkpoint: &mut Offsets,
+        partition: i32,
+        metrics: Option<&ThreadMetrics>,
+        counted: Option<&Sensor>,
+    ) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -232,11 +273,14 @@ impl StoreRestore {
         if let Some(offset) = self.last {
             checkpoint.insert((self.topic.clone(), partition), offset);
         }
-        self.report(metrics, applied);
+        self.report(metrics, counted, applied);
         Ok(())
     }
 
-    fn report(&self, metrics: Option<&ThreadMetrics>, applied: u64) {
+    fn report(&self, metrics: Option<&ThreadMetrics>, counted: Option<&Sensor>, applied: u64) {
+        if let Some(sensor) = counted {
+            sensor.add(applied);
+        }
         if let Some(m) = metrics {
             m.restore.add(applied);
             let left = match self.end {

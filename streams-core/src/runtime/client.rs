@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::global_thread::GlobalStreamThread;
 use super::metadata::{metadata_topic, MetadataThread};
 use super::shared::{lock, ClientShared, State, StreamThreadExceptionResponse};
+use super::state_updater::StateUpdater;
 use super::{state_directory, stream_thread, topics, RestoreEvent, StateDirectory};
 use crate::config::{GroupProtocol, Settings, StreamsConfig};
 use crate::error::{InvalidStateStoreReason, Result, StreamsError};
@@ -79,6 +80,7 @@ impl KafkaStreams {
                 error: Mutex::new(None),
                 router: Default::default(),
                 metadata: Default::default(),
+                state_updater: Default::default(),
             }),
             threads: Vec::new(),
             state_lock: None,
@@ -206,6 +208,12 @@ impl KafkaStreams {
             }
             None => GlobalStores::default(),
         };
+        if self.topology.stores.values().any(|b| b.logging_enabled()) {
+            let name = format!("{}-StateUpdater-1", self.shared.client_id());
+            let (updater, handle) = StateUpdater::spawn(name, self.topology.clone(), &self.settings, self.shared.clone())?;
+            self.threads.push(handle);
+            let _ = self.shared.state_updater.set(updater);
+        }
         self.shared.set_state(State::Rebalancing);
         let threads = self.settings.num_stream_threads;
         *lock(&self.shared.rebalancing) = vec![true; threads];

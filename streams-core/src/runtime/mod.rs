@@ -3,7 +3,8 @@
 //!
 //! `client` is the user's handle, `shared` the state its threads share with it; each stream
 //! thread (`stream_thread`) drives a `TaskManager` of tasks with a consumer, a record collector
-//! (producer) and a `ChangelogReader` (restore consumer); `topics` creates internal topics.
+//! (producer) and a `ChangelogReader` (restore consumer); the `state_updater` thread restores
+//! persistent stores for all of them; `topics` creates internal topics.
 
 mod changelog_reader;
 mod checkpoint;
@@ -16,6 +17,7 @@ mod query;
 mod shared;
 mod standby;
 mod state_directory;
+mod state_updater;
 mod stream_thread;
 mod task_manager;
 mod topics;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::metadata::InstanceMetadata;
 use super::query::QueryRouter;
+use super::state_updater::StateUpdater;
 use super::RestoreEvent;
 use crate::metrics::MetricsRegistry;
 use crate::error::StreamsError;
@@ -91,6 +92,8 @@ pub(crate) struct ClientShared {
     pub(crate) router: QueryRouter,
     /// The group's instances and their endpoints (with `application.server`).
     pub(crate) metadata: InstanceMetadata,
+    /// The state updater thread, started with the stream threads (a topology with logged stores).
+    pub(crate) state_updater: std::sync::OnceLock<StateUpdater>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -105,6 +105,20 @@ impl StateDirectory {
         }
     }
 
+    /// Deletes a task's stores and checkpoint, keeping its directory and lock: the changelogs
+    /// hold everything, so the task restores in full.
+    pub(crate) fn wipe_task_state(task_dir: &Path) -> Result<()> {
+        let stores = task_dir.join("rocksdb");
+        if stores.exists() {
+            std::fs::remove_dir_all(&stores).map_err(|e| StreamsError::io(&stores, e))?;
+        }
+        let checkpoint = task_dir.join(".checkpoint");
+        if checkpoint.exists() {
+            std::fs::remove_file(&checkpoint).map_err(|e| StreamsError::io(&checkpoint, e))?;
+        }
+        Ok(())
+    }
+
     /// Deletes the application's state (only when no instance runs).
     pub(crate) fn clean(&self) -> Result<()> {
         match std::fs::remove_dir_all(&self.app_dir) {

@@ -22,7 +22,7 @@ use super::query::QUERY_POLL_SLICE;
 use super::collector::KafkaRecordCollector;
 use super::state_directory::StateDirectory;
 use super::standby::StandbyTasks;
-use super::task_manager::{partitions_of, StandbyRole, TaskManager};
+use super::task_manager::{partitions_of, StandbyRole, TaskManager, UpdaterLink};
 use super::{ClientShared, StreamThreadExceptionResponse};
 use crate::config::{GroupProtocol, Settings};
 use crate::metrics::ThreadMetrics;
@@ -301,6 +301,7 @@ fn run_loop(
     };
     let mut manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), settings.task_timeout);
     manager.standby = standby;
+    manager.updater = shared.state_updater.get().cloned().map(UpdaterLink::new);
     manager.metrics = Some((name.to_string(), metrics.clone()));
     manager.queries = Some(shared.router.register_thread(index));
     let topics = manager.source_topics();

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,13 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
-use super::changelog_reader::{is_transient, ChangelogReader};
+use super::changelog_reader::{is_transient, ChangelogReader, RestoreEvent};
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::collector::KafkaRecordCollector;
 use super::query::{self, QueryRequest};
 use super::standby::{self, StandbyTasks};
 use super::state_directory::{StateDirectory, TaskDirLock};
+use super::state_updater::{RestoreRequest, Restored, StateUpdater};
 use super::ClientShared;
 use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
@@ -30,7 +31,33 @@ struct ManagedTask {
     task: StreamTask,
     sensors: Option<Arc<TaskSensors>>,
     checkpoint: Offsets,
+    /// What the state updater restored, reported with what the thread restores after it.
+    restored: Vec<RestoreEvent>,
     _lock: TaskDirLock,
+}
+
+/// A task the state updater is restoring.
+struct Updating {
+    /// Tells this hand-over's answer from an earlier one's.
+    request: u64,
+    lock: TaskDirLock,
+    /// Records polled for the task meanwhile.
+    records: Vec<ConsumerRecord>,
+}
+
+/// A stream thread's line to the client's state updater.
+pub(crate) struct UpdaterLink {
+    updater: StateUpdater,
+    reply: Sender<Restored>,
+    answers: Receiver<Restored>,
+    requests: u64,
+}
+
+impl UpdaterLink {
+    pub(crate) fn new(updater: StateUpdater) -> Self {
+        let (reply, answers) = mpsc::channel();
+        UpdaterLink { updater, reply, answers, requests: 0 }
+    }
 }
 
 impl ManagedTask {
@@ -97,6 +124,10 @@ pub(crate) struct TaskManager {
     last_store_sample: Instant,
     /// Standby tasks, with standby replicas configured.
     pub(crate) standby: Option<StandbyRole>,
+    /// The client's state updater (a topology with logged stores).
+    pub(crate) updater: Option<UpdaterLink>,
+    /// Tasks whose persistent stores the state updater is restoring.
+    updating: BTreeMap<TaskId, Updating>,
 }
 
 /// How long the thread restores between two polls while it also has running tasks.
@@ -148,6 +179,8 @@ impl TaskManager {
             paused: Default::default(),
             last_store_sample: Instant::now(),
             standby: None,
+            updater: None,
+            updating: BTreeMap::new(),
         }
     }
 
@@ -158,7 +191,8 @@ impl TaskManager {
         topics
     }
 
-    /// Creates the tasks of newly assigned partitions; they restore before processing.
+    /// Creates the tasks of newly assigned partitions; they restore before processing, their
+    /// persistent stores on the state updater.
     pub(crate) fn assign(&mut self, partitions: &[(String, i32)]) -> Result<()> {
         self.assignment_pending = true;
         let mut ids: Vec<TaskId> = partitions
@@ -170,7 +204,7 @@ impl TaskManager {
         info!(thread = self.thread_index, tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "assigned");
         let now = now_ms();
         for id in ids {
-            if self.tasks.contains_key(&id) {
+            if self.tasks.contains_key(&id) || self.updating.contains_key(&id) {
                 continue;
             }
             // A standby of the task here becomes the active: its stores are checkpointed and
@@ -181,14 +215,56 @@ impl TaskManager {
                     warn!(task_id = %id, error = %e, "closing the standby task failed; the active task restores from its last checkpoint");
                 }
             }
+            if let Some((_, m)) = &self.metrics {
+                m.task_created.add(1);
+            }
+            if self.updater.is_some() && self.has_logged_stores(id) {
+                let lock = self.state_dir.lock(id, Duration::from_secs(10))?;
+                let checkpoint = self.read_checkpoint(id)?;
+                let link = self.updater.as_mut().expect("checked above");
+                link.requests += 1;
+                let metrics = self.metrics.as_ref().map(|(_, m)| m.clone());
+                link.updater.add(RestoreRequest { task: id, request: link.requests, checkpoint, metrics, reply: link.reply.clone() })?;
+                self.updating.insert(id, Updating { request: link.requests, lock, records: Vec::new() });
+                continue;
+            }
             let (mut task, checkpoint, lock) = self.open_task(id, Duration::from_secs(10), now)?;
             task.transition_to(TaskState::Restoring)?;
-            self.shared.router.task_added(self.thread_index, id, true);
-            let sensors = self.metrics.as_ref().map(|(thread, m)| {
-                m.task_created.add(1);
-                self.shared.metrics.task(thread, id)
-            });
-            self.tasks.insert(id, ManagedTask { task, sensors, checkpoint, _lock: lock });
+            self.install(task, checkpoint, lock, Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Whether a task of `id`'s sub-topology has stores with changelogs.
+    fn has_logged_stores(&self, id: TaskId) -> bool {
+        let stores = &self.subtopologies[id.subtopology as usize].stores;
+        stores.iter().any(|name| self.topology.stores.get(name).is_some_and(|b| b.logging_enabled()))
+    }
+
+    /// Adds an opened, restoring task: queries may read it stale from now on.
+    fn install(&mut self, task: StreamTask, checkpoint: Offsets, lock: TaskDirLock, restored: Vec<RestoreEvent>) {
+        let id = task.id();
+        self.shared.router.task_added(self.thread_index, id, true);
+        let sensors = self.metrics.as_ref().map(|(thread, _)| self.shared.metrics.task(thread, id));
+        self.tasks.insert(id, ManagedTask { task, sensors, checkpoint, restored, _lock: lock });
+    }
+
+    /// Opens the tasks whose persistent stores the state updater has restored; their other
+    /// stores restore on this thread. An error of the updater's is this thread's.
+    fn take_restored(&mut self) -> Result<()> {
+        let Some(link) = &self.updater else { return Ok(()) };
+        let answers: Vec<Restored> = link.answers.try_iter().collect();
+        for Restored { task: id, request, result } in answers {
+            // An answer to an earlier hand-over of a task revoked meanwhile is stale.
+            if self.updating.get(&id).is_none_or(|u| u.request != request) {
+                continue;
+            }
+            let updating = self.updating.remove(&id).expect("checked above");
+            let (checkpoint, restored) = result?;
+            let (mut task, checkpoint) = self.build_task(id, checkpoint, now_ms())?;
+            task.transition_to(TaskState::Restoring)?;
+            task.add_records(updating.records);
+            self.install(task, checkpoint, updating.lock, restored);
         }
         Ok(())
     }
@@ -197,29 +273,39 @@ impl TaskManager {
     /// stores. Unreadable checkpoints and unusable stores are wiped: the changelogs hold
     /// everything, so the task restores in full.
     fn open_task(&self, id: TaskId, wait: Duration, now: i64) -> Result<(StreamTask, Offsets, TaskDirLock)> {
-        let sub = &self.subtopologies[id.subtopology as usize];
         let lock = self.state_dir.lock(id, wait)?;
+        let checkpoint = self.read_checkpoint(id)?;
+        let (task, checkpoint) = self.build_task(id, checkpoint, now)?;
+        Ok((task, checkpoint, lock))
+    }
+
+    /// The checkpoint of a locked task directory.
+    fn read_checkpoint(&self, id: TaskId) -> Result<Offsets> {
         let task_dir = self.state_dir.task_dir(id);
-        let mut checkpoint = match OffsetCheckpoint::in_dir(&task_dir).read() {
-            Ok(offsets) => offsets,
+        match OffsetCheckpoint::in_dir(&task_dir).read() {
+            Ok(offsets) => Ok(offsets),
             Err(e) => {
                 warn!(task_id = %id, error = %e, "unreadable checkpoint; wiping the task's stores and restoring them in full");
-                wipe_task_state(&task_dir)?;
-                Offsets::new()
+                StateDirectory::wipe_task_state(&task_dir)?;
+                Ok(Offsets::new())
             }
-        };
-        let task = match StreamTask::new(&self.topology, sub, id.partition, &self.env, now) {
-            Ok(task) => task,
+        }
+    }
+
+    /// Builds a task in its locked directory, whose stores hold `checkpoint`; returns what
+    /// they hold after (nothing, if they had to be wiped).
+    fn build_task(&self, id: TaskId, checkpoint: Offsets, now: i64) -> Result<(StreamTask, Offsets)> {
+        let sub = &self.subtopologies[id.subtopology as usize];
+        match StreamTask::new(&self.topology, sub, id.partition, &self.env, now) {
+            Ok(task) => Ok((task, checkpoint)),
             // A store that cannot be opened (a corrupt RocksDB directory).
             Err(e @ StreamsError::Store { .. }) => {
                 warn!(task_id = %id, error = %e, "task state is unusable; wiping it and restoring from the changelogs");
-                wipe_task_state(&task_dir)?;
-                checkpoint = Offsets::new();
-                StreamTask::new(&self.topology, sub, id.partition, &self.env, now)?
+                StateDirectory::wipe_task_state(&self.state_dir.task_dir(id))?;
+                Ok((StreamTask::new(&self.topology, sub, id.partition, &self.env, now)?, Offsets::new()))
             }
-            Err(e) => return Err(e),
-        };
-        Ok((task, checkpoint, lock))
+            Err(e) => Err(e),
+        }
     }
 
     /// Keeps this thread's standby tasks as the standby plan says (re-read every second) and
@@ -257,7 +343,8 @@ impl TaskManager {
             role.tasks.remove(*id)?;
         }
         let now = now_ms();
-        for &id in role.planned.iter().filter(|id| !current.contains(id) && !local.contains(id) && !self.tasks.contains_key(id)) {
+        let here = |id: &TaskId| self.tasks.contains_key(id) || self.updating.contains_key(id);
+        for &id in role.planned.iter().filter(|id| !current.contains(id) && !local.contains(id) && !here(id)) {
             match self.open_task(id, Duration::ZERO, now) {
                 Ok((task, checkpoint, lock)) => {
                     role.tasks.add(task, checkpoint, lock)?;
@@ -279,17 +366,15 @@ impl TaskManager {
         role.tasks.remove_all()
     }
 
-    /// Restores the restoring tasks for a slice of time, one task after the other; a task runs
-    /// once its stores are restored, and the thread's other tasks process meanwhile. Returns
-    /// whether no task is left restoring.
+    /// Opens the tasks the state updater has restored, and restores the rest (in-memory
+    /// stores, and every store without an updater) for a slice of time, one task after the
+    /// other; a task runs once its stores are restored, and the thread's other tasks process
+    /// meanwhile. Returns whether no task is left restoring.
     pub(crate) fn restore<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool> {
+        self.take_restored()?;
         // The input of a restoring task waits on the broker, not in memory.
-        let to_pause: Vec<TaskId> = self
-            .tasks
-            .values()
-            .filter(|t| t.task.state() == TaskState::Restoring && !self.paused.contains(&t.task.id()))
-            .map(|t| t.task.id())
-            .collect();
+        let restoring = self.tasks.values().filter(|t| t.task.state() == TaskState::Restoring).map(|t| t.task.id());
+        let to_pause: Vec<TaskId> = restoring.chain(self.updating.keys().copied()).filter(|id| !self.paused.contains(id)).collect();
         if !to_pause.is_empty() {
             let partitions = self.input_partitions(&to_pause);
             consumer.pause(&partitions).map_err(|e| StreamsError::kafka("pause the input of restoring tasks", e))?;
@@ -312,15 +397,15 @@ impl TaskManager {
         // The task being restored first, so that a slice goes on where the previous stopped.
         let current = self.reader.restoring().filter(|id| self.tasks.get(id).is_some_and(|t| t.task.state() == TaskState::Restoring));
         let next = current.or_else(|| self.tasks.values().find(|t| t.task.state() == TaskState::Restoring).map(|t| t.task.id()));
-        let Some(id) = next else { return Ok(true) };
+        let Some(id) = next else { return Ok(self.updating.is_empty()) };
         let managed = self.tasks.get_mut(&id).expect("found above");
         if let Some(events) = self.reader.restore_step(&managed.task, &mut managed.checkpoint, budget, metrics.as_deref())? {
-            for event in &events {
-                self.shared.on_restore(event);
+            for event in merge_restored(std::mem::take(&mut managed.restored), events) {
+                self.shared.on_restore(&event);
             }
             self.task_restored(consumer, id)?;
         }
-        Ok(!self.tasks.values().any(|t| t.task.state() == TaskState::Restoring))
+        Ok(self.updating.is_empty() && !self.tasks.values().any(|t| t.task.state() == TaskState::Restoring))
     }
 
     /// `id` is restored: it runs, queries may read it, its input flows again.
@@ -365,9 +450,12 @@ impl TaskManager {
     pub(crate) fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
         for record in records {
             let Some(id) = self.task_of(&record.topic, record.partition) else { continue };
-            match self.tasks.get_mut(&id) {
-                Some(managed) => managed.task.add_records([record]),
-                None => debug!(topic = %record.topic, partition = record.partition, "record for a task not owned"),
+            if let Some(managed) = self.tasks.get_mut(&id) {
+                managed.task.add_records([record]);
+            } else if let Some(updating) = self.updating.get_mut(&id) {
+                updating.records.push(record);
+            } else {
+                debug!(topic = %record.topic, partition = record.partition, "record for a task not owned");
             }
         }
     }
@@ -561,14 +649,14 @@ impl TaskManager {
         let revoked: Vec<TaskId> = partitions
             .iter()
             .filter_map(|(topic, p)| self.task_of(topic, *p))
-            .filter(|id| self.tasks.contains_key(id))
+            .filter(|id| self.tasks.contains_key(id) || self.updating.contains_key(id))
             .collect();
         self.commit_and_close(consumer, &revoked)
     }
 
     /// Partitions are being revoked: commit, then close every task cleanly (checkpoints kept).
     pub(crate) fn revoke_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        let all: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let all = self.all_tasks();
         self.commit_and_close(consumer, &all)
     }
 
@@ -594,8 +682,13 @@ impl TaskManager {
 
     /// Closes every task; a clean close flushes and keeps the checkpoints.
     pub(crate) fn close_all(&mut self, clean: bool) -> Result<()> {
-        let all: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let all = self.all_tasks();
         self.close_tasks(&all, clean)
+    }
+
+    /// Every task of the thread, the state updater's included.
+    fn all_tasks(&self) -> Vec<TaskId> {
+        self.tasks.keys().chain(self.updating.keys()).copied().collect()
     }
 
     /// Closes these tasks; a clean close flushes and keeps the checkpoints.
@@ -608,6 +701,16 @@ impl TaskManager {
         }
         for id in ids {
             self.paused.remove(id);
+            if self.updating.remove(id).is_some() {
+                // The updater keeps what it restored and lets go of the stores; then the lock goes.
+                if let Some(link) = &self.updater {
+                    link.updater.remove(*id);
+                }
+                if let Some((_, m)) = &self.metrics {
+                    m.task_closed.add(1);
+                }
+                continue;
+            }
             let Some(mut managed) = self.tasks.remove(id) else { continue };
             self.shared.router.task_removed(self.thread_index, *id);
             if let Some((thread, m)) = &self.metrics {
@@ -621,6 +724,21 @@ impl TaskManager {
         }
         result
     }
+}
+
+/// One event per store: what the state updater restored followed by what the thread did.
+fn merge_restored(updater: Vec<RestoreEvent>, thread: Vec<RestoreEvent>) -> Vec<RestoreEvent> {
+    let mut merged: Vec<RestoreEvent> = updater;
+    for event in thread {
+        match merged.iter_mut().find(|e| e.store == event.store) {
+            Some(first) => {
+                first.restored += event.restored;
+                first.elapsed += event.elapsed;
+            }
+            None => merged.push(event),
+        }
+    }
+    merged
 }
 
 fn is_rebalance_error(error: &rdkafka::error::KafkaError) -> bool {
@@ -640,15 +758,28 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Deletes a task's stores and checkpoint, keeping its directory and lock.
-fn wipe_task_state(task_dir: &std::path::Path) -> Result<()> {
-    let stores = task_dir.join("rocksdb");
-    if stores.exists() {
-        std::fs::remove_dir_all(&stores).map_err(|e| StreamsError::io(&stores, e))?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(store: &str, start: Option<i64>, restored: u64, ms: u64) -> RestoreEvent {
+        RestoreEvent {
+            task: TaskId::new(0, 0),
+            store: store.into(),
+            topic: format!("app-{store}-changelog"),
+            partition: 0,
+            start_offset: start,
+            restored,
+            elapsed: Duration::from_millis(ms),
+        }
     }
-    let checkpoint = task_dir.join(".checkpoint");
-    if checkpoint.exists() {
-        std::fs::remove_file(&checkpoint).map_err(|e| StreamsError::io(&checkpoint, e))?;
+
+    #[test]
+    fn one_restore_event_per_store_from_the_updater_and_the_thread() {
+        // The updater restored the persistent store; the thread found a tail of 2 and restored
+        // an in-memory store in full.
+        let merged = merge_restored(vec![event("disk", Some(10), 100, 30)], vec![event("disk", Some(110), 2, 5), event("memory", None, 7, 1)]);
+        assert_eq!(merged, vec![event("disk", Some(10), 102, 35), event("memory", None, 7, 1)]);
+        assert_eq!(merge_restored(Vec::new(), vec![event("memory", None, 7, 1)]), vec![event("memory", None, 7, 1)]);
     }
-    Ok(())
 }
