@@ -219,19 +219,25 @@ impl TaskManager {
                 m.task_created.add(1);
             }
             if self.updater.is_some() && self.has_logged_stores(id) {
-                let lock = self.state_dir.lock(id, Duration::from_secs(10))?;
-                let checkpoint = self.read_checkpoint(id)?;
-                let link = self.updater.as_mut().expect("checked above");
-                link.requests += 1;
-                let metrics = self.metrics.as_ref().map(|(_, m)| m.clone());
-                link.updater.add(RestoreRequest { task: id, request: link.requests, checkpoint, metrics, reply: link.reply.clone() })?;
-                self.updating.insert(id, Updating { request: link.requests, lock, records: Vec::new() });
+                self.hand_over(id)?;
                 continue;
             }
             let (mut task, checkpoint, lock) = self.open_task(id, Duration::from_secs(10), now)?;
             task.transition_to(TaskState::Restoring)?;
             self.install(task, checkpoint, lock, Vec::new());
         }
+        Ok(())
+    }
+
+    /// Locks the task's directory and hands the task to the state updater.
+    fn hand_over(&mut self, id: TaskId) -> Result<()> {
+        let lock = self.state_dir.lock(id, Duration::from_secs(10))?;
+        let checkpoint = self.read_checkpoint(id)?;
+        let metrics = self.metrics.as_ref().map(|(_, m)| m.clone());
+        let Some(link) = self.updater.as_mut() else { return Err(StreamsError::IllegalState("no state updater".into())) };
+        link.requests += 1;
+        link.updater.add(RestoreRequest { task: id, request: link.requests, checkpoint, metrics, reply: link.reply.clone() })?;
+        self.updating.insert(id, Updating { request: link.requests, lock, records: Vec::new() });
         Ok(())
     }
 
