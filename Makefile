@@ -1,5 +1,5 @@
 # The project's commands. `make test` is what CI runs.
-.PHONY: setup test test-kafka conformance kafka-start kafka-stop bench word-count
+.PHONY: setup test test-kafka conformance kafka-start kafka-stop bench bench-kafka word-count
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,13 @@ kafka-start:
 	@scripts/kafka.sh start
 kafka-stop:
 	@scripts/kafka.sh stop
+
+## Runs the same topologies through this project and through Kafka Streams (Java) on real Apache
+## Kafka, one after the other: records/s, MB/s, CPU s per million records, peak RSS and ratios.
+## STREAMS_BOOTSTRAP_SERVERS picks the broker (else one is started from the Maven jars);
+## STREAMS_BENCH_SCALE scales the record counts, STREAMS_BENCH_ONLY picks topologies.
+bench-kafka: setup
+	@scripts/bench-kafka.sh
 
 ## Runs the benchmarks and prints records/s and ratios (STREAMS_BOOTSTRAP_SERVERS picks a broker).
 bench: setup

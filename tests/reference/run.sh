@@ -5,6 +5,7 @@
 #
 #   tests/reference/run.sh           run (what tests/conformance starts)
 #   tests/reference/run.sh build     resolve and compile only
+#   tests/reference/run.sh bench ... run a benchmark topology on a broker (Bench.java, make bench-kafka)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -43,4 +44,9 @@ if [ ! -f "$classes/.done" ]; then
 fi
 
 [ "${1:-}" = build ] && exit 0
+if [ "${1:-}" = bench ]; then
+    # A benchmark topology as a KafkaStreams application (Bench.java), on the JVM's defaults.
+    shift
+    exec java -cp "$classes:$classpath" streams.reference.Bench "$@"
+fi
 exec java -Xss8m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$classes:$classpath" streams.reference.Reference

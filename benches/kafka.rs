@@ -1,0 +1,468 @@
+//! `make bench-kafka`: this project against Kafka Streams itself, on one real broker, in one
+//! run: the same topologies (stateless map/filter, word count, windowed count with grace and
+//! suppress, stream-stream join, table-table join) as separate processes on the same input
+//! topics, one after the other, with the same settings, and a raw rdkafka consume->produce pipe
+//! as the limit of a stateless topology.
+//!
+//! Each run starts on preloaded input and is timed from the application reporting RUNNING to
+//! the broker's append time of its last output record (output topics use `LogAppendTime`), once
+//! the group has committed all input. Reported per run: input records/s and MB/s, CPU seconds
+//! per million input records (user + system, after RUNNING) and peak RSS (`VmHWM`).
+//!
+//! Needs `STREAMS_BOOTSTRAP_SERVERS` (the make target starts Apache Kafka from the Maven jars)
+//! and Java 17+ with Maven for Kafka Streams (`tests/reference/run.sh bench`).
+//! `STREAMS_BENCH_SCALE` (default 1) scales the record counts; `STREAMS_BENCH_ONLY` picks
+//! topologies by name (comma-separated).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use streams::prelude::*;
+use streams::test_utils;
+use streams::topologies::word_count_between;
+use streams::{JoinWindows, KafkaStreams, State, StreamJoined, Suppressed, TimeWindows, Topology};
+
+const PARTITIONS: i32 = 4;
+/// Settings both implementations run with.
+const SETTINGS: [(&str, &str); 4] = [
+    ("num.stream.threads", "1"),
+    ("commit.interval.ms", "1000"),
+    ("statestore.cache.max.bytes", "10485760"),
+    ("producer.linger.ms", "10"),
+];
+const APP_ENV: &str = "STREAMS_BENCH_APP";
+
+fn main() {
+    if let Ok(topology) = std::env::var(APP_ENV) {
+        return run_app(&topology, &std::env::args().skip(1).collect::<Vec<_>>());
+    }
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // `cargo test --benches`: nothing to smoke-test without a broker
+    }
+    let Ok(servers) = std::env::var("STREAMS_BOOTSTRAP_SERVERS") else {
+        eprintln!("bench-kafka: set STREAMS_BOOTSTRAP_SERVERS (make bench-kafka starts a broker)");
+        std::process::exit(2);
+    };
+    let scale: f64 = std::env::var("STREAMS_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let only: Option<Vec<String>> = std::env::var("STREAMS_BENCH_ONLY").ok().map(|s| s.split(',').map(str::to_string).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+    let count = |n: f64| (n * scale) as u64;
+    let mut rows = Vec::new();
+
+    if wanted("stateless") || wanted("word-count") {
+        let lines = count(2_000_000.0);
+        let input = unique("bk-lines");
+        test_utils::ensure_topic(&servers, &input, PARTITIONS).unwrap();
+        let corpus = streams::topologies::random_lines(100_000, 5_000, 7);
+        let bytes = produce(&servers, &input, (0..lines).map(|i| (None, corpus[i as usize % corpus.len()].clone().into_bytes(), None)));
+        let input = Input { topics: vec![input], records: lines, bytes };
+        if wanted("stateless") {
+            rows.push(raw_pipe(&servers, &input));
+            rows.extend(side_by_side(&servers, "stateless", &input));
+        }
+        if wanted("word-count") {
+            let words = count(400_000.0) as usize;
+            let input = Input { records: words as u64, ..input.clone() };
+            // Word count reads the first `words` lines of the topic: its own smaller topic.
+            let topic = unique("bk-wc-lines");
+            test_utils::ensure_topic(&servers, &topic, PARTITIONS).unwrap();
+            let bytes = produce(&servers, &topic, (0..words).map(|i| (None, corpus[i % corpus.len()].clone().into_bytes(), None)));
+            rows.extend(side_by_side(&servers, "word-count", &Input { topics: vec![topic], bytes, ..input }));
+        }
+    }
+    if wanted("windowed-count") {
+        let n = count(2_000_000.0);
+        let topic = unique("bk-events");
+        test_utils::ensure_topic(&servers, &topic, PARTITIONS).unwrap();
+        // 100 events per ms of event time over 10,000 keys: a 10 s window holds a million.
+        let bytes = produce(&servers, &topic, (0..n).map(|i| (Some(format!("key-{}", i % 10_000).into_bytes()), b"1".to_vec(), Some(1_000_000 + i as i64 / 100))));
+        rows.extend(side_by_side(&servers, "windowed-count", &Input { topics: vec![topic], records: n, bytes }));
+    }
+    if wanted("stream-join") {
+        let n = count(1_000_000.0);
+        let (left, right) = (unique("bk-left"), unique("bk-right"));
+        let mut bytes = 0;
+        for (topic, value) in [(&left, "left-value-0123456789"), (&right, "right-value-0123456789")] {
+            test_utils::ensure_topic(&servers, topic, PARTITIONS).unwrap();
+            // Each key once per side, 1 ms apart: every left record meets one right record.
+            bytes += produce(&servers, topic, (0..n).map(|i| (Some(format!("order-{i}").into_bytes()), value.as_bytes().to_vec(), Some(1_000_000 + i as i64))));
+        }
+        rows.extend(side_by_side(&servers, "stream-join", &Input { topics: vec![left, right], records: 2 * n, bytes }));
+    }
+    if wanted("table-join") {
+        let n = count(1_000_000.0);
+        let (left, right) = (unique("bk-tleft"), unique("bk-tright"));
+        let mut bytes = 0;
+        for (topic, value) in [(&left, "left-row-0123456789"), (&right, "right-row-0123456789")] {
+            test_utils::ensure_topic(&servers, topic, PARTITIONS).unwrap();
+            // Updates of 100,000 rows per table.
+            bytes += produce(&servers, topic, (0..n).map(|i| (Some(format!("row-{}", i % 100_000).into_bytes()), format!("{value}-{i}").into_bytes(), None)));
+        }
+        rows.extend(side_by_side(&servers, "table-join", &Input { topics: vec![left, right], records: 2 * n, bytes }));
+    }
+    report(&rows);
+}
+
+#[derive(Clone)]
+struct Input {
+    topics: Vec<String>,
+    records: u64,
+    bytes: u64,
+}
+
+/// One measured run.
+struct Row {
+    topology: String,
+    implementation: &'static str,
+    records: u64,
+    secs: f64,
+    mb: f64,
+    cpu_secs: Option<f64>,
+    peak_rss_mb: Option<f64>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.secs
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}", nanos % 1_000_000_000_000)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Sends `(key, value, timestamp)`s (keys partitioned as the Java client does); returns the bytes sent.
+fn produce(servers: &str, topic: &str, records: impl Iterator<Item = (Option<Vec<u8>>, Vec<u8>, Option<i64>)>) -> u64 {
+    let mut bytes = 0;
+    let counted = records.map(|(k, v, ts)| {
+        bytes += (k.as_ref().map_or(0, Vec::len) + v.len()) as u64;
+        (k, Some(v), ts)
+    });
+    let started = Instant::now();
+    let n = test_utils::produce_at(servers, topic, counted).unwrap();
+    eprintln!("bench-kafka: {n} records into {topic} in {:.1} s", started.elapsed().as_secs_f64());
+    bytes
+}
+
+/// An output topic whose records carry the broker's append time.
+fn output_topic(servers: &str, prefix: &str) -> String {
+    let topic = unique(prefix);
+    test_utils::ensure_topic_with_config(servers, &topic, PARTITIONS, &[("message.timestamp.type", "LogAppendTime")]).unwrap();
+    topic
+}
+
+/// The latest append time among the last records of each partition of `topic`.
+fn last_append_ms(servers: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("bk-tail"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut live = 0;
+    for p in 0..PARTITIONS {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        if high > low {
+            // Transaction markers may end a partition: read the last few offsets.
+            tpl.add_partition_offset(topic, p, Offset::Offset((high - 20).max(low))).unwrap();
+            live += 1;
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut last, mut ended) = (None, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ended < live && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => last = last.max(m.timestamp().to_millis()),
+            Some(Err(KafkaError::PartitionEOF(_))) => ended += 1,
+            _ => {}
+        }
+    }
+    last
+}
+
+/// The end offsets of `topic`, summed.
+fn end_offsets(servers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", servers).create().unwrap();
+    (0..PARTITIONS).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).sum()
+}
+
+/// `(CPU seconds, peak RSS in MB)` of a process, from /proc.
+fn process_stats(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0) + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    (ticks / 100.0, hwm_kb / 1024.0)
+}
+
+/// Runs `topology` by this project and by Kafka Streams, one after the other.
+fn side_by_side(servers: &str, topology: &str, input: &Input) -> Vec<Row> {
+    let ours = {
+        let exe = std::env::current_exe().unwrap();
+        move |args: &[String]| {
+            let mut command = Command::new(&exe);
+            command.env(APP_ENV, topology).args(args);
+            command
+        }
+    };
+    let theirs = |args: &[String]| {
+        let mut command = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/run.sh"));
+        command.arg("bench").arg(topology).args(args);
+        command
+    };
+    vec![run_process(servers, topology, "ours", input, &ours), run_process(servers, topology, "Kafka Streams", input, &theirs)]
+}
+
+/// Starts one implementation on `input` and measures it until it has processed everything.
+fn run_process(servers: &str, topology: &str, implementation: &'static str, input: &Input, command: &dyn Fn(&[String]) -> Command) -> Row {
+    let app = unique(&format!("bk-{topology}-{}", if implementation == "ours" { "rs" } else { "ks" }));
+    let output = output_topic(servers, &format!("{app}-out"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![
+        servers.into(),
+        app.clone(),
+        dir.path().to_string_lossy().into(),
+        "at_least_once".into(),
+        output.clone(),
+    ];
+    args.extend(input.topics.iter().cloned());
+    args.extend(SETTINGS.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut child: Child = command(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start the application");
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "RUNNING" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{implementation} {topology} exited before running");
+    }
+    let (started_ms, cpu_at_start) = (now_ms(), process_stats(pid).0);
+    let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while test_utils::group_lag(servers, &app, &topics).unwrap() > 0 {
+        assert!(Instant::now() < deadline, "{implementation} {topology} did not finish");
+        assert!(child.try_wait().unwrap().is_none(), "{implementation} {topology} stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Output after the input commit (a repartition stage, a cache flush): until it stops growing.
+    let mut seen = end_offsets(servers, &output);
+    loop {
+        std::thread::sleep(Duration::from_millis(2_000));
+        let now = end_offsets(servers, &output);
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    let (cpu, peak_rss_mb) = process_stats(pid);
+    let finished_ms = last_append_ms(servers, &output).expect("output");
+    drop(child.stdin.take());
+    let stopped = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if stopped.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let secs = (finished_ms - started_ms) as f64 / 1000.0;
+    let row = Row {
+        topology: topology.into(),
+        implementation,
+        records: input.records,
+        secs,
+        mb: input.bytes as f64 / 1e6,
+        cpu_secs: Some(cpu - cpu_at_start),
+        peak_rss_mb: Some(peak_rss_mb),
+    };
+    eprintln!("bench-kafka: {topology} by {implementation}: {:.0} records/s over {secs:.1} s, {seen} output records", row.rate());
+    row
+}
+
+/// The limit of a stateless topology: one consumer over all partitions, one producer with the
+/// runtime's settings, each record sent to the same partition of the output, from the first
+/// record received to the broker's append time of the last.
+fn raw_pipe(servers: &str, input: &Input) -> Row {
+    let output = output_topic(servers, "bk-raw-out");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("bk-raw"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "10")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(&input.topics[0], p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let cpu_at_start = process_stats(std::process::id()).0;
+    let (mut ended, mut n, mut started_ms) = (0, 0u64, None);
+    while ended < PARTITIONS {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                started_ms.get_or_insert_with(now_ms);
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&output).partition(m.partition());
+                if let Some(v) = m.payload() {
+                    record = record.payload(v);
+                }
+                while let Err((_, back)) = producer.send(record) {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+                n += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => ended += 1,
+            _ => {}
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let cpu = process_stats(std::process::id()).0 - cpu_at_start;
+    let finished_ms = last_append_ms(servers, &output).expect("output");
+    assert_eq!(n, input.records);
+    let secs = (finished_ms - started_ms.expect("records")) as f64 / 1000.0;
+    Row { topology: "stateless".into(), implementation: "raw pipe", records: n, secs, mb: input.bytes as f64 / 1e6, cpu_secs: Some(cpu), peak_rss_mb: None }
+}
+
+fn report(rows: &[Row]) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("\nbench-kafka: {cores} cores, {PARTITIONS} partitions per topic, settings {SETTINGS:?}, at_least_once");
+    println!(
+        "{:<16} {:<14} {:>10} {:>12} {:>8} {:>13} {:>10} {:>9}",
+        "topology", "by", "records", "records/s", "MB/s", "CPU s/M rec", "peak RSS", "secs"
+    );
+    for r in rows {
+        println!(
+            "{:<16} {:<14} {:>10} {:>12.0} {:>8.1} {:>13} {:>10} {:>9.1}",
+            r.topology,
+            r.implementation,
+            r.records,
+            r.rate(),
+            r.mb / r.secs,
+            r.cpu_secs.map_or("-".into(), |c| format!("{:.2}", c / (r.records as f64 / 1e6))),
+            r.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0} MB")),
+            r.secs
+        );
+    }
+    println!("\nratios (ours / Kafka Streams: throughput, throughput per CPU second, peak RSS; ours / raw pipe):");
+    let find = |t: &str, by: &str| rows.iter().find(|r| r.topology == t && r.implementation == by);
+    for ours in rows.iter().filter(|r| r.implementation == "ours") {
+        let mut line = format!("  {:<16}", ours.topology);
+        if let Some(ks) = find(&ours.topology, "Kafka Streams") {
+            let per_cpu = |r: &Row| r.cpu_secs.map(|c| r.records as f64 / c);
+            line += &format!(" {:>5.2}x throughput", ours.rate() / ks.rate());
+            if let (Some(a), Some(b)) = (per_cpu(ours), per_cpu(ks)) {
+                line += &format!("  {:>5.2}x per CPU second", a / b);
+            }
+            if let (Some(a), Some(b)) = (ours.peak_rss_mb, ks.peak_rss_mb) {
+                line += &format!("  RSS {:.2} of theirs", a / b);
+            }
+        }
+        if let Some(raw) = find(&ours.topology, "raw pipe") {
+            line += &format!("  {:.2} of the raw pipe", ours.rate() / raw.rate());
+        }
+        println!("{line}");
+    }
+}
+
+/// The application side of a run (this binary, started by `run_process`): the same topologies
+/// as Bench.java, with the same arguments.
+fn run_app(topology: &str, args: &[String]) {
+    let (servers, app, dir, guarantee, output) = (&args[0], &args[1], &args[2], &args[3], &args[4]);
+    let inputs: Vec<&String> = args[5..].iter().filter(|a| !a.contains('=')).collect();
+    let mut config = StreamsConfig::new()
+        .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
+        .with(StreamsConfig::APPLICATION_ID, app)
+        .with(StreamsConfig::STATE_DIR, dir)
+        .with(StreamsConfig::PROCESSING_GUARANTEE, guarantee);
+    for setting in args[5..].iter().filter(|a| a.contains('=')) {
+        let (k, v) = setting.split_once('=').unwrap();
+        config.set(k, v);
+    }
+    let strings = || Consumed::<String, String>::with(Serdes::string(), Serdes::string());
+    let built: Topology = match topology {
+        "stateless" => {
+            let b = StreamsBuilder::new();
+            b.stream::<Option<String>, String>(inputs[0], Consumed::with(Serdes::string(), Serdes::string()))
+                .filter(|_, line| !line.is_empty())
+                .map_values(|line| line.to_uppercase())
+                .to(output, Produced::with(Serdes::string(), Serdes::string()));
+            b.build().unwrap()
+        }
+        "word-count" => word_count_between(inputs[0], output, Materialized::as_("counts")),
+        "windowed-count" => {
+            let b = StreamsBuilder::new();
+            b.stream(inputs[0], strings())
+                .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+                .windowed_by(TimeWindows::of_size_and_grace(Duration::from_secs(10), Duration::from_secs(1)))
+                .count(Materialized::new())
+                .suppress(Suppressed::until_window_closes())
+                .to_stream()
+                .map(|w, count| (format!("{}@{}", w.key, w.window.start), count))
+                .to(output, Produced::with(Serdes::string(), Serdes::i64()));
+            b.build().unwrap()
+        }
+        "stream-join" => {
+            let b = StreamsBuilder::new();
+            b.stream(inputs[0], strings())
+                .join(
+                    &b.stream(inputs[1], strings()),
+                    |l, r| format!("{l}+{r}"),
+                    JoinWindows::of_time_difference_and_grace(Duration::from_secs(5), Duration::from_secs(1)),
+                    StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string()),
+                )
+                .to(output, Produced::with(Serdes::string(), Serdes::string()));
+            b.build().unwrap()
+        }
+        "table-join" => {
+            let b = StreamsBuilder::new();
+            let right = b.table(inputs[1], strings(), Materialized::new());
+            b.table(inputs[0], strings(), Materialized::new())
+                .join(&right, |l: &String, r: &String| format!("{l}+{r}"))
+                .to_stream()
+                .to(output, Produced::with(Serdes::string(), Serdes::string()));
+            b.build().unwrap()
+        }
+        other => panic!("unknown topology {other}"),
+    };
+    let mut streams = KafkaStreams::new(built, config).unwrap();
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = running.clone();
+    streams.set_state_listener(move |new, _| {
+        if new == State::Running && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            println!("RUNNING");
+            let _ = std::io::stdout().flush();
+        }
+    });
+    streams.start().unwrap();
+    // Runs until stdin closes.
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    streams.close(Duration::from_secs(60));
+    println!("CLOSED");
+}
