@@ -12,7 +12,9 @@
 //! Needs `STREAMS_BOOTSTRAP_SERVERS` (the make target starts Apache Kafka from the Maven jars)
 //! and Java 17+ with Maven for Kafka Streams (`tests/reference/run.sh bench`).
 //! `STREAMS_BENCH_SCALE` (default 1) scales the record counts; `STREAMS_BENCH_ONLY` picks
-//! topologies by name (comma-separated).
+//! topologies by name (comma-separated; `raw` is the raw pipe alone), and
+//! `STREAMS_BENCH_RAW_CONSUMER` / `STREAMS_BENCH_RAW_PRODUCER` (`key=value,...`) add librdkafka
+//! settings to the raw pipe's clients, to explore what bounds it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -55,15 +57,17 @@ fn main() {
     let count = |n: f64| (n * scale) as u64;
     let mut rows = Vec::new();
 
-    if wanted("stateless") || wanted("word-count") {
+    if wanted("stateless") || wanted("raw") || wanted("word-count") {
         let lines = count(2_000_000.0);
         let input = unique("bk-lines");
         test_utils::ensure_topic(&servers, &input, PARTITIONS).unwrap();
         let corpus = streams::topologies::random_lines(100_000, 5_000, 7);
         let bytes = produce(&servers, &input, (0..lines).map(|i| (None, corpus[i as usize % corpus.len()].clone().into_bytes(), None)));
         let input = Input { topics: vec![input], records: lines, bytes };
-        if wanted("stateless") {
+        if wanted("stateless") || wanted("raw") {
             rows.push(raw_pipe(&servers, &input));
+        }
+        if wanted("stateless") {
             rows.extend(side_by_side(&servers, "stateless", &input));
         }
         if wanted("word-count") {
@@ -303,19 +307,24 @@ fn run_process(servers: &str, topology: &str, implementation: &'static str, inpu
 /// record received to the broker's append time of the last.
 fn raw_pipe(servers: &str, input: &Input) -> Row {
     let output = output_topic(servers, "bk-raw-out");
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut consumer = ClientConfig::new();
+    // The runtime's consumer settings: without `fetch.queue.backoff.ms`, librdkafka pauses a
+    // partition's fetches for 1 s whenever its prefetch queue is full.
+    consumer
         .set("bootstrap.servers", servers)
         .set("group.id", unique("bk-raw"))
         .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "10")
-        .create()
-        .unwrap();
+        .set("fetch.queue.backoff.ms", "10");
+    let mut producer = ClientConfig::new();
+    producer.set("bootstrap.servers", servers).set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "10");
+    for (config, var) in [(&mut consumer, "STREAMS_BENCH_RAW_CONSUMER"), (&mut producer, "STREAMS_BENCH_RAW_PRODUCER")] {
+        for setting in std::env::var(var).unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = setting.split_once('=').expect("key=value");
+            config.set(k, v);
+        }
+    }
+    let consumer: BaseConsumer = consumer.create().unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = producer.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(&input.topics[0], p, Offset::Beginning).unwrap();

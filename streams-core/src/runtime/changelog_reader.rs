@@ -107,6 +107,9 @@ impl ChangelogReader {
         if config.get("fetch.wait.max.ms").is_none() {
             config.set("fetch.wait.max.ms", "20");
         }
+        if config.get("fetch.queue.backoff.ms").is_none() {
+            config.set("fetch.queue.backoff.ms", super::stream_thread::FETCH_QUEUE_BACKOFF_MS);
+        }
         let consumer =
             config.create_with_context(EndAwareContext).map_err(|e| StreamsError::kafka("create restore consumer", e))?;
         Ok(ChangelogReader { consumer, timeout, active: None, counted: None })

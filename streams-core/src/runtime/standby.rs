@@ -162,6 +162,9 @@ impl StandbyTasks {
         if config.get("fetch.wait.max.ms").is_none() {
             config.set("fetch.wait.max.ms", "100");
         }
+        if config.get("fetch.queue.backoff.ms").is_none() {
+            config.set("fetch.queue.backoff.ms", super::stream_thread::FETCH_QUEUE_BACKOFF_MS);
+        }
         if config.get("statistics.interval.ms").is_none() {
             config.set("statistics.interval.ms", "1000");
         }
