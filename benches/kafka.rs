@@ -7,14 +7,18 @@
 //! Each run starts on preloaded input and is timed from the application reporting RUNNING to
 //! the broker's append time of its last output record (output topics use `LogAppendTime`), once
 //! the group has committed all input. Reported per run: input records/s and MB/s, CPU seconds
-//! per million input records (user + system, after RUNNING) and peak RSS (`VmHWM`).
+//! per million input records (user + system, after RUNNING) and peak RSS (`VmHWM`). Then
+//! latency: on empty topics, a fixed offered load, and for each output record the time from
+//! the input's creation to a `read_committed` consumer reading it (p50, p99, max), under
+//! at-least-once and exactly-once.
 //!
 //! Needs `STREAMS_BOOTSTRAP_SERVERS` (the make target starts Apache Kafka from the Maven jars)
 //! and Java 17+ with Maven for Kafka Streams (`tests/reference/run.sh bench`).
 //! `STREAMS_BENCH_SCALE` (default 1) scales the record counts; `STREAMS_BENCH_ONLY` picks
 //! topologies by name (comma-separated; `raw` is the raw pipe alone), and
 //! `STREAMS_BENCH_RAW_CONSUMER` / `STREAMS_BENCH_RAW_PRODUCER` (`key=value,...`) add librdkafka
-//! settings to the raw pipe's clients, to explore what bounds it.
+//! settings to the raw pipe's clients, to explore what bounds it (`STREAMS_BENCH_OURS_EXTRA`:
+//! settings of our side alone, in latency runs).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -58,7 +62,7 @@ fn main() {
     let mut rows = Vec::new();
 
     if wanted("stateless") || wanted("raw") || wanted("word-count") {
-        let lines = count(2_000_000.0);
+        let lines = count(6_000_000.0);
         let input = unique("bk-lines");
         test_utils::ensure_topic(&servers, &input, PARTITIONS).unwrap();
         let corpus = streams::topologies::random_lines(100_000, 5_000, 7);
@@ -71,7 +75,7 @@ fn main() {
             rows.extend(side_by_side(&servers, "stateless", &input));
         }
         if wanted("word-count") {
-            let words = count(400_000.0) as usize;
+            let words = count(600_000.0) as usize;
             let input = Input { records: words as u64, ..input.clone() };
             // Word count reads the first `words` lines of the topic: its own smaller topic.
             let topic = unique("bk-wc-lines");
@@ -81,7 +85,7 @@ fn main() {
         }
     }
     if wanted("windowed-count") {
-        let n = count(2_000_000.0);
+        let n = count(6_000_000.0);
         let topic = unique("bk-events");
         test_utils::ensure_topic(&servers, &topic, PARTITIONS).unwrap();
         // 100 events per ms of event time over 10,000 keys: a 10 s window holds a million.
@@ -89,7 +93,7 @@ fn main() {
         rows.extend(side_by_side(&servers, "windowed-count", &Input { topics: vec![topic], records: n, bytes }));
     }
     if wanted("stream-join") {
-        let n = count(1_000_000.0);
+        let n = count(2_000_000.0);
         let (left, right) = (unique("bk-left"), unique("bk-right"));
         let mut bytes = 0;
         for (topic, value) in [(&left, "left-value-0123456789"), (&right, "right-value-0123456789")] {
@@ -111,6 +115,46 @@ fn main() {
         rows.extend(side_by_side(&servers, "table-join", &Input { topics: vec![left, right], records: 2 * n, bytes }));
     }
     report(&rows);
+
+    // Latency at a fixed load; not for the suppressed windowed count, whose output waits for
+    // windows to close by design.
+    let mut latencies = Vec::new();
+    for topology in ["stateless", "word-count", "stream-join", "table-join"].into_iter().filter(|t| wanted(t)) {
+        for guarantee in ["at_least_once", "exactly_once_v2"] {
+            for by in IMPLEMENTATIONS {
+                latencies.push(latency_run(&servers, topology, by, guarantee));
+            }
+        }
+    }
+    report_latency(&latencies);
+}
+
+fn report_latency(runs: &[Latency]) {
+    if runs.is_empty() {
+        return;
+    }
+    println!(
+        "\nlatency at {LATENCY_RATE} input records/s for {LATENCY_SECS} s (commit.interval.ms=100), ms from input creation to output read (read_committed):"
+    );
+    println!("{:<16} {:<14} {:<16} {:>8} {:>8} {:>8} {:>9} {:>12}", "topology", "by", "guarantee", "p50", "p99", "max", "outputs", "p99 ours/KS");
+    for r in runs {
+        let ks = runs.iter().find(|k| k.topology == r.topology && k.guarantee == r.guarantee && k.implementation == "Kafka Streams");
+        let ratio = match ks {
+            Some(ks) if r.implementation == "ours" && ks.percentile(0.99) > 0 => format!("{:.2}", r.percentile(0.99) as f64 / ks.percentile(0.99) as f64),
+            _ => String::new(),
+        };
+        println!(
+            "{:<16} {:<14} {:<16} {:>8} {:>8} {:>8} {:>9} {:>12}",
+            r.topology,
+            r.implementation,
+            r.guarantee,
+            r.percentile(0.5),
+            r.percentile(0.99),
+            r.millis.last().copied().unwrap_or(-1),
+            r.millis.len(),
+            ratio
+        );
+    }
 }
 
 #[derive(Clone)]
@@ -222,50 +266,207 @@ fn process_stats(pid: u32) -> (f64, f64) {
 
 /// Runs `topology` by this project and by Kafka Streams, one after the other.
 fn side_by_side(servers: &str, topology: &str, input: &Input) -> Vec<Row> {
-    let ours = {
-        let exe = std::env::current_exe().unwrap();
-        move |args: &[String]| {
-            let mut command = Command::new(&exe);
-            command.env(APP_ENV, topology).args(args);
-            command
-        }
-    };
-    let theirs = |args: &[String]| {
-        let mut command = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/run.sh"));
-        command.arg("bench").arg(topology).args(args);
+    IMPLEMENTATIONS.iter().map(|by| run_process(servers, topology, by, input, &command_for(topology, by))).collect()
+}
+
+const IMPLEMENTATIONS: [&str; 2] = ["ours", "Kafka Streams"];
+
+/// The command that runs `topology` by `implementation`, given the application's arguments.
+fn command_for(topology: &str, implementation: &str) -> impl Fn(&[String]) -> Command {
+    let ours = implementation == "ours";
+    let topology = topology.to_string();
+    move |args: &[String]| {
+        let mut command = if ours {
+            let mut c = Command::new(std::env::current_exe().unwrap());
+            c.env(APP_ENV, &topology);
+            c
+        } else {
+            let mut c = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/run.sh"));
+            c.arg("bench").arg(&topology);
+            c
+        };
+        command.args(args);
         command
+    }
+}
+
+/// End-to-end latency at a fixed offered load.
+struct Latency {
+    topology: &'static str,
+    implementation: &'static str,
+    guarantee: &'static str,
+    /// Milliseconds from an input record's creation to its output being readable
+    /// (`read_committed`), sorted.
+    millis: Vec<i64>,
+}
+
+impl Latency {
+    fn percentile(&self, p: f64) -> i64 {
+        self.millis.get(((self.millis.len() as f64 * p) as usize).min(self.millis.len().saturating_sub(1))).copied().unwrap_or(-1)
+    }
+}
+
+/// Input records per second offered in latency runs, for this many seconds.
+const LATENCY_RATE: u64 = 5_000;
+const LATENCY_SECS: u64 = 10;
+
+/// Runs `topology` on empty topics, offers [`LATENCY_RATE`] records/s for [`LATENCY_SECS`] and
+/// measures, for each output record, the time from the creation of the input record whose
+/// timestamp it carries to a `read_committed` consumer receiving it.
+fn latency_run(servers: &str, topology: &'static str, implementation: &'static str, guarantee: &'static str) -> Latency {
+    let app = unique(&format!("bk-lat-{topology}-{}", if implementation == "ours" { "rs" } else { "ks" }));
+    let two = matches!(topology, "stream-join" | "table-join");
+    let inputs: Vec<String> = (0..if two { 2 } else { 1 }).map(|i| format!("{app}-in{i}")).collect();
+    let output = format!("{app}-out");
+    for topic in inputs.iter().chain([&output]) {
+        test_utils::ensure_topic(servers, topic, PARTITIONS).unwrap();
+    }
+    let mut settings: Vec<(String, String)> =
+        SETTINGS.iter().map(|&(k, v)| (k.to_string(), if k == "commit.interval.ms" { "100" } else { v }.to_string())).collect();
+    if implementation == "ours" {
+        // Experiments with settings of our side alone: `key=value,...`.
+        for setting in std::env::var("STREAMS_BENCH_OURS_EXTRA").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = setting.split_once('=').expect("key=value");
+            settings.push((k.into(), v.into()));
+        }
+    }
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let running = App::start(&command_for(topology, implementation), servers, &app, guarantee, &output, &inputs, &settings);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("bk-lat"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "5")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .unwrap();
+    // Assigned, not subscribed: no group join delays the first reads.
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(&output, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The first two seconds warm both sides up (fetch sessions, the first transaction).
+    let measured_from = now_ms() + 2_000;
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut millis = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+                    if let Some(ts) = m.timestamp().to_millis().filter(|ts| *ts >= measured_from) {
+                        millis.push(now_ms() - ts);
+                    }
+                }
+            }
+            millis
+        })
     };
-    vec![run_process(servers, topology, "ours", input, &ours), run_process(servers, topology, "Kafka Streams", input, &theirs)]
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", servers).set("linger.ms", "1").create().unwrap();
+    let corpus = streams::topologies::random_lines(1_000, 500, 3);
+    let started = Instant::now();
+    for i in 0..LATENCY_RATE * LATENCY_SECS {
+        let due = started + Duration::from_secs_f64(i as f64 / LATENCY_RATE as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let (topic, key, value) = match topology {
+            "stream-join" => (&inputs[(i % 2) as usize], Some(format!("order-{}", i / 2)), format!("value-{i}")),
+            "table-join" => (&inputs[(i % 2) as usize], Some(format!("row-{}", (i / 2) % 1_000)), format!("value-{i}")),
+            _ => (&inputs[0], None, corpus[i as usize % corpus.len()].clone()),
+        };
+        // No timestamp: the producer stamps each record when it is sent (CreateTime).
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(value.as_bytes());
+        if let Some(k) = &key {
+            record = record.key(k.as_bytes());
+        }
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    // The last commits (100 ms apart) and the caches behind them.
+    std::thread::sleep(Duration::from_secs(3));
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let mut millis = reader.join().unwrap();
+    running.stop();
+    millis.sort_unstable();
+    let latency = Latency { topology, implementation, guarantee, millis };
+    eprintln!(
+        "bench-kafka: latency of {topology} by {implementation} ({guarantee}): p50 {} ms, p99 {} ms over {} outputs",
+        latency.percentile(0.5),
+        latency.percentile(0.99),
+        latency.millis.len()
+    );
+    latency
+}
+
+/// An application process (ours or Kafka Streams'), running.
+struct App {
+    child: Child,
+    _state_dir: tempfile::TempDir,
+}
+
+impl App {
+    /// Starts it and waits until it reports RUNNING.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        command: &dyn Fn(&[String]) -> Command,
+        servers: &str,
+        app: &str,
+        guarantee: &str,
+        output: &str,
+        inputs: &[String],
+        settings: &[(&str, &str)],
+    ) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = vec![servers.into(), app.into(), dir.path().to_string_lossy().into(), guarantee.into(), output.into()];
+        args.extend(inputs.iter().cloned());
+        args.extend(settings.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut child = command(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start the application");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while line.trim() != "RUNNING" {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "{app} exited before running");
+        }
+        App { child, _state_dir: dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes stdin (the application closes), killing it after 90 s.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let stopped = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if stopped.elapsed() > Duration::from_secs(90) {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Starts one implementation on `input` and measures it until it has processed everything.
 fn run_process(servers: &str, topology: &str, implementation: &'static str, input: &Input, command: &dyn Fn(&[String]) -> Command) -> Row {
     let app = unique(&format!("bk-{topology}-{}", if implementation == "ours" { "rs" } else { "ks" }));
     let output = output_topic(servers, &format!("{app}-out"));
-    let dir = tempfile::tempdir().unwrap();
-    let mut args: Vec<String> = vec![
-        servers.into(),
-        app.clone(),
-        dir.path().to_string_lossy().into(),
-        "at_least_once".into(),
-        output.clone(),
-    ];
-    args.extend(input.topics.iter().cloned());
-    args.extend(SETTINGS.iter().map(|(k, v)| format!("{k}={v}")));
-    let mut child: Child = command(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start the application");
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while line.trim() != "RUNNING" {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "{implementation} {topology} exited before running");
-    }
+    let mut child = App::start(command, servers, &app, "at_least_once", &output, &input.topics, &SETTINGS);
+    let pid = child.pid();
     let (started_ms, cpu_at_start) = (now_ms(), process_stats(pid).0);
     let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
     let deadline = Instant::now() + Duration::from_secs(900);
     while test_utils::group_lag(servers, &app, &topics).unwrap() > 0 {
         assert!(Instant::now() < deadline, "{implementation} {topology} did not finish");
-        assert!(child.try_wait().unwrap().is_none(), "{implementation} {topology} stopped");
+        assert!(child.child.try_wait().unwrap().is_none(), "{implementation} {topology} stopped");
         std::thread::sleep(Duration::from_millis(100));
     }
     // Output after the input commit (a repartition stage, a cache flush): until it stops growing.
@@ -280,14 +481,7 @@ fn run_process(servers: &str, topology: &str, implementation: &'static str, inpu
     }
     let (cpu, peak_rss_mb) = process_stats(pid);
     let finished_ms = last_append_ms(servers, &output).expect("output");
-    drop(child.stdin.take());
-    let stopped = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if stopped.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    child.stop();
     let secs = (finished_ms - started_ms) as f64 / 1000.0;
     let row = Row {
         topology: topology.into(),
