@@ -18,7 +18,8 @@
 //! topologies by name (comma-separated; `raw` is the raw pipe alone), and
 //! `STREAMS_BENCH_RAW_CONSUMER` / `STREAMS_BENCH_RAW_PRODUCER` (`key=value,...`) add librdkafka
 //! settings to the raw pipe's clients, to explore what bounds it (`STREAMS_BENCH_OURS_EXTRA`:
-//! settings of our side alone, in latency runs).
+//! settings of our side alone, in latency runs). `STREAMS_BENCH_PHASE` (`throughput` or
+//! `latency`) runs one phase alone.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -57,7 +58,11 @@ fn main() {
     };
     let scale: f64 = std::env::var("STREAMS_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let only: Option<Vec<String>> = std::env::var("STREAMS_BENCH_ONLY").ok().map(|s| s.split(',').map(str::to_string).collect());
-    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+    let phase = std::env::var("STREAMS_BENCH_PHASE").ok();
+    let wanted_in = |p: &str, name: &str| {
+        phase.as_deref().is_none_or(|phase| phase == p) && only.as_ref().is_none_or(|o| o.iter().any(|n| n == name))
+    };
+    let wanted = |name: &str| wanted_in("throughput", name);
     let count = |n: f64| (n * scale) as u64;
     let mut rows = Vec::new();
 
@@ -119,7 +124,7 @@ fn main() {
     // Latency at a fixed load; not for the suppressed windowed count, whose output waits for
     // windows to close by design.
     let mut latencies = Vec::new();
-    for topology in ["stateless", "word-count", "stream-join", "table-join"].into_iter().filter(|t| wanted(t)) {
+    for topology in ["stateless", "word-count", "stream-join", "table-join"].into_iter().filter(|t| wanted_in("latency", t)) {
         for guarantee in ["at_least_once", "exactly_once_v2"] {
             for by in IMPLEMENTATIONS {
                 latencies.push(latency_run(&servers, topology, by, guarantee));
@@ -553,6 +558,9 @@ fn raw_pipe(servers: &str, input: &Input) -> Row {
 }
 
 fn report(rows: &[Row]) {
+    if rows.is_empty() {
+        return;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("\nbench-kafka: {cores} cores, {PARTITIONS} partitions per topic, settings {SETTINGS:?}, at_least_once");
     println!(
