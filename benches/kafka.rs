@@ -19,7 +19,8 @@
 //! `STREAMS_BENCH_RAW_CONSUMER` / `STREAMS_BENCH_RAW_PRODUCER` (`key=value,...`) add librdkafka
 //! settings to the raw pipe's clients, to explore what bounds it (`STREAMS_BENCH_OURS_EXTRA`:
 //! settings of our side alone, in latency runs). `STREAMS_BENCH_PHASE` (`throughput` or
-//! `latency`) runs one phase alone.
+//! `latency`) runs one phase alone; `STREAMS_BENCH_PERF=<prefix>` records a CPU profile of our
+//! side of each throughput run (`perf record`, to `<prefix>-<topology>.data`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -467,6 +468,14 @@ fn run_process(servers: &str, topology: &str, implementation: &'static str, inpu
     let mut child = App::start(command, servers, &app, "at_least_once", &output, &input.topics, &SETTINGS);
     let pid = child.pid();
     let (started_ms, cpu_at_start) = (now_ms(), process_stats(pid).0);
+    // A CPU profile of our side: `perf record` on the running process.
+    let perf = std::env::var("STREAMS_BENCH_PERF").ok().filter(|_| implementation == "ours").map(|prefix| {
+        Command::new("perf")
+            .args(["record", "-F", "499", "--call-graph", "dwarf,8192", "-o", &format!("{prefix}-{topology}.data"), "-p", &pid.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf record")
+    });
     let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
     let deadline = Instant::now() + Duration::from_secs(900);
     while test_utils::group_lag(servers, &app, &topics).unwrap() > 0 {
@@ -486,6 +495,10 @@ fn run_process(servers: &str, topology: &str, implementation: &'static str, inpu
     }
     let (cpu, peak_rss_mb) = process_stats(pid);
     let finished_ms = last_append_ms(servers, &output).expect("output");
+    if let Some(mut perf) = perf {
+        let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        let _ = perf.wait();
+    }
     child.stop();
     let secs = (finished_ms - started_ms) as f64 / 1000.0;
     let row = Row {

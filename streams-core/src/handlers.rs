@@ -114,7 +114,7 @@ impl DeadLetter {
 
     pub(crate) fn into_producer_record(self) -> ProducerRecord {
         ProducerRecord {
-            topic: self.topic,
+            topic: self.topic.into(),
             partition: None,
             timestamp: self.timestamp,
             key: self.key,

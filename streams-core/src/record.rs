@@ -1,6 +1,7 @@
 //! Records as they flow through a topology, and the raw records at its edges.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Record headers: ordered (key, nullable value) pairs.
 pub type Headers = Vec<(String, Option<Vec<u8>>)>;
@@ -81,8 +82,8 @@ impl fmt::Display for TaskId {
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(not(feature = "test-utils"), allow(unreachable_pub))]
 pub struct ConsumerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared: records of one topic hold one copy of its name).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset.
@@ -100,8 +101,8 @@ pub struct ConsumerRecord {
 /// A raw record to be written to a topic.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ProducerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared with the sink or store that writes it).
+    pub topic: Arc<str>,
     /// Partition; `None` lets the collector choose with the default partitioner.
     pub partition: Option<i32>,
     /// Timestamp in milliseconds.

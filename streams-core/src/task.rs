@@ -369,7 +369,7 @@ impl StreamTask {
     /// Queues raw records of one of the task's input partitions.
     pub(crate) fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
         for record in records {
-            match self.queues.iter_mut().find(|q| q.partition == record.partition && q.topic == record.topic) {
+            match self.queues.iter_mut().find(|q| q.partition == record.partition && *q.topic == *record.topic) {
                 Some(queue) => queue.records.push_back(record),
                 None => warn!(task_id = %self.id, topic = %record.topic, partition = record.partition,
                     "dropping a record of a partition this task does not read"),
@@ -433,12 +433,16 @@ impl StreamTask {
         let source = queue.source.clone();
         trace!(task_id = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset, "process");
         self.ctx.stream_time = self.ctx.stream_time.max(decoded.timestamp);
-        *self.ctx.record_context.borrow_mut() = RecordContext {
-            topic: record.topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-            timestamp: decoded.timestamp,
-        };
+        {
+            let mut context = self.ctx.record_context.borrow_mut();
+            if context.topic != *record.topic {
+                context.topic.clear();
+                context.topic.push_str(&record.topic);
+            }
+            context.partition = record.partition;
+            context.offset = record.offset;
+            context.timestamp = decoded.timestamp;
+        }
         let offset = record.offset;
         self.ctx.source_record = Some(record);
         let processed = source.borrow_mut().process(&mut self.ctx, decoded);

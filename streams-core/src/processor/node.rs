@@ -270,7 +270,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
                     return Ok(None);
                 }
                 let (topic, partition, offset) = (raw.topic.clone(), raw.partition, raw.offset);
-                return Err(StreamsError::Deserialization { topic, partition, offset, source });
+                return Err(StreamsError::Deserialization { topic: topic.to_string(), partition, offset, source });
             }
         };
         let consumed = ConsumedRecord {
@@ -287,7 +287,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SourceNode for SourceNodeImpl<K, V>
             None => task.timestamp_extractor.extract(&consumed, partition_time),
         };
         let timestamp = extracted.map_err(|source| StreamsError::TimestampExtraction {
-            topic: raw.topic.clone(),
+            topic: raw.topic.to_string(),
             partition: raw.partition,
             offset: raw.offset,
             source,
@@ -355,9 +355,9 @@ pub(crate) enum SinkTopic<T, K, V> {
 
 impl<K, V> SinkTopic<TopicName, K, V> {
     /// The topic on the broker, for an application.
-    fn resolve(&self, application_id: &str) -> SinkTopic<String, K, V> {
+    fn resolve(&self, application_id: &str) -> SinkTopic<Arc<str>, K, V> {
         match self {
-            SinkTopic::Fixed(topic) => SinkTopic::Fixed(topic.resolve(application_id)),
+            SinkTopic::Fixed(topic) => SinkTopic::Fixed(topic.resolve(application_id).into()),
             SinkTopic::Extracted(extractor) => SinkTopic::Extracted(extractor.clone()),
         }
     }
@@ -365,7 +365,7 @@ impl<K, V> SinkTopic<TopicName, K, V> {
 
 struct SinkNode<K, V> {
     meta: NodeMeta,
-    topic: SinkTopic<String, K, V>,
+    topic: SinkTopic<Arc<str>, K, V>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
     partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
@@ -375,7 +375,7 @@ impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, task: &mut TaskContext, record: Record<K, V>) -> Result<()> {
         let topic = match &self.topic {
             SinkTopic::Fixed(topic) => topic.clone(),
-            SinkTopic::Extracted(extractor) => extractor.extract(&record.key, &record.value, &task.record_context.borrow()),
+            SinkTopic::Extracted(extractor) => extractor.extract(&record.key, &record.value, &task.record_context.borrow()).into(),
         };
         let partition = match &self.partitioner {
             Some(partitioner) => {

@@ -24,7 +24,8 @@ use crate::record::ProducerRecord;
 /// Delivery reports: the last acknowledged offset per partition, and the first failure.
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    offsets: Mutex<HashMap<(String, i32), i64>>,
+    /// By topic, then partition: a report looks its topic up without allocating.
+    offsets: Mutex<HashMap<String, HashMap<i32, i64>>>,
     /// The first failed delivery: its topic-partition and the producer's error.
     error: Mutex<Option<(String, KafkaError)>>,
     /// `default.production.exception.handler`, asked about failed deliveries (none under
@@ -43,7 +44,7 @@ impl std::fmt::Debug for Deliveries {
 
 impl Deliveries {
     pub(crate) fn offset(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.offsets.lock().unwrap_or_else(|e| e.into_inner()).get(&(topic.to_string(), partition)).copied()
+        self.offsets.lock().unwrap_or_else(|e| e.into_inner()).get(topic).and_then(|p| p.get(&partition)).copied()
     }
 
     /// Forgets offsets and failures (after an aborted transaction).
@@ -65,9 +66,12 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
             Ok(message) => {
-                let key = (message.topic().to_string(), message.partition());
                 let mut offsets = self.0.offsets.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = offsets.entry(key).or_insert(-1);
+                let partitions = match offsets.get_mut(message.topic()) {
+                    Some(partitions) => partitions,
+                    None => offsets.entry(message.topic().to_string()).or_default(),
+                };
+                let entry = partitions.entry(message.partition()).or_insert(-1);
                 *entry = (*entry).max(message.offset());
             }
             // Records purged by an abort were never written; the abort is already handled.
@@ -188,7 +192,7 @@ impl KafkaRecordCollector {
     /// the producer refuses fails the send).
     fn send_dead_letter(&self, dead: DeadLetter) -> Result<()> {
         let dead = dead.into_producer_record();
-        self.enqueue(&dead).map_err(|source| StreamsError::Send { topic: dead.topic.clone(), source })
+        self.enqueue(&dead).map_err(|source| StreamsError::Send { topic: dead.topic.to_string(), source })
     }
 
     fn check(&self) -> Result<()> {
@@ -332,7 +336,7 @@ impl RecordCollector for KafkaRecordCollector {
             ProducedRecord { topic: &record.topic, partition: record.partition, key: record.key.as_deref(), value: record.value.as_deref() };
         match self.production_handler.handle(&refused, &e) {
             HandlerResponse::Resume(dead) => dead.into_iter().try_for_each(|d| self.send_dead_letter(d)),
-            HandlerResponse::Fail => Err(StreamsError::Send { topic: record.topic.clone(), source: e }),
+            HandlerResponse::Fail => Err(StreamsError::Send { topic: record.topic.to_string(), source: e }),
         }
     }
 

@@ -345,8 +345,7 @@ fn drive(
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(message)) => {
-                    let record = to_record(&message);
-                    with_task_manager(|tm| tm.add_records([record]));
+                    with_task_manager(|tm| tm.add_message(&message));
                 }
                 Some(Err(e)) if is_transient(&e) => warn!(error = %e, "transient consumer error"),
                 Some(Err(e)) => return Err(StreamsError::kafka("poll", e)),
@@ -404,12 +403,17 @@ fn drive(
 
 /// Copies a consumed message into a [`ConsumerRecord`].
 pub(crate) fn to_record<M: Message>(message: &M) -> ConsumerRecord {
+    to_record_of(message, message.topic().into())
+}
+
+/// Copies a consumed message of `topic` into a [`ConsumerRecord`].
+pub(crate) fn to_record_of<M: Message>(message: &M, topic: Arc<str>) -> ConsumerRecord {
     let headers = message
         .headers()
         .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
         .unwrap_or_default();
     ConsumerRecord {
-        topic: message.topic().to_string(),
+        topic,
         partition: message.partition(),
         offset: message.offset(),
         timestamp: message.timestamp().to_millis().unwrap_or(-1),

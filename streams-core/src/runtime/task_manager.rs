@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use super::changelog_reader::{is_transient, ChangelogReader, RestoreEvent};
@@ -19,6 +19,7 @@ use super::query::{self, QueryRequest};
 use super::standby::{self, StandbyTasks};
 use super::state_directory::{StateDirectory, TaskDirLock};
 use super::state_updater::{RestoreRequest, Restored, StateUpdater};
+use super::stream_thread::to_record_of;
 use super::ClientShared;
 use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
@@ -97,7 +98,7 @@ pub(crate) struct TaskManager {
     pub(crate) thread_index: usize,
     topology: Arc<Topology>,
     subtopologies: Vec<Subtopology>,
-    source_topics: HashMap<String, u32>,
+    source_topics: HashMap<Arc<str>, u32>,
     env: TaskEnv,
     collector: Rc<RefCell<KafkaRecordCollector>>,
     state_dir: StateDirectory,
@@ -154,7 +155,7 @@ impl TaskManager {
         let mut source_topics = HashMap::new();
         for sub in &subtopologies {
             for topic in &sub.source_topics {
-                source_topics.insert(topic.resolve(&env.application_id), sub.id);
+                source_topics.insert(topic.resolve(&env.application_id).into(), sub.id);
             }
         }
         TaskManager {
@@ -186,7 +187,7 @@ impl TaskManager {
 
     /// All source topics, internal ones with their full names.
     pub(crate) fn source_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self.source_topics.keys().cloned().collect();
+        let mut topics: Vec<String> = self.source_topics.keys().map(|t| t.to_string()).collect();
         topics.sort();
         topics
     }
@@ -452,17 +453,17 @@ impl TaskManager {
         }
     }
 
-    /// Queues polled records into their tasks.
-    pub(crate) fn add_records(&mut self, records: impl IntoIterator<Item = ConsumerRecord>) {
-        for record in records {
-            let Some(id) = self.task_of(&record.topic, record.partition) else { continue };
-            if let Some(managed) = self.tasks.get_mut(&id) {
-                managed.task.add_records([record]);
-            } else if let Some(updating) = self.updating.get_mut(&id) {
-                updating.records.push(record);
-            } else {
-                debug!(topic = %record.topic, partition = record.partition, "record for a task not owned");
-            }
+    /// Queues a polled record in its task (or with the task while the state updater restores it).
+    pub(crate) fn add_message<M: Message>(&mut self, message: &M) {
+        let Some((topic, sub)) = self.source_topics.get_key_value(message.topic()) else { return };
+        let id = TaskId::new(*sub, message.partition());
+        let record = to_record_of(message, topic.clone());
+        if let Some(managed) = self.tasks.get_mut(&id) {
+            managed.task.add_records([record]);
+        } else if let Some(updating) = self.updating.get_mut(&id) {
+            updating.records.push(record);
+        } else {
+            debug!(topic = %record.topic, partition = record.partition, "record for a task not owned");
         }
     }
 

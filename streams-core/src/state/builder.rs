@@ -306,7 +306,7 @@ pub(super) fn layered(
     if logging {
         bytes = Box::new(ChangeLoggingKeyValueStore::new(
             bytes,
-            topic.to_string(),
+            topic.to_string().into(),
             ctx.task_id.partition,
             ctx.collector.clone(),
             ctx.record_context.clone(),

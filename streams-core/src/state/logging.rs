@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
 use crate::collector::RecordCollector;
@@ -11,7 +12,7 @@ use crate::record::{ProducerRecord, RecordContext};
 /// Writes through to the inner store and sends each change to `<app>-<store>-changelog`.
 pub(crate) struct ChangeLoggingKeyValueStore {
     inner: Box<dyn KeyValueBytesStore>,
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     collector: Rc<RefCell<dyn RecordCollector>>,
     record_context: Rc<RefCell<RecordContext>>,
@@ -29,7 +30,7 @@ impl std::fmt::Debug for ChangeLoggingKeyValueStore {
 impl ChangeLoggingKeyValueStore {
     pub(crate) fn new(
         inner: Box<dyn KeyValueBytesStore>,
-        topic: String,
+        topic: Arc<str>,
         partition: i32,
         collector: Rc<RefCell<dyn RecordCollector>>,
         record_context: Rc<RefCell<RecordContext>>,

@@ -82,12 +82,12 @@ impl Topics {
             }
             (None, Some(key)) => default_partition(key, n),
             (None, None) => {
-                let next = self.round_robin.entry(record.topic.clone()).or_insert(0);
+                let next = self.round_robin.entry(record.topic.to_string()).or_insert(0);
                 *next = (*next + 1) % n;
                 *next
             }
         };
-        let offset = self.next_offsets.entry((record.topic.clone(), partition)).or_insert(0);
+        let offset = self.next_offsets.entry((record.topic.to_string(), partition)).or_insert(0);
         let consumed = ConsumerRecord {
             topic: record.topic,
             partition,
@@ -99,9 +99,9 @@ impl Topics {
         };
         *offset += 1;
         if keep {
-            self.logs.entry(consumed.topic.clone()).or_default().push(consumed.clone());
+            self.logs.entry(consumed.topic.to_string()).or_default().push(consumed.clone());
         }
-        if self.source_topics.contains_key(&consumed.topic) {
+        if self.source_topics.contains_key(&*consumed.topic) {
             self.pending.push_back(consumed.clone());
         }
         Ok(consumed)
@@ -113,8 +113,8 @@ struct DriverCollector(Rc<RefCell<Topics>>);
 impl RecordCollector for DriverCollector {
     fn send(&mut self, record: ProducerRecord) -> Result<()> {
         let mut topics = self.0.borrow_mut();
-        if !topics.produced.contains(&record.topic) {
-            topics.produced.insert(record.topic.clone());
+        if !topics.produced.contains(&*record.topic) {
+            topics.produced.insert(record.topic.to_string());
         }
         topics.append(record, true).map(|_| ())
     }
@@ -171,7 +171,7 @@ impl DriverInner {
     fn route(&mut self) {
         let mut topics = self.topics.borrow_mut();
         while let Some(record) = topics.pending.pop_front() {
-            let subtopology = topics.source_topics[&record.topic];
+            let subtopology = topics.source_topics[&*record.topic];
             if let Some(task) = self.tasks.get_mut(&TaskId::new(subtopology, record.partition)) {
                 task.add_records([record]);
             }
@@ -200,7 +200,7 @@ impl DriverInner {
         if self.closed {
             return Err(StreamsError::IllegalState("the test driver is closed".into()));
         }
-        if let Some(global) = self.globals.get(&record.topic) {
+        if let Some(global) = self.globals.get(&*record.topic) {
             // A global topic goes straight into its store, as the global thread would put it.
             let record = self.topics.borrow_mut().append(record, false)?;
             if let Some(key) = &record.key {
@@ -208,7 +208,7 @@ impl DriverInner {
             }
             return Ok(());
         }
-        if !self.topics.borrow().source_topics.contains_key(&record.topic) {
+        if !self.topics.borrow().source_topics.contains_key(&*record.topic) {
             self.match_pattern(&record.topic)?;
         }
         self.topics.borrow_mut().append(record, false)?;
@@ -585,12 +585,12 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
         let mut headers = record.headers;
         let key = self.key_serde.serialize_with_headers(&self.topic, &mut headers, &record.key).map_err(context)?;
         let value = self.value_serde.serialize_with_headers(&self.topic, &mut headers, &record.value).map_err(context)?;
-        self.pipe_bytes(ProducerRecord { topic: self.topic.clone(), partition, timestamp: record.timestamp, key, value, headers })
+        self.pipe_bytes(ProducerRecord { topic: self.topic.as_str().into(), partition, timestamp: record.timestamp, key, value, headers })
     }
 
     /// Pipes raw bytes, as a producer with other serdes (or a broken one) would write them.
     pub fn pipe_raw(&mut self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, timestamp: i64) -> Result<()> {
-        self.pipe_bytes(ProducerRecord { topic: self.topic.clone(), partition: None, timestamp, key, value, headers: Vec::new() })
+        self.pipe_bytes(ProducerRecord { topic: self.topic.as_str().into(), partition: None, timestamp, key, value, headers: Vec::new() })
     }
 
     fn pipe_bytes(&mut self, record: ProducerRecord) -> Result<()> {
