@@ -104,12 +104,7 @@ impl ChangelogReader {
             .set("auto.offset.reset", "earliest");
         // The end of a changelog shows as an empty fetch: the broker should not hold it for
         // the default 500 ms (a caught-up store would take that long to "restore").
-        if config.get("fetch.wait.max.ms").is_none() {
-            config.set("fetch.wait.max.ms", "20");
-        }
-        if config.get("fetch.queue.backoff.ms").is_none() {
-            config.set("fetch.queue.backoff.ms", super::stream_thread::FETCH_QUEUE_BACKOFF_MS);
-        }
+        super::consumer_defaults(&mut config, Some("20"));
         let consumer =
             config.create_with_context(EndAwareContext).map_err(|e| StreamsError::kafka("create restore consumer", e))?;
         Ok(ChangelogReader { consumer, timeout, active: None, counted: None })

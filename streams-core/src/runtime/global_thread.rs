@@ -58,6 +58,7 @@ impl GlobalStreamThread {
             config.set("group.id", "global-consumer");
         }
         config.set("enable.auto.commit", "false").set("enable.partition.eof", "true").set("auto.offset.reset", "earliest");
+        super::consumer_defaults(&mut config, None);
         let consumer: BaseConsumer<EndAwareContext> =
             config.create_with_context(EndAwareContext).map_err(|e| StreamsError::kafka("create global consumer", e))?;
         let checkpoint = OffsetCheckpoint::in_dir(&dir);

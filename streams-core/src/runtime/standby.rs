@@ -159,12 +159,7 @@ impl StandbyTasks {
             .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
             .set("auto.offset.reset", "earliest");
         // Standbys tail their changelogs: fresh within a tenth of a second.
-        if config.get("fetch.wait.max.ms").is_none() {
-            config.set("fetch.wait.max.ms", "100");
-        }
-        if config.get("fetch.queue.backoff.ms").is_none() {
-            config.set("fetch.queue.backoff.ms", super::stream_thread::FETCH_QUEUE_BACKOFF_MS);
-        }
+        super::consumer_defaults(&mut config, Some("100"));
         if config.get("statistics.interval.ms").is_none() {
             config.set("statistics.interval.ms", "1000");
         }

@@ -151,9 +151,6 @@ impl ConsumerContext for StreamsConsumerContext {
 
 const GROUP_INSTANCE_ID: &str = "group.instance.id";
 
-/// The consumers' `fetch.queue.backoff.ms` unless configured (see `run_loop`).
-pub(crate) const FETCH_QUEUE_BACKOFF_MS: &str = "10";
-
 /// How long a thread applies standby changelog records between two polls, at most.
 const STANDBY_SLICE: Duration = Duration::from_millis(50);
 
@@ -217,10 +214,6 @@ fn run_loop(
         ("auto.offset.reset", "earliest".into()),
         ("allow.auto.create.topics", "false".into()),
         ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
-        // librdkafka waits this long before fetching again for a partition whose prefetched
-        // records exceed `queued.min.messages` (1 s by default): a thread that drains them
-        // faster would idle. Java's consumer fetches again once its buffer is drained.
-        ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.into()),
     ];
     // Range assignment keeps co-partitioned topics together (the same partitions of topics
     // with equal partition counts go to the same member): on the client in the classic
@@ -233,6 +226,7 @@ fn run_loop(
         }
     }
     let mut consumer_config = settings.client_config("consumer.", &defaults);
+    super::consumer_defaults(&mut consumer_config, None);
     if let Some(instance) = settings.client_setting("consumer.", GROUP_INSTANCE_ID) {
         // Static membership (KIP-345), as Kafka Streams: each thread's consumer is a static
         // member named by the configured id and its thread index, so a restarted instance gets
