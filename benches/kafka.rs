@@ -10,7 +10,8 @@
 //! per million input records (user + system, after RUNNING) and peak RSS (`VmHWM`). Then
 //! latency: on empty topics, a fixed offered load, and for each output record the time from
 //! the input's creation to a `read_committed` consumer reading it (p50, p99, max), under
-//! at-least-once and exactly-once.
+//! at-least-once and exactly-once. Last, restoration: a fresh instance restores a changelog
+//! partition of a million records into RocksDB, against a raw consume of the same partition.
 //!
 //! Needs `STREAMS_BOOTSTRAP_SERVERS` (the make target starts Apache Kafka from the Maven jars)
 //! and Java 17+ with Maven for Kafka Streams (`tests/reference/run.sh bench`).
@@ -18,8 +19,8 @@
 //! topologies by name (comma-separated; `raw` is the raw pipe alone), and
 //! `STREAMS_BENCH_RAW_CONSUMER` / `STREAMS_BENCH_RAW_PRODUCER` (`key=value,...`) add librdkafka
 //! settings to the raw pipe's clients, to explore what bounds it (`STREAMS_BENCH_OURS_EXTRA`:
-//! settings of our side alone, in latency runs). `STREAMS_BENCH_PHASE` (`throughput` or
-//! `latency`) runs one phase alone; `STREAMS_BENCH_PERF=<prefix>` records a CPU profile of our
+//! settings of our side alone, in latency runs). `STREAMS_BENCH_PHASE` (`throughput`,
+//! `latency` or `restore`) runs one phase alone; `STREAMS_BENCH_PERF=<prefix>` records a CPU profile of our
 //! side of each throughput run (`perf record`, to `<prefix>-<topology>.data`).
 
 use std::io::{BufRead, BufReader, Write};
@@ -133,6 +134,91 @@ fn main() {
         }
     }
     report_latency(&latencies);
+
+    if wanted_in("restore", "restore") {
+        restore_runs(&servers, count(1_000_000.0));
+    }
+}
+
+/// Restoration, five times each, medians: a changelog partition of `n` records with 100-byte
+/// values, restored into a RocksDB store by a fresh instance (its state updater), against a raw
+/// consume of the same partition to its end with the runtime's fetch settings.
+fn restore_runs(servers: &str, n: u64) {
+    let app = unique("bk-restore");
+    let (input, output) = (format!("{app}-in"), format!("{app}-out"));
+    let changelog = format!("{app}-counts-changelog");
+    for topic in [&input, &output] {
+        test_utils::ensure_topic(servers, topic, PARTITIONS).unwrap();
+    }
+    test_utils::ensure_topic_with_config(servers, &changelog, PARTITIONS, &[("cleanup.policy", "compact")]).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", servers).set("linger.ms", "20").create().unwrap();
+    let value = [b'v'; 100];
+    for i in 0..n {
+        let key = format!("key-{i:09}");
+        let mut record = BaseRecord::to(&changelog).partition(0).key(key.as_bytes()).payload(&value[..]);
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let bytes = n * (13 + 100);
+
+    // Alternating, so that both meet the broker in the same state.
+    let (mut raw, mut restored) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        raw.push(raw_consume(servers, &changelog, n));
+        let dir = tempfile::tempdir().unwrap();
+        let config = StreamsConfig::new()
+            .with(StreamsConfig::APPLICATION_ID, &app)
+            .with(StreamsConfig::BOOTSTRAP_SERVERS, servers)
+            .with(StreamsConfig::STATE_DIR, dir.path().to_string_lossy());
+        let mut streams = KafkaStreams::new(word_count_between(&input, &output, Materialized::as_("counts")), config).unwrap();
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        streams.set_restore_listener(move |e| sink.lock().unwrap().push(e.clone()));
+        streams.start().unwrap();
+        assert_eq!(streams.wait_until_running(Duration::from_secs(300)), State::Running, "the restore did not finish");
+        streams.close(Duration::from_secs(60));
+        let events = events.lock().unwrap();
+        let event = events.iter().find(|e| e.partition == 0).expect("the restore of partition 0");
+        assert_eq!(event.restored, n, "records restored");
+        restored.push(n as f64 / event.elapsed.as_secs_f64());
+    }
+    eprintln!("bench-kafka: raw consumes {raw:.0?} records/s, restores {restored:.0?} records/s");
+    let (raw, restored) = (median(raw), median(restored));
+    println!("\nrestore of {n} records of 100 bytes (one changelog partition into RocksDB, medians of 5):");
+    println!("  raw consume      {raw:>10.0} records/s {:>7.1} MB/s", raw * bytes as f64 / n as f64 / 1e6);
+    println!("  restore (ours)   {restored:>10.0} records/s {:>7.1} MB/s   {:.2} of the raw consume", restored * bytes as f64 / n as f64 / 1e6, restored / raw);
+}
+
+/// Records/s of one consumer reading `topic`'s partition 0 from the start to its `n` records.
+fn raw_consume(servers: &str, topic: &str, n: u64) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("bk-raw-consume"))
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    // Timed as the restore is: connected to the broker, from the assignment to the last record.
+    consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    consumer.assign(&tpl).unwrap();
+    let mut read = 0;
+    while read < n {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn report_latency(runs: &[Latency]) {

@@ -159,26 +159,33 @@ impl ChangelogReader {
                 active.current = Some(current);
             }
             let current = active.current.as_mut().expect("set above");
-            let left = deadline.saturating_duration_since(Instant::now());
+            let mut timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
             // The end is where the broker reports end-of-partition for our fetch position; a
-            // listed end offset alone can be stale on some brokers.
-            let ended = match self.consumer.poll(left.min(Duration::from_millis(100))) {
-                None => false,
-                Some(Ok(message)) => {
-                    current.last = Some(message.offset());
-                    current.batch.push((message.key().unwrap_or_default().to_vec(), message.payload().map(<[u8]>::to_vec)));
-                    if current.batch.len() >= BATCH {
-                        current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
+            // listed end offset alone can be stale on some brokers. Records arrive in fetched
+            // batches: what is there is read without looking at the clock for each record.
+            let mut ended = false;
+            for _ in 0..BATCH {
+                match self.consumer.poll(timeout) {
+                    None => break,
+                    Some(Ok(message)) => {
+                        current.last = Some(message.offset());
+                        current.batch.push((message.key().unwrap_or_default().to_vec(), message.payload().map(<[u8]>::to_vec)));
+                        if current.batch.len() >= BATCH {
+                            current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
+                        }
                     }
-                    false
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        ended = true;
+                        break;
+                    }
+                    Some(Err(e)) if is_transient(&e) => {
+                        tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
+                        break;
+                    }
+                    Some(Err(e)) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => true,
-                Some(Err(e)) if is_transient(&e) => {
-                    tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
-                    false
-                }
-                Some(Err(e)) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
-            };
+                timeout = Duration::ZERO;
+            }
             if ended {
                 current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
                 if let Some(m) = metrics {
