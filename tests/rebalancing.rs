@@ -310,15 +310,16 @@ fn a_long_restore_runs_on_the_state_updater_while_the_other_tasks_process_and_th
     wait_caught_up(&cluster, &app, &[&big], &[&one]);
     assert!(one.close(Duration::from_secs(60)));
 
-    // A fresh state directory restores the whole changelog; the restore consumer fetches 16 KB
-    // at a time, so that the restore surely outlasts max.poll.interval.ms.
+    // A fresh state directory restores the whole changelog; the restore consumer fetches 64 KB
+    // at a time and buffers no more, so that the restore surely outlasts max.poll.interval.ms.
     let poll_interval = Duration::from_secs(6);
     let second = tempfile::tempdir().unwrap();
     let config = config(&app, &cluster, second.path(), "classic")
         .with("consumer.session.timeout.ms", "6000")
         .with("consumer.heartbeat.interval.ms", "1000")
         .with("consumer.max.poll.interval.ms", poll_interval.as_millis().to_string())
-        .with("restore.consumer.max.partition.fetch.bytes", "16384");
+        .with("restore.consumer.max.partition.fetch.bytes", "65536")
+        .with("restore.consumer.queued.max.messages.kbytes", "64");
     let restored: Arc<Mutex<Vec<(Instant, streams::RestoreEvent)>>> = Arc::default();
     let mut two = KafkaStreams::new(topology(), config).unwrap();
     let sink = restored.clone();
@@ -385,9 +386,14 @@ fn a_restore_cut_short_by_close_keeps_what_it_restored() {
     wait_caught_up(&cluster, &app, &[&big], &[&one]);
     assert!(one.close(Duration::from_secs(60)));
 
-    // A fresh state directory restores slowly (small fetches); close it part-way.
+    // A fresh state directory restores slowly (small fetches, nothing buffered); close it
+    // part-way.
     let second = tempfile::tempdir().unwrap();
-    let slow = || config(&app, &cluster, second.path(), "classic").with("restore.consumer.max.partition.fetch.bytes", "4096");
+    let slow = || {
+        config(&app, &cluster, second.path(), "classic")
+            .with("restore.consumer.max.partition.fetch.bytes", "16384")
+            .with("restore.consumer.queued.max.messages.kbytes", "16")
+    };
     let mut two = KafkaStreams::new(topology(), slow()).unwrap();
     two.start().unwrap();
     let started = Instant::now();

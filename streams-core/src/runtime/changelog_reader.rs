@@ -149,12 +149,16 @@ impl ChangelogReader {
                 // An in-memory store starts empty: it restores its whole changelog.
                 let persistent = handle.borrow().persistent();
                 let start = checkpoint.get(&(topic.clone(), partition)).filter(|_| persistent).map(|o| o + 1);
+                let started = Instant::now();
+                // The watermarks first: they also make the consumer learn the partition's
+                // leader, and a consumer assigned a partition whose leader it does not know
+                // asks for its start offset only 500 ms later (librdkafka).
+                let end = self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok();
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(&topic, partition, start.map_or(Offset::Beginning, Offset::Offset))
                     .map_err(|e| StreamsError::kafka("assign changelog", e))?;
                 self.consumer.assign(&tpl).map_err(|e| StreamsError::kafka(format!("assign {topic}-{partition}"), e))?;
-                let end = metrics.and_then(|_| self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok());
-                let current = StoreRestore { store, topic, start, end, started: Instant::now(), restored: 0, last: None, batch: Vec::new() };
+                let current = StoreRestore { store, topic, start, end, started, restored: 0, last: None };
                 current.report(metrics, None, 0);
                 active.current = Some(current);
             }
@@ -162,18 +166,14 @@ impl ChangelogReader {
             let mut timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
             // The end is where the broker reports end-of-partition for our fetch position; a
             // listed end offset alone can be stale on some brokers. Records arrive in fetched
-            // batches: what is there is read without looking at the clock for each record.
+            // batches: what is there is read without looking at the clock for each record, and
+            // written to the store in one batch, straight from the consumer's buffers.
             let mut ended = false;
+            let mut polled = Vec::new();
             for _ in 0..BATCH {
                 match self.consumer.poll(timeout) {
                     None => break,
-                    Some(Ok(message)) => {
-                        current.last = Some(message.offset());
-                        current.batch.push((message.key().unwrap_or_default().to_vec(), message.payload().map(<[u8]>::to_vec)));
-                        if current.batch.len() >= BATCH {
-                            current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
-                        }
-                    }
+                    Some(Ok(message)) => polled.push(message),
                     Some(Err(KafkaError::PartitionEOF(_))) => {
                         ended = true;
                         break;
@@ -186,8 +186,9 @@ impl ChangelogReader {
                 }
                 timeout = Duration::ZERO;
             }
+            current.apply(task, checkpoint, partition, metrics, self.counted.as_deref(), &polled)?;
+            drop(polled);
             if ended {
-                current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
                 if let Some(m) = metrics {
                     m.restore_remaining.store(0, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -212,7 +213,6 @@ impl ChangelogReader {
             }
             if Instant::now() >= deadline {
                 // What was read is in the store: the next call goes on from there.
-                current.apply(task, checkpoint, partition, metrics, self.counted.as_deref())?;
                 return Ok(None);
             }
         }
@@ -249,35 +249,32 @@ struct StoreRestore {
     store: String,
     topic: String,
     start: Option<i64>,
-    /// The changelog's (low, high) watermarks when the restore began (with metrics).
+    /// The changelog's (low, high) watermarks when the restore began.
     end: Option<(i64, i64)>,
     started: Instant,
     restored: u64,
     last: Option<i64>,
-    batch: Vec<RestoreRecord>,
 }
 
 impl StoreRestore {
-    /// Writes the records read so far to the store and advances the checkpoint.
-    fn apply(
+    /// Writes `records` to the store in one batch and advances the checkpoint.
+    fn apply<M: Message>(
         &mut self,
         task: &dyn RestoreTarget,
         checkpoint: &mut Offsets,
         partition: i32,
         metrics: Option<&ThreadMetrics>,
         counted: Option<&Sensor>,
+        records: &[M],
     ) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
+        let Some(last) = records.last() else { return Ok(()) };
+        let batch: Vec<RestoreRecord<'_>> = records.iter().map(|m| (m.key().unwrap_or_default(), m.payload())).collect();
         let store = task.state_store(&self.store).expect("changelogs name the task's stores");
-        store.borrow_mut().restore_batch(&self.batch)?;
-        let applied = self.batch.len() as u64;
+        store.borrow_mut().restore_batch(&batch)?;
+        let applied = batch.len() as u64;
         self.restored += applied;
-        self.batch.clear();
-        if let Some(offset) = self.last {
-            checkpoint.insert((self.topic.clone(), partition), offset);
-        }
+        self.last = Some(last.offset());
+        checkpoint.insert((self.topic.clone(), partition), last.offset());
         self.report(metrics, counted, applied);
         Ok(())
     }

@@ -230,17 +230,11 @@ impl StandbyTasks {
             return Ok(());
         }
         let deadline = Instant::now() + budget;
-        let mut batches: HashMap<(String, i32), (Vec<RestoreRecord>, i64)> = HashMap::new();
-        let mut read = 0usize;
-        while Instant::now() < deadline && read < 10_000 {
+        let mut polled = Vec::new();
+        while polled.len() < 10_000 && (polled.len() % 1_000 != 0 || Instant::now() < deadline) {
             match self.consumer.poll(Duration::ZERO) {
                 None => break,
-                Some(Ok(m)) => {
-                    let entry = batches.entry((m.topic().to_string(), m.partition())).or_default();
-                    entry.0.push((m.key().unwrap_or_default().to_vec(), m.payload().map(<[u8]>::to_vec)));
-                    entry.1 = m.offset();
-                    read += 1;
-                }
+                Some(Ok(m)) => polled.push(m),
                 Some(Err(e)) if is_transient(&e) => {
                     debug!(error = %e, "transient error reading standby changelogs");
                     break;
@@ -248,7 +242,16 @@ impl StandbyTasks {
                 Some(Err(e)) => return Err(StreamsError::kafka("read standby changelogs", e)),
             }
         }
-        for (tp, (batch, last)) in batches {
+        // One batch per changelog partition, borrowed from the consumer's buffers.
+        let read = polled.len();
+        let mut batches: HashMap<(&str, i32), (Vec<RestoreRecord<'_>>, i64)> = HashMap::new();
+        for m in &polled {
+            let entry = batches.entry((m.topic(), m.partition())).or_default();
+            entry.0.push((m.key().unwrap_or_default(), m.payload()));
+            entry.1 = m.offset();
+        }
+        for ((topic, partition), (batch, last)) in batches {
+            let tp = (topic.to_string(), partition);
             let Some((id, store)) = self.stores.get(&tp) else { continue };
             let standby = self.tasks.get_mut(id).expect("stores name standby tasks");
             let handle = standby.task.state_store(store).expect("changelogs name the task's stores");

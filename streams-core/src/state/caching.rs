@@ -227,9 +227,9 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     fn commit_transaction(&mut self, durable: bool) -> Result<()> {
         self.inner.commit_transaction(durable)
     }
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         for (key, _) in batch {
-            if let Some(entry) = self.entries.remove(key) {
+            if let Some(entry) = self.entries.remove(*key) {
                 self.lru.remove(&entry.seq);
                 self.release(entry_size(key, &entry.value));
             }

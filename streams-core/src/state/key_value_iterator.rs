@@ -269,7 +269,8 @@ mod tests {
         {
             let mut rocks = RocksDbKeyValueStore::open("s", dir.path(), &crate::state::RocksDbConfig::default()).unwrap();
             for chunk in (0..ENTRIES).collect::<Vec<_>>().chunks(10_000) {
-                let batch: Vec<_> = chunk.iter().map(|&n| (key(n), Some(vec![(n % 251) as u8; VALUE]))).collect();
+                let owned: Vec<_> = chunk.iter().map(|&n| (key(n), vec![(n % 251) as u8; VALUE])).collect();
+                let batch: Vec<_> = owned.iter().map(|(k, v)| (k.as_slice(), Some(v.as_slice()))).collect();
                 rocks.restore(&batch).unwrap();
             }
             rocks.close().unwrap();

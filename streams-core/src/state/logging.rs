@@ -79,7 +79,7 @@ impl KeyValueBytesStore for ChangeLoggingKeyValueStore {
     fn commit_transaction(&mut self, durable: bool) -> Result<()> {
         self.inner.commit_transaction(durable)
     }
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         self.inner.restore(batch)
     }
 }
@@ -114,7 +114,7 @@ mod tests {
         );
         store.put(b"k", Some(b"v")).unwrap();
         store.put(b"k", None).unwrap();
-        store.restore(&[(b"r".to_vec(), Some(b"x".to_vec()))]).unwrap();
+        store.restore(&[(b"r", Some(b"x"))]).unwrap();
         let sent = &sent.borrow().0;
         assert_eq!(sent.len(), 2, "restore must not be logged again");
         assert_eq!(sent[0].partition, Some(3));

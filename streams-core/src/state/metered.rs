@@ -58,7 +58,7 @@ impl KeyValueBytesStore for MeteredKeyValueStore {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         self.inner.restore(batch)
     }
     fn commit_transaction(&mut self, durable: bool) -> Result<()> {

@@ -42,8 +42,9 @@ pub use window::{SessionStore, Window, WindowStore, Windowed, WindowedSerde};
 
 use crate::error::Result;
 
-/// A changelog entry to restore: key bytes and value bytes (`None` = delete).
-pub(crate) type RestoreRecord = (Vec<u8>, Option<Vec<u8>>);
+/// A changelog entry to restore: key bytes and value bytes (`None` = delete), borrowed from
+/// the consumed record.
+pub(crate) type RestoreRecord<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// The task's view of any store: lifecycle, flush and restore.
 pub(crate) trait StateStore {
@@ -54,7 +55,7 @@ pub(crate) trait StateStore {
     /// Whether the store keeps its data on disk.
     fn persistent(&self) -> bool;
     /// Applies changelog records directly to the innermost store, bypassing cache and logging.
-    fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()>;
+    fn restore_batch(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()>;
     /// Drops cached writes without writing them down (before a dirty close: they may belong
     /// to an aborted transaction, or to records that will be processed again).
     fn discard_cache(&mut self);
@@ -86,7 +87,7 @@ pub(crate) trait KeyValueBytesStore {
     /// Whether the data lives on disk.
     fn persistent(&self) -> bool;
     /// Applies changelog records to the innermost store.
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()>;
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()>;
     /// See [`StateStore::commit_transaction`]; only the transaction buffer has work to do.
     fn commit_transaction(&mut self, durable: bool) -> Result<()>;
     /// Asks a caching layer to keep what it flushes for [`take_flushed`](Self::take_flushed);
@@ -145,7 +146,7 @@ pub(crate) fn check_bytes_store(store: &mut dyn KeyValueBytesStore) {
     assert_eq!(keys(KeyRange::inclusive(Some(b"a"), Some(b"c")).reversed(), store), vec![b"b".to_vec(), b"a".to_vec()]);
     assert_eq!(keys(KeyRange::all().reversed().past(b"d"), store), vec![b"b".to_vec(), b"a".to_vec()]);
     store.flush().unwrap();
-    store.restore(&[(b"e".to_vec(), Some(b"5".to_vec())), (b"a".to_vec(), None)]).unwrap();
+    store.restore(&[(b"e", Some(b"5")), (b"a", None)]).unwrap();
     assert_eq!(store.get(b"e").unwrap(), Some(b"5".to_vec()));
     assert_eq!(store.get(b"a").unwrap(), None);
     assert!(store.approximate_num_entries().unwrap() >= 1);

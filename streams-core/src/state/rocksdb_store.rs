@@ -148,7 +148,7 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
     fn commit_transaction(&mut self, _durable: bool) -> Result<()> {
         Ok(())
     }
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         let mut write = WriteBatch::default();
         for (key, value) in batch {
             match value {

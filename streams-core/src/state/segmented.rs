@@ -344,7 +344,7 @@ impl KeyValueBytesStore for SegmentedBytesStore {
     fn commit_transaction(&mut self, _durable: bool) -> Result<()> {
         Ok(())
     }
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         for (key, value) in batch {
             self.put(key, value.as_deref())?;
         }

@@ -81,7 +81,8 @@ impl KeyValueBytesStore for TransactionalBytesStore {
     /// `durable`, also makes the inner store durable (before a checkpoint is written).
     fn commit_transaction(&mut self, durable: bool) -> Result<()> {
         if !self.pending.is_empty() {
-            let batch: Vec<RestoreRecord> = std::mem::take(&mut self.pending).into_iter().collect();
+            let pending = std::mem::take(&mut self.pending);
+            let batch: Vec<RestoreRecord<'_>> = pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
             self.inner.restore(&batch)?;
         }
         if durable {
@@ -91,9 +92,9 @@ impl KeyValueBytesStore for TransactionalBytesStore {
     }
     /// Restoration happens before processing, with nothing buffered; restored records are
     /// committed data and replace anything buffered for their keys.
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         for (key, _) in batch {
-            self.pending.remove(key);
+            self.pending.remove(*key);
         }
         self.inner.restore(batch)
     }

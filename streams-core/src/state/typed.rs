@@ -94,7 +94,7 @@ impl<K: 'static, V: 'static> StateStore for SerdeKeyValueStore<K, V> {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
-    fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore_batch(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         self.inner.restore(batch)
     }
     fn commit_transaction(&mut self, durable: bool) -> Result<()> {

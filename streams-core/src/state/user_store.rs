@@ -76,7 +76,7 @@ impl KeyValueBytesStore for UserKeyValueStore {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
-    fn restore(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         batch.iter().try_for_each(|(key, value)| self.inner.put(key, value.as_deref()))
     }
     fn commit_transaction(&mut self, _durable: bool) -> Result<()> {

@@ -202,7 +202,7 @@ impl StateStore for VersionedBytesStore {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
-    fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore_batch(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         for (key, value) in batch {
             let time = match split_version_key(key) {
                 Some((_, ts)) => Some(ts),
@@ -340,7 +340,7 @@ impl<K: 'static, V: 'static> StateStore for VersionedState<K, V> {
     fn persistent(&self) -> bool {
         self.bytes.persistent()
     }
-    fn restore_batch(&mut self, batch: &[RestoreRecord]) -> Result<()> {
+    fn restore_batch(&mut self, batch: &[RestoreRecord<'_>]) -> Result<()> {
         self.bytes.restore_batch(batch)
     }
     fn discard_cache(&mut self) {
@@ -520,8 +520,8 @@ mod tests {
         let mut s = store(10);
         s.put(b"k", Some(b"a"), 100).unwrap();
         StateStore::flush(&mut s).unwrap();
-        let entries: Vec<RestoreRecord> =
-            s.inner.range(&KeyRange::all()).unwrap().map(|e| e.map(|(k, v)| (k, Some(v)))).collect::<Result<_>>().unwrap();
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = s.inner.range(&KeyRange::all()).unwrap().collect::<Result<_>>().unwrap();
+        let entries: Vec<RestoreRecord<'_>> = owned.iter().map(|(k, v)| (k.as_slice(), Some(v.as_slice()))).collect();
         let mut restored = store(10);
         restored.restore_batch(&entries).unwrap();
         assert_eq!(restored.put(b"k", Some(b"late"), 80).unwrap(), i64::MIN);
