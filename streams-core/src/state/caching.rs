@@ -39,8 +39,10 @@ impl ThreadCache {
 #[derive(Debug)]
 struct CacheEntry {
     value: Option<Vec<u8>>,
-    dirty: bool,
+    /// Not written down yet: the entry's place in the order of writes (its key in `dirty`).
+    dirty: Option<u64>,
     timestamp: i64,
+    /// Its place in the least-recently-used order (its key in `lru`).
     seq: u64,
 }
 
@@ -53,6 +55,9 @@ pub(crate) struct CachingKeyValueStore {
     inner: Box<dyn KeyValueBytesStore>,
     entries: BTreeMap<Vec<u8>, CacheEntry>,
     lru: BTreeMap<u64, Vec<u8>>,
+    /// Dirty keys in the order of their last write, which is the order a flush writes them
+    /// down in (as Kafka Streams' `NamedCache`): a flush costs its dirty entries, not the cache.
+    dirty: BTreeMap<u64, Vec<u8>>,
     next_seq: u64,
     own_bytes: usize,
     thread_cache: Rc<RefCell<ThreadCache>>,
@@ -82,6 +87,7 @@ impl CachingKeyValueStore {
             inner,
             entries: BTreeMap::new(),
             lru: BTreeMap::new(),
+            dirty: BTreeMap::new(),
             next_seq: 0,
             own_bytes: 0,
             thread_cache,
@@ -103,15 +109,22 @@ impl CachingKeyValueStore {
         self.next_seq += 1;
         let timestamp = self.record_context.borrow().timestamp;
         let added = entry_size(key, &value);
-        let entry = CacheEntry { value, dirty, timestamp, seq };
+        let entry = CacheEntry { value, dirty: dirty.then_some(seq), timestamp, seq };
         if let Some(old) = self.entries.insert(key.to_vec(), entry) {
             self.lru.remove(&old.seq);
             self.release(entry_size(key, &old.value));
-            if old.dirty && !dirty {
+            match (old.dirty, dirty) {
+                // A new write: the key moves to the end of the write order.
+                (Some(order), true) => {
+                    self.dirty.remove(&order);
+                }
                 // A clean read never replaces a pending write.
-                let entry = self.entries.get_mut(key).expect("just inserted");
-                entry.dirty = true;
+                (Some(order), false) => self.entries.get_mut(key).expect("just inserted").dirty = Some(order),
+                (None, _) => {}
             }
+        }
+        if dirty {
+            self.dirty.insert(seq, key.to_vec());
         }
         self.lru.insert(seq, key.to_vec());
         self.own_bytes += added;
@@ -136,7 +149,8 @@ impl CachingKeyValueStore {
             let Some((_, key)) = self.lru.pop_first() else { return Ok(()) };
             let entry = self.entries.remove(&key).expect("lru and entries agree");
             self.release(entry_size(&key, &entry.value));
-            if entry.dirty {
+            if let Some(order) = entry.dirty {
+                self.dirty.remove(&order);
                 self.write_down(key, entry)?;
             }
         }
@@ -203,8 +217,7 @@ impl KeyValueBytesStore for CachingKeyValueStore {
         Ok(overlay(base, directed(cached, range), range))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
-        let dirty = self.entries.values().filter(|e| e.dirty).count() as u64;
-        Ok(self.inner.approximate_num_entries()? + dirty)
+        Ok(self.inner.approximate_num_entries()? + self.dirty.len() as u64)
     }
     fn flush(&mut self) -> Result<()> {
         self.flush_cache()?;
@@ -220,6 +233,7 @@ impl KeyValueBytesStore for CachingKeyValueStore {
         self.release(bytes);
         self.entries.clear();
         self.lru.clear();
+        self.dirty.clear();
     }
     fn persistent(&self) -> bool {
         self.inner.persistent()
@@ -231,6 +245,9 @@ impl KeyValueBytesStore for CachingKeyValueStore {
         for (key, _) in batch {
             if let Some(entry) = self.entries.remove(*key) {
                 self.lru.remove(&entry.seq);
+                if let Some(order) = entry.dirty {
+                    self.dirty.remove(&order);
+                }
                 self.release(entry_size(key, &entry.value));
             }
         }
@@ -241,17 +258,11 @@ impl KeyValueBytesStore for CachingKeyValueStore {
         true
     }
     fn flush_cache(&mut self) -> Result<()> {
-        // Write dirty entries down in least-recently-used order; keep them cached as clean.
-        let dirty: Vec<Vec<u8>> = self
-            .lru
-            .values()
-            .filter(|k| self.entries.get(*k).is_some_and(|e| e.dirty))
-            .cloned()
-            .collect();
-        for key in dirty {
-            let entry = self.entries.get_mut(&key).expect("lru and entries agree");
-            entry.dirty = false;
-            let snapshot = CacheEntry { value: entry.value.clone(), dirty: true, timestamp: entry.timestamp, seq: entry.seq };
+        // Write dirty entries down in the order of their last writes; keep them cached as clean.
+        for (_, key) in std::mem::take(&mut self.dirty) {
+            let entry = self.entries.get_mut(&key).expect("dirty keys are cached");
+            entry.dirty = None;
+            let snapshot = CacheEntry { value: entry.value.clone(), dirty: None, timestamp: entry.timestamp, seq: entry.seq };
             self.write_down(key, snapshot)?;
         }
         Ok(())
@@ -275,6 +286,24 @@ mod tests {
     #[test]
     fn behaves_as_a_key_value_store() {
         super::super::check_bytes_store(&mut store(1 << 20).0);
+    }
+
+    #[test]
+    fn a_flush_writes_down_in_the_order_of_the_last_writes() {
+        let (mut s, _) = store(1 << 20);
+        assert!(s.enable_flush_forwarding());
+        s.put(b"a", Some(b"1")).unwrap();
+        s.put(b"b", Some(b"1")).unwrap();
+        s.get(b"a").unwrap(); // a read leaves the write order alone
+        s.put(b"c", Some(b"1")).unwrap();
+        s.put(b"b", Some(b"2")).unwrap();
+        assert_eq!(s.approximate_num_entries().unwrap(), 3);
+        s.flush_cache().unwrap();
+        let keys: Vec<Vec<u8>> = s.take_flushed().into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, [b"a".to_vec(), b"c".to_vec(), b"b".to_vec()]);
+        s.flush_cache().unwrap();
+        assert!(s.take_flushed().is_empty(), "clean after a flush");
+        assert_eq!(s.get(b"b").unwrap(), Some(b"2".to_vec()), "still cached");
     }
 
     #[test]
