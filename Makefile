@@ -34,11 +34,11 @@ kafka-stop:
 bench-kafka: setup
 	@scripts/bench-kafka.sh
 
-## Runs the benchmarks and prints records/s and ratios (STREAMS_BOOTSTRAP_SERVERS picks a broker).
+## Runs the benchmarks without a broker (test driver, RocksDB) and prints records/s and ratios;
+## `make bench-kafka` runs the topologies on Apache Kafka, against Kafka Streams.
 bench: setup
 	cargo bench --bench word_count
 	cargo bench --bench windows_joins
-	cargo bench --bench end_to_end
 	cargo bench --bench rocksdb_memory
 
 ## Runs the word count example on an embedded broker until it has counted its sample text; with

@@ -7,8 +7,8 @@
 //! Each run starts on preloaded input and is timed from the application reporting RUNNING to
 //! the broker's append time of its last output record (output topics use `LogAppendTime`), once
 //! the group has committed all input. Reported per run: input records/s and MB/s, CPU seconds
-//! per million input records (user + system, after RUNNING) and peak RSS (`VmHWM`). Then
-//! latency: on empty topics, a fixed offered load, and for each output record the time from
+//! per million input records (user + system, after RUNNING) and peak RSS (`VmHWM`); word count
+//! runs under exactly-once too. Then latency: on empty topics, a fixed offered load, and for each output record the time from
 //! the input's creation to a `read_committed` consumer reading it (p50, p99, max), under
 //! at-least-once and exactly-once. Last, restoration: a fresh instance restores a changelog
 //! partition of a million records into RocksDB, against a raw consume of the same partition.
@@ -79,7 +79,7 @@ fn main() {
             rows.push(raw_pipe(&servers, &input));
         }
         if wanted("stateless") {
-            rows.extend(side_by_side(&servers, "stateless", &input));
+            rows.extend(side_by_side(&servers, "stateless", &input, ALOS));
         }
         if wanted("word-count") {
             let words = count(600_000.0) as usize;
@@ -88,7 +88,9 @@ fn main() {
             let topic = unique("bk-wc-lines");
             test_utils::ensure_topic(&servers, &topic, PARTITIONS).unwrap();
             let bytes = produce(&servers, &topic, (0..words).map(|i| (None, corpus[i % corpus.len()].clone().into_bytes(), None)));
-            rows.extend(side_by_side(&servers, "word-count", &Input { topics: vec![topic], bytes, ..input }));
+            let input = Input { topics: vec![topic], bytes, ..input };
+            rows.extend(side_by_side(&servers, "word-count", &input, ALOS));
+            rows.extend(side_by_side(&servers, "word-count", &input, EOS));
         }
     }
     if wanted("windowed-count") {
@@ -97,7 +99,7 @@ fn main() {
         test_utils::ensure_topic(&servers, &topic, PARTITIONS).unwrap();
         // 100 events per ms of event time over 10,000 keys: a 10 s window holds a million.
         let bytes = produce(&servers, &topic, (0..n).map(|i| (Some(format!("key-{}", i % 10_000).into_bytes()), b"1".to_vec(), Some(1_000_000 + i as i64 / 100))));
-        rows.extend(side_by_side(&servers, "windowed-count", &Input { topics: vec![topic], records: n, bytes }));
+        rows.extend(side_by_side(&servers, "windowed-count", &Input { topics: vec![topic], records: n, bytes }, ALOS));
     }
     if wanted("stream-join") {
         let n = count(2_000_000.0);
@@ -108,7 +110,7 @@ fn main() {
             // Each key once per side, 1 ms apart: every left record meets one right record.
             bytes += produce(&servers, topic, (0..n).map(|i| (Some(format!("order-{i}").into_bytes()), value.as_bytes().to_vec(), Some(1_000_000 + i as i64))));
         }
-        rows.extend(side_by_side(&servers, "stream-join", &Input { topics: vec![left, right], records: 2 * n, bytes }));
+        rows.extend(side_by_side(&servers, "stream-join", &Input { topics: vec![left, right], records: 2 * n, bytes }, ALOS));
     }
     if wanted("table-join") {
         let n = count(1_000_000.0);
@@ -119,7 +121,7 @@ fn main() {
             // Updates of 100,000 rows per table.
             bytes += produce(&servers, topic, (0..n).map(|i| (Some(format!("row-{}", i % 100_000).into_bytes()), format!("{value}-{i}").into_bytes(), None)));
         }
-        rows.extend(side_by_side(&servers, "table-join", &Input { topics: vec![left, right], records: 2 * n, bytes }));
+        rows.extend(side_by_side(&servers, "table-join", &Input { topics: vec![left, right], records: 2 * n, bytes }, ALOS));
     }
     report(&rows);
 
@@ -127,7 +129,7 @@ fn main() {
     // windows to close by design.
     let mut latencies = Vec::new();
     for topology in ["stateless", "word-count", "stream-join", "table-join"].into_iter().filter(|t| wanted_in("latency", t)) {
-        for guarantee in ["at_least_once", "exactly_once_v2"] {
+        for guarantee in [ALOS, EOS] {
             for by in IMPLEMENTATIONS {
                 latencies.push(latency_run(&servers, topology, by, guarantee));
             }
@@ -357,8 +359,11 @@ fn process_stats(pid: u32) -> (f64, f64) {
 }
 
 /// Runs `topology` by this project and by Kafka Streams, one after the other.
-fn side_by_side(servers: &str, topology: &str, input: &Input) -> Vec<Row> {
-    IMPLEMENTATIONS.iter().map(|by| run_process(servers, topology, by, input, &command_for(topology, by))).collect()
+const ALOS: &str = "at_least_once";
+const EOS: &str = "exactly_once_v2";
+
+fn side_by_side(servers: &str, topology: &str, input: &Input, guarantee: &str) -> Vec<Row> {
+    IMPLEMENTATIONS.iter().map(|by| run_process(servers, topology, by, input, guarantee, &command_for(topology, by))).collect()
 }
 
 const IMPLEMENTATIONS: [&str; 2] = ["ours", "Kafka Streams"];
@@ -548,10 +553,17 @@ impl App {
 }
 
 /// Starts one implementation on `input` and measures it until it has processed everything.
-fn run_process(servers: &str, topology: &str, implementation: &'static str, input: &Input, command: &dyn Fn(&[String]) -> Command) -> Row {
+fn run_process(
+    servers: &str,
+    topology: &str,
+    implementation: &'static str,
+    input: &Input,
+    guarantee: &str,
+    command: &dyn Fn(&[String]) -> Command,
+) -> Row {
     let app = unique(&format!("bk-{topology}-{}", if implementation == "ours" { "rs" } else { "ks" }));
     let output = output_topic(servers, &format!("{app}-out"));
-    let mut child = App::start(command, servers, &app, "at_least_once", &output, &input.topics, &SETTINGS);
+    let mut child = App::start(command, servers, &app, guarantee, &output, &input.topics, &SETTINGS);
     let pid = child.pid();
     let (started_ms, cpu_at_start) = (now_ms(), process_stats(pid).0);
     // A CPU profile of our side: `perf record` on the running process.
@@ -588,7 +600,7 @@ fn run_process(servers: &str, topology: &str, implementation: &'static str, inpu
     child.stop();
     let secs = (finished_ms - started_ms) as f64 / 1000.0;
     let row = Row {
-        topology: topology.into(),
+        topology: if guarantee == EOS { format!("{topology} (eos)") } else { topology.into() },
         implementation,
         records: input.records,
         secs,
@@ -596,7 +608,7 @@ fn run_process(servers: &str, topology: &str, implementation: &'static str, inpu
         cpu_secs: Some(cpu - cpu_at_start),
         peak_rss_mb: Some(peak_rss_mb),
     };
-    eprintln!("bench-kafka: {topology} by {implementation}: {:.0} records/s over {secs:.1} s, {seen} output records", row.rate());
+    eprintln!("bench-kafka: {} by {implementation}: {:.0} records/s over {secs:.1} s, {seen} output records", row.topology, row.rate());
     row
 }
 
@@ -661,7 +673,7 @@ fn report(rows: &[Row]) {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("\nbench-kafka: {cores} cores, {PARTITIONS} partitions per topic, settings {SETTINGS:?}, at_least_once");
+    println!("\nbench-kafka: {cores} cores, {PARTITIONS} partitions per topic, settings {SETTINGS:?}, at_least_once unless marked (eos): exactly_once_v2");
     println!(
         "{:<16} {:<14} {:>10} {:>12} {:>8} {:>13} {:>10} {:>9}",
         "topology", "by", "records", "records/s", "MB/s", "CPU s/M rec", "peak RSS", "secs"

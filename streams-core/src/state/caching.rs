@@ -1,7 +1,8 @@
 //! The caching layer: absorbs repeated updates of a key between commits.
 //!
-//! Dirty entries are written down (and, for KTable stores, forwarded) when evicted or when the
-//! task commits, so N updates of one key before a commit reach the changelog and the children once.
+//! Dirty entries are written down (and, for KTable stores, forwarded) when the task commits, or
+//! when one of them is evicted (then all of the store's, as in Kafka Streams), so N updates of
+//! one key before a commit reach the changelog and the children once.
 //! All caching stores of a thread share one byte budget, `statestore.cache.max.bytes`.
 
 use std::cell::RefCell;
@@ -150,8 +151,11 @@ impl CachingKeyValueStore {
             let entry = self.entries.remove(&key).expect("lru and entries agree");
             self.release(entry_size(&key, &entry.value));
             if let Some(order) = entry.dirty {
+                // As Kafka Streams' `NamedCache`: evicting a dirty entry writes it down, then
+                // every other dirty entry of the store.
                 self.dirty.remove(&order);
                 self.write_down(key, entry)?;
+                self.flush_cache()?;
             }
         }
     }
@@ -324,17 +328,19 @@ mod tests {
     }
 
     #[test]
-    fn a_full_budget_evicts_least_recently_used_first() {
+    fn a_full_budget_evicts_least_recently_used_first_and_writes_down_every_dirty_entry() {
         let (mut s, cache) = store(2 * (ENTRY_OVERHEAD + 2));
         s.enable_flush_forwarding();
         s.put(b"a", Some(b"1")).unwrap();
         s.put(b"b", Some(b"1")).unwrap();
         s.get(b"a").unwrap();
         s.put(b"c", Some(b"1")).unwrap();
-        let evicted = s.take_flushed();
-        assert_eq!(evicted.len(), 1);
-        assert_eq!(evicted[0].key, b"b".to_vec());
+        // `b` is evicted; as in Kafka Streams, the store's other dirty entries go down with it.
+        let written: Vec<Vec<u8>> = s.take_flushed().into_iter().map(|e| e.key).collect();
+        assert_eq!(written, [b"b".to_vec(), b"a".to_vec(), b"c".to_vec()]);
         assert!(cache.borrow().used_bytes() <= 2 * (ENTRY_OVERHEAD + 2));
         assert_eq!(s.get(b"b").unwrap(), Some(b"1".to_vec()));
+        s.flush_cache().unwrap();
+        assert!(s.take_flushed().is_empty(), "nothing left dirty");
     }
 }
