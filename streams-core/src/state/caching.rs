@@ -39,6 +39,8 @@ impl ThreadCache {
 
 #[derive(Debug)]
 struct CacheEntry {
+    /// The key, shared by the entry's places in `entries`, `lru` and `dirty`.
+    key: Rc<[u8]>,
     value: Option<Vec<u8>>,
     /// Not written down yet: the entry's place in the order of writes (its key in `dirty`).
     dirty: Option<u64>,
@@ -54,11 +56,11 @@ fn entry_size(key: &[u8], value: &Option<Vec<u8>>) -> usize {
 /// An LRU cache of entries in front of the inner (change-logging) store.
 pub(crate) struct CachingKeyValueStore {
     inner: Box<dyn KeyValueBytesStore>,
-    entries: BTreeMap<Vec<u8>, CacheEntry>,
-    lru: BTreeMap<u64, Vec<u8>>,
+    entries: BTreeMap<Rc<[u8]>, CacheEntry>,
+    lru: BTreeMap<u64, Rc<[u8]>>,
     /// Dirty keys in the order of their last write, which is the order a flush writes them
     /// down in (as Kafka Streams' `NamedCache`): a flush costs its dirty entries, not the cache.
-    dirty: BTreeMap<u64, Vec<u8>>,
+    dirty: BTreeMap<u64, Rc<[u8]>>,
     next_seq: u64,
     own_bytes: usize,
     thread_cache: Rc<RefCell<ThreadCache>>,
@@ -110,24 +112,37 @@ impl CachingKeyValueStore {
         self.next_seq += 1;
         let timestamp = self.record_context.borrow().timestamp;
         let added = entry_size(key, &value);
-        let entry = CacheEntry { value, dirty: dirty.then_some(seq), timestamp, seq };
-        if let Some(old) = self.entries.insert(key.to_vec(), entry) {
-            self.lru.remove(&old.seq);
-            self.release(entry_size(key, &old.value));
-            match (old.dirty, dirty) {
-                // A new write: the key moves to the end of the write order.
-                (Some(order), true) => {
-                    self.dirty.remove(&order);
-                }
-                // A clean read never replaces a pending write.
-                (Some(order), false) => self.entries.get_mut(key).expect("just inserted").dirty = Some(order),
-                (None, _) => {}
+        let (shared, replaced) = match self.entries.get_mut(key) {
+            Some(entry) => {
+                self.lru.remove(&entry.seq);
+                let replaced = entry_size(key, &entry.value);
+                entry.dirty = match (entry.dirty, dirty) {
+                    // A new write: the key moves to the end of the write order.
+                    (Some(order), true) => {
+                        self.dirty.remove(&order);
+                        Some(seq)
+                    }
+                    // A clean read never replaces a pending write.
+                    (Some(order), false) => Some(order),
+                    (None, dirty) => dirty.then_some(seq),
+                };
+                entry.value = value;
+                entry.timestamp = timestamp;
+                entry.seq = seq;
+                (entry.key.clone(), replaced)
             }
-        }
+            None => {
+                let shared: Rc<[u8]> = Rc::from(key);
+                let entry = CacheEntry { key: shared.clone(), value, dirty: dirty.then_some(seq), timestamp, seq };
+                self.entries.insert(shared.clone(), entry);
+                (shared, 0)
+            }
+        };
+        self.release(replaced);
         if dirty {
-            self.dirty.insert(seq, key.to_vec());
+            self.dirty.insert(seq, shared.clone());
         }
-        self.lru.insert(seq, key.to_vec());
+        self.lru.insert(seq, shared);
         self.own_bytes += added;
         self.thread_cache.borrow_mut().used_bytes += added;
         self.maybe_evict()
@@ -148,13 +163,13 @@ impl CachingKeyValueStore {
                 return Ok(());
             }
             let Some((_, key)) = self.lru.pop_first() else { return Ok(()) };
-            let entry = self.entries.remove(&key).expect("lru and entries agree");
+            let entry = self.entries.remove(&*key).expect("lru and entries agree");
             self.release(entry_size(&key, &entry.value));
             if let Some(order) = entry.dirty {
                 // As Kafka Streams' `NamedCache`: evicting a dirty entry writes it down, then
                 // every other dirty entry of the store.
                 self.dirty.remove(&order);
-                self.write_down(key, entry)?;
+                self.write_down(key.to_vec(), entry)?;
                 self.flush_cache()?;
             }
         }
@@ -196,7 +211,7 @@ impl KeyValueBytesStore for CachingKeyValueStore {
             self.lru.remove(&entry.seq);
             entry.seq = self.next_seq;
             self.next_seq += 1;
-            self.lru.insert(entry.seq, key.to_vec());
+            self.lru.insert(entry.seq, entry.key.clone());
             if let Some(s) = &self.sensors {
                 s.cache_hits.add(1);
             }
@@ -217,7 +232,7 @@ impl KeyValueBytesStore for CachingKeyValueStore {
         if range.is_empty() {
             return Ok(base);
         }
-        let cached = self.entries.range::<[u8], _>(range.bounds()).map(|(k, e)| (k.as_slice(), e.value.as_deref()));
+        let cached = self.entries.range::<[u8], _>(range.bounds()).map(|(k, e)| (&**k, e.value.as_deref()));
         Ok(overlay(base, directed(cached, range), range))
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
@@ -264,10 +279,11 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     fn flush_cache(&mut self) -> Result<()> {
         // Write dirty entries down in the order of their last writes; keep them cached as clean.
         for (_, key) in std::mem::take(&mut self.dirty) {
-            let entry = self.entries.get_mut(&key).expect("dirty keys are cached");
+            let entry = self.entries.get_mut(&*key).expect("dirty keys are cached");
             entry.dirty = None;
-            let snapshot = CacheEntry { value: entry.value.clone(), dirty: None, timestamp: entry.timestamp, seq: entry.seq };
-            self.write_down(key, snapshot)?;
+            let snapshot =
+                CacheEntry { key: key.clone(), value: entry.value.clone(), dirty: None, timestamp: entry.timestamp, seq: entry.seq };
+            self.write_down(key.to_vec(), snapshot)?;
         }
         Ok(())
     }
