@@ -46,6 +46,10 @@ const SETTINGS: [(&str, &str); 4] = [
     ("producer.linger.ms", "10"),
 ];
 const APP_ENV: &str = "STREAMS_BENCH_APP";
+/// For inputs whose event times are in 1970: the broker's time-based retention (7 days, checked
+/// every 5 minutes) would otherwise delete them under a running application, whose lag then
+/// never reaches 0.
+const KEEP: [(&str, &str); 1] = [("retention.ms", "-1")];
 
 fn main() {
     if let Ok(topology) = std::env::var(APP_ENV) {
@@ -96,7 +100,7 @@ fn main() {
     if wanted("windowed-count") {
         let n = count(6_000_000.0);
         let topic = unique("bk-events");
-        test_utils::ensure_topic(&servers, &topic, PARTITIONS).unwrap();
+        test_utils::ensure_topic_with_config(&servers, &topic, PARTITIONS, &KEEP).unwrap();
         // 100 events per ms of event time over 10,000 keys: a 10 s window holds a million.
         let bytes = produce(&servers, &topic, (0..n).map(|i| (Some(format!("key-{}", i % 10_000).into_bytes()), b"1".to_vec(), Some(1_000_000 + i as i64 / 100))));
         rows.extend(side_by_side(&servers, "windowed-count", &Input { topics: vec![topic], records: n, bytes }, ALOS));
@@ -106,7 +110,7 @@ fn main() {
         let (left, right) = (unique("bk-left"), unique("bk-right"));
         let mut bytes = 0;
         for (topic, value) in [(&left, "left-value-0123456789"), (&right, "right-value-0123456789")] {
-            test_utils::ensure_topic(&servers, topic, PARTITIONS).unwrap();
+            test_utils::ensure_topic_with_config(&servers, topic, PARTITIONS, &KEEP).unwrap();
             // Each key once per side, 1 ms apart: every left record meets one right record.
             bytes += produce(&servers, topic, (0..n).map(|i| (Some(format!("order-{i}").into_bytes()), value.as_bytes().to_vec(), Some(1_000_000 + i as i64))));
         }
