@@ -396,6 +396,7 @@ fn drive(
 }
 
 /// Copies a consumed message into a [`ConsumerRecord`].
+#[cfg(feature = "test-utils")]
 pub(crate) fn to_record<M: Message>(message: &M) -> ConsumerRecord {
     to_record_of(message, message.topic().into())
 }
