@@ -551,19 +551,30 @@ impl StreamTask {
         Ok(())
     }
 
-    /// Flushes processors (in topological order, so caches forward downstream) and then stores.
+    /// What every commit does first (Kafka Streams' `prepareCommit`): flushes processors (in
+    /// topological order, so caches forward downstream), then writes every store's cache down.
     ///
-    /// The caller flushes the record collector and then writes checkpoints and commits offsets.
-    pub(crate) fn flush(&mut self) -> Result<()> {
+    /// The caller flushes the record collector and commits offsets; stores reach the disk only
+    /// before a checkpoint ([`flush`](Self::flush)).
+    pub(crate) fn flush_caches(&mut self) -> Result<()> {
         self.flush_processors()?;
         for store in self.ctx.stores.values() {
-            store.store.borrow_mut().flush()?;
+            store.store.borrow_mut().flush_cache()?;
         }
-        self.ctx.commit_requested = false;
         Ok(())
     }
 
-    /// Flushes the stores alone to disk (a standby task, whose processors never run).
+    /// [`flush_caches`](Self::flush_caches), then flushes the stores to disk.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.flush_caches()?;
+        for store in self.ctx.stores.values() {
+            store.store.borrow_mut().flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the stores alone to disk: a standby task (whose processors never run), or an
+    /// active one whose commit flushed its caches, before a checkpoint.
     pub(crate) fn flush_stores(&mut self) -> Result<()> {
         for store in self.ctx.stores.values() {
             let mut store = store.store.borrow_mut();

@@ -138,6 +138,12 @@ const RESTORE_SLICE: Duration = Duration::from_millis(100);
 /// replays at most this much changelog on top of the committed state on disk.
 const EOS_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Under at-least-once, a task's stores are flushed to disk and checkpointed once their
+/// changelogs moved this many records past the last checkpoint (Kafka Streams'
+/// `OFFSET_DELTA_THRESHOLD_FOR_CHECKPOINT`), not at every commit: each flush writes a RocksDB
+/// file per store. A crash replays at most about this much changelog per task.
+const CHECKPOINT_OFFSET_DELTA: i64 = 10_000;
+
 impl TaskManager {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -521,15 +527,17 @@ impl TaskManager {
         self.tasks.values().any(|t| t.task.commit_requested())
     }
 
-    /// Commits: flush processors and stores, then make outputs, changelog writes and input
-    /// offsets durable. At-least-once: flush the producer, write checkpoints, commit offsets.
-    /// Exactly-once: commit one transaction holding all three, then write the stores' buffered
-    /// writes to disk; checkpoints (committed changelog offsets only) follow every
-    /// [`EOS_CHECKPOINT_INTERVAL`] and when `final_commit` (tasks are about to close).
+    /// Commits: flush processors and caches, then make outputs, changelog writes and input
+    /// offsets durable. At-least-once: flush the producer, checkpoint the tasks whose stores
+    /// took [`CHECKPOINT_OFFSET_DELTA`] changelog records since their last checkpoint, commit
+    /// offsets. Exactly-once: commit one transaction holding all three, then write the stores'
+    /// buffered writes to disk; checkpoints (committed changelog offsets only) follow every
+    /// [`EOS_CHECKPOINT_INTERVAL`]. When `final_commit` (tasks are about to close) every task
+    /// is checkpointed.
     pub(crate) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, final_commit: bool) -> Result<()> {
         let running = |t: &&mut ManagedTask| t.task.state() == TaskState::Running;
         for managed in self.tasks.values_mut().filter(running) {
-            managed.task.flush()?;
+            managed.task.flush_caches()?;
         }
         // A partition with nothing left queued commits the consumer's position, which is past
         // any transaction markers after its last record (so a caught-up group has no lag).
@@ -548,7 +556,7 @@ impl TaskManager {
                     .map_err(|e| StreamsError::kafka("build offsets", e))?;
             }
         }
-        let checkpoint = if self.exactly_once {
+        if self.exactly_once {
             let group = consumer
                 .group_metadata()
                 .ok_or_else(|| StreamsError::TaskMigrated("the consumer has no group metadata".into()))?;
@@ -557,32 +565,44 @@ impl TaskManager {
             for managed in self.tasks.values_mut().filter(running) {
                 managed.task.commit_state(durable)?;
             }
-            durable
+            if durable {
+                self.write_checkpoints(true)?;
+            }
         } else {
             self.collector.borrow_mut().flush()?;
-            true
-        };
-        if checkpoint {
-            self.write_checkpoints()?;
-        }
-        if !self.exactly_once && offsets.count() > 0 {
-            self.commit_offsets(consumer, &offsets)?;
+            self.write_checkpoints(final_commit)?;
+            if offsets.count() > 0 {
+                self.commit_offsets(consumer, &offsets)?;
+            }
         }
         Ok(())
     }
 
-    /// Writes each running task's checkpoint: the last changelog offset its stores on disk hold.
-    fn write_checkpoints(&mut self) -> Result<()> {
+    /// Writes the checkpoint of each running task (the last changelog offset its stores on
+    /// disk hold) whose changelogs moved [`CHECKPOINT_OFFSET_DELTA`] records past its last one,
+    /// or of every task with `enforce`. Under at-least-once the task's stores are flushed to
+    /// disk first; under exactly-once the caller made them durable.
+    fn write_checkpoints(&mut self, enforce: bool) -> Result<()> {
         let deliveries = self.collector.borrow().deliveries().clone();
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let partition = managed.task.id().partition;
+            let mut next = managed.checkpoint.clone();
+            let mut delta = 0;
             for topic in managed.task.checkpointed_changelogs() {
                 if let Some(offset) = deliveries.offset(&topic, partition) {
-                    let entry = managed.checkpoint.entry((topic, partition)).or_insert(offset);
+                    let entry = next.entry((topic, partition)).or_insert(0);
+                    delta += (offset - *entry).max(0);
                     *entry = (*entry).max(offset);
                 }
             }
-            OffsetCheckpoint::in_dir(managed.task.state_dir()).write(&managed.checkpoint)?;
+            if !enforce && delta <= CHECKPOINT_OFFSET_DELTA {
+                continue;
+            }
+            if !self.exactly_once {
+                managed.task.flush_stores()?;
+            }
+            OffsetCheckpoint::in_dir(managed.task.state_dir()).write(&next)?;
+            managed.checkpoint = next;
         }
         self.last_checkpoint = Instant::now();
         Ok(())

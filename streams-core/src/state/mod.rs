@@ -48,7 +48,9 @@ pub(crate) type RestoreRecord<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// The task's view of any store: lifecycle, flush and restore.
 pub(crate) trait StateStore {
-    /// Writes cached entries down and makes buffered writes durable.
+    /// Writes cached entries down (to the inner store and the changelog), as every commit does.
+    fn flush_cache(&mut self) -> Result<()>;
+    /// Writes cached entries down and makes buffered writes durable (before a checkpoint).
     fn flush(&mut self) -> Result<()>;
     /// Flushes and releases resources.
     fn close(&mut self) -> Result<()>;

@@ -82,6 +82,9 @@ impl<K: 'static, V: 'static> SerdeKeyValueStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> StateStore for SerdeKeyValueStore<K, V> {
+    fn flush_cache(&mut self) -> Result<()> {
+        self.inner.flush_cache()
+    }
     fn flush(&mut self) -> Result<()> {
         self.inner.flush()
     }

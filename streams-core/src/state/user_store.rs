@@ -23,7 +23,7 @@ pub trait BytesKeyValueStore: Send + 'static {
     fn approximate_num_entries(&mut self) -> Result<u64> {
         Ok(self.range(None, None)?.len() as u64)
     }
-    /// Makes the writes so far durable (at each commit, before the checkpoint).
+    /// Makes the writes so far durable (before each checkpoint, and when the task closes).
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }

@@ -192,6 +192,9 @@ impl VersionedBytesStore {
 }
 
 impl StateStore for VersionedBytesStore {
+    fn flush_cache(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn flush(&mut self) -> Result<()> {
         self.write_stream_time()?;
         self.inner.flush()
@@ -331,6 +334,9 @@ impl<K: 'static, V: 'static> VersionedKeyValueStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> StateStore for VersionedState<K, V> {
+    fn flush_cache(&mut self) -> Result<()> {
+        self.bytes.flush_cache()
+    }
     fn flush(&mut self) -> Result<()> {
         self.bytes.flush()
     }
