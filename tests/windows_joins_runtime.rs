@@ -105,6 +105,47 @@ fn stream_stream_left_join_table_through_the_broker() {
     assert_eq!(timestamps[16..], [40, 60]);
 }
 
+/// A stream-stream join over inputs already on the broker: both sides are fetched at their
+/// own pace (one side's backlog may reach the task well before the other's), yet every record
+/// finds its partner, because the task waits for an empty input whose records are still on the
+/// broker instead of running ahead on the other (KIP-695). Each key once per side, 1 ms apart,
+/// in a 100 ms window: processed out of timestamp order, a side's partners would be out of
+/// retention already.
+#[test]
+fn a_stream_stream_join_over_a_backlog_finds_every_partner() {
+    const N: usize = 20_000;
+    let cluster = Cluster::new();
+    let (left, right, out, app) = (unique("backlog-l"), unique("backlog-r"), unique("backlog-out"), unique("backlog-app"));
+    for topic in [&left, &right, &out] {
+        cluster.create_topic(topic, 2);
+    }
+    let base = base_time();
+    for (topic, side) in [(&left, "l"), (&right, "r")] {
+        let records = (0..N).map(|i| (bytes(&format!("order-{i}")), bytes(side), Some(base + i as i64)));
+        test_utils::produce_at(&cluster.bootstrap_servers(), topic, records).unwrap();
+    }
+    let builder = StreamsBuilder::new();
+    let consumed = || Consumed::<String, String>::with(Serdes::string(), Serdes::string());
+    builder
+        .stream(&left, consumed())
+        .join(
+            &builder.stream(&right, consumed()),
+            |l: &String, r: &String| format!("{l}{r}"),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+            StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string()),
+        )
+        .to(&out, Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build().unwrap();
+    cluster.prepare(&topology, &app, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut streams, _) = start(topology, config(&app, &cluster.bootstrap_servers(), dir.path()));
+    wait_for_end(&cluster, &app, &[&left, &right], &streams);
+    assert!(streams.close(Duration::from_secs(30)));
+    let records = test_utils::read_all(&cluster.bootstrap_servers(), &out, Duration::from_millis(500)).unwrap();
+    assert_eq!(records.len(), N, "every left record joins its right partner once");
+    assert!(records.iter().all(|r| r.value.as_deref() == Some(&b"lr"[..])));
+}
+
 const KEYS: usize = 8;
 const WINDOW_MS: i64 = 10_000;
 

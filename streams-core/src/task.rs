@@ -103,6 +103,13 @@ pub(crate) struct StreamTask {
     max_task_idle_ms: i64,
 }
 
+/// How long a task waits at most for an empty input partition whose records are on the broker
+/// (or whose lag is not known yet) before it processes its other inputs. Kafka Streams waits as
+/// long as it takes; a bound keeps a task going when the lag is only apparent: a
+/// `read_committed` consumer sees the high watermark, not the last stable offset, so records of
+/// an open transaction count as lag until it ends.
+pub(crate) const LAG_WAIT_MS: i64 = 1_000;
+
 /// The records buffered for one input partition, its source node, and the last offset processed
 /// (Kafka Streams' `RecordQueue`): the first record is decoded, its event time extracted, so that
 /// the task takes the partition whose head is earliest.
@@ -117,8 +124,12 @@ struct RecordQueue {
     /// The highest event time extracted from this partition (-1 before the first).
     partition_time: i64,
     consumed: Option<i64>,
-    /// While the queue is empty: when the task stops waiting for it (`max.task.idle.ms`).
+    /// While the queue is empty and caught up: when the task stops waiting for it
+    /// (`max.task.idle.ms`).
     idle_deadline: Option<i64>,
+    /// While the queue is empty with records on the broker (or its lag unknown): when the task
+    /// stops waiting for them ([`LAG_WAIT_MS`]).
+    lag_deadline: Option<i64>,
 }
 
 impl RecordQueue {
@@ -132,6 +143,7 @@ impl RecordQueue {
             partition_time: -1,
             consumed: None,
             idle_deadline: None,
+            lag_deadline: None,
         }
     }
 
@@ -392,12 +404,14 @@ impl StreamTask {
         self.queues.iter().map(RecordQueue::len).sum()
     }
 
-    /// Whether the task may process now, as Kafka Streams' `PartitionGroup.readyToProcess`:
-    /// every input partition has a record queued, or the task has waited `max.task.idle.ms`
-    /// for each empty one (enforced processing, counted in the metrics).
-    /// Waiting keeps the records of co-partitioned inputs in timestamp order when one input
-    /// lags behind the other.
-    fn ready_to_process(&mut self, now: i64) -> bool {
+    /// Whether the task may process now, as Kafka Streams' `PartitionGroup.readyToProcess`
+    /// (KIP-695): every input partition has a record queued, or else each empty one is caught
+    /// up and the task has waited `max.task.idle.ms` for it (enforced processing, counted in
+    /// the metrics). An empty partition whose records are still on the broker, by `lags`, or
+    /// whose lag is not known yet, is waited for, at most [`LAG_WAIT_MS`]. Waiting keeps the
+    /// records of co-partitioned inputs in timestamp order when one input's fetches lag behind
+    /// the other's: a join then sees the same records whatever the fetch timing.
+    fn ready_to_process(&mut self, now: i64, lags: &dyn Fn(&str, i32) -> Option<i64>) -> bool {
         if self.max_task_idle_ms < 0 {
             return true;
         }
@@ -405,9 +419,16 @@ impl StreamTask {
         for queue in &mut self.queues {
             if queue.len() > 0 {
                 queue.idle_deadline = None;
+                queue.lag_deadline = None;
                 continue;
             }
-            let deadline = *queue.idle_deadline.get_or_insert(now.saturating_add(self.max_task_idle_ms));
+            let deadline = if lags(&queue.topic, queue.partition) == Some(0) {
+                queue.lag_deadline = None;
+                *queue.idle_deadline.get_or_insert(now.saturating_add(self.max_task_idle_ms))
+            } else {
+                queue.idle_deadline = None;
+                *queue.lag_deadline.get_or_insert(now.saturating_add(LAG_WAIT_MS.max(self.max_task_idle_ms)))
+            };
             if now < deadline {
                 return false;
             }
@@ -420,11 +441,18 @@ impl StreamTask {
     }
 
     /// Processes the queued record with the lowest timestamp; returns false if none is queued,
-    /// or if the task waits for data on an empty partition (see `max.task.idle.ms`).
+    /// or if the task waits for data on an empty partition (see `max.task.idle.ms`). Every
+    /// input is taken as caught up (the test driver's view: all records are local).
     pub(crate) fn process(&mut self, wall_clock_ms: i64) -> Result<bool> {
+        self.process_with_lags(wall_clock_ms, &|_, _| Some(0))
+    }
+
+    /// [`process`](Self::process), with each input partition's lag on the broker as `lags`
+    /// gives it (`None`: not known yet).
+    pub(crate) fn process_with_lags(&mut self, wall_clock_ms: i64, lags: &dyn Fn(&str, i32) -> Option<i64>) -> Result<bool> {
         self.ctx.wall_clock_ms = wall_clock_ms;
         self.fill_heads()?;
-        if self.buffered() == 0 || !self.ready_to_process(wall_clock_ms) {
+        if self.buffered() == 0 || !self.ready_to_process(wall_clock_ms, lags) {
             return Ok(false);
         }
         let Some(index) = self.earliest_head() else { return Ok(false) };
@@ -742,6 +770,38 @@ mod tests {
             }
             task.close(true).unwrap();
         }
+    }
+
+    #[test]
+    fn an_empty_input_partition_with_records_on_the_broker_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut task = task_with(dir.path(), &["a", "b"], 0);
+        task.transition_to(TaskState::Restoring).unwrap();
+        task.transition_to(TaskState::Running).unwrap();
+        task.add_records([record("a", 0, 10), record("a", 1, 30)]);
+        let b_lag = std::cell::Cell::new(None);
+        let lags = |topic: &str, _: i32| if topic == "b" { b_lag.get() } else { Some(0) };
+        assert!(!task.process_with_lags(0, &lags).unwrap(), "b's lag is not known yet");
+        b_lag.set(Some(3));
+        assert!(!task.process_with_lags(LAG_WAIT_MS - 1, &lags).unwrap(), "b has records on the broker");
+        // They arrive: timestamp order across both partitions, nothing enforced.
+        task.add_records([record("b", 0, 20)]);
+        b_lag.set(Some(2));
+        assert!(task.process_with_lags(LAG_WAIT_MS - 1, &lags).unwrap());
+        assert!(task.process_with_lags(LAG_WAIT_MS - 1, &lags).unwrap());
+        assert_eq!(task.stream_time(), 20);
+        assert_eq!(task.metrics().enforced_processing, 0);
+        // A lag that does not drain holds the task for LAG_WAIT_MS at most.
+        assert!(!task.process_with_lags(LAG_WAIT_MS, &lags).unwrap());
+        assert!(!task.process_with_lags(2 * LAG_WAIT_MS - 1, &lags).unwrap());
+        assert!(task.process_with_lags(2 * LAG_WAIT_MS, &lags).unwrap());
+        assert_eq!(task.stream_time(), 30);
+        assert_eq!(task.metrics().enforced_processing, 1);
+        // Caught up, with max.task.idle.ms 0: no wait.
+        task.add_records([record("a", 2, 40)]);
+        b_lag.set(Some(0));
+        assert!(task.process_with_lags(2 * LAG_WAIT_MS, &lags).unwrap());
+        task.close(true).unwrap();
     }
 
     #[test]

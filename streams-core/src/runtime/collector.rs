@@ -16,6 +16,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
+use super::native;
 use crate::collector::RecordCollector;
 use crate::handlers::{DeadLetter, HandlerResponse, ProducedRecord, ProductionExceptionHandler};
 use crate::error::{Result, StreamsError};
@@ -214,7 +215,7 @@ impl KafkaRecordCollector {
         self.begin()?;
         // rdkafka's `commit_transaction` flushes first, in its slow way: flush here, so that
         // it finds nothing left in flight.
-        flush(&self.producer, self.timeout).map_err(|e| transaction_error("flush the producer", e))?;
+        native::flush(self.producer.client(), self.timeout).map_err(|e| transaction_error("flush the producer", e))?;
         self.check()?;
         let deadline = std::time::Instant::now() + self.timeout;
         if offsets.count() > 0 {
@@ -287,24 +288,6 @@ fn transaction_error(operation: &str, error: KafkaError) -> StreamsError {
     }
 }
 
-/// Waits until every record handed to `producer` is acknowledged or failed, up to `timeout`.
-///
-/// rdkafka's `flush` waits in 100 ms polls that run to their end even when the last
-/// acknowledgement arrives sooner, so every commit took at least 100 ms. librdkafka's own
-/// flush sends lingering records at once and returns as soon as none is left in flight when,
-/// as here, the producer's thread serves the delivery reports.
-#[allow(unsafe_code)]
-fn flush(producer: &ThreadedProducer<DeliveryContext>, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
-    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: the handle lives as long as `producer`; librdkafka's flush is thread-safe, and
-    // in event mode (rdkafka's) it only waits for the count of records in flight to drop to 0.
-    let code = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), millis) };
-    match code {
-        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
-        code => Err(KafkaError::Flush(code.into())),
-    }
-}
-
 /// The producer's view of a record.
 fn base_record(record: &ProducerRecord) -> BaseRecord<'_, [u8], [u8]> {
     let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).timestamp(record.timestamp);
@@ -364,7 +347,7 @@ impl RecordCollector for KafkaRecordCollector {
 
     fn flush(&mut self) -> Result<()> {
         loop {
-            match flush(&self.producer, self.timeout) {
+            match native::flush(self.producer.client(), self.timeout) {
                 Ok(()) => self.check()?,
                 Err(e) if self.transactional => return Err(transaction_error("flush the producer", e)),
                 Err(e) => return Err(StreamsError::kafka("flush producer", e)),

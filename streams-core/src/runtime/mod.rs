@@ -12,6 +12,7 @@ mod client;
 mod collector;
 mod global_thread;
 mod metadata;
+mod native;
 mod offset_reset;
 mod query;
 mod shared;

@@ -333,11 +333,15 @@ fn drive(
     while !shared.shutdown.load(Ordering::Acquire) {
         let mut timeout = poll;
         let polled = Instant::now();
+        let mut drained = false;
         // Records go to their tasks as they arrive: a rebalance callback inside a later poll
         // then sees them queued (unprocessed, so not committed) in the tasks it closes.
         for _ in 0..1000 {
             match consumer.poll(timeout) {
-                None => break,
+                None => {
+                    drained = true;
+                    break;
+                }
                 Some(Ok(message)) => {
                     with_task_manager(|tm| tm.add_message(&message));
                 }
@@ -360,7 +364,7 @@ fn drive(
             tm.maintain_standbys(STANDBY_SLICE)?;
             tm.serve_queries();
             let started = Instant::now();
-            let processed = tm.process()?;
+            let processed = tm.process(consumer, drained)?;
             if processed > 0 {
                 metrics.process.record(processed, started.elapsed());
             }

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::changelog_reader::{is_transient, ChangelogReader, RestoreEvent};
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::collector::KafkaRecordCollector;
+use super::native;
 use super::query::{self, QueryRequest};
 use super::standby::{self, StandbyTasks};
 use super::state_directory::{StateDirectory, TaskDirLock};
@@ -473,14 +474,28 @@ impl TaskManager {
         }
     }
 
-    /// Processes everything queued in running tasks; returns the number of records.
-    pub(crate) fn process(&mut self) -> Result<u64> {
+    /// Processes everything queued in running tasks; returns the number of records. `drained`:
+    /// the last poll left nothing in the consumer's queue.
+    pub(crate) fn process<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, drained: bool) -> Result<u64> {
         let now = now_ms();
         let debug = self.shared.metrics.debug();
         let mut processed = 0;
+        let positions = std::cell::OnceCell::new();
+        // Kafka Streams' `currentLag` of an input partition, asked only for empty ones: the
+        // high watermark of the last fetch less the position past the last record polled.
+        let lags = |topic: &str, partition: i32| -> Option<i64> {
+            let high = native::fetched_high_watermark(consumer.client(), topic, partition)?;
+            let positions = positions.get_or_init(|| consumer.position().unwrap_or_default());
+            match positions.find_partition(topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(position)) => Some((high - position).max(0)),
+                // Nothing polled from it since it was assigned: once the consumer's queue is
+                // drained, the fetches answered so far brought nothing for it.
+                _ => drained.then_some(0),
+            }
+        };
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
             let _span = tracing::trace_span!("task", task_id = %managed.task.id()).entered();
-            while managed.task.process(now)? {
+            while managed.task.process_with_lags(now, &lags)? {
                 processed += 1;
             }
             managed.publish_metrics(debug);
