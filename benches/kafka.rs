@@ -22,6 +22,8 @@
 //! settings of our side alone, in latency runs). `STREAMS_BENCH_PHASE` (`throughput`,
 //! `latency` or `restore`) runs one phase alone; `STREAMS_BENCH_PERF=<prefix>` records a CPU profile of our
 //! side of each throughput run (`perf record`, to `<prefix>-<topology>.data`).
+//! `STREAMS_BENCH_RUNS=n` repeats each throughput and latency run n times, alternating the
+//! implementations, and reports medians.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -80,7 +82,7 @@ fn main() {
         let bytes = produce(&servers, &input, (0..lines).map(|i| (None, corpus[i as usize % corpus.len()].clone().into_bytes(), None)));
         let input = Input { topics: vec![input], records: lines, bytes };
         if wanted("stateless") || wanted("raw") {
-            rows.push(raw_pipe(&servers, &input));
+            rows.push(median_row((0..runs()).map(|_| raw_pipe(&servers, &input)).collect()));
         }
         if wanted("stateless") {
             rows.extend(side_by_side(&servers, "stateless", &input, ALOS));
@@ -134,8 +136,10 @@ fn main() {
     let mut latencies = Vec::new();
     for topology in ["stateless", "word-count", "stream-join", "table-join"].into_iter().filter(|t| wanted_in("latency", t)) {
         for guarantee in [ALOS, EOS] {
-            for by in IMPLEMENTATIONS {
-                latencies.push(latency_run(&servers, topology, by, guarantee));
+            for _ in 0..runs() {
+                for by in IMPLEMENTATIONS {
+                    latencies.push(latency_run(&servers, topology, by, guarantee));
+                }
             }
         }
     }
@@ -227,31 +231,87 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn report_latency(runs: &[Latency]) {
-    if runs.is_empty() {
+/// Repeats of each throughput and latency run (`STREAMS_BENCH_RUNS`, default 1).
+fn runs() -> usize {
+    std::env::var("STREAMS_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
+}
+
+/// Repeated runs of one topology by one implementation as one row: the median time, CPU
+/// seconds and peak RSS.
+fn median_row(runs: Vec<Row>) -> Row {
+    let first = &runs[0];
+    if runs.len() > 1 {
+        let rates: Vec<f64> = runs.iter().map(Row::rate).collect();
+        eprintln!("bench-kafka: {} by {}: {rates:.0?} records/s", first.topology, first.implementation);
+    }
+    let median_of = |f: fn(&Row) -> Option<f64>| {
+        let values: Vec<f64> = runs.iter().filter_map(f).collect();
+        (!values.is_empty()).then(|| median(values))
+    };
+    Row {
+        topology: first.topology.clone(),
+        implementation: first.implementation,
+        records: first.records,
+        secs: median_of(|r| Some(r.secs)).expect("at least one run"),
+        mb: first.mb,
+        cpu_secs: median_of(|r| r.cpu_secs),
+        peak_rss_mb: median_of(|r| r.peak_rss_mb),
+    }
+}
+
+/// Prints latency percentiles; for repeated runs, the median of each run's percentile.
+fn report_latency(all: &[Latency]) {
+    if all.is_empty() {
         return;
+    }
+    let mut summaries: Vec<LatencySummary> = Vec::new();
+    for r in all {
+        if summaries.iter().any(|s| s.is(r)) {
+            continue;
+        }
+        let same: Vec<&Latency> = all.iter().filter(|l| l.topology == r.topology && l.implementation == r.implementation && l.guarantee == r.guarantee).collect();
+        let median_of = |f: &dyn Fn(&Latency) -> i64| median(same.iter().map(|l| f(l) as f64).collect()) as i64;
+        summaries.push(LatencySummary {
+            topology: r.topology,
+            implementation: r.implementation,
+            guarantee: r.guarantee,
+            p50: median_of(&|l| l.percentile(0.5)),
+            p99: median_of(&|l| l.percentile(0.99)),
+            max: median_of(&|l| l.millis.last().copied().unwrap_or(-1)),
+            outputs: median_of(&|l| l.millis.len() as i64),
+        });
     }
     println!(
         "\nlatency at {LATENCY_RATE} input records/s for {LATENCY_SECS} s (commit.interval.ms=100), ms from input creation to output read (read_committed):"
     );
     println!("{:<16} {:<14} {:<16} {:>8} {:>8} {:>8} {:>9} {:>12}", "topology", "by", "guarantee", "p50", "p99", "max", "outputs", "p99 ours/KS");
-    for r in runs {
-        let ks = runs.iter().find(|k| k.topology == r.topology && k.guarantee == r.guarantee && k.implementation == "Kafka Streams");
+    for r in &summaries {
+        let ks = summaries.iter().find(|k| k.topology == r.topology && k.guarantee == r.guarantee && k.implementation == "Kafka Streams");
         let ratio = match ks {
-            Some(ks) if r.implementation == "ours" && ks.percentile(0.99) > 0 => format!("{:.2}", r.percentile(0.99) as f64 / ks.percentile(0.99) as f64),
+            Some(ks) if r.implementation == "ours" && ks.p99 > 0 => format!("{:.2}", r.p99 as f64 / ks.p99 as f64),
             _ => String::new(),
         };
         println!(
             "{:<16} {:<14} {:<16} {:>8} {:>8} {:>8} {:>9} {:>12}",
-            r.topology,
-            r.implementation,
-            r.guarantee,
-            r.percentile(0.5),
-            r.percentile(0.99),
-            r.millis.last().copied().unwrap_or(-1),
-            r.millis.len(),
-            ratio
+            r.topology, r.implementation, r.guarantee, r.p50, r.p99, r.max, r.outputs, ratio
         );
+    }
+}
+
+/// The latency of one (topology, implementation, guarantee): medians over its runs.
+struct LatencySummary {
+    topology: &'static str,
+    implementation: &'static str,
+    guarantee: &'static str,
+    p50: i64,
+    p99: i64,
+    max: i64,
+    outputs: i64,
+}
+
+impl LatencySummary {
+    fn is(&self, l: &Latency) -> bool {
+        self.topology == l.topology && self.implementation == l.implementation && self.guarantee == l.guarantee
     }
 }
 
@@ -367,7 +427,13 @@ const ALOS: &str = "at_least_once";
 const EOS: &str = "exactly_once_v2";
 
 fn side_by_side(servers: &str, topology: &str, input: &Input, guarantee: &str) -> Vec<Row> {
-    IMPLEMENTATIONS.iter().map(|by| run_process(servers, topology, by, input, guarantee, &command_for(topology, by))).collect()
+    let mut measured: Vec<Vec<Row>> = IMPLEMENTATIONS.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs() {
+        for (by, rows) in IMPLEMENTATIONS.iter().zip(&mut measured) {
+            rows.push(run_process(servers, topology, by, input, guarantee, &command_for(topology, by)));
+        }
+    }
+    measured.into_iter().map(median_row).collect()
 }
 
 const IMPLEMENTATIONS: [&str; 2] = ["ours", "Kafka Streams"];
