@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tracing::{debug, trace, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::collector::RecordCollector;
 use crate::handlers::{DeserializationExceptionHandler, ProcessingExceptionHandler};
@@ -107,8 +107,11 @@ pub(crate) struct StreamTask {
 /// (or whose lag is not known yet) before it processes its other inputs. Kafka Streams waits as
 /// long as it takes; a bound keeps a task going when the lag is only apparent: a
 /// `read_committed` consumer sees the high watermark, not the last stable offset, so records of
-/// an open transaction count as lag until it ends.
-pub(crate) const LAG_WAIT_MS: i64 = 1_000;
+/// an open transaction count as lag until it ends (a hung one: until the broker aborts it).
+/// The bound is long because real waits are: librdkafka's one prefetch queue serves the
+/// partitions in fetch order, so a partition that ran dry gets its next records behind up to
+/// `queued.min.messages` of the others, a second or more of processing for a busy thread.
+pub(crate) const LAG_WAIT_MS: i64 = 10_000;
 
 /// The records buffered for one input partition, its source node, and the last offset processed
 /// (Kafka Streams' `RecordQueue`): the first record is decoded, its event time extracted, so that
@@ -130,6 +133,8 @@ struct RecordQueue {
     /// While the queue is empty with records on the broker (or its lag unknown): when the task
     /// stops waiting for them ([`LAG_WAIT_MS`]).
     lag_deadline: Option<i64>,
+    /// The task gave up waiting for this partition's records on the broker (logged once).
+    lag_given_up: bool,
 }
 
 impl RecordQueue {
@@ -144,6 +149,7 @@ impl RecordQueue {
             consumed: None,
             idle_deadline: None,
             lag_deadline: None,
+            lag_given_up: false,
         }
     }
 
@@ -420,9 +426,11 @@ impl StreamTask {
             if queue.len() > 0 {
                 queue.idle_deadline = None;
                 queue.lag_deadline = None;
+                queue.lag_given_up = false;
                 continue;
             }
-            let deadline = if lags(&queue.topic, queue.partition) == Some(0) {
+            let lag = lags(&queue.topic, queue.partition);
+            let deadline = if lag == Some(0) {
                 queue.lag_deadline = None;
                 *queue.idle_deadline.get_or_insert(now.saturating_add(self.max_task_idle_ms))
             } else {
@@ -431,6 +439,11 @@ impl StreamTask {
             };
             if now < deadline {
                 return false;
+            }
+            if lag != Some(0) && !queue.lag_given_up {
+                queue.lag_given_up = true;
+                info!(topic = %queue.topic, partition = queue.partition, ?lag, wait_ms = LAG_WAIT_MS,
+                    "processing although an input partition still has records on the broker: records may be processed out of timestamp order");
             }
             enforced = true;
         }
