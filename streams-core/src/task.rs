@@ -456,6 +456,7 @@ impl StreamTask {
     /// Processes the queued record with the lowest timestamp; returns false if none is queued,
     /// or if the task waits for data on an empty partition (see `max.task.idle.ms`). Every
     /// input is taken as caught up (the test driver's view: all records are local).
+    #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn process(&mut self, wall_clock_ms: i64) -> Result<bool> {
         self.process_with_lags(wall_clock_ms, &|_, _| Some(0))
     }

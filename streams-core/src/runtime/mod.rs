@@ -30,9 +30,7 @@ pub use shared::{State, StreamThreadExceptionResponse};
 pub(crate) use changelog_reader::EndAwareContext;
 pub(crate) use state_directory::StateDirectory;
 #[cfg(feature = "test-utils")]
-#[cfg(feature = "test-utils")]
-pub(crate) use stream_thread::to_record;
-pub(crate) use {topics::resolve_source_patterns, topics::topic_partitions};
+pub(crate) use {stream_thread::to_record, topics::resolve_source_patterns, topics::topic_partitions};
 
 pub(crate) use shared::ClientShared;
 
