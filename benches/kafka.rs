@@ -19,7 +19,7 @@
 //! topologies by name (comma-separated; `raw` is the raw pipe alone), and
 //! `STREAMS_BENCH_RAW_CONSUMER` / `STREAMS_BENCH_RAW_PRODUCER` (`key=value,...`) add librdkafka
 //! settings to the raw pipe's clients, to explore what bounds it (`STREAMS_BENCH_OURS_EXTRA`:
-//! settings of our side alone, in latency runs). `STREAMS_BENCH_PHASE` (`throughput`,
+//! settings of our side alone). `STREAMS_BENCH_PHASE` (`throughput`,
 //! `latency` or `restore`) runs one phase alone; `STREAMS_BENCH_PERF=<prefix>` records a CPU profile of our
 //! side of each throughput run (`perf record`, to `<prefix>-<topology>.data`).
 //! `STREAMS_BENCH_RUNS=n` repeats each throughput and latency run n times, alternating the
@@ -488,15 +488,7 @@ fn latency_run(servers: &str, topology: &'static str, implementation: &'static s
     for topic in inputs.iter().chain([&output]) {
         test_utils::ensure_topic(servers, topic, PARTITIONS).unwrap();
     }
-    let mut settings: Vec<(String, String)> =
-        SETTINGS.iter().map(|&(k, v)| (k.to_string(), if k == "commit.interval.ms" { "100" } else { v }.to_string())).collect();
-    if implementation == "ours" {
-        // Experiments with settings of our side alone: `key=value,...`.
-        for setting in std::env::var("STREAMS_BENCH_OURS_EXTRA").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
-            let (k, v) = setting.split_once('=').expect("key=value");
-            settings.push((k.into(), v.into()));
-        }
-    }
+    let settings = settings_of(implementation, true);
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let running = App::start(&command_for(topology, implementation), servers, &app, guarantee, &output, &inputs, &settings);
 
@@ -622,6 +614,22 @@ impl App {
     }
 }
 
+/// The settings of a run: [`SETTINGS`] (with 100 ms commits for latency runs), and for our side
+/// any experiments in `STREAMS_BENCH_OURS_EXTRA` (`key=value,...`).
+fn settings_of(implementation: &str, latency: bool) -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> = SETTINGS
+        .iter()
+        .map(|&(k, v)| (k.to_string(), if latency && k == "commit.interval.ms" { "100" } else { v }.to_string()))
+        .collect();
+    if implementation == "ours" {
+        for setting in std::env::var("STREAMS_BENCH_OURS_EXTRA").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = setting.split_once('=').expect("key=value");
+            settings.push((k.into(), v.into()));
+        }
+    }
+    settings
+}
+
 /// Starts one implementation on `input` and measures it until it has processed everything.
 fn run_process(
     servers: &str,
@@ -633,7 +641,9 @@ fn run_process(
 ) -> Row {
     let app = unique(&format!("bk-{topology}-{}", if implementation == "ours" { "rs" } else { "ks" }));
     let output = output_topic(servers, &format!("{app}-out"));
-    let mut child = App::start(command, servers, &app, guarantee, &output, &input.topics, &SETTINGS);
+    let settings = settings_of(implementation, false);
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut child = App::start(command, servers, &app, guarantee, &output, &input.topics, &settings);
     let pid = child.pid();
     let (started_ms, cpu_at_start) = (now_ms(), process_stats(pid).0);
     // A CPU profile of our side: `perf record` on the running process.

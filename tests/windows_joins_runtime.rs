@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,19 @@ fn stream_stream_left_join_table_through_the_broker() {
 /// retention already.
 #[test]
 fn a_stream_stream_join_over_a_backlog_finds_every_partner() {
+    join_over_a_backlog(None);
+}
+
+/// With room for 5 records per input partition, the task pauses an input each time it waits
+/// on the other and resumes it after: librdkafka drops what it prefetched for a paused
+/// partition and fetches it again from the task's position, so a record lost or read twice
+/// across a pause would show as a missing or doubled result.
+#[test]
+fn a_join_whose_inputs_pause_on_full_buffers_finds_every_partner_once() {
+    join_over_a_backlog(Some(5));
+}
+
+fn join_over_a_backlog(buffered_records_per_partition: Option<usize>) {
     const N: usize = 20_000;
     let cluster = Cluster::new();
     let (left, right, out, app) = (unique("backlog-l"), unique("backlog-r"), unique("backlog-out"), unique("backlog-app"));
@@ -138,11 +151,17 @@ fn a_stream_stream_join_over_a_backlog_finds_every_partner() {
     let topology = builder.build().unwrap();
     cluster.prepare(&topology, &app, 2);
     let dir = tempfile::tempdir().unwrap();
-    let (mut streams, _) = start(topology, config(&app, &cluster.bootstrap_servers(), dir.path()));
+    let mut config = config(&app, &cluster.bootstrap_servers(), dir.path());
+    if let Some(n) = buffered_records_per_partition {
+        config = config.with(StreamsConfig::BUFFERED_RECORDS_PER_PARTITION, n.to_string());
+    }
+    let (mut streams, _) = start(topology, config);
     wait_for_end(&cluster, &app, &[&left, &right], &streams);
     assert!(streams.close(Duration::from_secs(30)));
     let records = test_utils::read_all(&cluster.bootstrap_servers(), &out, Duration::from_millis(500)).unwrap();
     assert_eq!(records.len(), N, "every left record joins its right partner once");
+    let keys: HashSet<_> = records.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(keys.len(), N, "no result twice");
     assert!(records.iter().all(|r| r.value.as_deref() == Some(&b"lr"[..])));
 }
 

@@ -120,6 +120,12 @@ impl StreamsConfig {
     /// `0` waits only while the partition is known to have records on the broker not fetched
     /// yet; `-1` never waits.
     pub const MAX_TASK_IDLE_MS: &'static str = "max.task.idle.ms";
+    /// `buffered.records.per.partition` (default 1000): how many records a task holds for one
+    /// input partition before the consumer pauses it; it resumes once the task has worked the
+    /// partition's buffer down to this size. Bounds the memory of a task that waits on another
+    /// input (a join over a backlog), and lets that input's records through the consumer's
+    /// shared prefetch queue sooner.
+    pub const BUFFERED_RECORDS_PER_PARTITION: &'static str = "buffered.records.per.partition";
     /// `poll.ms` (default 100).
     pub const POLL_MS: &'static str = "poll.ms";
     /// `deserialization.exception.handler`: `log-and-fail` (default) or `log-and-continue`.
@@ -250,6 +256,10 @@ impl StreamsConfig {
         if max_task_idle_ms < -1 {
             return Err(bad(Self::MAX_TASK_IDLE_MS, &max_task_idle_ms.to_string(), "must be -1 (never wait) or at least 0"));
         }
+        let buffered_records_per_partition = self.parse(Self::BUFFERED_RECORDS_PER_PARTITION, 1000usize)?;
+        if buffered_records_per_partition == 0 {
+            return Err(bad(Self::BUFFERED_RECORDS_PER_PARTITION, "0", "must be at least 1"));
+        }
         let replication_factor = self.parse(Self::REPLICATION_FACTOR, -1i32)?;
         if replication_factor == 0 || replication_factor < -1 {
             return Err(bad(Self::REPLICATION_FACTOR, &replication_factor.to_string(), "must be -1 (broker default) or at least 1"));
@@ -282,6 +292,7 @@ impl StreamsConfig {
             state_dir: self.get(Self::STATE_DIR).map_or_else(|| std::env::temp_dir().join("kafka-streams"), PathBuf::from),
             cache_max_bytes: self.parse(Self::CACHE_MAX_BYTES, 10_485_760)?,
             max_task_idle_ms,
+            buffered_records_per_partition,
             poll: Duration::from_millis(self.parse(Self::POLL_MS, 100)?),
             handlers: self.handlers(&dead_letter_queue_topic)?,
             rocksdb_config: self.rocksdb_config.clone(),
@@ -376,6 +387,8 @@ pub(crate) struct Settings {
     pub(crate) cache_max_bytes: usize,
     /// -1: never wait; see [`StreamsConfig::MAX_TASK_IDLE_MS`].
     pub(crate) max_task_idle_ms: i64,
+    /// See [`StreamsConfig::BUFFERED_RECORDS_PER_PARTITION`].
+    pub(crate) buffered_records_per_partition: usize,
     pub(crate) poll: Duration,
     /// The exception handlers.
     pub(crate) handlers: Handlers,
@@ -392,7 +405,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The settings this library reads.
-    const KNOWN: [&'static str; 20] = [
+    const KNOWN: [&'static str; 21] = [
         StreamsConfig::DEFAULT_TIMESTAMP_EXTRACTOR,
         StreamsConfig::APPLICATION_ID,
         StreamsConfig::NUM_STANDBY_REPLICAS,
@@ -406,6 +419,7 @@ impl Settings {
         StreamsConfig::STATE_DIR,
         StreamsConfig::CACHE_MAX_BYTES,
         StreamsConfig::MAX_TASK_IDLE_MS,
+        StreamsConfig::BUFFERED_RECORDS_PER_PARTITION,
         StreamsConfig::POLL_MS,
         StreamsConfig::DESERIALIZATION_EXCEPTION_HANDLER,
         StreamsConfig::PROCESSING_EXCEPTION_HANDLER,
@@ -457,6 +471,7 @@ mod tests {
         assert_eq!(s.cache_max_bytes, 10_485_760);
         assert_eq!(s.num_stream_threads, 1);
         assert_eq!(s.max_task_idle_ms, 0);
+        assert_eq!(s.buffered_records_per_partition, 1000);
         assert_eq!(s.replication_factor, -1);
         assert_eq!(s.timestamp_extractor, BuiltinTimestampExtractor::FailOnInvalid);
         assert_eq!(s.application_id, "app");
@@ -472,6 +487,7 @@ mod tests {
             (StreamsConfig::COMMIT_INTERVAL_MS, "soon"),
             (StreamsConfig::NUM_STREAM_THREADS, "0"),
             (StreamsConfig::MAX_TASK_IDLE_MS, "-2"),
+            (StreamsConfig::BUFFERED_RECORDS_PER_PARTITION, "0"),
             (StreamsConfig::REPLICATION_FACTOR, "0"),
             (StreamsConfig::PROCESSING_GUARANTEE, "exactly_once"),
             (StreamsConfig::PROCESSING_EXCEPTION_HANDLER, "retry"),

@@ -405,6 +405,11 @@ impl StreamTask {
         self.queues.iter().filter(|q| q.topic == topic && q.partition == partition).map(RecordQueue::len).sum()
     }
 
+    /// `(topic, partition, records queued)` of each input partition.
+    pub(crate) fn buffered_by_partition(&self) -> impl Iterator<Item = (&str, i32, usize)> + '_ {
+        self.queues.iter().map(|q| (q.topic.as_str(), q.partition, q.len()))
+    }
+
     /// Records queued and not processed yet.
     pub(crate) fn buffered(&self) -> usize {
         self.queues.iter().map(RecordQueue::len).sum()

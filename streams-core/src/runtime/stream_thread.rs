@@ -214,6 +214,11 @@ fn run_loop(
         ("auto.offset.reset", "earliest".into()),
         ("allow.auto.create.topics", "false".into()),
         ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
+        // librdkafka prefetches up to this many records per partition (100,000 by default) and
+        // drops them when a full task buffer pauses the partition
+        // (`buffered.records.per.partition`): a tenth of that keeps the refetch cheap and the
+        // memory near Kafka Streams' one fetch per partition.
+        ("queued.min.messages", "10000".into()),
     ];
     // Range assignment keeps co-partitioned topics together (the same partitions of topics
     // with equal partition counts go to the same member): on the client in the classic
@@ -302,6 +307,7 @@ fn run_loop(
     };
     let mut manager = TaskManager::new(index, topology, env, collector, state_dir, reader, shared.clone(), settings.task_timeout);
     manager.standby = standby;
+    manager.max_buffered = settings.buffered_records_per_partition;
     manager.updater = shared.state_updater.get().cloned().map(UpdaterLink::new);
     manager.metrics = Some((name.to_string(), metrics.clone()));
     manager.queries = Some(shared.router.register_thread(index));
@@ -368,6 +374,7 @@ fn drive(
             if processed > 0 {
                 metrics.process.record(processed, started.elapsed());
             }
+            tm.pause_full_inputs(consumer)?;
             let started = Instant::now();
             let punctuations = tm.punctuate()?;
             if punctuations > 0 {

@@ -123,6 +123,10 @@ pub(crate) struct TaskManager {
     pub(crate) metrics: Option<(String, Arc<ThreadMetrics>)>,
     /// Restoring tasks whose input partitions are paused.
     paused: std::collections::BTreeSet<TaskId>,
+    /// Input partitions paused because their task's buffer for them is full, with the task.
+    full: BTreeMap<(String, i32), TaskId>,
+    /// `buffered.records.per.partition`.
+    pub(crate) max_buffered: usize,
     last_store_sample: Instant,
     /// Standby tasks, with standby replicas configured.
     pub(crate) standby: Option<StandbyRole>,
@@ -185,6 +189,8 @@ impl TaskManager {
             queries: None,
             metrics: None,
             paused: Default::default(),
+            full: BTreeMap::new(),
+            max_buffered: 1000,
             last_store_sample: Instant::now(),
             standby: None,
             updater: None,
@@ -428,6 +434,7 @@ impl TaskManager {
         managed.task.transition_to(TaskState::Running)?;
         self.shared.router.task_added(self.thread_index, id, false);
         self.shared.metadata.request_refresh();
+        self.full.retain(|_, task| *task != id);
         if self.paused.remove(&id) {
             let partitions = self.input_partitions(&[id]);
             consumer.resume(&partitions).map_err(|e| StreamsError::kafka("resume the input of a restored task", e))?;
@@ -501,6 +508,43 @@ impl TaskManager {
             managed.publish_metrics(debug);
         }
         Ok(processed)
+    }
+
+    /// Pauses the input partitions whose task holds more than `buffered.records.per.partition`
+    /// of their records after processing (it waits on another input, say), and resumes those
+    /// worked down to that size, as Kafka Streams' `StreamTask` does. A paused partition's
+    /// records stay on the broker: librdkafka drops what it prefetched for it and fetches again
+    /// from the position after the last record polled, which the task holds.
+    pub(crate) fn pause_full_inputs<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let mut resume = TopicPartitionList::new();
+        let tasks = &self.tasks;
+        let max = self.max_buffered;
+        self.full.retain(|(topic, partition), id| {
+            let Some(managed) = tasks.get(id) else { return false };
+            if managed.task.buffered_in(topic, *partition) > max {
+                return true;
+            }
+            resume.add_partition(topic, *partition);
+            false
+        });
+        let mut pause = TopicPartitionList::new();
+        for (id, managed) in self.tasks.iter().filter(|(id, _)| !self.paused.contains(id)) {
+            for (topic, partition, buffered) in managed.task.buffered_by_partition() {
+                if buffered > max && !self.full.contains_key(&(topic.to_string(), partition)) {
+                    pause.add_partition(topic, partition);
+                    self.full.insert((topic.to_string(), partition), *id);
+                }
+            }
+        }
+        if resume.count() > 0 {
+            debug!(partitions = ?resume, "resuming inputs with room in their buffers");
+            consumer.resume(&resume).map_err(|e| StreamsError::kafka("resume inputs with room in their buffers", e))?;
+        }
+        if pause.count() > 0 {
+            debug!(partitions = ?pause, "pausing inputs with full buffers");
+            consumer.pause(&pause).map_err(|e| StreamsError::kafka("pause inputs with full buffers", e))?;
+        }
+        Ok(())
     }
 
     /// Fires due wall-clock punctuations; returns how many fired.
@@ -743,6 +787,7 @@ impl TaskManager {
         }
         for id in ids {
             self.paused.remove(id);
+            self.full.retain(|_, task| task != id);
             if self.updating.remove(id).is_some() {
                 // The updater keeps what it restored and lets go of the stores; then the lock goes.
                 if let Some(link) = &self.updater {
