@@ -122,7 +122,8 @@ impl StreamsConfig {
     pub const MAX_TASK_IDLE_MS: &'static str = "max.task.idle.ms";
     /// `buffered.records.per.partition` (default 1000): how many records a task holds for one
     /// input partition before the consumer pauses it; it resumes once the task has worked the
-    /// partition's buffer down to this size. Bounds the memory of a task that waits on another
+    /// partition's buffer down to this size. Checked after each processing pass (Kafka Streams:
+    /// as records are added), so a buffer can pass it by up to one poll's records. Bounds the memory of a task that waits on another
     /// input (a join over a backlog), and lets that input's records through the consumer's
     /// shared prefetch queue sooner.
     pub const BUFFERED_RECORDS_PER_PARTITION: &'static str = "buffered.records.per.partition";
