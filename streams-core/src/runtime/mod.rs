@@ -11,6 +11,7 @@ mod checkpoint;
 mod client;
 mod collector;
 mod global_thread;
+mod input_pauses;
 mod metadata;
 mod native;
 mod offset_reset;

@@ -100,6 +100,9 @@ impl ConsumerContext for StreamsConsumerContext {
             warn!(error = %e, "applying the rebalance to the consumer failed");
         }
         self.post_rebalance(consumer, &rebalance);
+        // librdkafka paused the assignment for this callback; a pause or resume of the thread's
+        // that raced with that may be lost, so the next pass applies them again.
+        with_task_manager(|tm| tm.pauses.rebalanced = true);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -363,7 +366,7 @@ fn drive(
             }
             // Restoration goes a slice at a time: the consumer keeps polling (the member stays
             // in the group) and restored tasks process while others restore.
-            if tm.assignment_pending && tm.restore(consumer)? {
+            if tm.assignment_pending && tm.restore()? {
                 tm.assignment_pending = false;
                 tm.shared.thread_rebalancing(tm.thread_index, false);
             }
@@ -374,7 +377,7 @@ fn drive(
             if processed > 0 {
                 metrics.process.record(processed, started.elapsed());
             }
-            tm.pause_full_inputs(consumer)?;
+            tm.pause_inputs(consumer)?;
             let started = Instant::now();
             let punctuations = tm.punctuate()?;
             if punctuations > 0 {

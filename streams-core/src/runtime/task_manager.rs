@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::changelog_reader::{is_transient, ChangelogReader, RestoreEvent};
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::collector::KafkaRecordCollector;
+use super::input_pauses::InputPauses;
 use super::native;
 use super::query::{self, QueryRequest};
 use super::standby::{self, StandbyTasks};
@@ -121,10 +122,8 @@ pub(crate) struct TaskManager {
     pub(crate) queries: Option<Receiver<QueryRequest>>,
     /// The thread's name and sensors.
     pub(crate) metrics: Option<(String, Arc<ThreadMetrics>)>,
-    /// Restoring tasks whose input partitions are paused.
-    paused: std::collections::BTreeSet<TaskId>,
-    /// Input partitions paused because their task's buffer for them is full, with the task.
-    full: BTreeMap<(String, i32), TaskId>,
+    /// The input partitions paused: those of restoring tasks, and full ones.
+    pub(crate) pauses: InputPauses,
     /// `buffered.records.per.partition`.
     pub(crate) max_buffered: usize,
     last_store_sample: Instant,
@@ -188,8 +187,7 @@ impl TaskManager {
             last_checkpoint: Instant::now(),
             queries: None,
             metrics: None,
-            paused: Default::default(),
-            full: BTreeMap::new(),
+            pauses: InputPauses::default(),
             max_buffered: 1000,
             last_store_sample: Instant::now(),
             standby: None,
@@ -390,16 +388,8 @@ impl TaskManager {
     /// stores, and every store without an updater) for a slice of time, one task after the
     /// other; a task runs once its stores are restored, and the thread's other tasks process
     /// meanwhile. Returns whether no task is left restoring.
-    pub(crate) fn restore<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool> {
+    pub(crate) fn restore(&mut self) -> Result<bool> {
         self.take_restored()?;
-        // The input of a restoring task waits on the broker, not in memory.
-        let restoring = self.tasks.values().filter(|t| t.task.state() == TaskState::Restoring).map(|t| t.task.id());
-        let to_pause: Vec<TaskId> = restoring.chain(self.updating.keys().copied()).filter(|id| !self.paused.contains(id)).collect();
-        if !to_pause.is_empty() {
-            let partitions = self.input_partitions(&to_pause);
-            consumer.pause(&partitions).map_err(|e| StreamsError::kafka("pause the input of restoring tasks", e))?;
-            self.paused.extend(to_pause);
-        }
         // Tasks without changelogs run at once, whatever else restores.
         let stateless: Vec<TaskId> = self
             .tasks
@@ -408,7 +398,7 @@ impl TaskManager {
             .map(|t| t.task.id())
             .collect();
         for id in stateless {
-            self.task_restored(consumer, id)?;
+            self.task_restored(id)?;
         }
         let running = self.tasks.values().any(|t| t.task.state() == TaskState::Running);
         // A thread with nothing else to do restores in longer slices.
@@ -423,22 +413,18 @@ impl TaskManager {
             for event in merge_restored(std::mem::take(&mut managed.restored), events) {
                 self.shared.on_restore(&event);
             }
-            self.task_restored(consumer, id)?;
+            self.task_restored(id)?;
         }
         Ok(self.updating.is_empty() && !self.tasks.values().any(|t| t.task.state() == TaskState::Restoring))
     }
 
-    /// `id` is restored: it runs, queries may read it, its input flows again.
-    fn task_restored<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, id: TaskId) -> Result<()> {
+    /// `id` is restored: it runs, queries may read it, its input flows again (resumed by
+    /// [`pause_inputs`](Self::pause_inputs) once it holds no more than its bound).
+    fn task_restored(&mut self, id: TaskId) -> Result<()> {
         let managed = self.tasks.get_mut(&id).expect("a task of this thread");
         managed.task.transition_to(TaskState::Running)?;
         self.shared.router.task_added(self.thread_index, id, false);
         self.shared.metadata.request_refresh();
-        self.full.retain(|_, task| *task != id);
-        if self.paused.remove(&id) {
-            let partitions = self.input_partitions(&[id]);
-            consumer.resume(&partitions).map_err(|e| StreamsError::kafka("resume the input of a restored task", e))?;
-        }
         debug!(task_id = %id, "task running");
         Ok(())
     }
@@ -446,17 +432,6 @@ impl TaskManager {
     /// The task that reads `topic`'s `partition`, if the topic is a source of the topology.
     fn task_of(&self, topic: &str, partition: i32) -> Option<TaskId> {
         self.source_topics.get(topic).map(|sub| TaskId::new(*sub, partition))
-    }
-
-    /// The input partitions of these tasks.
-    fn input_partitions(&self, ids: &[TaskId]) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, sub) in &self.source_topics {
-            for id in ids.iter().filter(|id| id.subtopology == *sub) {
-                tpl.add_partition(topic, id.partition);
-            }
-        }
-        tpl
     }
 
     /// Answers the interactive queries waiting for this thread's tasks.
@@ -512,39 +487,33 @@ impl TaskManager {
 
     /// Pauses the input partitions whose task holds more than `buffered.records.per.partition`
     /// of their records after processing (it waits on another input, say), and resumes those
-    /// worked down to that size, as Kafka Streams' `StreamTask` does. A paused partition's
+    /// worked down to that size, as Kafka Streams' `StreamTask` does. A restoring task holds
+    /// none: the input of a task that is not running waits on the broker, as Kafka Streams
+    /// pauses it, once it has delivered a record (see [`InputPauses`]). A paused partition's
     /// records stay on the broker: librdkafka drops what it prefetched for it and fetches again
-    /// from the position after the last record polled, which the task holds.
-    pub(crate) fn pause_full_inputs<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        let mut resume = TopicPartitionList::new();
-        let tasks = &self.tasks;
-        let max = self.max_buffered;
-        self.full.retain(|(topic, partition), id| {
-            let Some(managed) = tasks.get(id) else { return false };
-            if managed.task.buffered_in(topic, *partition) > max {
-                return true;
-            }
-            resume.add_partition(topic, *partition);
-            false
-        });
-        let mut pause = TopicPartitionList::new();
-        for (id, managed) in self.tasks.iter().filter(|(id, _)| !self.paused.contains(id)) {
+    /// from the position after the last record polled, which the task holds. After a rebalance
+    /// callback the pauses are applied again first.
+    pub(crate) fn pause_inputs<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.pauses.reapply(consumer)?;
+        let mut wanted = BTreeMap::new();
+        for (id, managed) in &self.tasks {
+            let max = if managed.task.state() == TaskState::Running { self.max_buffered } else { 0 };
             for (topic, partition, buffered) in managed.task.buffered_by_partition() {
-                if buffered > max && !self.full.contains_key(&(topic.to_string(), partition)) {
-                    pause.add_partition(topic, partition);
-                    self.full.insert((topic.to_string(), partition), *id);
+                if buffered > max {
+                    wanted.insert((topic.to_string(), partition), *id);
                 }
             }
         }
-        if resume.count() > 0 {
-            debug!(partitions = ?resume, "resuming inputs with room in their buffers");
-            consumer.resume(&resume).map_err(|e| StreamsError::kafka("resume inputs with room in their buffers", e))?;
+        for (id, updating) in &self.updating {
+            let mut partitions: Vec<(&str, i32)> = Vec::new();
+            for record in &updating.records {
+                if !partitions.contains(&(&*record.topic, record.partition)) {
+                    partitions.push((&record.topic, record.partition));
+                }
+            }
+            wanted.extend(partitions.into_iter().map(|(topic, partition)| ((topic.to_string(), partition), *id)));
         }
-        if pause.count() > 0 {
-            debug!(partitions = ?pause, "pausing inputs with full buffers");
-            consumer.pause(&pause).map_err(|e| StreamsError::kafka("pause inputs with full buffers", e))?;
-        }
-        Ok(())
+        self.pauses.set(consumer, wanted)
     }
 
     /// Fires due wall-clock punctuations; returns how many fired.
@@ -700,6 +669,7 @@ impl TaskManager {
             StreamsError::TaskMigrated(_) => self.collector.borrow_mut().recreate()?,
             _ => self.collector.borrow_mut().abort_transaction()?,
         }
+        self.pauses.release(consumer, &self.all_tasks())?;
         if let Err(e) = self.close_all(false) {
             warn!(thread = self.thread_index, error = %e, "error closing tasks");
         }
@@ -751,6 +721,10 @@ impl TaskManager {
         if ids.is_empty() {
             return Ok(());
         }
+        // Still assigned: a partition revoked while paused would stay paused in librdkafka.
+        if let Err(e) = self.pauses.release(consumer, ids) {
+            warn!(thread = self.thread_index, error = %e, "resuming the inputs of revoked tasks failed");
+        }
         if self.failed {
             return self.close_tasks(ids, false);
         }
@@ -785,9 +759,8 @@ impl TaskManager {
                 warn!(thread = self.thread_index, error = %e, "releasing the restore consumer failed");
             }
         }
+        self.pauses.forget(ids);
         for id in ids {
-            self.paused.remove(id);
-            self.full.retain(|_, task| task != id);
             if self.updating.remove(id).is_some() {
                 // The updater keeps what it restored and lets go of the stores; then the lock goes.
                 if let Some(link) = &self.updater {
