@@ -1,4 +1,5 @@
-//! The two librdkafka calls the rdkafka crate does not wrap; the project's only `unsafe` code.
+//! The two librdkafka calls the rdkafka crate does not wrap (`unsafe`, as is the RocksDB iterator
+//! `RocksDbKeyValueStore` keeps across reads; the project has no other).
 #![allow(unsafe_code)]
 
 use std::ffi::CString;

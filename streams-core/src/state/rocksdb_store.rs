@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{Direction, FlushOptions, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{DBRawIterator, Direction, FlushOptions, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
 use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord, RocksDbConfig};
 use crate::error::{Result, StreamsError};
@@ -14,6 +14,12 @@ use crate::error::{Result, StreamsError};
 pub(crate) struct RocksDbKeyValueStore {
     name: String,
     path: PathBuf,
+    /// A forward iterator kept for bounded reads (a join's window fetches, say) and refreshed
+    /// before each: a refresh moves an iterator to the latest write for next to nothing unless
+    /// a flush or compaction changed the store's files, where creating one builds an iterator
+    /// per memtable and file. It pins the memtables and files it reads, so a flush drops it.
+    /// Declared before `db`, so dropped before it.
+    cursor: Option<DBRawIterator<'static>>,
     db: Option<DB>,
     write_options: WriteOptions,
 }
@@ -42,7 +48,7 @@ impl RocksDbKeyValueStore {
         })?;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        Ok(RocksDbKeyValueStore { name: name.to_string(), path, db: Some(db), write_options })
+        Ok(RocksDbKeyValueStore { name: name.to_string(), path, cursor: None, db: Some(db), write_options })
     }
 
     fn db(&self) -> Result<&DB> {
@@ -95,6 +101,44 @@ impl RocksDbKeyValueStore {
         })))
     }
 
+    /// Keys `from <= key < until` in order, read through the kept iterator.
+    #[allow(unsafe_code)]
+    fn bounded(&mut self, from: &[u8], until: &[u8]) -> Result<BytesIter<'_>> {
+        let refreshed = match &mut self.cursor {
+            Some(cursor) => cursor.refresh(),
+            None => {
+                let iterator = self.db()?.raw_iterator_opt(ReadOptions::default());
+                // SAFETY: the iterator refers to the RocksDB instance, not to the `DB` value
+                // owning it, so the store may move; it is dropped before the instance closes
+                // (`close` and `flush` drop it first, and the field is declared before `db`).
+                self.cursor = Some(unsafe { std::mem::transmute::<DBRawIterator<'_>, DBRawIterator<'static>>(iterator) });
+                Ok(())
+            }
+        };
+        if let Err(e) = refreshed {
+            self.cursor = None;
+            return Err(self.err("refresh an iterator", e));
+        }
+        let (name, path) = (&self.name, &self.path);
+        let cursor = self.cursor.as_mut().expect("set above");
+        cursor.seek(from);
+        let until = until.to_vec();
+        let mut done = false;
+        Ok(Box::new(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let Some((key, value)) = cursor.item().filter(|(key, _)| *key < until.as_slice()) else {
+                done = true;
+                let error = cursor.status().err()?;
+                return Some(Err(StreamsError::store(name, format!("RocksDB iterate failed at {}: {error}", path.display()))));
+            };
+            let entry = (key.to_vec(), value.to_vec());
+            cursor.next();
+            Some(Ok(entry))
+        })))
+    }
+
     /// Writes the memtables to disk and waits.
     pub(crate) fn flush_memtables(&self) -> Result<()> {
         let db = self.db()?;
@@ -123,7 +167,10 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
         self.write(key, value)
     }
     fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
-        self.scan(range)
+        match (&range.from, &range.until) {
+            (Some(from), Some(until)) if !range.reverse && from < until => self.bounded(from, until),
+            _ => self.scan(range),
+        }
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let db = self.db()?;
@@ -133,6 +180,7 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
             .unwrap_or(0))
     }
     fn flush(&mut self) -> Result<()> {
+        self.cursor = None;
         self.flush_memtables()
     }
     fn close(&mut self) -> Result<()> {
@@ -173,6 +221,31 @@ mod tests {
         let mut reopened = RocksDbKeyValueStore::open("s", dir.path(), &RocksDbConfig::default()).unwrap();
         assert_eq!(reopened.get(b"e").unwrap(), Some(b"5".to_vec()));
         assert!(dir.path().join("rocksdb").join("s").exists());
+    }
+
+    #[test]
+    fn bounded_ranges_read_through_one_iterator_see_every_earlier_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksDbKeyValueStore::open("s", dir.path(), &RocksDbConfig::default()).unwrap();
+        let keys = |store: &mut RocksDbKeyValueStore| -> Vec<Vec<u8>> {
+            let range = KeyRange { from: Some(b"b".to_vec()), until: Some(b"d".to_vec()), reverse: false };
+            store.range(&range).unwrap().map(|e| e.unwrap().0).collect()
+        };
+        store.put(b"a", Some(b"1")).unwrap();
+        store.put(b"b", Some(b"2")).unwrap();
+        store.put(b"d", Some(b"4")).unwrap();
+        assert_eq!(keys(&mut store), [b"b".to_vec()]);
+        store.put(b"c", Some(b"3")).unwrap();
+        assert_eq!(keys(&mut store), [b"b".to_vec(), b"c".to_vec()]);
+        store.flush().unwrap();
+        store.put(b"bb", Some(b"5")).unwrap();
+        store.put(b"b", None).unwrap();
+        assert_eq!(keys(&mut store), [b"bb".to_vec(), b"c".to_vec()]);
+        // A compaction swaps the files under a kept iterator.
+        store.db().unwrap().compact_range::<&[u8], &[u8]>(None, None);
+        store.put(b"c", None).unwrap();
+        assert_eq!(keys(&mut store), [b"bb".to_vec()]);
+        store.close().unwrap();
     }
 
     #[test]
