@@ -124,6 +124,9 @@ pub(crate) struct TaskManager {
     pub(crate) metrics: Option<(String, Arc<ThreadMetrics>)>,
     /// The input partitions paused: those of restoring tasks, and full ones.
     pub(crate) pauses: InputPauses,
+    /// Empty input partitions, nothing polled from them since their assignment, whose high
+    /// watermark was known at the last processing pass after a drained poll.
+    answered_unpolled: std::collections::HashSet<(String, i32)>,
     /// `buffered.records.per.partition`.
     pub(crate) max_buffered: usize,
     last_store_sample: Instant,
@@ -188,6 +191,7 @@ impl TaskManager {
             queries: None,
             metrics: None,
             pauses: InputPauses::default(),
+            answered_unpolled: Default::default(),
             max_buffered: 1000,
             last_store_sample: Instant::now(),
             standby: None,
@@ -207,6 +211,8 @@ impl TaskManager {
     /// persistent stores on the state updater.
     pub(crate) fn assign(&mut self, partitions: &[(String, i32)]) -> Result<()> {
         self.assignment_pending = true;
+        // A partition assigned again has not been polled since.
+        self.answered_unpolled.clear();
         let mut ids: Vec<TaskId> = partitions
             .iter()
             .filter_map(|(topic, p)| self.task_of(topic, *p))
@@ -463,6 +469,8 @@ impl TaskManager {
         let debug = self.shared.metrics.debug();
         let mut processed = 0;
         let positions = std::cell::OnceCell::new();
+        let answered = std::cell::RefCell::new(std::collections::HashSet::new());
+        let answered_before = &self.answered_unpolled;
         // Kafka Streams' `currentLag` of an input partition, asked only for empty ones: the
         // high watermark of the last fetch less the position past the last record polled.
         let lags = |topic: &str, partition: i32| -> Option<i64> {
@@ -470,9 +478,17 @@ impl TaskManager {
             let positions = positions.get_or_init(|| consumer.position().unwrap_or_default());
             match positions.find_partition(topic, partition).map(|e| e.offset()) {
                 Some(Offset::Offset(position)) => Some((high - position).max(0)),
-                // Nothing polled from it since it was assigned: once the consumer's queue is
-                // drained, the fetches answered so far brought nothing for it.
-                _ => drained.then_some(0),
+                // Nothing polled from it since it was assigned, though a fetch was answered:
+                // caught up once a poll that began after that answer drained the consumer's
+                // queue without a record of it. (A fetch answered just after the last poll
+                // drained the queue may still be queueing its records.)
+                _ if !drained => None,
+                _ => {
+                    let key = (topic.to_string(), partition);
+                    let caught_up = answered_before.contains(&key);
+                    answered.borrow_mut().insert(key);
+                    caught_up.then_some(0)
+                }
             }
         };
         for managed in self.tasks.values_mut().filter(|t| t.task.state() == TaskState::Running) {
@@ -482,6 +498,7 @@ impl TaskManager {
             }
             managed.publish_metrics(debug);
         }
+        self.answered_unpolled = answered.into_inner();
         Ok(processed)
     }
 
