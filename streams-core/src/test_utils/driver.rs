@@ -18,6 +18,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use foldhash::HashMap as FastMap;
+
 use crate::collector::RecordCollector;
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
@@ -46,19 +48,30 @@ pub struct TestRecord<K, V> {
     pub partition: i32,
 }
 
-/// In-memory topics: the log of every topic and where each reader stands.
+/// In-memory topics: the log of every topic and where each reader stands. Every record piped
+/// or written passes through [`append`](Topics::append), so its maps hash with foldhash and
+/// look a topic up by `&str` before they allocate its name.
 #[derive(Default)]
 struct Topics {
-    partitions: HashMap<String, i32>,
-    logs: HashMap<String, Vec<ConsumerRecord>>,
-    read_positions: HashMap<String, usize>,
-    next_offsets: HashMap<(String, i32), i64>,
-    round_robin: HashMap<String, i32>,
+    partitions: FastMap<String, i32>,
+    logs: FastMap<String, Vec<ConsumerRecord>>,
+    read_positions: FastMap<String, usize>,
+    /// By topic, the next offset of each partition.
+    next_offsets: FastMap<String, Vec<i64>>,
+    round_robin: FastMap<String, i32>,
     /// Records written to topics that a sub-topology reads, waiting to be routed.
     pending: VecDeque<ConsumerRecord>,
     /// Topics the topology wrote to (outputs, repartition topics, changelogs).
     produced: BTreeSet<String>,
-    source_topics: HashMap<String, u32>,
+    source_topics: FastMap<String, u32>,
+}
+
+/// `map[key]`, inserted with its default first if missing, without allocating a present key.
+fn entry<'a, V: Default>(map: &'a mut FastMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl Topics {
@@ -69,7 +82,7 @@ impl Topics {
     /// Appends a record to its topic. Records the topology wrote are kept for the output
     /// topics (`keep`); piped input records only pass through, as in Kafka Streams' driver, so
     /// a long test holds no copy of its input.
-    fn append(&mut self, record: ProducerRecord, keep: bool) -> Result<ConsumerRecord> {
+    fn append(&mut self, record: ProducerRecord, keep: bool) -> Result<()> {
         let n = self.partitions_of(&record.topic);
         let partition = match (record.partition, &record.key) {
             (Some(p), _) if (0..n).contains(&p) => p,
@@ -82,12 +95,16 @@ impl Topics {
             }
             (None, Some(key)) => default_partition(key, n),
             (None, None) => {
-                let next = self.round_robin.entry(record.topic.to_string()).or_insert(0);
+                let next = entry(&mut self.round_robin, &record.topic);
                 *next = (*next + 1) % n;
                 *next
             }
         };
-        let offset = self.next_offsets.entry((record.topic.to_string(), partition)).or_insert(0);
+        let offsets = entry(&mut self.next_offsets, &record.topic);
+        if offsets.len() <= partition as usize {
+            offsets.resize(partition as usize + 1, 0);
+        }
+        let offset = &mut offsets[partition as usize];
         let consumed = ConsumerRecord {
             topic: record.topic,
             partition,
@@ -98,13 +115,17 @@ impl Topics {
             headers: record.headers,
         };
         *offset += 1;
-        if keep {
-            self.logs.entry(consumed.topic.to_string()).or_default().push(consumed.clone());
+        let routed = self.source_topics.contains_key(&*consumed.topic);
+        match (keep, routed) {
+            (true, true) => {
+                entry(&mut self.logs, &consumed.topic).push(consumed.clone());
+                self.pending.push_back(consumed);
+            }
+            (true, false) => entry(&mut self.logs, &consumed.topic).push(consumed),
+            (false, true) => self.pending.push_back(consumed),
+            (false, false) => {}
         }
-        if self.source_topics.contains_key(&*consumed.topic) {
-            self.pending.push_back(consumed.clone());
-        }
-        Ok(consumed)
+        Ok(())
     }
 }
 
@@ -116,7 +137,7 @@ impl RecordCollector for DriverCollector {
         if !topics.produced.contains(&*record.topic) {
             topics.produced.insert(record.topic.to_string());
         }
-        topics.append(record, true).map(|_| ())
+        topics.append(record, true)
     }
     fn partitions(&mut self, topic: &str) -> Result<i32> {
         Ok(self.0.borrow().partitions_of(topic))
@@ -202,9 +223,10 @@ impl DriverInner {
         }
         if let Some(global) = self.globals.get(&*record.topic) {
             // A global topic goes straight into its store, as the global thread would put it.
-            let record = self.topics.borrow_mut().append(record, false)?;
-            if let Some(key) = &record.key {
-                global.put(key, record.value.as_deref())?;
+            let (key, value) = (record.key.clone(), record.value.clone());
+            self.topics.borrow_mut().append(record, false)?;
+            if let Some(key) = &key {
+                global.put(key, value.as_deref())?;
             }
             return Ok(());
         }
