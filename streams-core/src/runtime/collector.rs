@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::HashMap as FastMap;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
@@ -25,8 +26,9 @@ use crate::record::ProducerRecord;
 /// Delivery reports: the last acknowledged offset per partition, and the first failure.
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    /// By topic, then partition: a report looks its topic up without allocating.
-    offsets: Mutex<HashMap<String, HashMap<i32, i64>>>,
+    /// By topic, then partition: a report looks its topic up without allocating (foldhash:
+    /// every acknowledged record hashes its topic here).
+    offsets: Mutex<FastMap<String, FastMap<i32, i64>>>,
     /// The first failed delivery: its topic-partition and the producer's error.
     error: Mutex<Option<(String, KafkaError)>>,
     /// `default.production.exception.handler`, asked about failed deliveries (none under

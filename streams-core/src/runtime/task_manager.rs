@@ -2,7 +2,7 @@
 //! committed, and closed on revocation.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -100,7 +100,8 @@ pub(crate) struct TaskManager {
     pub(crate) thread_index: usize,
     topology: Arc<Topology>,
     subtopologies: Vec<Subtopology>,
-    source_topics: HashMap<Arc<str>, u32>,
+    /// Looked up for every polled record (foldhash).
+    source_topics: foldhash::HashMap<Arc<str>, u32>,
     env: TaskEnv,
     collector: Rc<RefCell<KafkaRecordCollector>>,
     state_dir: StateDirectory,
@@ -165,7 +166,7 @@ impl TaskManager {
     ) -> Self {
         let exactly_once = env.exactly_once;
         let subtopologies = topology.subtopologies();
-        let mut source_topics = HashMap::new();
+        let mut source_topics = foldhash::HashMap::default();
         for sub in &subtopologies {
             for topic in &sub.source_topics {
                 source_topics.insert(topic.resolve(&env.application_id).into(), sub.id);
