@@ -56,8 +56,13 @@ impl RocksDbKeyValueStore {
     }
 
     fn err(&self, op: &str, e: rocksdb::Error) -> StreamsError {
-        StreamsError::store(&self.name, format!("RocksDB {op} failed at {}: {e}", self.path.display()))
+        rocksdb_error(&self.name, &self.path, op, e)
     }
+}
+
+/// A failed RocksDB operation `op` of the store `name` at `path`.
+fn rocksdb_error(name: &str, path: &Path, op: &str, e: rocksdb::Error) -> StreamsError {
+    StreamsError::store(name, format!("RocksDB {op} failed at {}: {e}", path.display()))
 }
 
 /// Reads and writes take `&self` (RocksDB is thread-safe), so the same store serves a task's
@@ -131,7 +136,7 @@ impl RocksDbKeyValueStore {
             let Some((key, value)) = cursor.item().filter(|(key, _)| *key < until.as_slice()) else {
                 done = true;
                 let error = cursor.status().err()?;
-                return Some(Err(StreamsError::store(name, format!("RocksDB iterate failed at {}: {error}", path.display()))));
+                return Some(Err(rocksdb_error(name, path, "iterate", error)));
             };
             let entry = (key.to_vec(), value.to_vec());
             cursor.next();
