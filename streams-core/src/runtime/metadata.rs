@@ -116,7 +116,7 @@ impl InstanceMetadata {
     ) -> Result<Vec<StreamsMetadata>> {
         let view = lock(&self.view);
         if self.from_claims.load(Ordering::Acquire) {
-            return Ok(view.from_claims(stores_of));
+            return Ok(view.claimed_metadata(stores_of));
         }
         if view.refreshed.is_none() {
             return Err(StreamsError::MetadataUnavailable("the consumer group has not been described yet".into()));
@@ -186,7 +186,7 @@ impl InstanceMetadata {
 
 impl ClusterView {
     /// The instances by their claims: each partition goes to its latest claimant.
-    fn from_claims(&self, stores_of: impl Fn(&str) -> Vec<String>) -> Vec<StreamsMetadata> {
+    fn claimed_metadata(&self, stores_of: impl Fn(&str) -> Vec<String>) -> Vec<StreamsMetadata> {
         let mut owner: BTreeMap<&(String, i32), (&str, i64)> = BTreeMap::new();
         for (pid, (offset, partitions)) in &self.claims {
             if !self.servers.contains_key(pid) {
