@@ -2,6 +2,19 @@
 
 use std::fmt;
 
+/// A map keyed by topic name, for lookups made once per record: foldhash, and looked up by
+/// `&str` so that a present topic's name is never allocated (see [`topic_entry`]).
+pub(crate) type TopicMap<V> = foldhash::HashMap<String, V>;
+
+/// `map[topic]`, inserted with its default first if missing; allocates the name only on a miss.
+pub(crate) fn topic_entry<'a, V: Default>(map: &'a mut TopicMap<V>, topic: &str) -> &'a mut V {
+    // A second lookup on a miss: stable Rust cannot return the `get_mut` borrow conditionally.
+    if !map.contains_key(topic) {
+        map.insert(topic.to_string(), V::default());
+    }
+    map.get_mut(topic).expect("inserted above")
+}
+
 /// A topic named in a topology: a user topic, or an internal one that gets the
 /// `<application.id>-` prefix when the application runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

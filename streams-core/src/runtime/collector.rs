@@ -22,13 +22,14 @@ use crate::collector::RecordCollector;
 use crate::handlers::{DeadLetter, HandlerResponse, ProducedRecord, ProductionExceptionHandler};
 use crate::error::{Result, StreamsError};
 use crate::record::ProducerRecord;
+use crate::topic::{topic_entry, TopicMap};
 
 /// Delivery reports: the last acknowledged offset per partition, and the first failure.
 #[derive(Default)]
 pub(crate) struct Deliveries {
     /// By topic, then partition: a report looks its topic up without allocating (foldhash:
     /// every acknowledged record hashes its topic here).
-    offsets: Mutex<FastMap<String, FastMap<i32, i64>>>,
+    offsets: Mutex<TopicMap<FastMap<i32, i64>>>,
     /// The first failed delivery: its topic-partition and the producer's error.
     error: Mutex<Option<(String, KafkaError)>>,
     /// `default.production.exception.handler`, asked about failed deliveries (none under
@@ -70,11 +71,7 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(message) => {
                 let mut offsets = self.0.offsets.lock().unwrap_or_else(|e| e.into_inner());
-                let partitions = match offsets.get_mut(message.topic()) {
-                    Some(partitions) => partitions,
-                    None => offsets.entry(message.topic().to_string()).or_default(),
-                };
-                let entry = partitions.entry(message.partition()).or_insert(-1);
+                let entry = topic_entry(&mut offsets, message.topic()).entry(message.partition()).or_insert(-1);
                 *entry = (*entry).max(message.offset());
             }
             // Records purged by an abort were never written; the abort is already handled.

@@ -20,6 +20,8 @@ pub(crate) struct RocksDbKeyValueStore {
     /// per memtable and file. It pins the memtables and files it reads, so a flush drops it.
     /// Declared before `db`, so dropped before it.
     cursor: Option<DBRawIterator<'static>>,
+    /// The end of the kept iterator's current read, kept so that a fetch does not allocate.
+    until: Vec<u8>,
     db: Option<DB>,
     write_options: WriteOptions,
 }
@@ -48,7 +50,7 @@ impl RocksDbKeyValueStore {
         })?;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        Ok(RocksDbKeyValueStore { name: name.to_string(), path, cursor: None, db: Some(db), write_options })
+        Ok(RocksDbKeyValueStore { name: name.to_string(), path, cursor: None, until: Vec::new(), db: Some(db), write_options })
     }
 
     fn db(&self) -> Result<&DB> {
@@ -124,10 +126,11 @@ impl RocksDbKeyValueStore {
             self.cursor = None;
             return Err(self.err("refresh an iterator", e));
         }
-        let (name, path) = (&self.name, &self.path);
+        self.until.clear();
+        self.until.extend_from_slice(until);
+        let (name, path, until) = (&self.name, &self.path, &self.until);
         let cursor = self.cursor.as_mut().expect("set above");
         cursor.seek(from);
-        let until = until.to_vec();
         let mut done = false;
         Ok(Box::new(std::iter::from_fn(move || {
             if done {

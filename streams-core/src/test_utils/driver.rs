@@ -18,7 +18,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use foldhash::HashMap as FastMap;
 
 use crate::collector::RecordCollector;
 use crate::config::StreamsConfig;
@@ -32,6 +31,7 @@ use crate::state::{
 use crate::processor::context::TaskMetrics;
 use crate::task::{StreamTask, TaskEnv};
 use crate::topology::{neither_broker_nor_internal, InternalTopologyBuilder, SourcePattern, Topology};
+use crate::topic::{topic_entry, TopicMap};
 
 /// A record read from or piped into a test topic.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,25 +53,17 @@ pub struct TestRecord<K, V> {
 /// look a topic up by `&str` before they allocate its name.
 #[derive(Default)]
 struct Topics {
-    partitions: FastMap<String, i32>,
-    logs: FastMap<String, Vec<ConsumerRecord>>,
-    read_positions: FastMap<String, usize>,
+    partitions: TopicMap<i32>,
+    logs: TopicMap<Vec<ConsumerRecord>>,
+    read_positions: TopicMap<usize>,
     /// By topic, the next offset of each partition.
-    next_offsets: FastMap<String, Vec<i64>>,
-    round_robin: FastMap<String, i32>,
+    next_offsets: TopicMap<Vec<i64>>,
+    round_robin: TopicMap<i32>,
     /// Records written to topics that a sub-topology reads, waiting to be routed.
     pending: VecDeque<ConsumerRecord>,
     /// Topics the topology wrote to (outputs, repartition topics, changelogs).
     produced: BTreeSet<String>,
-    source_topics: FastMap<String, u32>,
-}
-
-/// `map[key]`, inserted with its default first if missing, without allocating a present key.
-fn entry<'a, V: Default>(map: &'a mut FastMap<String, V>, key: &str) -> &'a mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), V::default());
-    }
-    map.get_mut(key).expect("inserted above")
+    source_topics: TopicMap<u32>,
 }
 
 impl Topics {
@@ -95,12 +87,12 @@ impl Topics {
             }
             (None, Some(key)) => default_partition(key, n),
             (None, None) => {
-                let next = entry(&mut self.round_robin, &record.topic);
+                let next = topic_entry(&mut self.round_robin, &record.topic);
                 *next = (*next + 1) % n;
                 *next
             }
         };
-        let offsets = entry(&mut self.next_offsets, &record.topic);
+        let offsets = topic_entry(&mut self.next_offsets, &record.topic);
         if offsets.len() <= partition as usize {
             offsets.resize(partition as usize + 1, 0);
         }
@@ -118,10 +110,10 @@ impl Topics {
         let routed = self.source_topics.contains_key(&*consumed.topic);
         match (keep, routed) {
             (true, true) => {
-                entry(&mut self.logs, &consumed.topic).push(consumed.clone());
+                topic_entry(&mut self.logs, &consumed.topic).push(consumed.clone());
                 self.pending.push_back(consumed);
             }
-            (true, false) => entry(&mut self.logs, &consumed.topic).push(consumed),
+            (true, false) => topic_entry(&mut self.logs, &consumed.topic).push(consumed),
             (false, true) => self.pending.push_back(consumed),
             (false, false) => {}
         }
