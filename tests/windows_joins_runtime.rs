@@ -116,12 +116,11 @@ fn a_stream_stream_join_over_a_backlog_finds_every_partner() {
     join_over_a_backlog(None);
 }
 
-/// With room for 5 records per input partition, the task pauses an input each time it waits
-/// on the other and resumes it after: librdkafka drops what it prefetched for a paused
-/// partition and fetches it again from the task's position, so a record lost or read twice
-/// across a pause would show as a missing or doubled result.
+/// With room for 5 records per input partition, the task leaves an input in its librdkafka
+/// queue each time it waits on the other, and takes it up again after: a record lost or read
+/// twice on the way would show as a missing or doubled result.
 #[test]
-fn a_join_whose_inputs_pause_on_full_buffers_finds_every_partner_once() {
+fn a_join_whose_inputs_wait_on_full_buffers_finds_every_partner_once() {
     join_over_a_backlog(Some(5));
 }
 

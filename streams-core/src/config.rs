@@ -120,12 +120,12 @@ impl StreamsConfig {
     /// `0` waits only while the partition is known to have records on the broker not fetched
     /// yet; `-1` never waits.
     pub const MAX_TASK_IDLE_MS: &'static str = "max.task.idle.ms";
-    /// `buffered.records.per.partition` (default 1000): how many records a task holds for one
-    /// input partition before the consumer pauses it; it resumes once the task has worked the
-    /// partition's buffer down to this size. Checked after each processing pass (Kafka Streams:
-    /// as records are added), so a buffer can pass it by up to one poll's records. Bounds the memory of a task that waits on another
-    /// input (a join over a backlog), and lets that input's records through the consumer's
-    /// shared prefetch queue sooner.
+    /// `buffered.records.per.partition` (default 1000): once a task holds this many records of
+    /// one input partition, the partition's further records wait in a librdkafka queue of its
+    /// own, which stops fetching at `consumer.queued.min.messages`, until the task has room
+    /// (Kafka Streams pauses the partition instead). Checked after each processing pass, so a
+    /// buffer can pass it by what was already on the consumer's queue. Bounds the memory of a
+    /// task that waits on another input (a join over a backlog).
     pub const BUFFERED_RECORDS_PER_PARTITION: &'static str = "buffered.records.per.partition";
     /// `poll.ms` (default 100).
     pub const POLL_MS: &'static str = "poll.ms";

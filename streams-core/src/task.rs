@@ -108,10 +108,8 @@ pub(crate) struct StreamTask {
 /// long as it takes; a bound keeps a task going when the lag is only apparent: a
 /// `read_committed` consumer sees the high watermark, not the last stable offset, so records of
 /// an open transaction count as lag until it ends (a hung one: until the broker aborts it).
-/// The bound is long because real waits are: librdkafka's one prefetch queue serves the
-/// partitions in fetch order, so a partition that ran dry gets its next records behind what was
-/// prefetched for the others (up to `queued.min.messages` per partition, until their tasks'
-/// full buffers pause them): a second or more of processing for a busy thread.
+/// The bound is long because real waits can be: a fetch answer for a partition that ran dry may
+/// queue behind fetches for the thread's other partitions on the same broker connection.
 pub(crate) const LAG_WAIT_MS: i64 = 10_000;
 
 /// The records buffered for one input partition, its source node, and the last offset processed

@@ -11,7 +11,7 @@ mod checkpoint;
 mod client;
 mod collector;
 mod global_thread;
-mod input_pauses;
+mod input_queues;
 mod metadata;
 mod native;
 mod offset_reset;

@@ -17,6 +17,7 @@ use rdkafka::{ClientContext, Message, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::changelog_reader::{is_transient, ChangelogReader};
+use super::input_queues::InputQueues;
 use super::offset_reset::OffsetResets;
 use super::query::QUERY_POLL_SLICE;
 use super::collector::KafkaRecordCollector;
@@ -100,9 +101,6 @@ impl ConsumerContext for StreamsConsumerContext {
             warn!(error = %e, "applying the rebalance to the consumer failed");
         }
         self.post_rebalance(consumer, &rebalance);
-        // librdkafka paused the assignment for this callback; a pause or resume of the thread's
-        // that raced with that may be lost, so the next pass applies them again.
-        with_task_manager(|tm| tm.pauses.rebalanced = true);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -217,10 +215,9 @@ fn run_loop(
         ("auto.offset.reset", "earliest".into()),
         ("allow.auto.create.topics", "false".into()),
         ("isolation.level", if eos { "read_committed" } else { "read_uncommitted" }.into()),
-        // librdkafka prefetches up to this many records per partition (100,000 by default) and
-        // drops them when a full task buffer pauses the partition
-        // (`buffered.records.per.partition`): a tenth of that keeps the refetch cheap and the
-        // memory near Kafka Streams' one fetch per partition.
+        // librdkafka prefetches until a queue holds this many records (100,000 by default):
+        // the consumer's queue, and each held partition's (see `InputQueues`). A tenth of
+        // that keeps the memory near Kafka Streams' one fetch per partition.
         ("queued.min.messages", "10000".into()),
     ];
     // Range assignment keeps co-partitioned topics together (the same partitions of topics
@@ -247,9 +244,12 @@ fn run_loop(
     let metrics = shared.metrics.thread(name);
     let resets = OffsetResets::new(topology.offset_resets(&application_id), consumer_config.get("auto.offset.reset"));
     let context = StreamsConsumerContext { metrics: metrics.clone(), read_committed: eos, resets };
-    let consumer: BaseConsumer<StreamsConsumerContext> = consumer_config
+    let mut consumer: BaseConsumer<StreamsConsumerContext> = consumer_config
         .create_with_context(context)
         .map_err(|e| StreamsError::kafka("create consumer", e))?;
+    // Declared before the consumer, so dropped after it: the last of its queues closes it.
+    let mut inputs = InputQueues::new(&mut consumer);
+    let consumer = Arc::new(consumer);
 
     let mut producer_defaults = vec![
         ("client.id", format!("{name}-producer")),
@@ -321,7 +321,7 @@ fn run_loop(
     consumer.subscribe(&topic_refs).map_err(|e| StreamsError::kafka("subscribe", e))?;
     info!(topics = ?topics, "subscribed");
 
-    let result = drive(&consumer, settings, shared, &metrics);
+    let result = drive(&consumer, &mut inputs, settings, shared, &metrics);
     if result.is_err() {
         // Close dirty: no commit on the way out (also when leaving the group revokes partitions).
         with_task_manager(|tm| tm.failed = true);
@@ -330,37 +330,53 @@ fn run_loop(
 }
 
 fn drive(
-    consumer: &BaseConsumer<StreamsConsumerContext>,
+    consumer: &Arc<BaseConsumer<StreamsConsumerContext>>,
+    inputs: &mut InputQueues<StreamsConsumerContext>,
     settings: &Settings,
     shared: &Arc<ClientShared>,
     metrics: &ThreadMetrics,
 ) -> Result<()> {
     let (poll, commit_interval) = (settings.poll, settings.commit_interval);
     let mut last_commit = Instant::now();
-    // Short polls, so that queries for this thread's tasks wait at most a slice.
+    // Short waits, so that queries for this thread's tasks wait at most a slice.
     let poll = poll.min(QUERY_POLL_SLICE);
+    let mut busy = false;
     while !shared.shutdown.load(Ordering::Acquire) {
-        let mut timeout = poll;
+        // Nothing came in and nothing was processed last pass: wait for a record or an event.
+        if !busy {
+            inputs.wait(poll);
+        }
         let polled = Instant::now();
+        // The consumer's queue first: rebalance events, and the records of every input
+        // partition not held in a queue of its own. Records go to their tasks as they arrive: a
+        // rebalance callback inside a later poll then sees them queued (unprocessed, so not
+        // committed) in the tasks it closes.
         let mut drained = false;
-        // Records go to their tasks as they arrive: a rebalance callback inside a later poll
-        // then sees them queued (unprocessed, so not committed) in the tasks it closes.
+        let mut records = 0;
         for _ in 0..1000 {
-            match consumer.poll(timeout) {
+            match consumer.poll(Duration::ZERO) {
                 None => {
                     drained = true;
                     break;
                 }
                 Some(Ok(message)) => {
+                    records += 1;
                     with_task_manager(|tm| tm.add_message(&message));
                 }
                 Some(Err(e)) if is_transient(&e) => warn!(error = %e, "transient consumer error"),
                 Some(Err(e)) => return Err(StreamsError::kafka("poll", e)),
             }
-            timeout = Duration::ZERO;
+        }
+        // Then the held partitions' queues, for as many records as their tasks have room for;
+        // only after the consumer's queue was drained, which may hold their earlier records.
+        if drained {
+            let taken = with_task_manager(|tm| inputs.poll(tm)).expect("installed");
+            let taken = taken.map_err(|e| StreamsError::kafka("poll", e))?;
+            records += taken.records;
+            drained = taken.complete;
         }
         metrics.poll.record(1, polled.elapsed());
-        let step = with_task_manager(|tm| -> Result<()> {
+        let step = with_task_manager(|tm| -> Result<u64> {
             if let Some(e) = tm.callback_error.take() {
                 return Err(e);
             }
@@ -377,7 +393,7 @@ fn drive(
             if processed > 0 {
                 metrics.process.record(processed, started.elapsed());
             }
-            tm.pause_inputs(consumer)?;
+            inputs.hold(consumer, &tm.held_inputs());
             let started = Instant::now();
             let punctuations = tm.punctuate()?;
             if punctuations > 0 {
@@ -391,10 +407,11 @@ fn drive(
                 last_commit = Instant::now();
             }
             tm.sample_store_metrics();
-            Ok(())
+            Ok(processed)
         });
+        busy = records > 0;
         match step.expect("the task manager is installed for the thread's lifetime") {
-            Ok(()) => {}
+            Ok(processed) => busy |= processed > 0,
             // Exactly-once: the open transaction is lost, not the thread.
             Err(e @ (StreamsError::TransactionAborted(_) | StreamsError::TaskMigrated(_))) => {
                 with_task_manager(|tm| tm.recover(consumer, &e)).expect("installed")?;

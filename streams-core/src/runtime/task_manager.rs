@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use super::changelog_reader::{is_transient, ChangelogReader, RestoreEvent};
 use super::checkpoint::{OffsetCheckpoint, Offsets};
 use super::collector::KafkaRecordCollector;
-use super::input_pauses::InputPauses;
+use super::input_queues::InputSink;
 use super::native;
 use super::query::{self, QueryRequest};
 use super::standby::{self, StandbyTasks};
@@ -123,8 +124,6 @@ pub(crate) struct TaskManager {
     pub(crate) queries: Option<Receiver<QueryRequest>>,
     /// The thread's name and sensors.
     pub(crate) metrics: Option<(String, Arc<ThreadMetrics>)>,
-    /// The input partitions paused: those of restoring tasks, and full ones.
-    pub(crate) pauses: InputPauses,
     /// Empty input partitions, nothing polled from them since their assignment, whose high
     /// watermark was known at the last processing pass after a drained poll.
     answered_unpolled: std::collections::HashSet<(String, i32)>,
@@ -191,7 +190,6 @@ impl TaskManager {
             last_checkpoint: Instant::now(),
             queries: None,
             metrics: None,
-            pauses: InputPauses::default(),
             answered_unpolled: Default::default(),
             max_buffered: 1000,
             last_store_sample: Instant::now(),
@@ -464,7 +462,8 @@ impl TaskManager {
     }
 
     /// Processes everything queued in running tasks; returns the number of records. `drained`:
-    /// the last poll left nothing in the consumer's queue.
+    /// the last poll left nothing in the consumer's queue, and polled every input partition's
+    /// queue that its task had room for.
     pub(crate) fn process<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, drained: bool) -> Result<u64> {
         let now = now_ms();
         let debug = self.shared.metrics.debug();
@@ -480,9 +479,9 @@ impl TaskManager {
             match positions.find_partition(topic, partition).map(|e| e.offset()) {
                 Some(Offset::Offset(position)) => Some((high - position).max(0)),
                 // Nothing polled from it since it was assigned, though a fetch was answered:
-                // caught up once a poll that began after that answer drained the consumer's
-                // queue without a record of it. (A fetch answered just after the last poll
-                // drained the queue may still be queueing its records.)
+                // caught up once a poll that began after that answer drained its queue without
+                // a record of it. (A fetch answered just after the last poll drained the queue
+                // may still be queueing its records.)
                 _ if !drained => None,
                 _ => {
                     let key = (topic.to_string(), partition);
@@ -503,35 +502,27 @@ impl TaskManager {
         Ok(processed)
     }
 
-    /// Pauses the input partitions whose task holds more than `buffered.records.per.partition`
-    /// of their records after processing (it waits on another input, say), and resumes those
-    /// worked down to that size, as Kafka Streams' `StreamTask` does. A restoring task holds
-    /// none: the input of a task that is not running waits on the broker, as Kafka Streams
-    /// pauses it, once it has delivered a record (see [`InputPauses`]). A paused partition's
-    /// records stay on the broker: librdkafka drops what it prefetched for it and fetches again
-    /// from the position after the last record polled, which the task holds. After a rebalance
-    /// callback the pauses are applied again first.
-    pub(crate) fn pause_inputs<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        self.pauses.reapply(consumer)?;
-        let mut wanted = BTreeMap::new();
-        for (id, managed) in &self.tasks {
-            let max = if managed.task.state() == TaskState::Running { self.max_buffered } else { 0 };
-            for (topic, partition, buffered) in managed.task.buffered_by_partition() {
-                if buffered > max {
-                    wanted.insert((topic.to_string(), partition), *id);
-                }
-            }
+    /// The input partitions whose records wait in librdkafka, each in a queue of its own (see
+    /// `InputQueues`): those a running task holds `buffered.records.per.partition` of (it
+    /// waits on another input, say), and every input of a task that is not running (it
+    /// restores, here or in the state updater), as Kafka Streams pauses them.
+    pub(crate) fn held_inputs(&self) -> Vec<(&str, i32)> {
+        let mut held = Vec::new();
+        for managed in self.tasks.values() {
+            let running = managed.task.state() == TaskState::Running;
+            held.extend(
+                managed
+                    .task
+                    .buffered_by_partition()
+                    .filter(|(.., buffered)| !running || *buffered >= self.max_buffered)
+                    .map(|(topic, partition, _)| (topic, partition)),
+            );
         }
-        for (id, updating) in &self.updating {
-            let mut partitions: Vec<(&str, i32)> = Vec::new();
-            for record in &updating.records {
-                if !partitions.contains(&(&*record.topic, record.partition)) {
-                    partitions.push((&record.topic, record.partition));
-                }
-            }
-            wanted.extend(partitions.into_iter().map(|(topic, partition)| ((topic.to_string(), partition), *id)));
+        for id in self.updating.keys() {
+            let topics = self.source_topics.iter().filter(|(_, sub)| **sub == id.subtopology);
+            held.extend(topics.map(|(topic, _)| (&**topic, id.partition)));
         }
-        self.pauses.set(consumer, wanted)
+        held
     }
 
     /// Fires due wall-clock punctuations; returns how many fired.
@@ -687,7 +678,6 @@ impl TaskManager {
             StreamsError::TaskMigrated(_) => self.collector.borrow_mut().recreate()?,
             _ => self.collector.borrow_mut().abort_transaction()?,
         }
-        self.pauses.release(consumer, &self.all_tasks())?;
         if let Err(e) = self.close_all(false) {
             warn!(thread = self.thread_index, error = %e, "error closing tasks");
         }
@@ -739,10 +729,6 @@ impl TaskManager {
         if ids.is_empty() {
             return Ok(());
         }
-        // Still assigned: a partition revoked while paused would stay paused in librdkafka.
-        if let Err(e) = self.pauses.release(consumer, ids) {
-            warn!(thread = self.thread_index, error = %e, "resuming the inputs of revoked tasks failed");
-        }
         if self.failed {
             return self.close_tasks(ids, false);
         }
@@ -777,7 +763,6 @@ impl TaskManager {
                 warn!(thread = self.thread_index, error = %e, "releasing the restore consumer failed");
             }
         }
-        self.pauses.forget(ids);
         for id in ids {
             if self.updating.remove(id).is_some() {
                 // The updater keeps what it restored and lets go of the stores; then the lock goes.
@@ -834,6 +819,25 @@ pub(crate) fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The thread's input queues hand their records to the tasks.
+impl InputSink for TaskManager {
+    /// How many more records of `topic`'s `partition` its task takes now: up to
+    /// `buffered.records.per.partition` queued in a running task, none in a task that is not
+    /// running (it restores, in this thread or the state updater), whose input waits in its
+    /// librdkafka queue, as Kafka Streams pauses it.
+    fn room(&self, topic: &str, partition: i32) -> usize {
+        let Some(managed) = self.task_of(topic, partition).and_then(|id| self.tasks.get(&id)) else { return 0 };
+        if managed.task.state() != TaskState::Running {
+            return 0;
+        }
+        self.max_buffered.saturating_sub(managed.task.buffered_in(topic, partition))
+    }
+
+    fn deliver(&mut self, message: &BorrowedMessage<'_>) {
+        self.add_message(message);
+    }
 }
 
 #[cfg(test)]
