@@ -29,13 +29,22 @@ use super::native;
 ///   own queue is polled a pass later, and only once the consumer's queue was drained.
 /// - A partition no longer held goes back on the consumer's queue only once its own was found
 ///   empty, so its records keep their order.
-/// - A held partition stays held while it is revoked and assigned again: librdkafka keeps an
-///   application's forwarding across unassign and assign (a queue let go without joining it
-///   back would strand the partition's records).
+/// - A held partition stays held while it is revoked and assigned again within one rebalance:
+///   librdkafka keeps an application's forwarding across unassign and assign. One that no task
+///   of the thread reads any more goes back at once: its queue holds only records of the
+///   old assignment, which librdkafka drops on the consumer's queue.
+/// - A partition given back is held again whenever the thread takes an assignment: librdkafka
+///   clears a partition's forwarding when it stops fetching it (a revocation) and restores it
+///   on the next assignment only where the application never set it, so the records of a
+///   partition given back and assigned anew would stay in its own queue, read by no one.
 /// - The consumer's queue and every held one wake the thread ([`wait`](Self::wait)) when a
 ///   record or event arrives on an empty one.
 pub(crate) struct InputQueues<C: ConsumerContext + 'static> {
     queues: Vec<Input<C>>,
+    /// Partitions given back to the consumer's queue, to be held again on an assignment.
+    given_back: Vec<(String, i32)>,
+    /// The thread's assignments when they were last looked at.
+    assignments: u64,
     wakeup: Arc<Wakeup>,
 }
 
@@ -51,6 +60,10 @@ struct Input<C: ConsumerContext + 'static> {
 
 /// Where polled records go: the thread's tasks.
 pub(crate) trait InputSink {
+    /// Whether one of the tasks reads `topic`'s `partition` (it is assigned to the thread).
+    fn reads(&self, topic: &str, partition: i32) -> bool;
+    /// How many assignments the thread has taken.
+    fn assignments(&self) -> u64;
     /// How many more records of `topic`'s `partition` are taken now.
     fn room(&self, topic: &str, partition: i32) -> usize;
     /// Takes a polled record.
@@ -71,26 +84,40 @@ impl<C: ConsumerContext + 'static> InputQueues<C> {
         let wakeup = Arc::new(Wakeup::default());
         let woken = wakeup.clone();
         consumer.set_nonempty_callback(move || woken.notify());
-        InputQueues { queues: Vec::new(), wakeup }
+        InputQueues { queues: Vec::new(), given_back: Vec::new(), assignments: 0, wakeup }
     }
 
     /// Holds the `wanted` partitions in queues of their own (splitting those not held yet),
-    /// and lets go of the held ones no longer wanted once their queue was found empty: their
-    /// records go through the consumer's queue again.
-    pub(crate) fn hold(&mut self, consumer: &Arc<BaseConsumer<C>>, wanted: &[(&str, i32)]) {
+    /// and gives back the held ones no longer wanted once their queue was found empty, or at
+    /// once if none of `tasks` reads them: their records go through the consumer's queue again.
+    /// After an assignment, the partitions given back earlier that `tasks` read are held again.
+    pub(crate) fn hold(&mut self, consumer: &Arc<BaseConsumer<C>>, wanted: &[(&str, i32)], tasks: &impl InputSink) {
+        let given_back = &mut self.given_back;
         self.queues.retain(|input| {
-            let keep = !input.drained || wanted.contains(&(input.topic.as_str(), input.partition));
-            if !keep {
-                debug!(topic = %input.topic, partition = input.partition, "input partition back on the consumer's queue");
-                native::join_partition_queue(consumer.client(), &input.topic, input.partition);
+            let (topic, partition) = (input.topic.as_str(), input.partition);
+            if wanted.contains(&(topic, partition)) || (!input.drained && tasks.reads(topic, partition)) {
+                return true;
             }
-            keep
+            if native::join_partition_queue(consumer.client(), topic, partition) {
+                debug!(topic, partition, "input partition back on the consumer's queue");
+            } else {
+                warn!(topic, partition, "librdkafka has no such partition");
+            }
+            if !given_back.iter().any(|(t, p)| t == topic && *p == partition) {
+                given_back.push((input.topic.clone(), partition));
+            }
+            false
         });
-        for (topic, partition) in wanted {
-            if self.queues.iter().any(|q| q.partition == *partition && q.topic == *topic) {
+        let mut again = Vec::new();
+        if std::mem::replace(&mut self.assignments, tasks.assignments()) != self.assignments {
+            again = self.given_back.extract_if(.., |(topic, partition)| tasks.reads(topic, *partition)).collect();
+        }
+        let again = again.iter().map(|(topic, partition)| (topic.as_str(), *partition));
+        for (topic, partition) in wanted.iter().copied().chain(again) {
+            if self.queues.iter().any(|q| q.partition == partition && q.topic == topic) {
                 continue;
             }
-            let Some(mut queue) = consumer.split_partition_queue(topic, *partition) else {
+            let Some(mut queue) = consumer.split_partition_queue(topic, partition) else {
                 // Only for a topic name with a NUL byte, which no broker has.
                 warn!(topic, partition, "cannot hold the partition in a queue of its own");
                 continue;
@@ -98,7 +125,8 @@ impl<C: ConsumerContext + 'static> InputQueues<C> {
             let woken = self.wakeup.clone();
             queue.set_nonempty_callback(move || woken.notify());
             debug!(topic, partition, "input partition held in a queue of its own");
-            self.queues.push(Input { topic: topic.to_string(), partition: *partition, queue, fresh: true, drained: false });
+            self.queues.push(Input { topic: topic.to_string(), partition, queue, fresh: true, drained: false });
+            self.given_back.retain(|(t, p)| t != topic || *p != partition);
         }
     }
 
@@ -193,8 +221,46 @@ mod tests {
             .set("group.id", "input-queues")
             .set("enable.auto.commit", "false")
             .set("queued.min.messages", "20")
+            .set("debug", "fetch")
             .create()
             .unwrap()
+    }
+
+    /// A consumer assigned `partitions` of the cluster's topic from offset 0, each held.
+    fn held(
+        cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        partitions: &[i32],
+    ) -> (Arc<BaseConsumer>, InputQueues<DefaultConsumerContext>) {
+        let mut consumer = consumer(&cluster.bootstrap_servers());
+        let mut queues = InputQueues::new(&mut consumer);
+        let consumer = Arc::new(consumer);
+        assign(&consumer, partitions, 0);
+        let wanted: Vec<_> = partitions.iter().map(|p| (TOPIC, *p)).collect();
+        queues.hold(&consumer, &wanted, &FIRST);
+        (consumer, queues)
+    }
+
+    /// Tasks that read every partition or none, after `assignments` assignments; they take no
+    /// records.
+    struct Tasks {
+        reads: bool,
+        assignments: u64,
+    }
+
+    /// The tasks of the first assignment.
+    const FIRST: Tasks = Tasks { reads: true, assignments: 0 };
+
+    impl InputSink for Tasks {
+        fn reads(&self, _: &str, _: i32) -> bool {
+            self.reads
+        }
+        fn assignments(&self) -> u64 {
+            self.assignments
+        }
+        fn room(&self, _: &str, _: i32) -> usize {
+            0
+        }
+        fn deliver(&mut self, _: &BorrowedMessage<'_>) {}
     }
 
     fn assign(consumer: &BaseConsumer, partitions: &[i32], offset: i64) {
@@ -236,6 +302,12 @@ mod tests {
     }
 
     impl<R: Fn(i32) -> usize> InputSink for Sink<'_, R> {
+        fn reads(&self, _: &str, _: i32) -> bool {
+            true
+        }
+        fn assignments(&self) -> u64 {
+            0
+        }
         fn room(&self, _: &str, partition: i32) -> usize {
             (self.room)(partition)
         }
@@ -251,11 +323,7 @@ mod tests {
     #[test]
     fn a_partition_without_room_waits_in_its_queue_while_the_other_is_read() {
         let cluster = cluster(100);
-        let mut consumer = consumer(&cluster.bootstrap_servers());
-        let mut queues = InputQueues::new(&mut consumer);
-        let consumer = Arc::new(consumer);
-        assign(&consumer, &[0, 1], 0);
-        queues.hold(&consumer, &[(TOPIC, 0), (TOPIC, 1)]);
+        let (consumer, mut queues) = held(&cluster, &[0, 1]);
         // Partition 0 has no room: its records wait; partition 1 is read to its end.
         let taken = poll_until(&consumer, &mut queues, |p| if p == 0 { 0 } else { 7 }, |t| offsets_of(t, 1).len() == 100);
         assert_eq!(offsets_of(&taken, 1), (0..100).collect::<Vec<_>>());
@@ -270,17 +338,12 @@ mod tests {
     #[test]
     fn a_split_partition_assigned_again_is_read_from_its_queue() {
         let cluster = cluster(10);
-        let mut consumer = consumer(&cluster.bootstrap_servers());
-        let mut queues = InputQueues::new(&mut consumer);
-        let consumer = Arc::new(consumer);
-        let p0 = [(TOPIC, 0)];
-        assign(&consumer, &[0], 0);
-        queues.hold(&consumer, &p0);
+        let (consumer, mut queues) = held(&cluster, &[0]);
         let taken = poll_until(&consumer, &mut queues, |_| 4, |t| t.len() == 10);
         assert_eq!(offsets_of(&taken, 0), (0..10).collect::<Vec<_>>());
         consumer.unassign().unwrap();
         assign(&consumer, &[0], 5);
-        queues.hold(&consumer, &p0);
+        queues.hold(&consumer, &[(TOPIC, 0)], &FIRST);
         let taken = poll_until(&consumer, &mut queues, |_| 4, |t| t.len() == 5);
         assert_eq!(offsets_of(&taken, 0), (5..10).collect::<Vec<_>>());
         assert!(taken.iter().all(|(.., from_consumer)| !from_consumer), "the split outlives the assignment: {taken:?}");
@@ -289,19 +352,15 @@ mod tests {
     #[test]
     fn a_partition_let_go_goes_on_through_the_consumers_queue_in_order() {
         let cluster = cluster(100);
-        let mut consumer = consumer(&cluster.bootstrap_servers());
-        let mut queues = InputQueues::new(&mut consumer);
-        let consumer = Arc::new(consumer);
-        assign(&consumer, &[0], 0);
-        queues.hold(&consumer, &[(TOPIC, 0)]);
+        let (consumer, mut queues) = held(&cluster, &[0]);
         let mut taken = poll_until(&consumer, &mut queues, |_| 3, |t| t.len() >= 30);
         // Not wanted any more: let go only once its queue is found empty.
-        queues.hold(&consumer, &[]);
+        queues.hold(&consumer, &[], &FIRST);
         assert_eq!(queues.queues.len(), 1, "held until its queue is found empty");
         taken.extend(poll_until(&consumer, &mut queues, |_| 1000, |t| t.len() + 30 >= 100));
         queues.poll(&mut Sink { room: |_| 1000, taken: &mut taken }).unwrap();
         assert!(queues_drained(&queues));
-        queues.hold(&consumer, &[]);
+        queues.hold(&consumer, &[], &FIRST);
         assert!(queues.queues.is_empty());
         let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
         for i in 100..150 {
@@ -312,6 +371,40 @@ mod tests {
         taken.extend(poll_until(&consumer, &mut queues, |_| 1000, |t| before + t.len() == 150));
         assert_eq!(offsets_of(&taken, 0), (0..150).collect::<Vec<_>>());
         assert!(taken[100..].iter().all(|r| r.2), "records after the release come through the consumer's queue");
+        // Revoked and assigned anew: librdkafka no longer forwards the partition's records to
+        // the consumer's queue, so it is held again, and its records go on.
+        consumer.unassign().unwrap();
+        assign(&consumer, &[0], 150);
+        queues.hold(&consumer, &[], &Tasks { reads: true, assignments: 1 });
+        for i in 150..200 {
+            producer.send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(&i.to_string())).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let before = taken.len();
+        taken.extend(poll_until(&consumer, &mut queues, |_| 1000, |t| before + t.len() == 200));
+        assert_eq!(offsets_of(&taken, 0), (0..200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_revoked_partition_is_given_back_at_once_and_held_again_when_assigned_anew() {
+        let cluster = cluster(100);
+        let (consumer, mut queues) = held(&cluster, &[0]);
+        // Some records read, the rest wait in the held queue (no room): then the partition is
+        // revoked, and no task reads it any more.
+        let taken = poll_until(&consumer, &mut queues, |_| 3, |t| t.len() >= 9);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!queues_drained(&queues));
+        consumer.unassign().unwrap();
+        queues.hold(&consumer, &[], &Tasks { reads: false, assignments: 0 });
+        assert!(queues.queues.is_empty(), "given back although records of the old assignment wait");
+        // Assigned again where it stopped: held again, read in order, the records of the old
+        // assignment dropped.
+        let next = taken.len() as i64;
+        assign(&consumer, &[0], next);
+        queues.hold(&consumer, &[], &Tasks { reads: true, assignments: 1 });
+        assert_eq!(queues.queues.len(), 1, "held again on the assignment");
+        let rest = poll_until(&consumer, &mut queues, |_| 1000, |t| t.len() as i64 + next >= 100);
+        assert_eq!(offsets_of(&rest, 0), (next..100).collect::<Vec<_>>());
     }
 
     fn queues_drained(queues: &InputQueues<DefaultConsumerContext>) -> bool {

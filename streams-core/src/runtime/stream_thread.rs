@@ -393,7 +393,7 @@ fn drive(
             if processed > 0 {
                 metrics.process.record(processed, started.elapsed());
             }
-            inputs.hold(consumer, &tm.held_inputs());
+            inputs.hold(consumer, &tm.held_inputs(), tm);
             let started = Instant::now();
             let punctuations = tm.punctuate()?;
             if punctuations > 0 {

@@ -136,6 +136,8 @@ pub(crate) struct TaskManager {
     pub(crate) updater: Option<UpdaterLink>,
     /// Tasks whose persistent stores the state updater is restoring.
     updating: BTreeMap<TaskId, Updating>,
+    /// How many assignments the thread has taken.
+    assignments: u64,
 }
 
 /// How long the thread restores between two polls while it also has running tasks.
@@ -196,6 +198,7 @@ impl TaskManager {
             standby: None,
             updater: None,
             updating: BTreeMap::new(),
+            assignments: 0,
         }
     }
 
@@ -210,6 +213,7 @@ impl TaskManager {
     /// persistent stores on the state updater.
     pub(crate) fn assign(&mut self, partitions: &[(String, i32)]) -> Result<()> {
         self.assignment_pending = true;
+        self.assignments += 1;
         // A partition assigned again has not been polled since.
         self.answered_unpolled.clear();
         let mut ids: Vec<TaskId> = partitions
@@ -823,6 +827,14 @@ pub(crate) fn now_ms() -> i64 {
 
 /// The thread's input queues hand their records to the tasks.
 impl InputSink for TaskManager {
+    fn reads(&self, topic: &str, partition: i32) -> bool {
+        self.task_of(topic, partition).is_some_and(|id| self.tasks.contains_key(&id) || self.updating.contains_key(&id))
+    }
+
+    fn assignments(&self) -> u64 {
+        self.assignments
+    }
+
     /// How many more records of `topic`'s `partition` its task takes now: up to
     /// `buffered.records.per.partition` queued in a running task, none in a task that is not
     /// running (it restores, in this thread or the state updater), whose input waits in its
