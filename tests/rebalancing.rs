@@ -1,6 +1,7 @@
 //! Rebalances under both group protocols: the classic one closes every task of every member
 //! (eager), KIP-848's consumer protocol closes only the tasks that move; co-partitioned joins
-//! stay correct under either; instance metadata follows the group. And restoration that does
+//! stay correct under either; instance metadata follows the group; inputs held back in queues of
+//! their own (a full task buffer) go on after an eager rebalance. And restoration that does
 //! not stop the thread: a long restore runs on the state updater while the thread's other tasks
 //! keep processing and the member stays in the group; a restore cut short keeps its progress.
 //! Needs a real broker.
@@ -192,6 +193,47 @@ fn the_consumer_protocol_closes_only_the_tasks_that_move() {
     let (held, closed): (usize, f64) = consumer.iter().fold((0, 0.0), |(h, c), (held, closed)| (h + held, c + closed));
     assert!(closed < held as f64, "incremental: tasks that stay are not closed ({closed} of {held} closed)");
     assert!(closed > 0.0, "the new instance took tasks from the others");
+}
+
+/// With a small task buffer over a backlog, input partitions wait in queues of their own and are
+/// given back to the consumer's once caught up; an eager rebalance then stops and restarts every
+/// partition's fetch (librdkafka drops the forwarding of those given back), and those that stay
+/// with the instance must go on.
+#[test]
+fn partitions_held_for_a_full_buffer_go_on_after_an_eager_rebalance() {
+    let cluster = Cluster::new();
+    if !cluster.runs_several_members() {
+        return;
+    }
+    let (input, output, app) = (unique("held-in"), unique("held-out"), unique("held"));
+    cluster.create_topic(&input, 4);
+    cluster.create_topic(&output, 4);
+    let produce = |lines: &[String]| {
+        test_utils::produce(&cluster.bootstrap_servers(), &input, lines.iter().map(|l| (None, Some(l.as_bytes().to_vec())))).unwrap();
+    };
+    let topology = || word_count_between(&input, &output, Materialized::as_("counts"));
+    let config = |dir: &std::path::Path| config(&app, &cluster, dir, "classic").with(StreamsConfig::BUFFERED_RECORDS_PER_PARTITION, "5");
+    let repartition = format!("{app}-counts-repartition");
+    let topics = [input.as_str(), repartition.as_str()];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = random_lines(5_000, 300, 1);
+    produce(&first);
+    let a = start(topology(), config(dir_a.path()));
+    wait_caught_up(&cluster, &app, &topics, &[&a]);
+    let b = start(topology(), config(dir_b.path()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tasks(&a) == 0 || tasks(&b) == 0 || tasks(&a) + tasks(&b) != 8 {
+        assert!(Instant::now() < deadline, "tasks {} + {}", tasks(&a), tasks(&b));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = random_lines(2_000, 300, 2);
+    produce(&second);
+    wait_caught_up(&cluster, &app, &topics, &[&a, &b]);
+    for mut s in [a, b] {
+        assert!(s.close(Duration::from_secs(60)));
+    }
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(common::final_counts(&cluster.bootstrap_servers(), &output), truth(&all));
 }
 
 #[test]
