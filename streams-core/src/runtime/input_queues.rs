@@ -28,7 +28,8 @@ use super::native;
 /// - A held partition's records fetched before its split are on the consumer's queue, so its
 ///   own queue is polled a pass later, and only once the consumer's queue was drained.
 /// - A partition no longer held goes back on the consumer's queue only once its own was found
-///   empty, so its records keep their order.
+///   empty, so its records keep their order, and once it handed over a record: its fetch has
+///   started, so no stop of an earlier one (see below) can clear the forwarding afterwards.
 /// - A held partition stays held while it is revoked and assigned again within one rebalance:
 ///   librdkafka keeps an application's forwarding across unassign and assign. One that no task
 ///   of the thread reads any more goes back at once: its queue holds only records of the
@@ -56,6 +57,8 @@ struct Input<C: ConsumerContext + 'static> {
     fresh: bool,
     /// Its last poll found it empty.
     drained: bool,
+    /// It handed over a record since it was split.
+    delivered: bool,
 }
 
 /// Where polled records go: the thread's tasks.
@@ -88,14 +91,16 @@ impl<C: ConsumerContext + 'static> InputQueues<C> {
     }
 
     /// Holds the `wanted` partitions in queues of their own (splitting those not held yet),
-    /// and gives back the held ones no longer wanted once their queue was found empty, or at
-    /// once if none of `tasks` reads them: their records go through the consumer's queue again.
-    /// After an assignment, the partitions given back earlier that `tasks` read are held again.
+    /// and gives back the held ones no longer wanted once their queue, having handed over a
+    /// record, was found empty, or at once if none of `tasks` reads them: their records go
+    /// through the consumer's queue again. After an assignment, the partitions given back
+    /// earlier that `tasks` read are held again.
     pub(crate) fn hold(&mut self, consumer: &Arc<BaseConsumer<C>>, wanted: &[(&str, i32)], tasks: &impl InputSink) {
         let given_back = &mut self.given_back;
         self.queues.retain(|input| {
             let (topic, partition) = (input.topic.as_str(), input.partition);
-            if wanted.contains(&(topic, partition)) || (!input.drained && tasks.reads(topic, partition)) {
+            let done = input.drained && input.delivered;
+            if wanted.contains(&(topic, partition)) || (!done && tasks.reads(topic, partition)) {
                 return true;
             }
             if native::join_partition_queue(consumer.client(), topic, partition) {
@@ -125,7 +130,7 @@ impl<C: ConsumerContext + 'static> InputQueues<C> {
             let woken = self.wakeup.clone();
             queue.set_nonempty_callback(move || woken.notify());
             debug!(topic, partition, "input partition held in a queue of its own");
-            self.queues.push(Input { topic: topic.to_string(), partition, queue, fresh: true, drained: false });
+            self.queues.push(Input { topic: topic.to_string(), partition, queue, fresh: true, drained: false, delivered: false });
             self.given_back.retain(|(t, p)| t != topic || *p != partition);
         }
     }
@@ -149,6 +154,7 @@ impl<C: ConsumerContext + 'static> InputQueues<C> {
                     }
                     Some(Ok(message)) => {
                         tasks.deliver(&message);
+                        input.delivered = true;
                         polled.records += 1;
                     }
                     Some(Err(e)) if is_transient(&e) => {
@@ -190,6 +196,7 @@ impl Wakeup {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Range;
     use std::time::Instant;
 
     use rdkafka::consumer::{Consumer, DefaultConsumerContext};
@@ -205,14 +212,19 @@ mod tests {
     fn cluster(records: usize) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic(TOPIC, 2, 1).unwrap();
-        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
         for partition in 0..2 {
-            for i in 0..records {
-                producer.send(BaseRecord::<(), str>::to(TOPIC).partition(partition).payload(&i.to_string())).unwrap();
-            }
+            produce(&cluster, partition, 0..records);
+        }
+        cluster
+    }
+
+    /// Produces `payloads` (their numbers as text) to `partition`, and waits for them.
+    fn produce(cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>, partition: i32, payloads: Range<usize>) {
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
+        for i in payloads {
+            producer.send(BaseRecord::<(), str>::to(TOPIC).partition(partition).payload(&i.to_string())).unwrap();
         }
         producer.flush(Duration::from_secs(10)).unwrap();
-        cluster
     }
 
     fn consumer(servers: &str) -> BaseConsumer {
@@ -221,7 +233,6 @@ mod tests {
             .set("group.id", "input-queues")
             .set("enable.auto.commit", "false")
             .set("queued.min.messages", "20")
-            .set("debug", "fetch")
             .create()
             .unwrap()
     }
@@ -362,11 +373,7 @@ mod tests {
         assert!(queues_drained(&queues));
         queues.hold(&consumer, &[], &FIRST);
         assert!(queues.queues.is_empty());
-        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().unwrap();
-        for i in 100..150 {
-            producer.send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(&i.to_string())).unwrap();
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
+        produce(&cluster, 0, 100..150);
         let before = taken.len();
         taken.extend(poll_until(&consumer, &mut queues, |_| 1000, |t| before + t.len() == 150));
         assert_eq!(offsets_of(&taken, 0), (0..150).collect::<Vec<_>>());
@@ -376,10 +383,7 @@ mod tests {
         consumer.unassign().unwrap();
         assign(&consumer, &[0], 150);
         queues.hold(&consumer, &[], &Tasks { reads: true, assignments: 1 });
-        for i in 150..200 {
-            producer.send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(&i.to_string())).unwrap();
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
+        produce(&cluster, 0, 150..200);
         let before = taken.len();
         taken.extend(poll_until(&consumer, &mut queues, |_| 1000, |t| before + t.len() == 200));
         assert_eq!(offsets_of(&taken, 0), (0..200).collect::<Vec<_>>());
@@ -405,6 +409,27 @@ mod tests {
         assert_eq!(queues.queues.len(), 1, "held again on the assignment");
         let rest = poll_until(&consumer, &mut queues, |_| 1000, |t| t.len() as i64 + next >= 100);
         assert_eq!(offsets_of(&rest, 0), (next..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_held_partition_is_given_back_only_after_it_handed_over_a_record() {
+        let cluster = cluster(0);
+        let (consumer, mut queues) = held(&cluster, &[0]);
+        // Empty: its fetch may not have started, so it stays held however often it is found empty.
+        let mut taken = Taken::new();
+        for _ in 0..5 {
+            queues.wait(Duration::from_millis(50));
+            queues.poll(&mut Sink { room: |_| 10, taken: &mut taken }).unwrap();
+        }
+        assert!(taken.is_empty() && queues_drained(&queues));
+        queues.hold(&consumer, &[], &FIRST);
+        assert_eq!(queues.queues.len(), 1);
+        produce(&cluster, 0, 0..5);
+        let taken = poll_until(&consumer, &mut queues, |_| 10, |t| t.len() == 5);
+        assert_eq!(offsets_of(&taken, 0), (0..5).collect::<Vec<_>>());
+        queues.poll(&mut Sink { room: |_| 10, taken: &mut Taken::new() }).unwrap();
+        queues.hold(&consumer, &[], &FIRST);
+        assert!(queues.queues.is_empty(), "given back once a record came and the queue was found empty");
     }
 
     fn queues_drained(queues: &InputQueues<DefaultConsumerContext>) -> bool {
