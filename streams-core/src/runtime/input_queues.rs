@@ -108,9 +108,7 @@ impl<C: ConsumerContext + 'static> InputQueues<C> {
             } else {
                 warn!(topic, partition, "librdkafka has no such partition");
             }
-            if !given_back.iter().any(|(t, p)| t == topic && *p == partition) {
-                given_back.push((input.topic.clone(), partition));
-            }
+            given_back.push((input.topic.clone(), partition));
             false
         });
         let mut again = Vec::new();

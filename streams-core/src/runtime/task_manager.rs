@@ -225,7 +225,7 @@ impl TaskManager {
         info!(thread = self.thread_index, tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "assigned");
         let now = now_ms();
         for id in ids {
-            if self.tasks.contains_key(&id) || self.updating.contains_key(&id) {
+            if self.owns(&id) {
                 continue;
             }
             // A standby of the task here becomes the active: its stores are checkpointed and
@@ -717,7 +717,7 @@ impl TaskManager {
         let revoked: Vec<TaskId> = partitions
             .iter()
             .filter_map(|(topic, p)| self.task_of(topic, *p))
-            .filter(|id| self.tasks.contains_key(id) || self.updating.contains_key(id))
+            .filter(|id| self.owns(id))
             .collect();
         self.commit_and_close(consumer, &revoked)
     }
@@ -752,6 +752,11 @@ impl TaskManager {
     pub(crate) fn close_all(&mut self, clean: bool) -> Result<()> {
         let all = self.all_tasks();
         self.close_tasks(&all, clean)
+    }
+
+    /// Whether `id` is a task of the thread, the state updater's included.
+    fn owns(&self, id: &TaskId) -> bool {
+        self.tasks.contains_key(id) || self.updating.contains_key(id)
     }
 
     /// Every task of the thread, the state updater's included.
@@ -828,7 +833,7 @@ pub(crate) fn now_ms() -> i64 {
 /// The thread's input queues hand their records to the tasks.
 impl InputSink for TaskManager {
     fn reads(&self, topic: &str, partition: i32) -> bool {
-        self.task_of(topic, partition).is_some_and(|id| self.tasks.contains_key(&id) || self.updating.contains_key(&id))
+        self.task_of(topic, partition).is_some_and(|id| self.owns(&id))
     }
 
     fn assignments(&self) -> u64 {
