@@ -649,7 +649,7 @@ fn run_process(
     // A CPU profile of our side: `perf record` on the running process.
     let perf = std::env::var("STREAMS_BENCH_PERF").ok().filter(|_| implementation == "ours").map(|prefix| {
         Command::new("perf")
-            .args(["record", "-F", "499", "--call-graph", "dwarf,8192", "-o", &format!("{prefix}-{topology}.data"), "-p", &pid.to_string()])
+            .args(["record", "-F", "499", "--call-graph", "dwarf,8192", "-o", &format!("{prefix}-{topology}-{guarantee}.data"), "-p", &pid.to_string()])
             .stderr(Stdio::null())
             .spawn()
             .expect("perf record")
