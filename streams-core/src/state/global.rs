@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use super::key_value_iterator::{Batch, KeyValueIterator};
 use super::rocksdb_store::RocksDbKeyValueStore;
-use super::{KeyRange, RocksDbConfig};
+use super::{KeyRange, RawEntries, RocksDbConfig};
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::serdes::SerdeRef;
 
@@ -21,8 +21,9 @@ pub(crate) trait GlobalBytesStore: Send + Sync + fmt::Debug {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Puts `value` under `key`; `None` deletes.
     fn put(&self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
-    /// At most `limit` entries from the start of `range`, in key order (one batch of a scan).
-    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Appends at most `limit` entries from the start of `range` to `out`, in key order (one
+    /// batch of a scan).
+    fn read_batch(&self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()>;
     /// Makes writes durable.
     fn flush(&self) -> Result<()>;
     /// Whether the data lives on disk (and a checkpoint may skip what it holds).
@@ -47,12 +48,13 @@ impl GlobalBytesStore for InMemoryGlobalStore {
         };
         Ok(())
     }
-    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn read_batch(&self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()> {
         if range.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let map = self.map.read().expect("global store lock");
-        Ok(map.range::<[u8], _>(range.bounds()).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+        map.range::<[u8], _>(range.bounds()).take(limit).for_each(|(k, v)| out.push(k, v));
+        Ok(())
     }
     fn flush(&self) -> Result<()> {
         Ok(())
@@ -72,8 +74,8 @@ impl GlobalBytesStore for RocksDbKeyValueStore {
     fn put(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.write(key, value)
     }
-    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.scan(range)?.take(limit).collect()
+    fn read_batch(&self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()> {
+        out.extend_from(self.scan(range)?, limit)
     }
     fn flush(&self) -> Result<()> {
         self.flush_memtables()
@@ -159,8 +161,11 @@ impl<K: 'static, V: 'static> GlobalKeyValueStore<K, V> {
     /// Every entry, ordered by key bytes, streamed in batches (see [`KeyValueIterator`]).
     pub fn all(&self) -> Result<KeyValueIterator<K, V>> {
         let store = self.clone();
+        let mut raw = RawEntries::default();
         KeyValueIterator::from_batches(KeyRange::all(), move |range, n| {
-            Batch::decoded(store.bytes.range(range, n)?, n, |k, v| {
+            raw.clear();
+            store.bytes.read_batch(range, n, &mut raw)?;
+            Batch::decoded(&raw, n, |k, v| {
                 let key = store.key_serde.deserialize(&store.name, Some(k)).map_err(|e| store.serde_err("key", e))?;
                 let value = store.value_serde.deserialize(&store.name, Some(v)).map_err(|e| store.serde_err("value", e))?;
                 Ok(Some((key, value)))

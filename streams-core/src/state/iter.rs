@@ -13,6 +13,51 @@ use crate::error::Result;
 /// The entries of a bytes scan, in key order: `(key, value)`.
 pub(crate) type BytesIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 
+/// One batch of a scan read out of a store: the raw entries back to back in one buffer, so a
+/// batch costs two allocations however many entries it holds, and none when the buffer is
+/// reused.
+#[derive(Debug, Default)]
+pub(crate) struct RawEntries {
+    bytes: Vec<u8>,
+    /// Per entry: where its key starts, where it ends (its value starts), where its value ends.
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl RawEntries {
+    /// Appends an entry.
+    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.spans.push((start, key_end, self.bytes.len()));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Appends at most `limit` entries of `scan`.
+    pub(crate) fn extend_from(&mut self, scan: BytesIter<'_>, limit: usize) -> Result<()> {
+        for entry in scan.take(limit) {
+            let (key, value) = entry?;
+            self.push(&key, &value);
+        }
+        Ok(())
+    }
+
+    /// Forgets the entries, keeping the buffers.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+
+    /// The entries, in the order pushed.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans.iter().map(|&(start, key_end, end)| (&self.bytes[start..key_end], &self.bytes[key_end..end]))
+    }
+}
+
 /// A range of keys in byte order: `from` inclusive, `until` exclusive; `None` is open. A
 /// `reverse` range is scanned from its end down.
 ///

@@ -6,7 +6,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use super::typed::SerdeKeyValueStore;
-use super::KeyRange;
+use super::{KeyRange, RawEntries};
 use crate::error::Result;
 
 /// Raw entries read from the store per batch.
@@ -42,13 +42,9 @@ pub(crate) struct Batch<T> {
 
 impl<T> Batch<T> {
     /// The items of `raw`, read with a limit of `n`, as `decode` gives them.
-    pub(crate) fn decoded(
-        raw: Vec<(Vec<u8>, Vec<u8>)>,
-        n: usize,
-        decode: impl Fn(&[u8], &[u8]) -> Result<Option<T>>,
-    ) -> Result<Self> {
+    pub(crate) fn decoded(raw: &RawEntries, n: usize, decode: impl Fn(&[u8], &[u8]) -> Result<Option<T>>) -> Result<Self> {
         let items = raw.iter().filter_map(|(k, v)| decode(k, v).transpose()).collect::<Result<Vec<_>>>()?;
-        Ok(Batch { items, complete: raw.len() < n, last_key: raw.into_iter().next_back().map(|(k, _)| k) })
+        Ok(Batch { items, complete: raw.len() < n, last_key: raw.iter().next_back().map(|(k, _)| k.to_vec()) })
     }
 }
 
@@ -67,10 +63,12 @@ impl<K: 'static, V: 'static> KeyValueIterator<K, V> {
         range: KeyRange,
         decode: impl Fn(&SerdeKeyValueStore<SK, SV>, &[u8], &[u8]) -> Result<Option<(K, V)>> + 'static,
     ) -> Result<Self> {
+        let mut raw = RawEntries::default();
         Self::from_batches(range, move |range, n| {
             let mut s = store.borrow_mut();
-            let raw = s.inner.range(range)?.take(n).collect::<Result<Vec<_>>>()?;
-            Batch::decoded(raw, n, |k, v| decode(&s, k, v))
+            raw.clear();
+            s.inner.read_batch(range, n, &mut raw)?;
+            Batch::decoded(&raw, n, |k, v| decode(&s, k, v))
         })
     }
 
@@ -103,7 +101,8 @@ impl<K: 'static, V: 'static> KeyValueIterator<K, V> {
             if let Some(last) = batch.last_key {
                 self.rest = self.rest.past(&last);
             }
-            self.buffer.extend(batch.items);
+            // The loop runs only while the buffer is empty: take the batch's allocation.
+            self.buffer = batch.items.into();
         }
         Ok(())
     }

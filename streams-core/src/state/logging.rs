@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RawEntries, RestoreRecord};
 use crate::collector::RecordCollector;
 use crate::error::Result;
 use crate::record::{ProducerRecord, RecordContext};
@@ -63,6 +63,9 @@ impl KeyValueBytesStore for ChangeLoggingKeyValueStore {
     }
     fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
         self.inner.range(range)
+    }
+    fn read_batch(&mut self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()> {
+        self.inner.read_batch(range, limit, out)
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         self.inner.approximate_num_entries()

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{BytesIter, FlushedEntry, KeyRange, KeyValueBytesStore, RestoreRecord};
+use super::{BytesIter, FlushedEntry, KeyRange, KeyValueBytesStore, RawEntries, RestoreRecord};
 use crate::error::Result;
 use crate::metrics::StoreSensors;
 
@@ -42,6 +42,12 @@ impl KeyValueBytesStore for MeteredKeyValueStore {
         let iter = self.inner.range(range);
         self.sensors.range.record(1, started.elapsed());
         iter
+    }
+    fn read_batch(&mut self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()> {
+        let started = Instant::now();
+        let read = self.inner.read_batch(range, limit, out);
+        self.sensors.range.record(1, started.elapsed());
+        read
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         self.inner.approximate_num_entries()

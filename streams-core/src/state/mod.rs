@@ -28,7 +28,7 @@ pub(crate) use builder::changelog_topic;
 pub(crate) use caching::ThreadCache;
 pub(crate) use global::{GlobalBytesStore, GlobalStores};
 pub use global::{GlobalKeyValueStore, GlobalStoreSpec};
-pub(crate) use iter::{BytesIter, KeyRange};
+pub(crate) use iter::{BytesIter, KeyRange, RawEntries};
 pub use key_value_iterator::KeyValueIterator;
 pub use rocksdb_config::{BoundedMemory, RocksDbConfigSetter};
 pub use user_store::BytesKeyValueStore;
@@ -80,6 +80,12 @@ pub(crate) trait KeyValueBytesStore {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
     /// The entries in `range`, in byte order, streamed from the layers below.
     fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>>;
+    /// Appends at most `limit` entries from the start of `range` to `out`: one batch of a
+    /// typed scan. Layers that can lend their entries (RocksDB's iterator) copy them straight
+    /// into the batch instead of allocating each.
+    fn read_batch(&mut self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()> {
+        out.extend_from(self.range(range)?, limit)
+    }
     /// An estimate of the number of entries.
     fn approximate_num_entries(&mut self) -> Result<u64>;
     /// Makes writes durable (and writes cached entries down).

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{DBRawIterator, Direction, FlushOptions, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
-use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord, RocksDbConfig};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RawEntries, RestoreRecord, RocksDbConfig};
 use crate::error::{Result, StreamsError};
 
 /// A RocksDB-backed key-value store at `<task dir>/rocksdb/<store>`.
@@ -108,9 +108,9 @@ impl RocksDbKeyValueStore {
         })))
     }
 
-    /// Keys `from <= key < until` in order, read through the kept iterator.
+    /// The kept iterator, refreshed and positioned at the first key at or after `from`.
     #[allow(unsafe_code)]
-    fn bounded(&mut self, from: &[u8], until: &[u8]) -> Result<BytesIter<'_>> {
+    fn cursor_at(&mut self, from: &[u8]) -> Result<&mut DBRawIterator<'static>> {
         let refreshed = match &mut self.cursor {
             Some(cursor) => cursor.refresh(),
             None => {
@@ -126,11 +126,18 @@ impl RocksDbKeyValueStore {
             self.cursor = None;
             return Err(self.err("refresh an iterator", e));
         }
-        self.until.clear();
-        self.until.extend_from_slice(until);
-        let (name, path, until) = (&self.name, &self.path, &self.until);
         let cursor = self.cursor.as_mut().expect("set above");
         cursor.seek(from);
+        Ok(cursor)
+    }
+
+    /// Keys `from <= key < until` in order, read through the kept iterator.
+    fn bounded(&mut self, from: &[u8], until: &[u8]) -> Result<BytesIter<'_>> {
+        self.until.clear();
+        self.until.extend_from_slice(until);
+        self.cursor_at(from)?;
+        let (name, path, until) = (&self.name, &self.path, &self.until);
+        let cursor = self.cursor.as_mut().expect("positioned above");
         let mut done = false;
         Ok(Box::new(std::iter::from_fn(move || {
             if done {
@@ -145,6 +152,20 @@ impl RocksDbKeyValueStore {
             cursor.next();
             Some(Ok(entry))
         })))
+    }
+
+    /// At most `limit` entries with `from <= key < until`, copied from the kept iterator into `out`.
+    fn bounded_batch(&mut self, from: &[u8], until: &[u8], limit: usize, out: &mut RawEntries) -> Result<()> {
+        let cursor = self.cursor_at(from)?;
+        for _ in 0..limit {
+            match cursor.item() {
+                Some((key, value)) if key < until => out.push(key, value),
+                _ => break,
+            }
+            cursor.next();
+        }
+        let status = cursor.status();
+        status.map_err(|e| self.err("iterate", e))
     }
 
     /// Writes the memtables to disk and waits.
@@ -178,6 +199,12 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
         match (&range.from, &range.until) {
             (Some(from), Some(until)) if !range.reverse && from < until => self.bounded(from, until),
             _ => self.scan(range),
+        }
+    }
+    fn read_batch(&mut self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()> {
+        match (&range.from, &range.until) {
+            (Some(from), Some(until)) if !range.reverse && from < until => self.bounded_batch(from, until, limit, out),
+            _ => out.extend_from(self.scan(range)?, limit),
         }
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
@@ -253,6 +280,32 @@ mod tests {
         store.db().unwrap().compact_range::<&[u8], &[u8]>(None, None);
         store.put(b"c", None).unwrap();
         assert_eq!(keys(&mut store), [b"bb".to_vec()]);
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn batches_stop_at_their_limit_and_at_the_range_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksDbKeyValueStore::open("s", dir.path(), &RocksDbConfig::default()).unwrap();
+        for key in ["a", "b", "bb", "c", "d"] {
+            store.put(key.as_bytes(), Some(key.to_uppercase().as_bytes())).unwrap();
+        }
+        let read = |store: &mut RocksDbKeyValueStore, range: &KeyRange, limit: usize, out: &mut RawEntries| {
+            out.clear();
+            store.read_batch(range, limit, out).unwrap();
+            out.iter().map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())).collect::<Vec<_>>()
+        };
+        let pair = |k: &str| (k.to_string(), k.to_uppercase());
+        let mut out = RawEntries::default();
+        let bounded = KeyRange::inclusive(Some(b"b"), Some(b"c"));
+        assert_eq!(read(&mut store, &bounded, 10, &mut out), [pair("b"), pair("bb"), pair("c")]);
+        assert_eq!(read(&mut store, &bounded, 2, &mut out), [pair("b"), pair("bb")]);
+        // Through the kept iterator, a batch sees the writes before it.
+        store.put(b"bc", Some(b"BC")).unwrap();
+        assert_eq!(read(&mut store, &bounded.after(b"bb"), 10, &mut out), [pair("bc"), pair("c")]);
+        // Unbounded and reverse ranges read through a fresh iterator.
+        assert_eq!(read(&mut store, &KeyRange::inclusive(Some(b"c"), None), 10, &mut out), [pair("c"), pair("d")]);
+        assert_eq!(read(&mut store, &bounded.reversed(), 2, &mut out), [pair("c"), pair("bc")]);
         store.close().unwrap();
     }
 

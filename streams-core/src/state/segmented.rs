@@ -13,7 +13,7 @@ use super::in_memory::InMemoryKeyValueStore;
 use super::rocksdb_store::RocksDbKeyValueStore;
 use super::user_store::{UserKeyValueStore, UserStoreFactory};
 use super::iter::merge_disjoint;
-use super::{BytesIter, KeyRange, KeyValueBytesStore, RestoreRecord, RocksDbConfig};
+use super::{BytesIter, KeyRange, KeyValueBytesStore, RawEntries, RestoreRecord, RocksDbConfig};
 use crate::error::{Result, StreamsError};
 use crate::record::TaskId;
 
@@ -254,6 +254,17 @@ impl SegmentedBytesStore {
         Ok(self.segments.get_mut(&id))
     }
 
+    /// The times `(lo, hi)` a range spans when its bounds are one record key's composite keys
+    /// (a fetch of one key's windows or sessions).
+    fn times_of(&self, range: &KeyRange) -> Option<(i64, i64)> {
+        let schema = self.schema;
+        let (Some(f), Some(u)) = (&range.from, &range.until) else { return None };
+        // An inclusive upper bound arrives as its successor (a zero byte appended).
+        let u = if u.len() == f.len() + 1 { u.strip_suffix(&[0]).unwrap_or(u) } else { u };
+        let one_key = u.len() == f.len() && schema.key_of(f).is_some() && schema.key_of(f) == schema.key_of(u);
+        one_key.then(|| schema.segment_time(f).zip(schema.segment_time(u))).flatten().filter(|(lo, hi)| lo <= hi)
+    }
+
     /// The oldest segment time still readable: as in Kafka Streams, entries older than
     /// retention behind observed stream time are gone for reads even while their segment lives.
     fn live_from(&self) -> i64 {
@@ -303,16 +314,7 @@ impl KeyValueBytesStore for SegmentedBytesStore {
     /// sessions) only visit the segments of their time range.
     fn range(&mut self, range: &KeyRange) -> Result<BytesIter<'_>> {
         let schema = self.schema;
-        let times = match (&range.from, &range.until) {
-            (Some(f), Some(u)) => {
-                // An inclusive upper bound arrives as its successor (a zero byte appended).
-                let u = if u.len() == f.len() + 1 { u.strip_suffix(&[0]).unwrap_or(u) } else { u };
-                let one_key = u.len() == f.len() && schema.key_of(f).is_some() && schema.key_of(f) == schema.key_of(u);
-                one_key.then(|| schema.segment_time(f).zip(schema.segment_time(u))).flatten().filter(|(lo, hi)| lo <= hi)
-            }
-            _ => None,
-        };
-        let ids = match times {
+        let ids = match self.times_of(range) {
             Some((lo, hi)) => self.segment_id(lo)..=self.segment_id(hi),
             None => i64::MIN..=i64::MAX,
         };
@@ -322,6 +324,19 @@ impl KeyValueBytesStore for SegmentedBytesStore {
             entry.as_ref().map_or(true, |(k, _)| schema.segment_time(k).is_none_or(|ts| ts >= live_from))
         };
         Ok(Box::new(merge_disjoint(scans, range).filter(live)))
+    }
+    /// A fetch within one segment and within retention, a join's say, reads that segment's batch.
+    fn read_batch(&mut self, range: &KeyRange, limit: usize, out: &mut RawEntries) -> Result<()> {
+        if let Some((lo, hi)) = self.times_of(range) {
+            let id = self.segment_id(lo);
+            if id == self.segment_id(hi) && lo >= self.live_from() {
+                return match self.segments.get_mut(&id) {
+                    Some(segment) => segment.read_batch(range, limit, out),
+                    None => Ok(()),
+                };
+            }
+        }
+        out.extend_from(self.range(range)?, limit)
     }
     fn approximate_num_entries(&mut self) -> Result<u64> {
         let mut total = 0;
