@@ -66,7 +66,7 @@ fn side_by_side(lines: &[String]) {
     let medians = common::median_rates(&variants, 7, |variant| {
         let d = driver(variant);
         let started = Instant::now();
-        (run(&d, lines), started)
+        (run(&d, lines), started.elapsed())
     });
     println!("\nword count through TopologyTestDriver ({} lines, {} words; records = lines + words), median of 7:", LINES, LINES * WORDS_PER_LINE);
     for (variant, median) in variants.iter().zip(&medians) {
