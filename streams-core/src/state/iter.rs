@@ -37,6 +37,11 @@ impl RawEntries {
         self.spans.len()
     }
 
+    /// The bytes the buffers hold room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity() + self.spans.capacity() * std::mem::size_of::<(usize, usize, usize)>()
+    }
+
     /// Appends at most `limit` entries of `scan`.
     pub(crate) fn extend_from(&mut self, scan: BytesIter<'_>, limit: usize) -> Result<()> {
         for entry in scan.take(limit) {

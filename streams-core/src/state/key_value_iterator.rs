@@ -63,13 +63,7 @@ impl<K: 'static, V: 'static> KeyValueIterator<K, V> {
         range: KeyRange,
         decode: impl Fn(&SerdeKeyValueStore<SK, SV>, &[u8], &[u8]) -> Result<Option<(K, V)>> + 'static,
     ) -> Result<Self> {
-        let mut raw = RawEntries::default();
-        Self::from_batches(range, move |range, n| {
-            let mut s = store.borrow_mut();
-            raw.clear();
-            s.inner.read_batch(range, n, &mut raw)?;
-            Batch::decoded(&raw, n, |k, v| decode(&s, k, v))
-        })
+        Self::from_batches(range, move |range, n| store.borrow_mut().read_batch(range, n, &decode))
     }
 
     /// A scan of `range` over any source of raw batches: `fetch(range, n)` reads at most `n`

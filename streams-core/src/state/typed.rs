@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use super::key_value_iterator::KeyValueIterator;
-use super::{KeyRange, KeyValueBytesStore, RestoreRecord, StateStore};
+use super::key_value_iterator::{Batch, KeyValueIterator};
+use super::{KeyRange, KeyValueBytesStore, RawEntries, RestoreRecord, StateStore};
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::processor::ProcessorContext;
 use crate::serdes::{Serde, SerdeRef};
@@ -17,7 +17,12 @@ pub(crate) struct SerdeKeyValueStore<K, V> {
     pub(crate) inner: Box<dyn KeyValueBytesStore>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
+    /// The buffer scans read their batches into, kept between batches (see [`read_batch`](Self::read_batch)).
+    batch: RawEntries,
 }
+
+/// A batch buffer grown past this is let go after use rather than kept.
+const KEPT_BATCH_BYTES: usize = 64 << 10;
 
 impl<K: 'static, V: 'static> SerdeKeyValueStore<K, V> {
     pub(crate) fn new(
@@ -26,7 +31,24 @@ impl<K: 'static, V: 'static> SerdeKeyValueStore<K, V> {
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
     ) -> Self {
-        SerdeKeyValueStore { name: inner.name().to_string(), serde_topic, inner, key_serde, value_serde }
+        SerdeKeyValueStore { name: inner.name().to_string(), serde_topic, inner, key_serde, value_serde, batch: RawEntries::default() }
+    }
+
+    /// Reads at most `n` entries from the start of `range` and decodes them, through the
+    /// store's batch buffer (no allocation per entry, none per batch once the buffer has grown).
+    pub(crate) fn read_batch<T>(
+        &mut self,
+        range: &KeyRange,
+        n: usize,
+        decode: impl Fn(&Self, &[u8], &[u8]) -> Result<Option<T>>,
+    ) -> Result<Batch<T>> {
+        let mut raw = std::mem::take(&mut self.batch);
+        raw.clear();
+        let batch = self.inner.read_batch(range, n, &mut raw).and_then(|()| Batch::decoded(&raw, n, |k, v| decode(self, k, v)));
+        if raw.capacity() <= KEPT_BATCH_BYTES {
+            self.batch = raw;
+        }
+        batch
     }
 
     pub(crate) fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
