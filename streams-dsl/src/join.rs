@@ -172,18 +172,20 @@ impl<K: Clone + PartialEq + 'static, V1: Clone + 'static> KStream<K, V1> {
             trackers: trackers.clone(),
         };
         let (left_spec, right_spec) = (spec(0), spec(1));
-        let (j1, j2) = (joiner.clone(), joiner);
+        let (j1, j2) = (joiner.clone(), joiner.clone());
+        // The right side calls the joiner with its own value first.
+        let right_first: Joiner<K, V2, V1, VOut> = Arc::new(move |k, this, other| joiner(k, other, this));
         let stores: Vec<&str> =
             [this_store.as_str(), other_store.as_str()].into_iter().chain(outer_store.as_deref()).collect();
         self.state.borrow_mut().apply(|t| {
             t.add_processor(
                 &this_name,
-                move || StreamStreamJoin::<K, V1, V2, V1, V2, VOut>::processor(left_spec.clone(), as_left, j1.clone()),
+                move || StreamStreamJoin::<K, V1, V2, V1, V2, VOut>::processor(left_spec.clone(), as_left, j1.clone(), j1.clone()),
                 &[&left],
             )?;
             t.add_processor(
                 &other_name,
-                move || StreamStreamJoin::<K, V2, V1, V1, V2, VOut>::processor(right_spec.clone(), as_right, j2.clone()),
+                move || StreamStreamJoin::<K, V2, V1, V1, V2, VOut>::processor(right_spec.clone(), as_right, j2.clone(), right_first.clone()),
                 &[&right],
             )?;
             t.add_state_store(this_builder, &[])?;

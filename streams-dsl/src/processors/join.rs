@@ -149,6 +149,8 @@ pub(crate) struct StreamStreamJoin<K, VT, VO, V1, V2, VOut> {
     spec: StreamJoinSpec,
     arrange: Arrange<VT, VO, V1, V2>,
     joiner: Joiner<K, V1, V2, VOut>,
+    /// The same joiner taking this side's value first, so a match passes both values borrowed.
+    join: Joiner<K, VT, VO, VOut>,
     this: WindowStore<K, VT>,
     other: WindowStore<K, VO>,
     /// Unmatched records waiting for their window to close (left and outer joins).
@@ -171,6 +173,7 @@ where
         spec: StreamJoinSpec,
         arrange: Arrange<VT, VO, V1, V2>,
         joiner: Joiner<K, V1, V2, VOut>,
+        join: Joiner<K, VT, VO, VOut>,
     ) -> impl Processor<K, VT, K, VOut> {
         Stateful::new(move |ctx: &mut ProcessorContext<'_, K, VOut>| {
             let mut next_seq = 0;
@@ -201,6 +204,7 @@ where
                 spec: spec.clone(),
                 arrange,
                 joiner: joiner.clone(),
+                join: join.clone(),
                 outer,
                 tracker,
                 task,
@@ -302,8 +306,7 @@ where
             let (other_ts, other) = entry?;
             matched = true;
             self.matched(&record.key, other_ts)?;
-            let (left, right) = (self.arrange)(Some(record.value.clone()), Some(other));
-            let value = (self.joiner)(&record.key, left.as_ref(), right.as_ref());
+            let value = (self.join)(&record.key, Some(&record.value), Some(&other));
             ctx.forward(Record { key: record.key.clone(), value, timestamp: t.max(other_ts), headers: record.headers.clone() })?;
         }
         if matched || !self.spec.this_unmatched {
@@ -311,8 +314,7 @@ where
         }
         if to < stream_time {
             // Its window has ended: no record still to come can join it.
-            let (left, right) = (self.arrange)(Some(record.value.clone()), None);
-            let value = (self.joiner)(&record.key, left.as_ref(), right.as_ref());
+            let value = (self.join)(&record.key, Some(&record.value), None);
             return ctx.forward(record.with_value(value));
         }
         {
