@@ -33,7 +33,7 @@ pub struct KeyValueIterator<K, V> {
 /// Reads at most `n` raw entries from the start of a range and decodes them.
 type FetchBatch<T> = dyn FnMut(&KeyRange, usize) -> Result<Batch<T>>;
 
-/// One batch: the decoded items, the last raw key read, and whether the range ended.
+/// One batch: the decoded items, the last raw key read (unless the range ended), and whether the range ended.
 pub(crate) struct Batch<T> {
     items: Vec<T>,
     last_key: Option<Vec<u8>>,
@@ -44,7 +44,10 @@ impl<T> Batch<T> {
     /// The items of `raw`, read with a limit of `n`, as `decode` gives them.
     pub(crate) fn decoded(raw: &RawEntries, n: usize, decode: impl Fn(&[u8], &[u8]) -> Result<Option<T>>) -> Result<Self> {
         let items = raw.iter().filter_map(|(k, v)| decode(k, v).transpose()).collect::<Result<Vec<_>>>()?;
-        Ok(Batch { items, complete: raw.len() < n, last_key: raw.iter().next_back().map(|(k, _)| k.to_vec()) })
+        let complete = raw.len() < n;
+        // Where the next batch starts; a complete batch has none.
+        let last_key = if complete { None } else { raw.iter().next_back().map(|(k, _)| k.to_vec()) };
+        Ok(Batch { items, complete, last_key })
     }
 }
 
