@@ -33,7 +33,8 @@ pub struct KeyValueIterator<K, V> {
 /// Reads at most `n` raw entries from the start of a range and decodes them.
 type FetchBatch<T> = dyn FnMut(&KeyRange, usize) -> Result<Batch<T>>;
 
-/// One batch: the decoded items, the last raw key read (unless the range ended), and whether the range ended.
+/// One batch: the decoded items, whether the range ended, and if not, the last raw key read
+/// (where the next batch starts).
 pub(crate) struct Batch<T> {
     items: Vec<T>,
     last_key: Option<Vec<u8>>,

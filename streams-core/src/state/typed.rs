@@ -35,7 +35,8 @@ impl<K: 'static, V: 'static> SerdeKeyValueStore<K, V> {
     }
 
     /// Reads at most `n` entries from the start of `range` and decodes them, through the
-    /// store's batch buffer (no allocation per entry, none per batch once the buffer has grown).
+    /// store's batch buffer: no allocation per raw entry, and none for the raw entries once the
+    /// buffer has grown (the decoded items are a new list per batch).
     pub(crate) fn read_batch<T>(
         &mut self,
         range: &KeyRange,
