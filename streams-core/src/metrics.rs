@@ -87,9 +87,10 @@ impl MetricsSnapshot {
         self.metrics.iter().filter(move |m| m.name.group == group && m.name.name == name)
     }
 
-    /// The sum of [`find`](Self::find) (a client-wide total of per-thread or per-task metrics).
+    /// The sum of [`find`](Self::find) (a client-wide total of per-thread or per-task metrics);
+    /// 0 when there are none (`f64`'s own `sum` of nothing is -0, which prints as "-0").
     pub fn sum(&self, group: &str, name: &str) -> f64 {
-        self.find(group, name).map(|m| m.value).sum()
+        self.find(group, name).fold(0.0, |total, m| total + m.value)
     }
 
     /// Prometheus text format: `kafka_streams_<group>_<name>` with `-` as `_`, tags as labels,
@@ -548,6 +549,8 @@ mod tests {
         assert!(text.contains("kafka_streams_consumer_fetch_manager_metrics_records_lag{client_id=\"\",partition=\"0\",topic=\"in\"} 3.0"), "{text}");
         assert!(text.contains("kafka_streams_stream_state_metrics_estimate_num_keys{rocksdb_state_id=\"counts\",task_id=\"0_0\",thread_id=\"app-1-StreamThread-1\"} 7.0"), "{text}");
         assert_eq!(snapshot.find("stream-state-updater-metrics", "restore-records-total").count(), 0, "no updater yet");
+        let none = snapshot.sum("stream-state-updater-metrics", "restore-records-total");
+        assert!(none == 0.0 && none.is_sign_positive(), "a sum of nothing prints as 0, not -0: {none}");
         let updater = registry.state_updater("app-1-StateUpdater-1");
         updater.restored.add(5);
         updater.restoring_tasks.store(2, Ordering::Relaxed);
