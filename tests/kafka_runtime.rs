@@ -483,3 +483,95 @@ fn a_pattern_source_reads_every_matching_topic_and_none_matching_is_a_clear_erro
     assert!(matches!(err, streams::StreamsError::MissingSourceTopics(_)) && err.to_string().contains(&nothing), "{err}");
     assert_eq!(streams.state(), State::Created);
 }
+
+#[test]
+fn headers_reach_the_output_as_they_came_with_any_value_and_compression() {
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Message;
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let cluster = Cluster::new();
+    let servers = cluster.bootstrap_servers();
+    let (input, output, app) = (unique("headers-in"), unique("headers-out"), unique("headers-app"));
+    cluster.create_topic(&input, 1);
+    cluster.create_topic(&output, 1);
+    // (value, headers): no headers, several, an empty value or a null one with headers, an
+    // empty header name and value, a null header value.
+    type Case = (Option<&'static str>, Vec<(&'static str, Option<&'static [u8]>)>);
+    let cases: Vec<Case> = vec![
+        (Some("plain"), vec![]),
+        (Some("two"), vec![("h1", Some(b"x")), ("h2", None)]),
+        (Some(""), vec![("empty-value", Some(b"1"))]),
+        (None, vec![("null-value", Some(b"2"))]),
+        (Some("blank"), vec![("", Some(b""))]),
+        (Some(""), vec![]),
+        (None, vec![]),
+        (Some("last"), vec![]),
+    ];
+    // Each case uncompressed and in a gzip batch (records then read from a decompressed buffer).
+    for codec in ["none", "gzip"] {
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("compression.codec", codec)
+            .set("linger.ms", "50")
+            .create()
+            .unwrap();
+        for (i, (value, headers)) in cases.iter().enumerate() {
+            let key = format!("{codec}-{i}");
+            let mut record: BaseRecord<'_, str, str> = BaseRecord::to(&input).key(&key);
+            if let Some(v) = value {
+                record = record.payload(*v);
+            }
+            if !headers.is_empty() {
+                let owned = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: *v }));
+                record = record.headers(owned);
+            }
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<Option<String>, Option<String>>(&input, Consumed::with(Serdes::string(), Serdes::string()))
+        .to(&output, Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build().unwrap();
+    cluster.prepare(&topology, &app, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(topology, config(&app, &servers, dir.path(), 1)).unwrap();
+    streams.start().unwrap();
+
+    // Read the output with librdkafka's own header parse.
+    type Seen = (String, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("group.id", unique("headers-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&consumer, &[&output]).unwrap();
+    let mut seen: Vec<Seen> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < 2 * cases.len() && Instant::now() < deadline {
+        assert!(!matches!(streams.state(), State::Error | State::PendingError), "{:?}", streams.take_error());
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let m = message.unwrap();
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                .unwrap_or_default();
+            seen.push((String::from_utf8(m.key().unwrap().to_vec()).unwrap(), m.payload().map(<[u8]>::to_vec), headers));
+        }
+    }
+    assert!(streams.close(Duration::from_secs(30)));
+    let expected: Vec<Seen> = ["none", "gzip"]
+        .iter()
+        .flat_map(|codec| {
+            cases.iter().enumerate().map(move |(i, (value, headers))| {
+                let headers = headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect();
+                (format!("{codec}-{i}"), value.map(|v| v.as_bytes().to_vec()), headers)
+            })
+        })
+        .collect();
+    assert_eq!(seen, expected, "every record's value and headers, in order");
+}

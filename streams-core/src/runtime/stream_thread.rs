@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
-use rdkafka::message::Headers;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::statistics::Statistics;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::changelog_reader::{is_transient, ChangelogReader};
 use super::input_queues::InputQueues;
+use super::native;
 use super::offset_reset::OffsetResets;
 use super::query::QUERY_POLL_SLICE;
 use super::collector::KafkaRecordCollector;
@@ -428,14 +429,13 @@ fn drive(
 
 /// Copies a consumed message into a [`ConsumerRecord`].
 #[cfg(feature = "test-utils")]
-pub(crate) fn to_record<M: Message>(message: &M) -> ConsumerRecord {
+pub(crate) fn to_record(message: &BorrowedMessage<'_>) -> ConsumerRecord {
     to_record_of(message, message.topic().into())
 }
 
 /// Copies a consumed message of `topic` into a [`ConsumerRecord`].
-pub(crate) fn to_record_of<M: Message>(message: &M, topic: Arc<str>) -> ConsumerRecord {
-    let headers = message
-        .headers()
+pub(crate) fn to_record_of(message: &BorrowedMessage<'_>, topic: Arc<str>) -> ConsumerRecord {
+    let headers = native::headers_of(message)
         .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
         .unwrap_or_default();
     ConsumerRecord {

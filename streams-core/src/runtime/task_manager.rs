@@ -452,7 +452,7 @@ impl TaskManager {
     }
 
     /// Queues a polled record in its task (or with the task while the state updater restores it).
-    pub(crate) fn add_message<M: Message>(&mut self, message: &M) {
+    pub(crate) fn add_message(&mut self, message: &BorrowedMessage<'_>) {
         let Some((topic, sub)) = self.source_topics.get_key_value(message.topic()) else { return };
         let id = TaskId::new(*sub, message.partition());
         let record = to_record_of(message, topic.clone());
