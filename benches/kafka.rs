@@ -23,7 +23,9 @@
 //! `latency` or `restore`) runs one phase alone; `STREAMS_BENCH_PERF=<prefix>` records a CPU profile of our
 //! side of each throughput run (`perf record`, to `<prefix>-<topology>.data`).
 //! `STREAMS_BENCH_RUNS=n` repeats each throughput and latency run n times, alternating the
-//! implementations, and reports medians.
+//! implementations, and reports medians; `STREAMS_BENCH_OURS_ONLY=1` skips Kafka Streams in the
+//! throughput runs, for experiments on our side. Our side runs with the `jemalloc` feature (the
+//! dev-dependency on this crate turns it on).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -430,10 +432,13 @@ fn side_by_side(servers: &str, topology: &str, input: &Input, guarantee: &str) -
     let mut measured: Vec<Vec<Row>> = IMPLEMENTATIONS.iter().map(|_| Vec::new()).collect();
     for _ in 0..runs() {
         for (by, rows) in IMPLEMENTATIONS.iter().zip(&mut measured) {
+            if *by != "ours" && std::env::var_os("STREAMS_BENCH_OURS_ONLY").is_some() {
+                continue;
+            }
             rows.push(run_process(servers, topology, by, input, guarantee, &command_for(topology, by)));
         }
     }
-    measured.into_iter().map(median_row).collect()
+    measured.into_iter().filter(|r| !r.is_empty()).map(median_row).collect()
 }
 
 const IMPLEMENTATIONS: [&str; 2] = ["ours", "Kafka Streams"];
@@ -753,7 +758,9 @@ fn report(rows: &[Row]) {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("\nbench-kafka: {cores} cores, {PARTITIONS} partitions per topic, settings {SETTINGS:?}, at_least_once unless marked (eos): exactly_once_v2");
+    println!(
+        "\nbench-kafka: {cores} cores, {PARTITIONS} partitions per topic, settings {SETTINGS:?}, at_least_once unless marked (eos): exactly_once_v2; ours with the jemalloc feature"
+    );
     println!(
         "{:<16} {:<14} {:>10} {:>12} {:>8} {:>13} {:>10} {:>9}",
         "topology", "by", "records", "records/s", "MB/s", "CPU s/M rec", "peak RSS", "secs"

@@ -25,6 +25,10 @@
 #[cfg(feature = "test-utils")]
 pub mod topologies;
 
+// Linked for its `malloc`, which replaces the C library's for the whole process.
+#[cfg(feature = "jemalloc")]
+use tikv_jemalloc_sys as _;
+
 pub use streams_core::{
     handlers, metrics, query, serdes, state, AutoOffsetReset, BoxError, fixed_key_supplier, AnyKey, BuiltinTimestampExtractor, ConsumedRecord, FixedKey, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyProcessorSupplier, FixedKeyRecord, InvalidStateStoreReason, DeserializationHandler, ExceptionHandler, Headers, KafkaError, KafkaStreams,
     KeyValueIterator, KeyValueStore, ProcessingGuarantee, Processor, ProcessorContext, ProcessorSupplier,
