@@ -15,6 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::checkpoint::Offsets;
+use super::native::{ConsumerQueue, Fetched, FetchedBatch};
 use crate::metrics::{Sensor, ThreadMetrics};
 use crate::error::{Result, StreamsError};
 use crate::state::{RestoreRecord, StateStore};
@@ -83,6 +84,8 @@ impl RestoreTarget for StreamTask {
 
 /// Reads changelogs with a consumer of its own (no group; `read_committed`).
 pub(crate) struct ChangelogReader {
+    /// The consumer's queue, read in batches; declared before the consumer, so dropped before it.
+    queue: ConsumerQueue,
     consumer: BaseConsumer<EndAwareContext>,
     timeout: Duration,
     active: Option<ActiveRestore>,
@@ -105,9 +108,10 @@ impl ChangelogReader {
         // The end of a changelog shows as an empty fetch: the broker should not hold it for
         // the default 500 ms (a caught-up store would take that long to "restore").
         super::consumer_defaults(&mut config, Some("20"));
-        let consumer =
+        let consumer: BaseConsumer<EndAwareContext> =
             config.create_with_context(EndAwareContext).map_err(|e| StreamsError::kafka("create restore consumer", e))?;
-        Ok(ChangelogReader { consumer, timeout, active: None, counted: None })
+        let queue = ConsumerQueue::of(consumer.client()).expect("a consumer with a group id has a consumer queue");
+        Ok(ChangelogReader { queue, consumer, timeout, active: None, counted: None })
     }
 
     /// Also counts every restored record in `sensor`.
@@ -163,31 +167,49 @@ impl ChangelogReader {
                 active.current = Some(current);
             }
             let current = active.current.as_mut().expect("set above");
-            let mut timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+            let timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
             // The end is where the broker reports end-of-partition for our fetch position; a
             // listed end offset alone can be stale on some brokers. Records arrive in fetched
             // batches: what is there is read without looking at the clock for each record, and
             // written to the store in one batch, straight from the consumer's buffers.
+            // The first record is waited for through rdkafka's poll, which also reports the
+            // client's errors; the rest of what is queued is read in one batch.
             let mut ended = false;
-            let mut polled = Vec::new();
-            for _ in 0..BATCH {
-                match self.consumer.poll(timeout) {
-                    None => break,
-                    Some(Ok(message)) => polled.push(message),
-                    Some(Err(KafkaError::PartitionEOF(_))) => {
-                        ended = true;
-                        break;
-                    }
-                    Some(Err(e)) if is_transient(&e) => {
-                        tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
-                        break;
-                    }
-                    Some(Err(e)) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
+            let first = match self.consumer.poll(timeout) {
+                None => None,
+                Some(Ok(message)) => Some(message),
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    ended = true;
+                    None
                 }
-                timeout = Duration::ZERO;
+                Some(Err(e)) if is_transient(&e) => {
+                    tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
+                    None
+                }
+                Some(Err(e)) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
+            };
+            let mut fetched = FetchedBatch::default();
+            if first.is_some() {
+                self.queue.consume(Duration::ZERO, BATCH - 1, &mut fetched);
             }
-            current.apply(task, checkpoint, partition, metrics, self.counted.as_deref(), &polled)?;
-            drop(polled);
+            let mut batch: Vec<RestoreRecord<'_>> = Vec::with_capacity(BATCH);
+            let mut last = first.as_ref().map(|m| m.offset());
+            batch.extend(first.iter().map(|m| (m.key().unwrap_or_default(), m.payload())));
+            for message in fetched.iter() {
+                match message {
+                    Fetched::Record { offset, key, value } => {
+                        batch.push((key.unwrap_or_default(), value));
+                        last = Some(offset);
+                    }
+                    Fetched::End => ended = true,
+                    Fetched::Error(e) if is_transient(&e) => {
+                        tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
+                    }
+                    Fetched::Error(e) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
+                }
+            }
+            current.apply(task, checkpoint, partition, metrics, self.counted.as_deref(), &batch, last)?;
+            drop(batch);
             if ended {
                 if let Some(m) = metrics {
                     m.restore_remaining.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -257,24 +279,26 @@ struct StoreRestore {
 }
 
 impl StoreRestore {
-    /// Writes `records` to the store in one batch and advances the checkpoint.
-    fn apply<M: Message>(
+    /// Writes `batch`, whose last record is at offset `last`, to the store in one batch and
+    /// advances the checkpoint.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
         &mut self,
         task: &dyn RestoreTarget,
         checkpoint: &mut Offsets,
         partition: i32,
         metrics: Option<&ThreadMetrics>,
         counted: Option<&Sensor>,
-        records: &[M],
+        batch: &[RestoreRecord<'_>],
+        last: Option<i64>,
     ) -> Result<()> {
-        let Some(last) = records.last() else { return Ok(()) };
-        let batch: Vec<RestoreRecord<'_>> = records.iter().map(|m| (m.key().unwrap_or_default(), m.payload())).collect();
+        let Some(last) = last.filter(|_| !batch.is_empty()) else { return Ok(()) };
         let store = task.state_store(&self.store).expect("changelogs name the task's stores");
-        store.borrow_mut().restore_batch(&batch)?;
+        store.borrow_mut().restore_batch(batch)?;
         let applied = batch.len() as u64;
         self.restored += applied;
-        self.last = Some(last.offset());
-        checkpoint.insert((self.topic.clone(), partition), last.offset());
+        self.last = Some(last);
+        checkpoint.insert((self.topic.clone(), partition), last);
         self.report(metrics, counted, applied);
         Ok(())
     }

@@ -4,14 +4,16 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use rdkafka::bindings::{
-    rd_kafka_flush, rd_kafka_get_watermark_offsets, rd_kafka_message_leader_epoch, rd_kafka_queue_destroy,
-    rd_kafka_queue_forward, rd_kafka_queue_get_consumer, rd_kafka_queue_get_partition, rd_kafka_resp_err_t,
+    rd_kafka_consume_batch_queue, rd_kafka_flush, rd_kafka_get_watermark_offsets, rd_kafka_message_destroy,
+    rd_kafka_message_leader_epoch, rd_kafka_message_t, rd_kafka_queue_destroy, rd_kafka_queue_forward,
+    rd_kafka_queue_get_consumer, rd_kafka_queue_get_partition, rd_kafka_queue_t, rd_kafka_resp_err_t,
 };
 use rdkafka::client::{Client, ClientContext};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message};
 
 /// Waits until every record handed to the producer `client` is acknowledged or failed, up to
@@ -94,4 +96,102 @@ pub(crate) fn headers_of<'a>(message: &'a BorrowedMessage<'a>) -> Option<&'a Bor
         }
     }
     message.headers()
+}
+
+/// The consumer queue of a consumer that only assigns partitions (no subscription, so no
+/// rebalance events), drained in batches: librdkafka's `rd_kafka_consume_batch_queue` reads
+/// what is queued under one clock reading and one poll start, where rdkafka's `poll` takes two
+/// clock readings and wraps an event for every record.
+pub(crate) struct ConsumerQueue(NonNull<rd_kafka_queue_t>);
+
+// SAFETY: librdkafka's queues are thread-safe; the handle is a counted reference.
+unsafe impl Send for ConsumerQueue {}
+
+impl ConsumerQueue {
+    /// The consumer queue of `client`; `None` without a group id. It must be dropped before
+    /// `client`.
+    pub(crate) fn of<C: ClientContext>(client: &Client<C>) -> Option<Self> {
+        // SAFETY: the handle lives as long as `client`; the queue returned is a reference
+        // librdkafka counts, released on drop.
+        NonNull::new(unsafe { rd_kafka_queue_get_consumer(client.native_ptr()) }).map(ConsumerQueue)
+    }
+
+    /// Appends to `into` what is queued, up to `max` records and ends of partitions, waiting up
+    /// to `timeout` for `max` of them. Other events (errors, logs) are served by librdkafka's
+    /// own handlers, not returned.
+    pub(crate) fn consume(&self, timeout: Duration, max: usize, into: &mut FetchedBatch) {
+        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        into.messages.reserve(max);
+        let free = &mut into.messages.spare_capacity_mut()[..max];
+        // SAFETY: the queue is live; librdkafka writes at most `max` message pointers into the
+        // spare capacity and returns how many it wrote (or -1, none).
+        let read = unsafe { rd_kafka_consume_batch_queue(self.0.as_ptr(), millis, free.as_mut_ptr().cast(), max) };
+        if read > 0 {
+            // SAFETY: the first `read` slots were written.
+            unsafe { into.messages.set_len(into.messages.len() + read as usize) };
+        }
+    }
+}
+
+impl Drop for ConsumerQueue {
+    fn drop(&mut self) {
+        // SAFETY: the reference taken in `of`, released once.
+        unsafe { rd_kafka_queue_destroy(self.0.as_ptr()) };
+    }
+}
+
+/// Messages a [`ConsumerQueue`] read, owned until the batch is dropped or cleared.
+#[derive(Default)]
+pub(crate) struct FetchedBatch {
+    messages: Vec<*mut rd_kafka_message_t>,
+}
+
+/// One message of a [`FetchedBatch`].
+#[derive(Debug)]
+pub(crate) enum Fetched<'a> {
+    /// A record at `offset` of its partition.
+    Record { offset: i64, key: Option<&'a [u8]>, value: Option<&'a [u8]> },
+    /// The end of a partition (with `enable.partition.eof`).
+    End,
+    /// An error the consumer reported for a partition.
+    Error(KafkaError),
+}
+
+impl FetchedBatch {
+    /// The messages, in the order read.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Fetched<'_>> {
+        self.messages.iter().map(|&message| {
+            // SAFETY: the message stays valid until it is destroyed in `clear`, which needs
+            // `&mut self`; its key and payload point to `len` bytes it owns or keeps alive.
+            unsafe {
+                let m = &*message;
+                let bytes = |ptr: *mut std::ffi::c_void, len: usize| {
+                    (!ptr.is_null()).then(|| if len == 0 { &[][..] } else { std::slice::from_raw_parts(ptr as *const u8, len) })
+                };
+                match m.err {
+                    rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Fetched::Record {
+                        offset: m.offset,
+                        key: bytes(m.key, m.key_len),
+                        value: bytes(m.payload, m.len),
+                    },
+                    rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => Fetched::End,
+                    code => Fetched::Error(KafkaError::MessageConsumption(RDKafkaErrorCode::from(code))),
+                }
+            }
+        })
+    }
+
+    /// Destroys the messages read.
+    pub(crate) fn clear(&mut self) {
+        for message in self.messages.drain(..) {
+            // SAFETY: each message was handed out by librdkafka once and is destroyed once.
+            unsafe { rd_kafka_message_destroy(message) };
+        }
+    }
+}
+
+impl Drop for FetchedBatch {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
