@@ -169,11 +169,18 @@ impl ChangelogReader {
             let current = active.current.as_mut().expect("set above");
             let timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
             // The end is where the broker reports end-of-partition for our fetch position; a
-            // listed end offset alone can be stale on some brokers. Records arrive in fetched
-            // batches: what is there is read without looking at the clock for each record, and
+            // listed end offset alone can be stale on some brokers. The first record is waited
+            // for through rdkafka's poll, which also reports the client's errors; the rest of
+            // what is queued is read in one batch, without a clock reading per record, and
             // written to the store in one batch, straight from the consumer's buffers.
-            // The first record is waited for through rdkafka's poll, which also reports the
-            // client's errors; the rest of what is queued is read in one batch.
+            let failed = |e: KafkaError| {
+                if is_transient(&e) {
+                    tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
+                    Ok(())
+                } else {
+                    Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e))
+                }
+            };
             let mut ended = false;
             let first = match self.consumer.poll(timeout) {
                 None => None,
@@ -182,11 +189,10 @@ impl ChangelogReader {
                     ended = true;
                     None
                 }
-                Some(Err(e)) if is_transient(&e) => {
-                    tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
+                Some(Err(e)) => {
+                    failed(e)?;
                     None
                 }
-                Some(Err(e)) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
             };
             let mut fetched = FetchedBatch::default();
             if first.is_some() {
@@ -202,10 +208,7 @@ impl ChangelogReader {
                         last = Some(offset);
                     }
                     Fetched::End => ended = true,
-                    Fetched::Error(e) if is_transient(&e) => {
-                        tracing::debug!(topic = %current.topic, partition, error = %e, "transient error while restoring");
-                    }
-                    Fetched::Error(e) => return Err(StreamsError::kafka(format!("restore {}-{partition}", current.topic), e)),
+                    Fetched::Error(e) => failed(e)?,
                 }
             }
             current.apply(task, checkpoint, partition, metrics, self.counted.as_deref(), &batch, last)?;
